@@ -1,0 +1,1 @@
+//! Procedural macros of rama. The `proxy!` macro lands here (issue 3).

@@ -1,0 +1,210 @@
+//! Byte-stream plumbing: the bidirectional [`Relay`] that every tunnel ends in.
+
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::Future,
+    io,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The buffer size of each direction of a [`Relay`] unless told otherwise.
+pub const DEFAULT_RELAY_BUFFER: usize = 32 * 1024;
+
+/// Bytes moved by a finished [`Relay`], each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Bytes read from the first stream (the client) and written to the second (the upstream).
+    pub sent: u64,
+    /// Bytes read from the second stream and written to the first.
+    pub received: u64,
+}
+
+/// Copies bytes both ways between `a` and `b` until both directions have reached end of file.
+///
+/// Half-close is honoured: when one side ends its writing (EOF), the relay shuts down the write
+/// half of the other side and keeps carrying the opposite direction until it ends too. An I/O
+/// error on either side ends the whole relay. Each direction owns one buffer of
+/// `buffer_size` bytes; there is no other per-byte work.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use rama::io::relay;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+///
+/// let (mut client, proxy_a) = duplex(64);
+/// let (proxy_b, mut upstream) = duplex(64);
+/// let relay = tokio::spawn(relay(proxy_a, proxy_b, 1024));
+///
+/// client.write_all(b"ping").await?;
+/// client.shutdown().await?; // half-close: the upstream sees EOF after "ping"
+/// let mut got = Vec::new();
+/// upstream.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"ping");
+///
+/// upstream.write_all(b"pong").await?;
+/// drop(upstream);
+/// let mut back = Vec::new();
+/// client.read_to_end(&mut back).await?;
+/// assert_eq!(back, b"pong");
+///
+/// let moved = relay.await.unwrap()?;
+/// assert_eq!((moved.sent, moved.received), (4, 4));
+/// # Ok(())
+/// # }
+/// ```
+pub fn relay<A, B>(a: A, b: B, buffer_size: usize) -> Relay<A, B>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    Relay {
+        a,
+        b,
+        a_to_b: Half::new(buffer_size),
+        b_to_a: Half::new(buffer_size),
+    }
+}
+
+pin_project! {
+    /// The future returned by [`relay`].
+    pub struct Relay<A, B> {
+        a: A,
+        b: B,
+        a_to_b: Half,
+        b_to_a: Half,
+    }
+}
+
+/// One direction of a relay: a buffer and where the copy stands.
+struct Half {
+    buf: Box<[u8]>,
+    /// Bytes `buf[pos..end]` are read and not yet written.
+    pos: usize,
+    end: usize,
+    read_eof: bool,
+    need_flush: bool,
+    done: bool,
+    moved: u64,
+}
+
+// ===== impl Relay =====
+
+impl<A, B> Relay<A, B> {
+    /// Bytes moved so far, each way.
+    pub fn relayed(&self) -> Relayed {
+        Relayed {
+            sent: self.a_to_b.moved,
+            received: self.b_to_a.moved,
+        }
+    }
+}
+
+impl<A, B> Future for Relay<A, B>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    type Output = io::Result<Relayed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // Poll both directions every time: one being stuck must not starve the other.
+        let a_to_b = this.a_to_b.poll_copy(cx, this.a, this.b)?;
+        let b_to_a = this.b_to_a.poll_copy(cx, this.b, this.a)?;
+        if a_to_b.is_ready() && b_to_a.is_ready() {
+            Poll::Ready(Ok(Relayed {
+                sent: this.a_to_b.moved,
+                received: this.b_to_a.moved,
+            }))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<A, B> fmt::Debug for Relay<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relay")
+            .field("relayed", &self.relayed())
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== impl Half =====
+
+impl Half {
+    fn new(size: usize) -> Self {
+        Self {
+            buf: vec![0; size.max(1)].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            read_eof: false,
+            need_flush: false,
+            done: false,
+            moved: 0,
+        }
+    }
+
+    /// Copies from `reader` to `writer` until `reader` ends, then shuts `writer`'s write half.
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.pos == self.end && !self.read_eof {
+                let mut buf = ReadBuf::new(&mut self.buf);
+                match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+                    Poll::Ready(result) => result?,
+                    Poll::Pending => {
+                        // Nothing more to read for now: push out what a buffering writer
+                        // (TLS) still holds before we sleep.
+                        if self.need_flush {
+                            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                            self.need_flush = false;
+                        }
+                        return Poll::Pending;
+                    }
+                }
+                let n = buf.filled().len();
+                if n == 0 {
+                    self.read_eof = true;
+                } else {
+                    self.pos = 0;
+                    self.end = n;
+                }
+            }
+            while self.pos < self.end {
+                let n =
+                    ready!(Pin::new(&mut *writer).poll_write(cx, &self.buf[self.pos..self.end]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pos += n;
+                self.moved += n as u64;
+                self.need_flush = true;
+            }
+            if self.read_eof {
+                match ready!(Pin::new(&mut *writer).poll_shutdown(cx)) {
+                    // The peer is already gone: there is nobody left to tell about EOF.
+                    Err(error) if error.kind() == io::ErrorKind::NotConnected => {}
+                    result => result?,
+                }
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `target`: the terminal stage that dials an upstream and relays bytes both ways.
+//!
+//! [`target("host:port")`](target()) pins one upstream: every connection goes there (a TCP
+//! reverse proxy). [`Target::requested`] dials what the client asked for, as recorded by an
+//! earlier stage (SOCKS5, HTTP `CONNECT`) in the connection's
+//! [extensions](crate::ConnInfo::extensions) as an [`Address`].
+//!
+//! The relay ([`crate::io::relay`]) ends when both directions have ended, honouring
+//! half-close, and the service answers how many bytes moved each way.
+
+mod error;
+pub mod future;
+
+pub use self::error::Error;
+
+use self::future::ResponseFuture;
+use crate::{Address, Conn, io::DEFAULT_RELAY_BUFFER};
+use std::{
+    fmt,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::Service;
+
+/// How long dialing (resolving and connecting) may take unless told otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The terminal service: dials a destination and relays the connection's bytes to it.
+///
+/// Always ready; holds no state per connection, so it is cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Target {
+    fixed: Option<Address>,
+    connect_timeout: Duration,
+    buffer_size: usize,
+}
+
+/// A [`Target`] that sends every connection to `upstream`.
+///
+/// # Panics
+///
+/// When `upstream` is not a valid `host:port` (it is meant for constants; parse user input
+/// into an [`Address`] first to report the error nicely).
+///
+/// ```no_run
+/// use rama::{tcp, target};
+///
+/// # async fn run() -> Result<(), rama::BoxError> {
+/// tcp::Server::bind("127.0.0.1:8080").serve(target("127.0.0.1:5201")).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn target<A>(upstream: A) -> Target
+where
+    A: TryInto<Address>,
+    A::Error: fmt::Display,
+{
+    match upstream.try_into() {
+        Ok(addr) => Target::fixed(addr),
+        Err(error) => panic!("target: {error}"),
+    }
+}
+
+// ===== impl Target =====
+
+impl Target {
+    /// Sends every connection to `upstream`.
+    pub fn fixed(upstream: Address) -> Self {
+        Self {
+            fixed: Some(upstream),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            buffer_size: DEFAULT_RELAY_BUFFER,
+        }
+    }
+
+    /// Dials the [`Address`] an earlier stage recorded in the connection's extensions.
+    pub fn requested() -> Self {
+        Self {
+            fixed: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            buffer_size: DEFAULT_RELAY_BUFFER,
+        }
+    }
+
+    /// Bounds resolving plus connecting (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The relay's buffer size per direction (default [`DEFAULT_RELAY_BUFFER`]).
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        self.buffer_size = bytes;
+        self
+    }
+}
+
+impl<S> Service<Conn<S>> for Target
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Response = crate::io::Relayed;
+    type Error = Error;
+    type Future = ResponseFuture<S>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: Conn<S>) -> Self::Future {
+        let destination = match &self.fixed {
+            Some(fixed) => Some(fixed.clone()),
+            None => conn.info().extensions().get::<Address>().cloned(),
+        };
+        ResponseFuture::new(conn, destination, self.connect_timeout, self.buffer_size)
+    }
+}

@@ -1,0 +1,246 @@
+use crate::{Address, Host};
+use pin_project_lite::pin_project;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::{
+    error::Error as StdError,
+    fmt,
+    future::Future,
+    io,
+    net::{SocketAddr, ToSocketAddrs},
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+    vec,
+};
+use tokio::{net::TcpStream, task::JoinHandle, time::Sleep};
+
+/// Dials `addr`: resolves a name (on tokio's blocking pool, like `tokio::net::lookup_host`),
+/// then tries each resolved address in turn until one connects, all within `timeout`.
+///
+/// The returned stream has `TCP_NODELAY` set: a proxy forwards what it gets, it should not
+/// add Nagle's delay on top.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), rama::tcp::ConnectError> {
+/// use std::time::Duration;
+///
+/// let upstream = rama::tcp::connect(&"localhost:5201".parse().unwrap(), Duration::from_secs(5)).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn connect(addr: &Address, timeout: Duration) -> Connect {
+    let state = match addr.host() {
+        Host::Ip(ip) => State::Next {
+            addrs: vec![SocketAddr::new(*ip, addr.port())].into_iter(),
+            last: None,
+        },
+        Host::Name(name) => {
+            let query = (name.to_string(), addr.port());
+            State::Resolving {
+                lookup: tokio::task::spawn_blocking(move || query.to_socket_addrs()),
+            }
+        }
+    };
+    Connect {
+        addr: Some(addr.clone()),
+        state,
+        deadline: tokio::time::sleep(timeout),
+    }
+}
+
+pin_project! {
+    /// The future returned by [`connect`].
+    #[derive(Debug)]
+    pub struct Connect {
+        addr: Option<Address>,
+        state: State,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Resolving {
+        lookup: JoinHandle<io::Result<vec::IntoIter<SocketAddr>>>,
+    },
+    Next {
+        addrs: vec::IntoIter<SocketAddr>,
+        last: Option<io::Error>,
+    },
+    Connecting {
+        stream: TcpStream,
+        addrs: vec::IntoIter<SocketAddr>,
+    },
+    Done,
+}
+
+/// Why dialing failed: the destination, what failed (resolving, connecting, the timeout) and
+/// the I/O error underneath.
+#[derive(Debug)]
+pub struct ConnectError {
+    addr: Address,
+    kind: Kind,
+    source: Option<io::Error>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Resolve,
+    Connect,
+    Timeout,
+}
+
+// ===== impl Connect =====
+
+impl Future for Connect {
+    type Output = Result<TcpStream, ConnectError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // Progress first, the deadline second: a connect that completes together with the
+        // timer still counts.
+        let progress = Self::poll_state(this.state, cx);
+        let (kind, source) = match progress {
+            Poll::Ready(Ok(stream)) => return Poll::Ready(Ok(stream)),
+            Poll::Ready(Err((kind, source))) => (kind, source),
+            Poll::Pending => {
+                ready!(this.deadline.as_mut().poll(cx));
+                *this.state = State::Done;
+                (Kind::Timeout, None)
+            }
+        };
+        let addr = this.addr.take().expect("Connect polled after completion");
+        Poll::Ready(Err(ConnectError { addr, kind, source }))
+    }
+}
+
+impl Connect {
+    fn poll_state(
+        state: &mut State,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<TcpStream, (Kind, Option<io::Error>)>> {
+        loop {
+            match state {
+                State::Resolving { lookup } => {
+                    let resolved = match ready!(Pin::new(lookup).poll(cx)) {
+                        Ok(Ok(addrs)) => addrs,
+                        Ok(Err(error)) => {
+                            *state = State::Done;
+                            return Poll::Ready(Err((Kind::Resolve, Some(error))));
+                        }
+                        Err(join) => {
+                            *state = State::Done;
+                            return Poll::Ready(Err((Kind::Resolve, Some(io::Error::other(join)))));
+                        }
+                    };
+                    *state = State::Next {
+                        addrs: resolved,
+                        last: None,
+                    };
+                }
+                State::Next { addrs, last } => {
+                    let Some(addr) = addrs.next() else {
+                        let error = last.take().unwrap_or_else(|| {
+                            io::Error::new(io::ErrorKind::NotFound, "name resolved to no address")
+                        });
+                        let kind = if error.kind() == io::ErrorKind::NotFound {
+                            Kind::Resolve
+                        } else {
+                            Kind::Connect
+                        };
+                        *state = State::Done;
+                        return Poll::Ready(Err((kind, Some(error))));
+                    };
+                    match start_connect(addr) {
+                        Ok(stream) => {
+                            let addrs = std::mem::take(addrs);
+                            *state = State::Connecting { stream, addrs };
+                        }
+                        Err(error) => *last = Some(error),
+                    }
+                }
+                State::Connecting { stream, addrs } => {
+                    let ready = ready!(stream.poll_write_ready(cx));
+                    let outcome = ready.and_then(|()| match stream.take_error()? {
+                        Some(error) => Err(error),
+                        // Writable without a pending error: connected. `peer_addr` catches the
+                        // rare spurious wake-up before the handshake finished.
+                        None => stream.peer_addr().map(drop),
+                    });
+                    let addrs = std::mem::take(addrs);
+                    match outcome {
+                        Ok(()) => {
+                            let State::Connecting { stream, .. } =
+                                std::mem::replace(state, State::Done)
+                            else {
+                                unreachable!()
+                            };
+                            return Poll::Ready(Ok(stream));
+                        }
+                        Err(error) => {
+                            *state = State::Next {
+                                addrs,
+                                last: Some(error),
+                            }
+                        }
+                    }
+                }
+                State::Done => panic!("Connect polled after completion"),
+            }
+        }
+    }
+}
+
+/// Starts a non-blocking connect; completion is signalled by writability.
+fn start_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(error) => return Err(error),
+    }
+    TcpStream::from_std(socket.into())
+}
+
+// ===== impl ConnectError =====
+
+impl ConnectError {
+    /// The destination that could not be reached.
+    pub fn addr(&self) -> &Address {
+        &self.addr
+    }
+
+    /// The dial did not finish within its timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
+    }
+
+    /// The name could not be resolved.
+    pub fn is_resolve(&self) -> bool {
+        self.kind == Kind::Resolve
+    }
+
+    /// The I/O error underneath, when there is one (its kind tells refused from unreachable).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::Resolve => write!(f, "cannot resolve {}", self.addr),
+            Kind::Connect => write!(f, "cannot connect to {}", self.addr),
+            Kind::Timeout => write!(f, "connecting to {} timed out", self.addr),
+        }
+    }
+}
+
+impl StdError for ConnectError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}

@@ -1,0 +1,116 @@
+//! Futures of the TCP server.
+
+use super::stream::Activity;
+use crate::{BoxError, error::Chain};
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::{Instant, Sleep};
+
+pin_project! {
+    /// One connection as the server drives it: the service's future, bounded by the optional
+    /// idle and total timeouts, with its outcome logged against the peer address.
+    pub struct ConnectionFuture<F> {
+        #[pin]
+        inner: F,
+        peer: SocketAddr,
+        // One timer serves both timeouts: it is set to whichever can fire first.
+        #[pin]
+        timer: Option<Sleep>,
+        deadline: Option<Instant>,
+        idle: Option<(Duration, Arc<Activity>)>,
+    }
+}
+
+// ===== impl ConnectionFuture =====
+
+impl<F> ConnectionFuture<F> {
+    pub(super) fn new(
+        inner: F,
+        peer: SocketAddr,
+        total: Option<Duration>,
+        idle: Option<(Duration, Arc<Activity>)>,
+    ) -> Self {
+        let now = Instant::now();
+        let deadline = total.map(|total| now + total);
+        let first_idle_check = idle.as_ref().map(|(idle, _)| now + *idle);
+        let wake = match (deadline, first_idle_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            inner,
+            peer,
+            timer: wake.map(tokio::time::sleep_until),
+            deadline,
+            idle,
+        }
+    }
+}
+
+impl<F, T, E> Future for ConnectionFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            match result {
+                Ok(_) => tracing::debug!(peer = %this.peer, "connection closed"),
+                Err(error) => {
+                    let error = error.into();
+                    tracing::warn!(peer = %this.peer, error = %Chain(&*error), "connection failed");
+                }
+            }
+            return Poll::Ready(());
+        }
+        while let Some(mut timer) = this.timer.as_mut().as_pin_mut() {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            if this.deadline.is_some_and(|deadline| now >= deadline) {
+                tracing::info!(peer = %this.peer, "connection reached its total timeout, closing");
+                return Poll::Ready(());
+            }
+            // Only the idle check can have fired: close if nothing moved for the whole
+            // period, else sleep until the period after the last activity.
+            let idle_until = match this.idle.as_ref() {
+                Some((idle, activity)) => {
+                    let idle_until = activity.last() + *idle;
+                    if now >= idle_until {
+                        tracing::info!(peer = %this.peer, ?idle, "connection idle, closing");
+                        return Poll::Ready(());
+                    }
+                    Some(idle_until)
+                }
+                None => None,
+            };
+            let wake = match (*this.deadline, idle_until) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or(now),
+            };
+            timer.reset(wake);
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> fmt::Debug for ConnectionFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionFuture")
+            .field("peer", &self.peer)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

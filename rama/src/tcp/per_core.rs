@@ -1,0 +1,159 @@
+use super::{
+    Serve, Server, Stream,
+    future::ConnectionFuture,
+    server::{Connections, Mode, bind_listener},
+};
+use crate::{BoxError, Conn};
+use std::{
+    fmt,
+    future::{Future, Pending},
+    io,
+    net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs},
+    num::NonZeroUsize,
+    pin::Pin,
+    sync::Arc,
+    thread,
+};
+use tokio::sync::{oneshot, watch};
+use tower::Service;
+
+/// One server per core: `SO_REUSEPORT` listeners on one address, each served on its own thread
+/// by a current-thread runtime, with its own service built by a factory. The kernel spreads
+/// new connections over the listeners.
+///
+/// Services are built on their own thread and never cross threads, so they need not be
+/// `Send`; only the factory must be shareable.
+///
+/// ```no_run
+/// use rama::{graceful, tcp, target};
+///
+/// # async fn run() -> Result<(), rama::BoxError> {
+/// let servers = tcp::PerCore::bind("127.0.0.1:8080")?;
+/// println!("listening on {}", servers.local_addr());
+/// servers
+///     .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
+///     .run(|server| server.serve(target("127.0.0.1:5201")))
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct PerCore {
+    listeners: Vec<StdListener>,
+    local_addr: SocketAddr,
+    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl PerCore {
+    /// Binds one listener per available core on `addr`.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        Self::bind_threads(addr, cores)
+    }
+
+    /// Binds `threads` listeners on `addr` (at least one).
+    pub fn bind_threads(addr: impl ToSocketAddrs, threads: usize) -> io::Result<Self> {
+        let mut addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+        })?;
+        let mut listeners = Vec::with_capacity(threads.max(1));
+        for _ in 0..threads.max(1) {
+            let listener = bind_listener(addr, true)?;
+            // With port 0 the first bind picks the port; the others must share it.
+            addr = listener.local_addr()?;
+            listeners.push(listener);
+        }
+        Ok(Self {
+            listeners,
+            local_addr: addr,
+            signal: Box::pin(std::future::pending()),
+        })
+    }
+
+    /// The address every listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// How many servers (threads) will run.
+    pub fn threads(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// Shuts every server down gracefully once `signal` completes; each drains as
+    /// [`Serve::with_graceful_shutdown`] describes, with the drain timeout its factory set.
+    pub fn with_graceful_shutdown(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        self.signal = Box::pin(signal);
+        self
+    }
+
+    /// Starts the servers: on each thread, `factory` gets a [`Server`] and returns it serving
+    /// (configured as it likes). Resolves once every server has stopped; the first error of
+    /// any server is returned.
+    pub async fn run<F, S, M>(self, factory: F) -> Result<(), BoxError>
+    where
+        F: Fn(Server) -> Serve<S, M, Pending<()>> + Send + Sync + 'static,
+        S: Service<Conn<Stream>> + 'static,
+        S::Error: Into<BoxError>,
+        M: Mode + 'static,
+        M::Connections<ConnectionFuture<S::Future>>: Connections<ConnectionFuture<S::Future>>,
+    {
+        let factory = Arc::new(factory);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut done = Vec::with_capacity(self.listeners.len());
+        for (index, listener) in self.listeners.into_iter().enumerate() {
+            let factory = factory.clone();
+            let mut stop = stop_rx.clone();
+            let (done_tx, done_rx) = oneshot::channel();
+            done.push(done_rx);
+            thread::Builder::new()
+                .name(format!("rama-server-{index}"))
+                .spawn(move || {
+                    let result = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(BoxError::from)
+                        .and_then(|runtime| {
+                            let stopped = async move {
+                                // A dropped sender (the run future dropped) also stops.
+                                let _ = stop.wait_for(|stop| *stop).await;
+                            };
+                            let serve =
+                                factory(Server::from_std(listener)).with_graceful_shutdown(stopped);
+                            runtime.block_on(serve)
+                        });
+                    let _ = done_tx.send(result);
+                })?;
+        }
+        let mut signal = self.signal;
+        let mut all_done = Box::pin(async move {
+            let mut first_error = Ok(());
+            for done in done {
+                let result = done
+                    .await
+                    .unwrap_or_else(|_| Err("server thread panicked".into()));
+                if let Err(error) = result {
+                    first_error = first_error.and(Err(error));
+                }
+            }
+            first_error
+        });
+        tokio::select! {
+            result = &mut all_done => return result,
+            () = &mut signal => {}
+        }
+        let _ = stop_tx.send(true);
+        all_done.await
+    }
+}
+
+impl fmt::Debug for PerCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerCore")
+            .field("local_addr", &self.local_addr)
+            .field("threads", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
