@@ -1,1 +1,52 @@
-fn main() {}
+//! A TCP forwarder (layer-4 reverse proxy): every connection to `--listen` is relayed to
+//! `--upstream`, one server per core.
+//!
+//! ```text
+//! cargo run --release --example tcp_forward -- --listen 127.0.0.1:9000 --upstream 127.0.0.1:5201
+//! ```
+
+use rama::{Address, BoxError, graceful, proxy, tcp};
+use rama_examples::{Args, init_tracing};
+use std::time::Duration;
+
+const USAGE: &str = "\
+tcp_forward: relay every TCP connection to one upstream
+
+usage: tcp_forward --upstream ADDR [--listen ADDR] [--threads N] [--idle-timeout SECS] [--drain-timeout SECS]
+
+  --listen ADDR          where to accept connections (default 127.0.0.1:9000)
+  --upstream ADDR        where to relay them (host:port)
+  --threads N            servers, one per thread (default: one per core)
+  --idle-timeout SECS    close connections idle that long (default 300, 0 = never)
+  --drain-timeout SECS   on SIGINT/SIGTERM, wait that long for connections (default 30)";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    init_tracing();
+    let args = Args::parse(USAGE, &[]);
+    let listen: String = args.get("listen", "127.0.0.1:9000");
+    let upstream: Address = args.required("upstream");
+    let idle: u64 = args.get("idle-timeout", "300");
+    let drain: u64 = args.get("drain-timeout", "30");
+    let threads: usize = args.get("threads", "0");
+
+    let servers = match threads {
+        0 => tcp::PerCore::bind(&listen)?,
+        n => tcp::PerCore::bind_threads(&listen, n)?,
+    };
+    let addr = servers.local_addr();
+    println!("listening on {addr}");
+    println!("relaying to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)");
+
+    servers
+        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
+        .run(move |server| {
+            let serve = proxy! { server => target(upstream.clone()) }
+                .drain_timeout(Duration::from_secs(drain));
+            match idle {
+                0 => serve,
+                secs => serve.idle_timeout(Duration::from_secs(secs)),
+            }
+        })
+        .await
+}

@@ -1,1 +1,432 @@
+//! `tcp::Server`, `target` and the `tcp_forward` example over real sockets on 127.0.0.1.
 
+use rama::{Address, BoxError, Conn, target::Target, tcp};
+use rama_e2e::{
+    EchoOrigin, PATIENCE, Running, digest_origin, echo_line, exchange, payload, sha256,
+};
+use std::{
+    cell::Cell,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+    time::timeout,
+};
+use tower::{Service, ServiceBuilder, ServiceExt, limit::ConcurrencyLimitLayer};
+
+const MIB: usize = 1024 * 1024;
+
+/// A server on 127.0.0.1 relaying to `upstream`, run on the current runtime.
+fn forward_to(upstream: SocketAddr) -> tcp::Serve<Target> {
+    tcp::Server::bind("127.0.0.1:0").serve(Target::fixed(upstream.into()))
+}
+
+#[tokio::test]
+async fn relays_64_mib_each_way_through_tcp_forward() {
+    let origin = EchoOrigin::start().await;
+    let proxy = Running::start(
+        "tcp_forward",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &origin.addr.to_string(),
+        ],
+    );
+    let data = payload(64 * MIB, 1);
+    let echoed = exchange(proxy.addr, &data).await.unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert_eq!(sha256(&echoed), sha256(&data));
+}
+
+#[tokio::test]
+async fn client_half_close_first_then_64_mib_back() {
+    let origin = digest_origin(64 * MIB).await;
+    let proxy = Running::start(
+        "tcp_forward",
+        &["--listen", "127.0.0.1:0", "--upstream", &origin.to_string()],
+    );
+    let data = payload(64 * MIB, 2);
+    // `exchange` shuts the write half after sending; the origin answers only after that EOF.
+    let answer = exchange(proxy.addr, &data).await.unwrap();
+    assert_eq!(&answer[..32], &sha256(&data));
+    assert_eq!(answer.len() - 32, 64 * MIB);
+    assert_eq!(sha256(&answer[32..]), sha256(&payload(64 * MIB, 7)));
+}
+
+/// Echoes every connection itself and counts them in an `Rc`: neither `Send` nor `Clone`.
+struct RcEcho {
+    served: Rc<Cell<usize>>,
+}
+
+impl Service<Conn<tcp::Stream>> for RcEcho {
+    type Response = ();
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<()>>>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: Conn<tcp::Stream>) -> Self::Future {
+        let served = self.served.clone();
+        Box::pin(async move {
+            let (stream, _) = conn.into_parts();
+            let (mut r, mut w) = tokio::io::split(stream);
+            tokio::io::copy(&mut r, &mut w).await?;
+            served.set(served.get() + 1);
+            w.shutdown().await
+        })
+    }
+}
+
+#[test]
+fn non_send_non_clone_service_serves_many_on_current_thread() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let served = Rc::new(Cell::new(0));
+        let server = tcp::Server::bind("127.0.0.1:0").serve(RcEcho {
+            served: served.clone(),
+        });
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = server.with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        let clients = async {
+            let mut all = Vec::new();
+            for i in 0..200u64 {
+                all.push(async move {
+                    let data = payload(4096, i);
+                    assert_eq!(exchange(addr, &data).await.unwrap(), data);
+                });
+            }
+            futures_join_all(all).await;
+            stop.send(()).unwrap();
+        };
+        let (result, ()) = tokio::join!(server, clients);
+        result.unwrap();
+        assert_eq!(served.get(), 200);
+    });
+}
+
+/// Runs the futures concurrently on this task (the test must not need `Send`).
+async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in futures.iter_mut() {
+            if let Some(future) = slot {
+                if future.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn concurrency_limit_holds_back_the_third_connection() {
+    let origin = EchoOrigin::start().await;
+    let server = tcp::Server::bind("127.0.0.1:0").serve(
+        ServiceBuilder::new()
+            .layer(ConcurrencyLimitLayer::new(2))
+            .service(Target::fixed(origin.addr.into())),
+    );
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server);
+
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(echo_line(&mut first, "one\n").await.unwrap(), "one\n");
+    assert_eq!(echo_line(&mut second, "two\n").await.unwrap(), "two\n");
+
+    // The third completes the TCP handshake in the kernel's backlog, but the server does not
+    // accept it, so nothing reaches the origin.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(b"three\n").await.unwrap();
+    let mut buf = [0u8; 6];
+    let held = timeout(Duration::from_millis(500), third.read_exact(&mut buf)).await;
+    assert!(
+        held.is_err(),
+        "the third connection was served while two were open"
+    );
+    assert_eq!(origin.accepted(), 2);
+
+    drop(first);
+    timeout(PATIENCE, third.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"three\n");
+    assert_eq!(origin.accepted(), 3);
+    assert_eq!(echo_line(&mut second, "still\n").await.unwrap(), "still\n");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_transfers_finish_then_resolves() {
+    let origin = EchoOrigin::start().await;
+    let server = forward_to(origin.addr);
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(server.with_graceful_shutdown(async {
+        let _ = stopped.await;
+    }));
+
+    // Three transfers, each halfway through when the signal comes.
+    let data = payload(8 * MIB, 3);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&data[..4 * MIB]).await.unwrap();
+        let mut echoed = vec![0u8; 4 * MIB];
+        stream.read_exact(&mut echoed).await.unwrap();
+        open.push(stream);
+    }
+    stop.send(()).unwrap();
+
+    // New connections are refused once the listener is closed.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after the signal"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The server waits for the open transfers.
+    assert!(
+        timeout(Duration::from_millis(300), &mut server)
+            .await
+            .is_err(),
+        "resolved early"
+    );
+
+    for mut stream in open {
+        stream.write_all(&data[4 * MIB..]).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(sha256(&rest), sha256(&data[4 * MIB..]));
+    }
+    timeout(PATIENCE, server)
+        .await
+        .expect("server resolves after its connections")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn drain_timeout_resolves_at_the_deadline() {
+    let origin = EchoOrigin::start().await;
+    let server = forward_to(origin.addr).drain_timeout(Duration::from_millis(300));
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server.with_graceful_shutdown(async {
+        let _ = stopped.await;
+    }));
+    let mut lingering = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(echo_line(&mut lingering, "hi\n").await.unwrap(), "hi\n");
+
+    let started = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    timeout(PATIENCE, server).await.unwrap().unwrap().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "resolved before the deadline: {took:?}"
+    );
+    // The dropped connection is closed: the client reads EOF (or a reset).
+    let mut rest = Vec::new();
+    let end = timeout(PATIENCE, lingering.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(end.is_err() || rest.is_empty());
+}
+
+#[tokio::test]
+async fn idle_and_total_timeouts_close_connections() {
+    let origin = EchoOrigin::start().await;
+    let server = forward_to(origin.addr).idle_timeout(Duration::from_millis(300));
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // Activity keeps it open past the idle period...
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(echo_line(&mut stream, "tick\n").await.unwrap(), "tick\n");
+    }
+    // ...silence closes it.
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    let server = forward_to(origin.addr).connection_timeout(Duration::from_millis(300));
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < PATIENCE {
+        // Busy the whole time, yet closed at the total deadline.
+        if echo_line(&mut stream, "busy\n").await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed && started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn survives_file_descriptor_exhaustion() {
+    let origin = EchoOrigin::start().await;
+    // Each relayed connection holds two descriptors, so whether `accept` itself (rather than
+    // the dial after it) meets EMFILE depends on the parity of the free descriptors: run with
+    // two neighbouring limits so that one of them exhausts at `accept`.
+    let mut accept_failed = false;
+    for limit in [40, 41] {
+        let mut proxy = Running::start_with_fd_limit(
+            "tcp_forward",
+            limit,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &origin.addr.to_string(),
+                "--threads",
+                "1",
+                "--drain-timeout",
+                "5",
+            ],
+        );
+        let mut burst = Vec::new();
+        for _ in 0..100 {
+            burst.push(TcpStream::connect(proxy.addr).await.unwrap());
+        }
+        proxy.wait_for_log("Too many open files").await;
+        drop(burst);
+
+        // Once the descriptors are released it serves again (its back-off is at most 1 s).
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let attempt = async {
+                let mut stream = TcpStream::connect(proxy.addr).await?;
+                echo_line(&mut stream, "back\n").await
+            };
+            match timeout(Duration::from_secs(2), attempt).await {
+                Ok(Ok(line)) if line == "back\n" => break,
+                _ => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never served again:\n{}",
+                    proxy.stderr()
+                ),
+            }
+        }
+        assert!(proxy.is_running());
+        assert!(proxy.terminate().await, "did not exit cleanly on SIGTERM");
+        accept_failed |= proxy.stderr().contains("accept failed, pausing");
+    }
+    assert!(accept_failed, "no run exhausted descriptors at accept");
+}
+
+#[tokio::test]
+async fn dial_failure_is_logged_with_the_peer() {
+    // A port nobody listens on: bind one, note it, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = Running::start(
+        "tcp_forward",
+        &["--listen", "127.0.0.1:0", "--upstream", &closed.to_string()],
+    );
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty());
+    let log = proxy.wait_for_log("connection failed").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("connection failed"))
+        .unwrap();
+    assert!(line.contains(&me.to_string()), "no peer address in: {line}");
+    assert!(
+        line.contains(&format!("cannot connect to {closed}")),
+        "{line}"
+    );
+}
+
+/// Routes each connection to the `host:port` on its first line: a minimal dynamic proxy.
+async fn route_by_first_line(conn: Conn<tcp::Stream>) -> Result<rama::io::Relayed, BoxError> {
+    let (mut stream, mut info) = conn.into_parts();
+    // Byte by byte, so that nothing after the line is read ahead and lost.
+    let mut line = Vec::new();
+    while line.last() != Some(&b'\n') {
+        line.push(stream.read_u8().await?);
+    }
+    let destination: Address = String::from_utf8(line)?.trim().parse()?;
+    info.extensions_mut().insert(destination);
+    let conn = Conn::new(stream, info);
+    let target = Target::requested().connect_timeout(Duration::from_secs(3));
+    Ok(target.oneshot(conn).await?)
+}
+
+#[tokio::test]
+async fn failed_dials_touch_no_other_connection() {
+    let origin = EchoOrigin::start().await;
+    let server = tcp::Server::bind("127.0.0.1:0").serve(tower::service_fn(route_by_first_line));
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server);
+
+    let mut good = TcpStream::connect(addr).await.unwrap();
+    good.write_all(format!("{}\n", origin.addr).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(echo_line(&mut good, "before\n").await.unwrap(), "before\n");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for bad in [
+        closed.to_string(),
+        "nonexistent.invalid:80".to_owned(),
+        "not an address".to_owned(),
+    ] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("{bad}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "{bad}: got bytes from a failed dial");
+    }
+    assert_eq!(echo_line(&mut good, "after\n").await.unwrap(), "after\n");
+}

@@ -35,6 +35,7 @@ mod conn;
 pub mod error;
 pub mod graceful;
 pub mod io;
+pub mod stage;
 pub mod target;
 pub mod tcp;
 
@@ -42,6 +43,7 @@ pub use self::address::{Address, AddressError, Host};
 pub use self::conn::{Conn, ConnInfo};
 pub use self::error::BoxError;
 pub use self::target::{Target, target};
+pub use rama_macros::proxy;
 
 /// Re-exports of the tower traits every stage is built from.
 pub mod service {

@@ -1,1 +1,306 @@
-//! Shared test plumbing.
+//! Shared plumbing of the end-to-end tests: running the examples as real processes, local
+//! origins to relay to, and payload checksums. Everything listens on 127.0.0.1 only.
+
+use sha2::{Digest, Sha256};
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The path of a built example, (re)built once per test process so that it is never stale
+/// (`cargo test -p rama-e2e` alone does not rebuild another package's examples).
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    // The test binary is target/<profile>/deps/<name>-<hash>; examples are next door.
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    if !built.iter().any(|b| b == name) {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--quiet", "-p", "rama-examples", "--example", name]);
+        if profile_dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo");
+        assert!(status.success(), "building example {name} failed");
+        built.push(name.to_owned());
+    }
+    profile_dir.join("examples").join(name)
+}
+
+/// A running example process: killed when dropped.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    /// The address it printed in its `listening on ADDR` line.
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Starts example `name` with `args` and waits for its `listening on ADDR` line.
+    pub fn start(name: &str, args: &[&str]) -> Self {
+        Self::start_command(Command::new(example(name)), args)
+    }
+
+    /// Starts example `name` under `sh -c 'ulimit -n LIMIT; exec ...'`.
+    pub fn start_with_fd_limit(name: &str, limit: u32, args: &[&str]) -> Self {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(example(name));
+        Self::start_command(sh, args)
+    }
+
+    fn start_command(mut command: Command, args: &[&str]) -> Self {
+        let mut child = command
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn example");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !sent && let Some(addr) = line.strip_prefix("listening on ") {
+                    sent = tx.send(addr.trim().to_owned()).is_ok();
+                }
+            }
+        });
+        let addr = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "example never printed `listening on`: {}",
+                stderr.lock().unwrap()
+            )
+        });
+        Self {
+            child,
+            addr: addr.parse().expect("listening address"),
+            stderr,
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the log contains `needle`, returning the whole log.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "log never showed `{needle}`:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait on child").is_none()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns whether it exited successfully.
+    /// Async, so that origins on the test's runtime keep running while the example drains.
+    pub async fn terminate(&mut self) -> bool {
+        // `kill(1)` keeps the tests free of unsafe code.
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait on child") {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "example ignored SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The runtime the origins run on: their own threads, so that a test blocking its own
+/// runtime (waiting on a child process, say) never stalls an origin mid-exchange.
+fn origins() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-origin")
+            .enable_all()
+            .build()
+            .expect("origin runtime")
+    })
+}
+
+/// Binds an origin listener on 127.0.0.1 inside the origins' runtime.
+fn bind_origin() -> (TcpListener, SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _guard = origins().enter();
+    (TcpListener::from_std(listener).unwrap(), addr)
+}
+
+/// A TCP echo origin on 127.0.0.1 (half-close aware: it shuts its write side after the
+/// client's EOF). Counts the connections it accepted.
+#[derive(Debug, Clone)]
+pub struct EchoOrigin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl EchoOrigin {
+    /// Starts the origin on the current runtime.
+    pub async fn start() -> Self {
+        let (listener, addr) = bind_origin();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        origins().spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (mut r, mut w) = stream.split();
+                    if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                        let _ = w.shutdown().await;
+                    }
+                });
+            }
+        });
+        Self { addr, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// An origin that reads until EOF, then answers the SHA-256 of what it read followed by
+/// `reply` bytes of [`payload`] data, then closes: it only answers after the client's
+/// half-close.
+pub async fn digest_origin(reply: usize) -> SocketAddr {
+    let (listener, addr) = bind_origin();
+    origins().spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut hasher = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => hasher.update(&buf[..n]),
+                        Err(_) => return,
+                    }
+                }
+                let _ = stream.write_all(&hasher.finalize()).await;
+                let _ = stream.write_all(&payload(reply, 7)).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift from `seed`).
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Connects to `addr`, sends `data` while reading, and returns everything read until EOF
+/// (within [`PATIENCE`]).
+pub async fn exchange(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    tokio::time::timeout(PATIENCE, exchange_unbounded(addr, data)).await?
+}
+
+async fn exchange_unbounded(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut r, mut w) = stream.into_split();
+    let data = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await?;
+        w.shutdown().await
+    });
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await?;
+    writer.await.expect("writer task")?;
+    Ok(got)
+}
+
+/// Writes one line and reads back the echo of it (within [`PATIENCE`]): proof a relay
+/// through `stream` works.
+pub async fn echo_line(stream: &mut TcpStream, line: &str) -> std::io::Result<String> {
+    let echo = async {
+        stream.write_all(line.as_bytes()).await?;
+        let mut buf = vec![0u8; line.len()];
+        stream.read_exact(&mut buf).await?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(PATIENCE, echo).await?
+}

@@ -1,1 +1,3 @@
-//! Home of the trybuild cases for `proxy!`; see `tests/`.
+//! Home of the trybuild cases for `rama::proxy!`: see `tests/ui.rs` and `tests/ui/`.
+//!
+//! The crate's dependencies (rama, tokio, tower) are what the cases may use.

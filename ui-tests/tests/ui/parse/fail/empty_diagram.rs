@@ -1,0 +1,5 @@
+use rama::proxy;
+
+fn main() {
+    let _ = proxy! {};
+}

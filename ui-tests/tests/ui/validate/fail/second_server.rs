@@ -1,0 +1,7 @@
+use rama::proxy;
+
+fn main() {
+    let _ = proxy! {
+        rama::tcp::Server::bind("127.0.0.1:0") => rama::tcp::Server::bind("127.0.0.1:0") => target("127.0.0.1:1")
+    };
+}
