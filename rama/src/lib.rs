@@ -38,6 +38,7 @@ pub mod io;
 pub mod stage;
 pub mod target;
 pub mod tcp;
+pub mod tunnel;
 
 pub use self::address::{Address, AddressError, Host};
 pub use self::conn::{Conn, ConnInfo};

@@ -15,6 +15,7 @@ enum Kind {
         upstream: Address,
         source: io::Error,
     },
+    Answer(io::Error),
 }
 
 impl Error {
@@ -33,6 +34,12 @@ impl Error {
     pub(super) fn relay(upstream: Address, source: io::Error) -> Self {
         Self {
             kind: Kind::Relay { upstream, source },
+        }
+    }
+
+    pub(super) fn answer(source: io::Error) -> Self {
+        Self {
+            kind: Kind::Answer(source),
         }
     }
 
@@ -56,6 +63,7 @@ impl fmt::Display for Error {
             Kind::NoDestination => f.write_str("no destination known for this connection"),
             Kind::Connect(_) => f.write_str("dial failed"),
             Kind::Relay { upstream, .. } => write!(f, "relay to {upstream} failed"),
+            Kind::Answer(_) => f.write_str("answering the client failed"),
         }
     }
 }
@@ -65,7 +73,7 @@ impl StdError for Error {
         match &self.kind {
             Kind::NoDestination => None,
             Kind::Connect(error) => Some(error),
-            Kind::Relay { source, .. } => Some(source),
+            Kind::Relay { source, .. } | Kind::Answer(source) => Some(source),
         }
     }
 }

@@ -5,6 +5,11 @@
 //! earlier stage (SOCKS5, HTTP `CONNECT`) in the connection's
 //! [extensions](crate::ConnInfo::extensions) as an [`Address`].
 //!
+//! `Target` serves two kinds of request: a [`Conn`] (a byte stream, as a TCP server or TLS
+//! stage hands on) and a [`tunnel::Request`] (a client waiting for a SOCKS5 or HTTP `CONNECT`
+//! answer), which it accepts once the dial succeeded or rejects with the matching
+//! [`Refusal`](crate::tunnel::Refusal).
+//!
 //! The relay ([`crate::io::relay`]) ends when both directions have ended, honouring
 //! half-close, and the service answers how many bytes moved each way.
 
@@ -13,8 +18,12 @@ pub mod future;
 
 pub use self::error::Error;
 
-use self::future::ResponseFuture;
-use crate::{Address, Conn, io::DEFAULT_RELAY_BUFFER};
+use self::future::{ResponseFuture, TunnelFuture};
+use crate::{
+    Address, Conn,
+    io::DEFAULT_RELAY_BUFFER,
+    tunnel::{self, Handshake},
+};
 use std::{
     fmt,
     task::{Context, Poll},
@@ -114,5 +123,30 @@ where
             None => conn.info().extensions().get::<Address>().cloned(),
         };
         ResponseFuture::new(conn, destination, self.connect_timeout, self.buffer_size)
+    }
+}
+
+impl<H> Service<tunnel::Request<H>> for Target
+where
+    H: Handshake,
+{
+    type Response = crate::io::Relayed;
+    type Error = Error;
+    type Future = TunnelFuture<H>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tunnel::Request<H>) -> Self::Future {
+        let (requested, handshake, info) = request.into_parts();
+        let destination = self.fixed.clone().unwrap_or(requested);
+        TunnelFuture::new(
+            handshake,
+            info.peer_addr(),
+            destination,
+            self.connect_timeout,
+            self.buffer_size,
+        )
     }
 }
