@@ -12,11 +12,13 @@ use std::time::Duration;
 const USAGE: &str = "\
 tcp_forward: relay every TCP connection to one upstream
 
-usage: tcp_forward --upstream ADDR [--listen ADDR] [--threads N] [--idle-timeout SECS] [--drain-timeout SECS]
+usage: tcp_forward --upstream ADDR [--listen ADDR] [--threads N] [--relay splice|copy]
+                   [--idle-timeout SECS] [--drain-timeout SECS]
 
   --listen ADDR          where to accept connections (default 127.0.0.1:9000)
   --upstream ADDR        where to relay them (host:port)
   --threads N            servers, one per thread (default: one per core)
+  --relay splice|copy    zero-copy splice(2) or a buffered copy (default splice on Linux)
   --idle-timeout SECS    close connections idle that long (default 300, 0 = never)
   --drain-timeout SECS   on SIGINT/SIGTERM, wait that long for connections (default 30)";
 
@@ -29,6 +31,11 @@ async fn main() -> Result<(), BoxError> {
     let idle: u64 = args.get("idle-timeout", "300");
     let drain: u64 = args.get("drain-timeout", "30");
     let threads: usize = args.get("threads", "0");
+    let splice = match args.get::<String>("relay", "splice").as_str() {
+        "splice" => true,
+        "copy" => false,
+        other => return Err(format!("--relay {other}: expected splice or copy").into()),
+    };
 
     let servers = match threads {
         0 => tcp::PerCore::bind(&listen)?,
@@ -41,7 +48,7 @@ async fn main() -> Result<(), BoxError> {
     servers
         .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |server| {
-            let serve = proxy! { server => target(upstream.clone()) }
+            let serve = proxy! { server => target(upstream.clone()).splice(splice) }
                 .drain_timeout(Duration::from_secs(drain));
             match idle {
                 0 => serve,

@@ -16,6 +16,10 @@ enum Kind {
         source: io::Error,
     },
     Answer(io::Error),
+    Tls {
+        upstream: Address,
+        source: crate::tls::HandshakeError,
+    },
 }
 
 impl Error {
@@ -43,6 +47,20 @@ impl Error {
         }
     }
 
+    pub(super) fn tls(upstream: Address, source: crate::tls::HandshakeError) -> Self {
+        Self {
+            kind: Kind::Tls { upstream, source },
+        }
+    }
+
+    /// The TLS handshake with the upstream failed (see [`Target::tls`](super::Target::tls)).
+    pub fn tls_error(&self) -> Option<&crate::tls::HandshakeError> {
+        match &self.kind {
+            Kind::Tls { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// The upstream could not be dialed; the cause tells why.
     pub fn connect_error(&self) -> Option<&ConnectError> {
         match &self.kind {
@@ -64,6 +82,7 @@ impl fmt::Display for Error {
             Kind::Connect(_) => f.write_str("dial failed"),
             Kind::Relay { upstream, .. } => write!(f, "relay to {upstream} failed"),
             Kind::Answer(_) => f.write_str("answering the client failed"),
+            Kind::Tls { upstream, .. } => write!(f, "securing the connection to {upstream} failed"),
         }
     }
 }
@@ -74,6 +93,7 @@ impl StdError for Error {
             Kind::NoDestination => None,
             Kind::Connect(error) => Some(error),
             Kind::Relay { source, .. } | Kind::Answer(source) => Some(source),
+            Kind::Tls { source, .. } => Some(source),
         }
     }
 }

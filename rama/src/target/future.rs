@@ -1,6 +1,6 @@
 //! The future of [`Target`](super::Target).
 
-use super::Error;
+use super::{Error, Target};
 use crate::{
     Address, Conn,
     io::{Relay, Relayed, relay},
@@ -27,6 +27,7 @@ pin_project! {
         peer: SocketAddr,
         upstream: Option<Address>,
         buffer_size: usize,
+        splice: bool,
         #[pin]
         state: State<S>,
     }
@@ -35,24 +36,23 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<S> {
-        Dialing { #[pin] connect: Connect, client: Option<S> },
+        Dialing { #[pin] connect: Connect, client: Option<S>, tls: Option<crate::tls::Connector> },
+        Securing { #[pin] handshake: crate::tls::Connect<TcpStream>, client: Option<S> },
         Relaying { relay: Relay<S, TcpStream> },
+        RelayingTls { relay: Relay<S, tokio_rustls::client::TlsStream<TcpStream>> },
+        Splicing { relay: crate::io::SpliceRelay },
         Failed { error: Option<Error> },
     }
 }
 
 impl<S> ResponseFuture<S> {
-    pub(super) fn new(
-        conn: Conn<S>,
-        upstream: Option<Address>,
-        connect_timeout: Duration,
-        buffer_size: usize,
-    ) -> Self {
+    pub(super) fn new(conn: Conn<S>, upstream: Option<Address>, target: &Target) -> Self {
         let (client, info) = conn.into_parts();
         let state = match &upstream {
             Some(addr) => State::Dialing {
-                connect: tcp::connect(addr, connect_timeout),
+                connect: tcp::connect(addr, target.connect_timeout),
                 client: Some(client),
+                tls: target.tls.clone(),
             },
             None => State::Failed {
                 error: Some(Error::no_destination()),
@@ -61,7 +61,8 @@ impl<S> ResponseFuture<S> {
         Self {
             peer: info.peer_addr(),
             upstream,
-            buffer_size,
+            buffer_size: target.buffer_size,
+            splice: target.splice,
             state,
         }
     }
@@ -69,23 +70,55 @@ impl<S> ResponseFuture<S> {
 
 impl<S> Future for ResponseFuture<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     type Output = Result<Relayed, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let relay = match this.state.as_mut().project() {
-                StateProj::Dialing { connect, client } => {
+            let next = match this.state.as_mut().project() {
+                StateProj::Dialing {
+                    connect,
+                    client,
+                    tls,
+                } => {
                     let upstream = ready!(connect.poll(cx)).map_err(Error::connect)?;
                     let client = client.take().expect("dialing holds the client");
+                    if let (Some(tls), Some(addr)) = (tls.take(), this.upstream.as_ref()) {
+                        this.state.set(State::Securing {
+                            handshake: tls.connect(addr.host(), upstream),
+                            client: Some(client),
+                        });
+                        continue;
+                    }
                     tracing::debug!(
                         peer = %this.peer,
                         upstream = ?upstream.peer_addr().ok(),
                         "upstream connected, relaying"
                     );
-                    relay(client, upstream, *this.buffer_size)
+                    start_relay(*this.peer, client, upstream, *this.buffer_size, *this.splice)
+                }
+                StateProj::Splicing { relay } => {
+                    let result = ready!(Pin::new(relay).poll(cx));
+                    let upstream = this.upstream.take().expect("relaying has an upstream");
+                    return Poll::Ready(relay_finished(*this.peer, upstream, result));
+                }
+                StateProj::Securing { handshake, client } => {
+                    let upstream = ready!(handshake.poll(cx)).map_err(|error| {
+                        let addr = this.upstream.take().expect("securing has an upstream");
+                        Error::tls(addr, error)
+                    })?;
+                    let client = client.take().expect("securing holds the client");
+                    tracing::debug!(peer = %this.peer, "upstream tls handshake done, relaying");
+                    State::RelayingTls {
+                        relay: relay(client, upstream, *this.buffer_size),
+                    }
+                }
+                StateProj::RelayingTls { relay } => {
+                    let result = ready!(Pin::new(relay).poll(cx));
+                    let upstream = this.upstream.take().expect("relaying has an upstream");
+                    return Poll::Ready(relay_finished(*this.peer, upstream, result));
                 }
                 StateProj::Relaying { relay } => {
                     let result = ready!(Pin::new(relay).poll(cx));
@@ -96,8 +129,60 @@ where
                     return Poll::Ready(Err(error.take().expect("polled after completion")));
                 }
             };
-            this.state.set(State::Relaying { relay });
+            this.state.set(next);
         }
+    }
+}
+
+/// Splices when asked to and the client is a plain accepted TCP stream, else copies.
+fn start_relay<S>(
+    peer: SocketAddr,
+    client: S,
+    upstream: TcpStream,
+    buffer_size: usize,
+    splice: bool,
+) -> State<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    #[cfg(target_os = "linux")]
+    let (client, upstream) = match as_tcp::<S>(client) {
+        Ok(tcp) if splice => match crate::io::splice_accepted(tcp, upstream) {
+            Ok(relay) => return State::Splicing { relay },
+            Err((error, tcp, upstream)) => {
+                tracing::warn!(%peer, %error, "cannot create splice pipes, copying instead");
+                (from_tcp::<S>(tcp), upstream)
+            }
+        },
+        Ok(tcp) => (from_tcp::<S>(tcp), upstream),
+        Err(client) => (client, upstream),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let _ = (peer, splice);
+    State::Relaying {
+        relay: relay(client, upstream, buffer_size),
+    }
+}
+
+/// `S` is generic; only an accepted TCP stream has the socket that splice needs.
+#[cfg(target_os = "linux")]
+fn as_tcp<S: 'static>(client: S) -> Result<tcp::Stream, S> {
+    cast::<S, tcp::Stream>(client)
+}
+
+/// Undoes [`as_tcp`].
+#[cfg(target_os = "linux")]
+fn from_tcp<S: 'static>(tcp: tcp::Stream) -> S {
+    cast::<tcp::Stream, S>(tcp).unwrap_or_else(|_| unreachable!("S is tcp::Stream"))
+}
+
+/// Moves `value` out as a `U` when `T` and `U` are the same type.
+#[cfg(target_os = "linux")]
+fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<U>>() {
+        Some(same) => Ok(same.take().expect("filled above")),
+        None => Err(slot.expect("not taken")),
     }
 }
 

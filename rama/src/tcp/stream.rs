@@ -54,6 +54,11 @@ impl Stream {
         self.inner
     }
 
+    /// The tokio stream and the idle clock, for relays that bypass `AsyncRead`/`AsyncWrite`.
+    pub(crate) fn into_parts(self) -> (TcpStream, Option<Arc<Activity>>) {
+        (self.inner, self.activity)
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.peer_addr()
@@ -141,7 +146,7 @@ impl Activity {
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
     }

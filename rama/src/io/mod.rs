@@ -1,4 +1,12 @@
-//! Byte-stream plumbing: the bidirectional [`Relay`] that every tunnel ends in.
+//! Byte-stream plumbing: the bidirectional [`Relay`] that every tunnel ends in, and on Linux
+//! a zero-copy [`SpliceRelay`] for TCP-to-TCP.
+
+#[cfg(target_os = "linux")]
+mod splice;
+#[cfg(target_os = "linux")]
+pub use self::splice::{SpliceRelay, splice_relay};
+#[cfg(target_os = "linux")]
+pub(crate) use self::splice::splice_accepted;
 
 use pin_project_lite::pin_project;
 use std::{

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# TCP relay throughput: iperf3 direct, through haproxy (mode tcp) and through rama's
+# tcp_forward, side by side in one run on 127.0.0.1. Installs iperf3 and haproxy with apt.
+#
+#   bench/tcp.sh            # 5 runs of 5 s per path and direction, medians
+#   RUNS=3 SECS=3 bench/tcp.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+SECS=${SECS:-5}
+IPERF_PORT=25201
+HAPROXY_PORT=25301
+RAMA_PORT=25401
+RAMA_COPY_PORT=25402
+
+need=()
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --example tcp_forward -q
+
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+iperf3 -s -p $IPERF_PORT >/dev/null 2>&1 & pids+=($!)
+cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option splice-auto
+listen relay
+  bind 127.0.0.1:$HAPROXY_PORT
+  server upstream 127.0.0.1:$IPERF_PORT
+CFG
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+RUST_LOG=warn target/release/examples/tcp_forward --listen 127.0.0.1:$RAMA_PORT \
+  --upstream 127.0.0.1:$IPERF_PORT --relay splice >/dev/null & pids+=($!)
+RUST_LOG=warn target/release/examples/tcp_forward --listen 127.0.0.1:$RAMA_COPY_PORT \
+  --upstream 127.0.0.1:$IPERF_PORT --relay copy >/dev/null & pids+=($!)
+wait_port $IPERF_PORT; wait_port $HAPROXY_PORT; wait_port $RAMA_PORT; wait_port $RAMA_COPY_PORT
+
+# Gbit/s of one iperf3 run (receiver side).
+gbps() {
+  iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J "${@:2}" |
+    python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+}
+median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
+
+declare -A result
+for dir in "upload:" "download:-R" "4 streams:-P 4"; do
+  name=${dir%%:*}; flags=${dir#*:}
+  for path in direct haproxy rama rama-copy; do
+    case $path in
+      direct) port=$IPERF_PORT;; haproxy) port=$HAPROXY_PORT;;
+      rama) port=$RAMA_PORT;; rama-copy) port=$RAMA_COPY_PORT;;
+    esac
+    runs=()
+    # Interleave nothing: each path gets its runs back to back, all paths in the same minute.
+    for _ in $(seq "$RUNS"); do runs+=("$(gbps $port $flags)"); done
+    result["$name/$path"]=$(median "${runs[@]}")
+  done
+done
+
+echo "TCP throughput, Gbit/s, median of $RUNS x ${SECS}s iperf3 runs on 127.0.0.1 ($(nproc) cores), $(date -u +%F)"
+echo
+echo "| workload | direct | haproxy | rama (splice) | rama (copy) | rama / haproxy | rama / direct | splice / copy |"
+echo "|---|---|---|---|---|---|---|---|"
+for name in "upload" "download" "4 streams"; do
+  d=${result["$name/direct"]}; h=${result["$name/haproxy"]}
+  r=${result["$name/rama"]}; c=${result["$name/rama-copy"]}
+  printf '| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n' "$name" "$d" "$h" "$r" "$c" \
+    "$(python3 -c "print($r/$h)")" "$(python3 -c "print($r/$d)")" "$(python3 -c "print($r/$c)")"
+done
