@@ -143,6 +143,40 @@ async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_mode_serves_on_every_worker_and_drains() {
+    let origin = EchoOrigin::start().await;
+    let server = forward_to(origin.addr)
+        .spawn_connections()
+        .drain_timeout(Duration::from_millis(200));
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server.with_graceful_shutdown(async {
+        let _ = stopped.await;
+    }));
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..100u64 {
+        clients.spawn(async move {
+            let data = payload(64 * 1024, i);
+            assert_eq!(exchange(addr, &data).await.unwrap(), data);
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    // A connection left open is aborted at the drain deadline.
+    let mut lingering = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(echo_line(&mut lingering, "x\n").await.unwrap(), "x\n");
+    stop.send(()).unwrap();
+    timeout(PATIENCE, server).await.unwrap().unwrap().unwrap();
+    let mut rest = Vec::new();
+    let end = timeout(PATIENCE, lingering.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(end.is_err() || rest.is_empty());
+    assert_eq!(origin.accepted(), 101);
+}
+
 #[tokio::test]
 async fn concurrency_limit_holds_back_the_third_connection() {
     let origin = EchoOrigin::start().await;

@@ -293,12 +293,18 @@ where
                 .as_mut()
                 .is_some_and(|t| t.as_mut().poll(cx).is_ready())
             {
+                core.timer = None;
                 tracing::warn!(
                     connections = this.connections.count(),
                     "drain timeout reached, dropping the connections left"
                 );
                 this.connections.drop_all();
-                return Poll::Ready(Ok(()));
+                // Spawned tasks end at their next poll after the abort: resolve only once
+                // they have, so nothing outlives the server.
+                if this.connections.poll_all(cx).is_ready() {
+                    tracing::info!("server stopped");
+                    return Poll::Ready(Ok(()));
+                }
             }
         }
         Poll::Pending
