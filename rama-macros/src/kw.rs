@@ -24,6 +24,10 @@ pub(crate) enum Status {
         call: &'static str,
     },
     /// A word kept for a stage that has not landed; the text says so.
+    #[allow(
+        dead_code,
+        reason = "no word is reserved right now; a stage announced before it lands uses it"
+    )]
     Reserved(&'static str),
 }
 
@@ -76,7 +80,10 @@ pub(crate) const SHORTHANDS: &[Shorthand] = &[
         role: Role::Layer,
         args: (0, 1),
         usage: "`tls` (a development certificate) or `tls(server_config)`",
-        status: Status::Reserved("rama's TLS stage has not landed yet"),
+        status: Status::Available {
+            bare: Some("::rama::tls::dev_acceptor"),
+            call: "::rama::tls::acceptor",
+        },
     },
 ];
 
@@ -103,6 +110,18 @@ pub(crate) const KNOWN: &[Known] = &[
     Known {
         module: "",
         ty: "Target",
+        role: Role::Terminal,
+        bare: false,
+    },
+    Known {
+        module: "socks5",
+        ty: "Server",
+        role: Role::Layer,
+        bare: true,
+    },
+    Known {
+        module: "socks5",
+        ty: "Client",
         role: Role::Terminal,
         bare: false,
     },

@@ -35,8 +35,9 @@
 //! - **Shorthands** resolve to rama's items without an import: `timeout(d)` is
 //!   `rama::stage::timeout(d)` (tower's `TimeoutLayer`), `limit(n)` is `rama::stage::limit(n)`
 //!   (tower's `ConcurrencyLimitLayer`), `target` is `rama::Target::requested()` (dial what the
-//!   client asked for) and `target(addr)` is `rama::target(addr)`. `tls` is reserved for the TLS
-//!   stage to come.
+//!   client asked for) and `target(addr)` is `rama::target(addr)`. `tls(cfg)` is
+//!   `rama::tls::acceptor(cfg)` (anything that converts into a `rama::tls::Acceptor`), and a
+//!   bare `tls` serves a development certificate for `localhost` (`rama::tls::Acceptor::dev`).
 //! - **Paths** resolve through the user's imports: `tcp::Server::bind(addr)` needs
 //!   `use rama::tcp;`, any third-party layer is used as written.
 //! - **Bare forms**: `tcp::Server` alone listens on the address in `RAMA_LISTEN`, or on

@@ -32,12 +32,15 @@
 
 mod address;
 mod conn;
+pub mod egress;
 pub mod error;
 pub mod graceful;
 pub mod io;
+pub mod socks5;
 pub mod stage;
 pub mod target;
 pub mod tcp;
+pub mod tls;
 pub mod tunnel;
 
 pub use self::address::{Address, AddressError, Host};

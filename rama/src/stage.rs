@@ -17,7 +17,12 @@
 //! | item                        | role     | takes                          | hands on                    |
 //! |-----------------------------|----------|--------------------------------|-----------------------------|
 //! | [`tcp::Server`]             | source   |                                | [`ByteStream`]              |
-//! | [`Target`] (`target`)       | terminal | [`ByteStream`]                 | [`Nothing`]                 |
+//! | [`Target`] (`target`)       | terminal | [`ByteStreamOrTunnel`]         | [`Nothing`]                 |
+//! | [`tls::Acceptor`] (`tls`)   | layer    | [`ByteStream`]                 | [`ByteStream`] (TLS)        |
+//! | [`tls::Detect`]             | terminal | [`ByteStream`]                 | [`Nothing`]                 |
+//! | [`socks5::Server`]          | layer    | [`ByteStream`]                 | [`TunnelRequest`]           |
+//! | [`socks5::Client`]          | terminal | [`TunnelRequest`]              | [`Nothing`]                 |
+//! | [`egress::EgressLayer`]     | layer    | [`TunnelRequest`]              | [`TunnelRequest`]           |
 //! | `timeout(d)`, `limit(n)`    | layer    | anything                       | what it took                |
 //! | any other tower `Layer`     | layer    | anything                       | what it took                |
 //! | any other tower `Service`   | terminal | (checked by tower's bounds)    |                             |
@@ -58,7 +63,14 @@
 //! A new server registers as a [`Source`].
 //!
 //! [`ByteStream`]: kind::ByteStream
+//! [`tls::Acceptor`]: crate::tls::Acceptor
+//! [`tls::Detect`]: crate::tls::Detect
 //! [`Nothing`]: kind::Nothing
+//! [`TunnelRequest`]: kind::TunnelRequest
+//! [`ByteStreamOrTunnel`]: kind::ByteStreamOrTunnel
+//! [`socks5::Server`]: crate::socks5::Server
+//! [`socks5::Client`]: crate::socks5::Client
+//! [`egress::EgressLayer`]: crate::egress::EgressLayer
 //! [`Layer`]: tower::Layer
 //! [`Service`]: tower::Service
 
@@ -87,8 +99,27 @@ pub mod kind {
     #[derive(Debug)]
     pub enum Nothing {}
 
+    /// A client waiting to be connected somewhere, as a [`tunnel::Request`](crate::tunnel::Request):
+    /// what `socks5::Server` (and HTTP `CONNECT`) hand on.
+    #[derive(Debug)]
+    pub enum TunnelRequest {}
+
+    /// What [`Target`](crate::Target) takes: a [`ByteStream`] or a [`TunnelRequest`].
+    #[derive(Debug)]
+    pub enum ByteStreamOrTunnel {}
+
     impl Kind for ByteStream {}
     impl Kind for Nothing {}
+    impl Kind for TunnelRequest {}
+    impl Kind for ByteStreamOrTunnel {}
+
+    /// `Self`, what a stage takes, accepts `K`, what arrives: every kind accepts itself, and a
+    /// kind that stands for several (such as [`ByteStreamOrTunnel`]) accepts each of them.
+    pub trait Accepts<K> {}
+
+    impl<K: Kind> Accepts<K> for K {}
+    impl Accepts<ByteStream> for ByteStreamOrTunnel {}
+    impl Accepts<TunnelRequest> for ByteStreamOrTunnel {}
 }
 
 use self::kind::Kind;
@@ -179,7 +210,7 @@ impl Bare for tcp::Server {
 }
 
 impl Stage for Target {
-    type Takes = kind::ByteStream;
+    type Takes = kind::ByteStreamOrTunnel;
     type HandsOn = kind::Nothing;
 }
 
@@ -228,7 +259,8 @@ pub mod check {
     #[derive(Debug)]
     pub struct PassThrough<P, K>(Marker<(P, K)>);
 
-    /// `Self` (a stage) takes `W`, but `P` hands on `K`: implemented only when `W` is `K`.
+    /// `Self` (a stage) takes `W`, but `P` hands on `K`: implemented only when `W` accepts
+    /// `K` (it is `K`, or a kind that stands for `K` among others).
     #[diagnostic::on_unimplemented(
         message = "`{Self}` takes `{W}`, but `{P}` before it hands on `{K}`",
         label = "`{Self}` cannot take `{K}`",
@@ -236,7 +268,8 @@ pub mod check {
     )]
     pub trait Fits<P, K, W> {}
 
-    impl<T, P, K> Fits<P, K, K> for T {}
+    #[diagnostic::do_not_recommend]
+    impl<T, P, K, W> Fits<P, K, W> for T where W: super::kind::Accepts<K> {}
 
     /// `Self` wraps the rest of the diagram, `S`: it is a tower `Layer<S>`.
     #[diagnostic::on_unimplemented(

@@ -1,6 +1,8 @@
 //! Shared plumbing of the end-to-end tests: running the examples as real processes, local
 //! origins to relay to, and payload checksums. Everything listens on 127.0.0.1 only.
 
+pub mod python;
+
 use sha2::{Digest, Sha256};
 use std::{
     io::{BufRead, BufReader, Read},

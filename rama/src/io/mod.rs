@@ -4,9 +4,9 @@
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(target_os = "linux")]
-pub use self::splice::{SpliceRelay, splice_relay};
-#[cfg(target_os = "linux")]
 pub(crate) use self::splice::splice_accepted;
+#[cfg(target_os = "linux")]
+pub use self::splice::{SpliceRelay, splice_relay};
 
 use pin_project_lite::pin_project;
 use std::{

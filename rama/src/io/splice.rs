@@ -115,7 +115,13 @@ impl Half {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A bigger pipe means fewer system calls per byte; the default (64 KiB) still works.
         // SAFETY: F_SETPIPE_SZ on a descriptor we own, with an integer argument.
-        let grown = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+        let grown = unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            )
+        };
         let capacity = if grown > 0 { grown as usize } else { 64 * 1024 };
         Ok(Self {
             read,
@@ -128,7 +134,12 @@ impl Half {
         })
     }
 
-    fn poll_copy(&mut self, cx: &mut Context<'_>, from: &TcpStream, to: &TcpStream) -> Poll<io::Result<()>> {
+    fn poll_copy(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &TcpStream,
+        to: &TcpStream,
+    ) -> Poll<io::Result<()>> {
         if self.done {
             return Poll::Ready(Ok(()));
         }

@@ -97,7 +97,13 @@ where
                         upstream = ?upstream.peer_addr().ok(),
                         "upstream connected, relaying"
                     );
-                    start_relay(*this.peer, client, upstream, *this.buffer_size, *this.splice)
+                    start_relay(
+                        *this.peer,
+                        client,
+                        upstream,
+                        *this.buffer_size,
+                        *this.splice,
+                    )
                 }
                 StateProj::Splicing { relay } => {
                     let result = ready!(Pin::new(relay).poll(cx));

@@ -1,0 +1,92 @@
+//! A SOCKS5 proxy (CONNECT and UDP ASSOCIATE), one server per core, optionally with users.
+//!
+//! Listening beyond loopback turns on the public-only egress rules (no loopback, private,
+//! link-local or metadata destinations) unless `--allow-private` says otherwise.
+//!
+//! ```text
+//! cargo run --release --example socks5_proxy -- --listen 127.0.0.1:1080 --user alice:s3cret
+//! curl --socks5-hostname alice:s3cret@127.0.0.1:1080 http://example.com/
+//! ```
+
+use rama::{
+    BoxError,
+    egress::{EgressLayer, Rules},
+    graceful, proxy,
+    socks5::{self, auth::Users},
+    tcp,
+};
+use rama_examples::{Args, init_tracing};
+use std::{net::SocketAddr, time::Duration};
+
+const USAGE: &str = "\
+socks5_proxy: a SOCKS5 proxy (CONNECT, UDP ASSOCIATE), optionally with username/password
+
+usage: socks5_proxy [--listen ADDR] [--user NAME:PASSWORD]... [--threads N] [--allow-private]
+
+  --listen ADDR          where to accept connections (default 127.0.0.1:1080)
+  --user NAME:PASSWORD   require this user (repeatable); without any, no authentication
+  --threads N            servers, one per thread (default: one per core)
+  --allow-private        dial loopback/private destinations even when listening beyond loopback";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    init_tracing();
+    let args = Args::parse(USAGE, &["allow-private"]);
+    let listen: SocketAddr = args.get("listen", "127.0.0.1:1080");
+    let threads: usize = args.get("threads", "0");
+    let users = Users::parse(repeated("--user").iter().map(String::as_str))?;
+    let rules = if listen.ip().is_loopback() || args.flag("allow-private") {
+        Rules::allow_by_default()
+    } else {
+        Rules::public_only()
+    };
+
+    let servers = match threads {
+        0 => tcp::PerCore::bind(listen)?,
+        n => tcp::PerCore::bind_threads(listen, n)?,
+    };
+    let addr = servers.local_addr();
+    println!("listening on {addr}");
+    let credentials = repeated("--user")
+        .first()
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default();
+    println!("try: curl --socks5-hostname {credentials}{addr} http://example.com/");
+
+    let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
+    let stage = socks5::Server::new().udp(true).rules(rules.clone());
+    if users.is_empty() {
+        servers
+            .run(move |server| {
+                proxy! { server => stage.clone() => EgressLayer::new(rules.clone()) => target }
+                    .drain_timeout(Duration::from_secs(30))
+            })
+            .await
+    } else {
+        servers
+            .run(move |server| {
+                proxy! {
+                    server
+                        => stage.clone().with_auth(users.clone())
+                        => EgressLayer::new(rules.clone())
+                        => target
+                }
+                .drain_timeout(Duration::from_secs(30))
+            })
+            .await
+    }
+}
+
+/// Every value of a repeatable option (`--name value` or `--name=value`).
+fn repeated(name: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == name {
+            values.extend(args.next());
+        } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+            values.push(value.to_owned());
+        }
+    }
+    values
+}

@@ -1,0 +1,70 @@
+//! Plain in, TLS out: every connection to `--listen` is relayed over TLS to `--upstream`,
+//! whose certificate must verify against the webpki roots or `--upstream-ca` and match its
+//! host name.
+//!
+//! ```text
+//! cargo run --release --example tls_upstream -- --listen 127.0.0.1:9080 --upstream example.com:443
+//! curl -H 'Host: example.com' http://127.0.0.1:9080/
+//! ```
+
+use rama::{Address, BoxError, graceful, proxy, tcp, tls};
+use rama_examples::{Args, init_tracing};
+use std::time::Duration;
+
+const USAGE: &str = "\
+tls_upstream: relay every plain TCP connection over TLS to one upstream
+
+usage: tls_upstream --upstream HOST:PORT [--listen ADDR] [--upstream-ca FILE]
+                    [--server-name NAME] [--alpn LIST] [--threads N]
+
+  --listen ADDR          where to accept plain connections (default 127.0.0.1:9080)
+  --upstream HOST:PORT   the TLS upstream; HOST is also the SNI and the name its certificate
+                         must match
+  --upstream-ca FILE     trust this CA (PEM) instead of the webpki roots
+  --server-name NAME     send and verify NAME instead of HOST (when HOST is an address)
+  --alpn LIST            protocols to offer, comma-separated (default: none)
+  --threads N            servers, one per thread (default: one per core)";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    init_tracing();
+    let args = Args::parse(USAGE, &[]);
+    let listen: String = args.get("listen", "127.0.0.1:9080");
+    let upstream: Address = args.required("upstream");
+    let ca: String = args.get("upstream-ca", "");
+    let server_name: String = args.get("server-name", "");
+    let alpn: String = args.get("alpn", "");
+    let threads: usize = args.get("threads", "0");
+
+    let mut builder = tls::Connector::builder();
+    builder = match ca.as_str() {
+        "" => builder.webpki_roots(),
+        ca => builder.ca_pem_file(ca)?,
+    };
+    if !alpn.is_empty() {
+        builder = builder.alpn(alpn.split(','));
+    }
+    let mut connector = builder.build()?;
+    if !server_name.is_empty() {
+        connector = connector.server_name(&server_name)?;
+    }
+
+    let servers = match threads {
+        0 => tcp::PerCore::bind(&listen)?,
+        n => tcp::PerCore::bind_threads(&listen, n)?,
+    };
+    let addr = servers.local_addr();
+    println!("listening on {addr}");
+    println!(
+        "relaying over TLS to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)"
+    );
+
+    servers
+        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
+        .run(move |server| {
+            proxy! { server => target(upstream.clone()).tls(connector.clone()) }
+                .idle_timeout(Duration::from_secs(300))
+                .drain_timeout(Duration::from_secs(30))
+        })
+        .await
+}
