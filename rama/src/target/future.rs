@@ -14,7 +14,6 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     task::{Context, Poll, ready},
-    time::Duration,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -38,9 +37,8 @@ pin_project! {
     enum State<S> {
         Dialing { #[pin] connect: Connect, client: Option<S>, tls: Option<crate::tls::Connector> },
         Securing { #[pin] handshake: crate::tls::Connect<TcpStream>, client: Option<S> },
-        Relaying { relay: Relay<S, TcpStream> },
+        Relaying { relay: TcpRelay<S> },
         RelayingTls { relay: Relay<S, tokio_rustls::client::TlsStream<TcpStream>> },
-        Splicing { relay: crate::io::SpliceRelay },
         Failed { error: Option<Error> },
     }
 }
@@ -97,18 +95,15 @@ where
                         upstream = ?upstream.peer_addr().ok(),
                         "upstream connected, relaying"
                     );
-                    start_relay(
-                        *this.peer,
-                        client,
-                        upstream,
-                        *this.buffer_size,
-                        *this.splice,
-                    )
-                }
-                StateProj::Splicing { relay } => {
-                    let result = ready!(Pin::new(relay).poll(cx));
-                    let upstream = this.upstream.take().expect("relaying has an upstream");
-                    return Poll::Ready(relay_finished(*this.peer, upstream, result));
+                    State::Relaying {
+                        relay: TcpRelay::new(
+                            *this.peer,
+                            client,
+                            upstream,
+                            *this.buffer_size,
+                            *this.splice,
+                        ),
+                    }
                 }
                 StateProj::Securing { handshake, client } => {
                     let upstream = ready!(handshake.poll(cx)).map_err(|error| {
@@ -140,33 +135,55 @@ where
     }
 }
 
-/// Splices when asked to and the client is a plain accepted TCP stream, else copies.
-fn start_relay<S>(
-    peer: SocketAddr,
-    client: S,
-    upstream: TcpStream,
-    buffer_size: usize,
-    splice: bool,
-) -> State<S>
+/// A relay from a client stream to a TCP upstream: spliced when asked to and the client is a
+/// plain accepted TCP stream, else a buffered copy.
+enum TcpRelay<S> {
+    Copy(Relay<S, TcpStream>),
+    #[cfg(target_os = "linux")]
+    Splice(crate::io::SpliceRelay),
+}
+
+impl<S> TcpRelay<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    #[cfg(target_os = "linux")]
-    let (client, upstream) = match as_tcp::<S>(client) {
-        Ok(tcp) if splice => match crate::io::splice_accepted(tcp, upstream) {
-            Ok(relay) => return State::Splicing { relay },
-            Err((error, tcp, upstream)) => {
-                tracing::warn!(%peer, %error, "cannot create splice pipes, copying instead");
-                (from_tcp::<S>(tcp), upstream)
-            }
-        },
-        Ok(tcp) => (from_tcp::<S>(tcp), upstream),
-        Err(client) => (client, upstream),
-    };
-    #[cfg(not(target_os = "linux"))]
-    let _ = (peer, splice);
-    State::Relaying {
-        relay: relay(client, upstream, buffer_size),
+    fn new(
+        peer: SocketAddr,
+        client: S,
+        upstream: TcpStream,
+        buffer_size: usize,
+        splice: bool,
+    ) -> Self {
+        #[cfg(target_os = "linux")]
+        let (client, upstream) = match as_tcp::<S>(client) {
+            Ok(tcp) if splice => match crate::io::splice_accepted(tcp, upstream) {
+                Ok(relay) => return Self::Splice(relay),
+                Err((error, tcp, upstream)) => {
+                    tracing::warn!(%peer, %error, "cannot create splice pipes, copying instead");
+                    (from_tcp::<S>(tcp), upstream)
+                }
+            },
+            Ok(tcp) => (from_tcp::<S>(tcp), upstream),
+            Err(client) => (client, upstream),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let _ = (peer, splice);
+        Self::Copy(relay(client, upstream, buffer_size))
+    }
+}
+
+impl<S> Future for TcpRelay<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Output = std::io::Result<Relayed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Copy(relay) => Pin::new(relay).poll(cx),
+            #[cfg(target_os = "linux")]
+            Self::Splice(relay) => Pin::new(relay).poll(cx),
+        }
     }
 }
 
@@ -233,6 +250,7 @@ pin_project! {
         peer: SocketAddr,
         upstream: Option<Address>,
         buffer_size: usize,
+        splice: bool,
         #[pin]
         state: TunnelState<H>,
     }
@@ -246,32 +264,31 @@ pin_project! {
     {
         Dialing { #[pin] connect: Connect, handshake: Option<H> },
         Accepting { #[pin] accept: H::Accept, upstream: Option<TcpStream> },
-        Relaying { relay: Relay<H::Stream, TcpStream> },
+        Relaying { relay: TcpRelay<H::Stream> },
         Rejecting { #[pin] reject: H::Reject, error: Option<Error> },
     }
 }
 
 impl<H: Handshake> TunnelFuture<H> {
-    pub(super) fn new(
-        handshake: H,
-        peer: SocketAddr,
-        upstream: Address,
-        connect_timeout: Duration,
-        buffer_size: usize,
-    ) -> Self {
+    pub(super) fn new(handshake: H, peer: SocketAddr, upstream: Address, target: &Target) -> Self {
         Self {
             peer,
             state: TunnelState::Dialing {
-                connect: tcp::connect(&upstream, connect_timeout),
+                connect: tcp::connect(&upstream, target.connect_timeout),
                 handshake: Some(handshake),
             },
             upstream: Some(upstream),
-            buffer_size,
+            buffer_size: target.buffer_size,
+            splice: target.splice,
         }
     }
 }
 
-impl<H: Handshake> Future for TunnelFuture<H> {
+impl<H> Future for TunnelFuture<H>
+where
+    H: Handshake,
+    H::Stream: 'static,
+{
     type Output = Result<Relayed, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -306,7 +323,13 @@ impl<H: Handshake> Future for TunnelFuture<H> {
                     let client = ready!(accept.poll(cx)).map_err(Error::answer)?;
                     let upstream = upstream.take().expect("accepting holds the upstream");
                     TunnelState::Relaying {
-                        relay: relay(client, upstream, *this.buffer_size),
+                        relay: TcpRelay::new(
+                            *this.peer,
+                            client,
+                            upstream,
+                            *this.buffer_size,
+                            *this.splice,
+                        ),
                     }
                 }
                 TunnelProj::Relaying { relay } => {

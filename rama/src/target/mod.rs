@@ -163,6 +163,7 @@ where
 impl<H> Service<tunnel::Request<H>> for Target
 where
     H: Handshake,
+    H::Stream: 'static,
 {
     type Response = crate::io::Relayed;
     type Error = Error;
@@ -175,12 +176,6 @@ where
     fn call(&mut self, request: tunnel::Request<H>) -> Self::Future {
         let (requested, handshake, info) = request.into_parts();
         let destination = self.fixed.clone().unwrap_or(requested);
-        TunnelFuture::new(
-            handshake,
-            info.peer_addr(),
-            destination,
-            self.connect_timeout,
-            self.buffer_size,
-        )
+        TunnelFuture::new(handshake, info.peer_addr(), destination, self)
     }
 }
