@@ -146,6 +146,26 @@ async fn connect(proxy: SocketAddr, request: &[u8]) -> Result<TcpStream, u8> {
     Ok(stream)
 }
 
+/// Waits (bounded) until one line of the log holds every one of `parts` (log lines carry
+/// colour codes between a field's name and its value).
+async fn wait_for_line(proxy: &Running, parts: &[&str]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let log = proxy.stderr();
+        if log
+            .lines()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {parts:?}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn connect_ip(dest: SocketAddr) -> Vec<u8> {
     let mut out = vec![5, 1, 0];
     match dest {
@@ -203,7 +223,14 @@ async fn curl_with_proxy_user_and_wrong_credentials_refused() {
     let origin = http_origin("127.0.0.1:0");
     let proxy = Running::start(
         "socks5_proxy",
-        &["--listen", "127.0.0.1:0", "--user", "alice:s3cret", "--user", "bob:pw"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "alice:s3cret",
+            "--user",
+            "bob:pw",
+        ],
     );
     let socks = proxy.addr.to_string();
     let url = format!("http://localhost:{}/", origin.port());
@@ -214,17 +241,29 @@ async fn curl_with_proxy_user_and_wrong_credentials_refused() {
         let args = ["--socks5", &socks, "--proxy-user", user];
         assert_eq!(curl_ok(&args, &url), expected);
     }
-    let refused = curl(&["--socks5-hostname", &socks, "--proxy-user", "alice:wrong"], &url);
+    let refused = curl(
+        &["--socks5-hostname", &socks, "--proxy-user", "alice:wrong"],
+        &url,
+    );
     assert!(!refused.status.success());
     assert_eq!(refused.status.code(), Some(97), "curl: SOCKS5 refused");
     let no_user = curl(&["--socks5-hostname", &socks], &url);
     assert_eq!(no_user.status.code(), Some(97));
 
     // On the wire: status 0x01, then the proxy closes.
-    let got = raw(proxy.addr, &[5, 1, 2, 1, 5, b'a', b'l', b'i', b'c', b'e', 2, b'n', b'o'], false).await;
+    let got = raw(
+        proxy.addr,
+        &[5, 1, 2, 1, 5, b'a', b'l', b'i', b'c', b'e', 2, b'n', b'o'],
+        false,
+    )
+    .await;
     assert_eq!(got, [5, 2, 1, 1]);
-    let log = proxy.wait_for_log("wrong username or password").await;
-    assert!(log.contains("peer=127.0.0.1:"), "the refusal is logged with the peer");
+    // The refusal is logged with the peer.
+    wait_for_line(
+        &proxy,
+        &["wrong username or password", "peer", "127.0.0.1:"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -251,11 +290,7 @@ while True:
     data += chunk
 sys.stdout.write(data.split(b"\r\n\r\n", 1)[1].decode())
 "#;
-    let cases = [
-        ("127.0.0.1", v4),
-        ("::1", v6),
-        ("localhost", v4),
-    ];
+    let cases = [("127.0.0.1", v4), ("::1", v6), ("localhost", v4)];
     for (host, origin) in cases {
         let port = origin.port().to_string();
         let out = Command::new(&python)
@@ -267,10 +302,13 @@ sys.stdout.write(data.split(b"\r\n\r\n", 1)[1].decode())
             "python-socks to {host}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("origin {origin}\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("origin {origin}\n")
+        );
     }
-    // The domain went to the proxy unresolved (rdns), and the proxy logged it.
-    proxy.wait_for_log("destination=localhost:").await;
+    // The domain went to the proxy unresolved (rdns), and the proxy logged it with the user.
+    wait_for_line(&proxy, &["socks5 request", "user", "py", "localhost:"]).await;
 }
 
 #[tokio::test]
@@ -379,9 +417,17 @@ async fn chaining_client_to_rama_to_rama_with_auth_to_origin() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed_addr = closed.local_addr().unwrap();
     drop(closed);
-    assert_eq!(connect(near_addr, &connect_ip(closed_addr)).await.unwrap_err(), 0x05);
+    assert_eq!(
+        connect(near_addr, &connect_ip(closed_addr))
+            .await
+            .unwrap_err(),
+        0x05
+    );
     // A failed upstream login is a general failure to the client.
-    assert_eq!(connect(wrong_addr, &connect_ip(origin)).await.unwrap_err(), 0x01);
+    assert_eq!(
+        connect(wrong_addr, &connect_ip(origin)).await.unwrap_err(),
+        0x01
+    );
 }
 
 // ===== bad input =====
@@ -392,10 +438,16 @@ async fn bad_input_is_answered_and_touches_no_other_connection() {
     let proxy = spawn_server(Rules::allow_by_default());
     // A tunnel that must survive everything below.
     let mut survivor = connect(proxy, &connect_ip(echo.addr)).await.unwrap();
-    assert_eq!(echo_line(&mut survivor, "before\n").await.unwrap(), "before\n");
+    assert_eq!(
+        echo_line(&mut survivor, "before\n").await.unwrap(),
+        "before\n"
+    );
 
     // Wrong version byte: closed without a reply.
-    assert_eq!(raw(proxy, &[4, 1, 0, 80, 127, 0, 0, 1, 0], false).await, b"");
+    assert_eq!(
+        raw(proxy, &[4, 1, 0, 80, 127, 0, 0, 1, 0], false).await,
+        b""
+    );
     // No acceptable method.
     assert_eq!(raw(proxy, &[5, 1, 0x80], false).await, [5, 0xFF]);
     assert_eq!(raw(proxy, &[5, 0], false).await, [5, 0xFF]);
@@ -417,7 +469,10 @@ async fn bad_input_is_answered_and_touches_no_other_connection() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed_addr = closed.local_addr().unwrap();
     drop(closed);
-    assert_eq!(connect(proxy, &connect_ip(closed_addr)).await.unwrap_err(), 0x05);
+    assert_eq!(
+        connect(proxy, &connect_ip(closed_addr)).await.unwrap_err(),
+        0x05
+    );
     // A name that does not resolve: host unreachable.
     let unknown = connect_name("no-such-host.invalid", 80);
     assert_eq!(connect(proxy, &unknown).await.unwrap_err(), 0x04);
@@ -426,13 +481,19 @@ async fn bad_input_is_answered_and_touches_no_other_connection() {
     let started = Instant::now();
     assert_eq!(raw(proxy, &[5, 1], false).await, b"");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(250), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "closed after {waited:?}"
+    );
     assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
     // Stalled after the greeting, too.
     assert_eq!(raw(proxy, &[5, 1, 0, 5, 1], false).await, [5, 0]);
 
     // Through all that, the first tunnel kept working, and new ones open.
-    assert_eq!(echo_line(&mut survivor, "after\n").await.unwrap(), "after\n");
+    assert_eq!(
+        echo_line(&mut survivor, "after\n").await.unwrap(),
+        "after\n"
+    );
     let mut fresh = connect(proxy, &connect_ip(echo.addr)).await.unwrap();
     assert_eq!(echo_line(&mut fresh, "fresh\n").await.unwrap(), "fresh\n");
 }
@@ -442,19 +503,41 @@ async fn egress_rules_deny_with_0x02_even_behind_a_name() {
     let echo = EchoOrigin::start().await;
     let proxy = spawn_server(Rules::public_only());
     // Loopback by address, by IPv4-mapped IPv6, and by a name that resolves to it.
-    assert_eq!(connect(proxy, &connect_ip(echo.addr)).await.unwrap_err(), 0x02);
-    let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", echo.addr.port()).parse().unwrap();
+    assert_eq!(
+        connect(proxy, &connect_ip(echo.addr)).await.unwrap_err(),
+        0x02
+    );
+    let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", echo.addr.port())
+        .parse()
+        .unwrap();
     assert_eq!(connect(proxy, &connect_ip(mapped)).await.unwrap_err(), 0x02);
-    assert_eq!(connect(proxy, &connect_name("localhost", echo.addr.port())).await.unwrap_err(), 0x02);
-    assert_eq!(connect(proxy, &connect_name("127.0.0.1.nip.invalid", 80)).await.unwrap_err(), 0x04);
+    assert_eq!(
+        connect(proxy, &connect_name("localhost", echo.addr.port()))
+            .await
+            .unwrap_err(),
+        0x02
+    );
+    assert_eq!(
+        connect(proxy, &connect_name("127.0.0.1.nip.invalid", 80))
+            .await
+            .unwrap_err(),
+        0x04
+    );
     // The metadata address, never dialed.
     let metadata: SocketAddr = "169.254.169.254:80".parse().unwrap();
-    assert_eq!(connect(proxy, &connect_ip(metadata)).await.unwrap_err(), 0x02);
+    assert_eq!(
+        connect(proxy, &connect_ip(metadata)).await.unwrap_err(),
+        0x02
+    );
     assert_eq!(echo.accepted(), 0);
 
     // A port rule.
-    let proxy = spawn_server(Rules::allow_by_default().deny(rama::egress::Match::port(echo.addr.port())));
-    assert_eq!(connect(proxy, &connect_ip(echo.addr)).await.unwrap_err(), 0x02);
+    let proxy =
+        spawn_server(Rules::allow_by_default().deny(rama::egress::Match::port(echo.addr.port())));
+    assert_eq!(
+        connect(proxy, &connect_ip(echo.addr)).await.unwrap_err(),
+        0x02
+    );
     assert_eq!(echo.accepted(), 0);
 }
 
@@ -464,6 +547,60 @@ async fn the_proxy_example_serves_socks5_and_stops_on_sigterm() {
     let mut proxy = Running::start("proxy", &["--listen", "127.0.0.1:0"]);
     let socks = proxy.addr.to_string();
     let url = format!("http://localhost:{}/", origin.port());
-    assert_eq!(curl_ok(&["--socks5-hostname", &socks], &url), format!("origin {origin}\n"));
+    assert_eq!(
+        curl_ok(&["--socks5-hostname", &socks], &url),
+        format!("origin {origin}\n")
+    );
     assert!(proxy.terminate().await, "clean exit on SIGTERM");
+}
+
+#[tokio::test]
+async fn bind_announces_twice_and_relays_the_incoming_connection() {
+    let server = proxy! {
+        tcp::Server::bind("127.0.0.1:0") => socks5::Server::new().bind(true) => target
+    };
+    let proxy = server.local_addr().unwrap();
+    tokio::spawn(server);
+    let mut control = TcpStream::connect(proxy).await.unwrap();
+    // BIND, expecting the incoming connection from 127.0.0.1.
+    control
+        .write_all(&[5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 0])
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    timeout(PATIENCE, control.read_exact(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first[..6], [5, 0, 5, 0, 0, 1]);
+    let listening = SocketAddr::from((
+        [first[6], first[7], first[8], first[9]],
+        u16::from_be_bytes([first[10], first[11]]),
+    ));
+    let mut incoming = TcpStream::connect(listening).await.unwrap();
+    let mut second = [0u8; 10];
+    timeout(PATIENCE, control.read_exact(&mut second))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second[..4], [5, 0, 0, 1]);
+    let announced = SocketAddr::from((
+        [second[4], second[5], second[6], second[7]],
+        u16::from_be_bytes([second[8], second[9]]),
+    ));
+    assert_eq!(announced, incoming.local_addr().unwrap());
+    incoming.write_all(b"from the far side\n").await.unwrap();
+    let mut got = [0u8; 18];
+    timeout(PATIENCE, control.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"from the far side\n");
+    control.write_all(b"back\n").await.unwrap();
+    let mut back = [0u8; 5];
+    timeout(PATIENCE, incoming.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"back\n");
 }

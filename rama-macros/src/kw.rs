@@ -125,6 +125,18 @@ pub(crate) const KNOWN: &[Known] = &[
         role: Role::Terminal,
         bare: false,
     },
+    Known {
+        module: "http",
+        ty: "Server",
+        role: Role::Layer,
+        bare: true,
+    },
+    Known {
+        module: "http",
+        ty: "ForwardProxy",
+        role: Role::Layer,
+        bare: true,
+    },
 ];
 
 /// The shorthand called `name`.

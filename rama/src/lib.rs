@@ -35,6 +35,7 @@ mod conn;
 pub mod egress;
 pub mod error;
 pub mod graceful;
+pub mod http;
 pub mod io;
 pub mod socks5;
 pub mod stage;

@@ -23,6 +23,8 @@
 //! | [`socks5::Server`]          | layer    | [`ByteStream`]                 | [`TunnelRequest`]           |
 //! | [`socks5::Client`]          | terminal | [`TunnelRequest`]              | [`Nothing`]                 |
 //! | [`egress::EgressLayer`]     | layer    | [`TunnelRequest`]              | [`TunnelRequest`]           |
+//! | [`http::Server`]            | layer    | [`ByteStream`]                 | [`HttpRequest`]             |
+//! | [`http::ForwardProxy`]      | layer    | [`HttpRequest`]                | [`TunnelRequest`] (CONNECT) |
 //! | `timeout(d)`, `limit(n)`    | layer    | anything                       | what it took                |
 //! | any other tower `Layer`     | layer    | anything                       | what it took                |
 //! | any other tower `Service`   | terminal | (checked by tower's bounds)    |                             |
@@ -67,6 +69,9 @@
 //! [`tls::Detect`]: crate::tls::Detect
 //! [`Nothing`]: kind::Nothing
 //! [`TunnelRequest`]: kind::TunnelRequest
+//! [`HttpRequest`]: kind::HttpRequest
+//! [`http::Server`]: crate::http::Server
+//! [`http::ForwardProxy`]: crate::http::ForwardProxy
 //! [`ByteStreamOrTunnel`]: kind::ByteStreamOrTunnel
 //! [`socks5::Server`]: crate::socks5::Server
 //! [`socks5::Client`]: crate::socks5::Client
@@ -104,6 +109,11 @@ pub mod kind {
     #[derive(Debug)]
     pub enum TunnelRequest {}
 
+    /// An `http::Request`, as [`http::Server`](crate::http::Server) hands on: one per
+    /// request, many per connection.
+    #[derive(Debug)]
+    pub enum HttpRequest {}
+
     /// What [`Target`](crate::Target) takes: a [`ByteStream`] or a [`TunnelRequest`].
     #[derive(Debug)]
     pub enum ByteStreamOrTunnel {}
@@ -112,6 +122,7 @@ pub mod kind {
     impl Kind for Nothing {}
     impl Kind for TunnelRequest {}
     impl Kind for ByteStreamOrTunnel {}
+    impl Kind for HttpRequest {}
 
     /// `Self`, what a stage takes, accepts `K`, what arrives: every kind accepts itself, and a
     /// kind that stands for several (such as [`ByteStreamOrTunnel`]) accepts each of them.
@@ -212,6 +223,30 @@ impl Bare for tcp::Server {
 impl Stage for Target {
     type Takes = kind::ByteStreamOrTunnel;
     type HandsOn = kind::Nothing;
+}
+
+impl Stage for crate::http::Server {
+    type Takes = kind::ByteStream;
+    type HandsOn = kind::HttpRequest;
+}
+
+/// A bare `http::Server` has the documented defaults.
+impl Bare for crate::http::Server {
+    fn bare() -> Self {
+        Self::new()
+    }
+}
+
+impl<A> Stage for crate::http::ForwardProxy<A> {
+    type Takes = kind::HttpRequest;
+    type HandsOn = kind::TunnelRequest;
+}
+
+/// A bare `http::ForwardProxy` has no authentication and no rules.
+impl Bare for crate::http::ForwardProxy {
+    fn bare() -> Self {
+        Self::new()
+    }
 }
 
 /// A [`tcp::Server`] bound to [`LISTEN_ENV`] or [`DEFAULT_LISTEN`]: the bare `tcp::Server` of a

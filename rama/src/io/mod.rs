@@ -1,6 +1,7 @@
 //! Byte-stream plumbing: the bidirectional [`Relay`] that every tunnel ends in, and on Linux
 //! a zero-copy [`SpliceRelay`] for TCP-to-TCP.
 
+mod pool;
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(target_os = "linux")]
@@ -87,9 +88,12 @@ pin_project! {
     }
 }
 
-/// One direction of a relay: a buffer and where the copy stands.
+/// One direction of a relay: a buffer while bytes are in flight, and where the copy stands.
 struct Half {
-    buf: Box<[u8]>,
+    /// Taken from the thread's pool before a read, given back once empty and the reader has
+    /// nothing more for now: an idle direction holds no buffer.
+    buf: Option<Box<[u8]>>,
+    size: usize,
     /// Bytes `buf[pos..end]` are read and not yet written.
     pos: usize,
     end: usize,
@@ -147,13 +151,21 @@ impl<A, B> fmt::Debug for Relay<A, B> {
 impl Half {
     fn new(size: usize) -> Self {
         Self {
-            buf: vec![0; size.max(1)].into_boxed_slice(),
+            buf: None,
+            size: size.max(1),
             pos: 0,
             end: 0,
             read_eof: false,
             need_flush: false,
             done: false,
             moved: 0,
+        }
+    }
+
+    /// Gives the (empty) buffer back to the thread's pool.
+    fn release(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            pool::give(&pool::BUFFERS, buf);
         }
     }
 
@@ -173,10 +185,16 @@ impl Half {
         }
         loop {
             if self.pos == self.end && !self.read_eof {
-                let mut buf = ReadBuf::new(&mut self.buf);
+                let size = self.size;
+                let buf = self.buf.get_or_insert_with(|| {
+                    pool::take(&pool::BUFFERS, |b| b.len() == size)
+                        .unwrap_or_else(|| vec![0; size].into_boxed_slice())
+                });
+                let mut buf = ReadBuf::new(buf);
                 match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
                     Poll::Ready(result) => result?,
                     Poll::Pending => {
+                        self.release();
                         // Nothing more to read for now: push out what a buffering writer
                         // (TLS) still holds before we sleep.
                         if self.need_flush {
@@ -189,14 +207,18 @@ impl Half {
                 let n = buf.filled().len();
                 if n == 0 {
                     self.read_eof = true;
+                    self.release();
                 } else {
                     self.pos = 0;
                     self.end = n;
                 }
             }
             while self.pos < self.end {
-                let n =
-                    ready!(Pin::new(&mut *writer).poll_write(cx, &self.buf[self.pos..self.end]))?;
+                let pending = match &self.buf {
+                    Some(buf) => &buf[self.pos..self.end],
+                    None => unreachable!("bytes in flight live in a buffer"),
+                };
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, pending))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }

@@ -19,37 +19,25 @@ use tokio::{io::Interest, net::TcpStream};
 const PIPE_SIZE: usize = 1 << 20;
 
 /// Relays between two TCP streams with `splice(2)`, with the same half-close semantics as
-/// [`relay`](super::relay). Fails at creation only if no pipe can be made.
-pub fn splice_relay(a: TcpStream, b: TcpStream) -> io::Result<SpliceRelay> {
-    Ok(SpliceRelay {
-        a_to_b: Half::new()?,
-        b_to_a: Half::new()?,
+/// [`relay`](super::relay). Pipes come from a per-thread pool while bytes are in flight and go
+/// back once empty, so an idle relay holds none (and no descriptors beyond its two sockets).
+pub fn splice_relay(a: TcpStream, b: TcpStream) -> SpliceRelay {
+    SpliceRelay {
         a,
         b,
+        a_to_b: Half::default(),
+        b_to_a: Half::default(),
         activity: None,
-    })
+    }
 }
 
 /// Splices an accepted [`tcp::Stream`](crate::tcp::Stream), keeping its idle-timeout clock
 /// running (the bytes bypass the stream's own accounting).
-/// On failure (no pipe available) the streams come back, for a buffered relay instead.
-pub(crate) fn splice_accepted(
-    a: crate::tcp::Stream,
-    b: TcpStream,
-) -> Result<SpliceRelay, (io::Error, crate::tcp::Stream, TcpStream)> {
-    let halves = Half::new().and_then(|a_to_b| Ok((a_to_b, Half::new()?)));
-    let (a_to_b, b_to_a) = match halves {
-        Ok(halves) => halves,
-        Err(error) => return Err((error, a, b)),
-    };
+pub(crate) fn splice_accepted(a: crate::tcp::Stream, b: TcpStream) -> SpliceRelay {
     let (a, activity) = a.into_parts();
-    Ok(SpliceRelay {
-        a,
-        b,
-        a_to_b,
-        b_to_a,
-        activity,
-    })
+    let mut relay = splice_relay(a, b);
+    relay.activity = activity;
+    relay
 }
 
 /// The future returned by [`splice_relay`].
@@ -62,11 +50,10 @@ pub struct SpliceRelay {
     activity: Option<std::sync::Arc<Activity>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Half {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: usize,
+    /// Held only while bytes are in it.
+    pipe: Option<Pipe>,
     in_pipe: usize,
     read_eof: bool,
     done: bool,
@@ -104,7 +91,27 @@ impl Future for SpliceRelay {
     }
 }
 
-impl Half {
+/// A non-blocking pipe: what `splice` moves bytes through.
+#[derive(Debug)]
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+}
+
+thread_local! {
+    static PIPES: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Pipe {
+    /// A pipe from the thread's pool, or a new one.
+    fn take() -> io::Result<Self> {
+        match super::pool::take(&PIPES, |_| true) {
+            Some(pipe) => Ok(pipe),
+            None => Self::new(),
+        }
+    }
+
     fn new() -> io::Result<Self> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
@@ -127,11 +134,16 @@ impl Half {
             read,
             write,
             capacity,
-            in_pipe: 0,
-            read_eof: false,
-            done: false,
-            moved: 0,
         })
+    }
+}
+
+impl Half {
+    /// Gives the (empty) pipe back to the thread's pool.
+    fn release(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            super::pool::give(&PIPES, pipe);
+        }
     }
 
     fn poll_copy(
@@ -145,19 +157,29 @@ impl Half {
         }
         loop {
             if self.in_pipe == 0 && !self.read_eof {
-                ready!(from.poll_read_ready(cx))?;
-                let (src, dst, len) = (from.as_raw_fd(), self.write.as_raw_fd(), self.capacity);
+                if from.poll_read_ready(cx)?.is_pending() {
+                    self.release();
+                    return Poll::Pending;
+                }
+                let pipe = match &mut self.pipe {
+                    Some(pipe) => pipe,
+                    none => none.insert(Pipe::take()?),
+                };
+                let (src, dst, len) = (from.as_raw_fd(), pipe.write.as_raw_fd(), pipe.capacity);
                 match from.try_io(Interest::READABLE, || splice(src, dst, len)) {
-                    Ok(0) => self.read_eof = true,
+                    Ok(0) => {
+                        self.read_eof = true;
+                        self.release();
+                    }
                     Ok(n) => self.in_pipe = n,
                     // Readiness was stale and is now cleared: poll again to re-register.
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(error) => return Poll::Ready(Err(error)),
                 }
             }
-            while self.in_pipe > 0 {
+            while let (true, Some(pipe)) = (self.in_pipe > 0, &self.pipe) {
                 ready!(to.poll_write_ready(cx))?;
-                let (src, dst, len) = (self.read.as_raw_fd(), to.as_raw_fd(), self.in_pipe);
+                let (src, dst, len) = (pipe.read.as_raw_fd(), to.as_raw_fd(), self.in_pipe);
                 match to.try_io(Interest::WRITABLE, || splice(src, dst, len)) {
                     Ok(n) => {
                         self.in_pipe -= n;

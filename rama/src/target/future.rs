@@ -155,16 +155,16 @@ where
         splice: bool,
     ) -> Self {
         #[cfg(target_os = "linux")]
-        let (client, upstream) = match as_tcp::<S>(client) {
-            Ok(tcp) if splice => match crate::io::splice_accepted(tcp, upstream) {
-                Ok(relay) => return Self::Splice(relay),
-                Err((error, tcp, upstream)) => {
-                    tracing::warn!(%peer, %error, "cannot create splice pipes, copying instead");
-                    (from_tcp::<S>(tcp), upstream)
+        let client = if splice {
+            match as_tcp::<S>(client) {
+                Ok(tcp) => {
+                    tracing::trace!(%peer, "splicing");
+                    return Self::Splice(crate::io::splice_accepted(tcp, upstream));
                 }
-            },
-            Ok(tcp) => (from_tcp::<S>(tcp), upstream),
-            Err(client) => (client, upstream),
+                Err(client) => client,
+            }
+        } else {
+            client
         };
         #[cfg(not(target_os = "linux"))]
         let _ = (peer, splice);
@@ -191,12 +191,6 @@ where
 #[cfg(target_os = "linux")]
 fn as_tcp<S: 'static>(client: S) -> Result<tcp::Stream, S> {
     cast::<S, tcp::Stream>(client)
-}
-
-/// Undoes [`as_tcp`].
-#[cfg(target_os = "linux")]
-fn from_tcp<S: 'static>(tcp: tcp::Stream) -> S {
-    cast::<tcp::Stream, S>(tcp).unwrap_or_else(|_| unreachable!("S is tcp::Stream"))
 }
 
 /// Moves `value` out as a `U` when `T` and `U` are the same type.

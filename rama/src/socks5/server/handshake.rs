@@ -197,6 +197,14 @@ impl<S> Prefixed<S> {
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.stream
     }
+
+    /// The early bytes not read yet (usually none) and the stream underneath: a relay that
+    /// wants the raw socket (splice) can take it when the first part is empty.
+    pub fn into_parts(self) -> (Vec<u8>, S) {
+        let mut early = self.early;
+        early.drain(..self.pos);
+        (early, self.stream)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

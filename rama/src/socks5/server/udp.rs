@@ -132,9 +132,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             }
         }
         if self.resolving.is_none() {
-            busy |= self.from_client(cx);
+            busy |= self.relay_outbound(cx);
         }
-        busy |= self.to_client(cx);
+        busy |= self.relay_inbound(cx);
         if busy {
             cx.waker().wake_by_ref();
         }
@@ -142,7 +142,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
     }
 
     /// Client to destinations; true when the budget ran out.
-    fn from_client(&mut self, cx: &mut Context<'_>) -> bool {
+    fn relay_outbound(&mut self, cx: &mut Context<'_>) -> bool {
         for _ in 0..BUDGET {
             let mut read = ReadBuf::new(&mut self.buf[..MAX_DATAGRAM]);
             let src = match self.client_socket.poll_recv_from(cx, &mut read) {
@@ -208,7 +208,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
     }
 
     /// Destinations to the client; true when the budget ran out.
-    fn to_client(&mut self, cx: &mut Context<'_>) -> bool {
+    fn relay_inbound(&mut self, cx: &mut Context<'_>) -> bool {
         for _ in 0..BUDGET {
             let mut read = ReadBuf::new(&mut self.buf[HEADROOM..]);
             let src = match self.outbound.poll_recv_from(cx, &mut read) {

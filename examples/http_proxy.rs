@@ -1,0 +1,119 @@
+//! An HTTP forward proxy (absolute-form and `CONNECT`), one server per core, optionally with
+//! users: what `curl -x` and browsers speak.
+//!
+//! ```text
+//! cargo run --release --example http_proxy -- --listen 127.0.0.1:3128 --user alice:s3cret
+//! curl -x http://alice:s3cret@127.0.0.1:3128 http://example.com/
+//! curl -x http://alice:s3cret@127.0.0.1:3128 https://example.com/
+//! ```
+
+use rama::{
+    BoxError, Target,
+    egress::{EgressLayer, Match, Rules},
+    graceful,
+    http::{self, Client},
+    proxy,
+    socks5::auth::Users,
+    tcp,
+};
+use rama_examples::{Args, init_tracing};
+use std::{net::SocketAddr, time::Duration};
+
+const USAGE: &str = "\
+http_proxy: an HTTP forward proxy (absolute-form and CONNECT), optionally with users
+
+usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
+
+  --listen ADDR               where to accept connections (default 127.0.0.1:3128)
+  --user NAME:PASSWORD        require this user (repeatable); without any, no authentication
+  --threads N                 servers, one per thread (default: one per core)
+  --deny-port PORT            refuse destinations on this port (repeatable; answered 403)
+  --header-read-timeout SECS  how long a client may take to send its headers (default 30; 408)
+  --connect-timeout SECS      how long dialing an upstream may take (default 10; 504)
+  --upstream-timeout SECS     how long an upstream may take to answer (default 60; 504)
+  --allow-private             dial loopback/private destinations even when listening beyond loopback";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    init_tracing();
+    let args = Args::parse(USAGE, &["allow-private"]);
+    let listen: SocketAddr = args.get("listen", "127.0.0.1:3128");
+    let threads: usize = args.get("threads", "0");
+    let header_read_timeout = Duration::from_secs_f64(args.get("header-read-timeout", "30"));
+    let connect_timeout = Duration::from_secs_f64(args.get("connect-timeout", "10"));
+    let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
+    let user_args = repeated("--user");
+    let users = Users::parse(user_args.iter().map(String::as_str))?;
+    let mut rules = if listen.ip().is_loopback() || args.flag("allow-private") {
+        Rules::allow_by_default()
+    } else {
+        Rules::public_only()
+    };
+    for port in repeated("--deny-port") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| format!("--deny-port {port}: {e}"))?;
+        rules = rules.deny(Match::port(port));
+    }
+
+    let servers = match threads {
+        0 => tcp::PerCore::bind(listen)?,
+        n => tcp::PerCore::bind_threads(listen, n)?,
+    };
+    let addr = servers.local_addr();
+    println!("listening on {addr}");
+    let credentials = user_args
+        .first()
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default();
+    println!("try: curl -x http://{credentials}{addr} http://example.com/");
+
+    let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
+    let server = http::Server::new().header_read_timeout(header_read_timeout);
+    let forward = http::ForwardProxy::new().rules(rules.clone()).client(
+        Client::builder()
+            .connect_timeout(connect_timeout)
+            .response_timeout(upstream_timeout)
+            .build(),
+    );
+    let dial = Target::requested().connect_timeout(connect_timeout);
+    if users.is_empty() {
+        servers
+            .run(move |listener| {
+                proxy! {
+                    listener => server.clone()
+                        => forward.clone()
+                        => EgressLayer::new(rules.clone())
+                        => dial.clone()
+                }
+                .drain_timeout(Duration::from_secs(30))
+            })
+            .await
+    } else {
+        servers
+            .run(move |listener| {
+                proxy! {
+                    listener => server.clone()
+                        => forward.clone().with_auth(users.clone())
+                        => EgressLayer::new(rules.clone())
+                        => dial.clone()
+                }
+                .drain_timeout(Duration::from_secs(30))
+            })
+            .await
+    }
+}
+
+/// Every value of a repeatable option (`--name value` or `--name=value`).
+fn repeated(name: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == name {
+            values.extend(args.next());
+        } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+            values.push(value.to_owned());
+        }
+    }
+    values
+}

@@ -1,0 +1,135 @@
+//! The errors of rama's HTTP stages.
+
+use crate::BoxError;
+use std::{error::Error as StdError, fmt};
+
+/// Why an HTTP connection (or a client request) ended in failure. Opaque: ask with the
+/// predicates, find the cause with [`source`](StdError::source) or
+/// [`cause_ref`](crate::error::cause_ref).
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    HeaderTimeout,
+    Protocol,
+    Service,
+    Connect,
+    Timeout,
+    Upstream,
+}
+
+impl Error {
+    pub(crate) fn header_timeout() -> Self {
+        Self {
+            kind: Kind::HeaderTimeout,
+            source: None,
+        }
+    }
+
+    pub(crate) fn protocol(source: BoxError) -> Self {
+        Self {
+            kind: Kind::Protocol,
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn service(source: BoxError) -> Self {
+        Self {
+            kind: Kind::Service,
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn upstream(source: BoxError) -> Self {
+        let kind = if is_connect(&*source) {
+            if is_timed_out(&*source) {
+                Kind::Timeout
+            } else {
+                Kind::Connect
+            }
+        } else {
+            Kind::Upstream
+        };
+        Self {
+            kind,
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn timeout() -> Self {
+        Self {
+            kind: Kind::Timeout,
+            source: None,
+        }
+    }
+
+    /// A client took too long to send its request headers (it was answered `408`), or an
+    /// upstream took too long to connect or to answer.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::HeaderTimeout | Kind::Timeout)
+    }
+
+    /// The upstream could not be reached (DNS, refused, unreachable).
+    pub fn is_connect(&self) -> bool {
+        self.kind == Kind::Connect
+    }
+
+    /// The connection broke the HTTP protocol, or hyper failed on it (malformed requests,
+    /// oversized headers, a reset).
+    pub fn is_protocol(&self) -> bool {
+        self.kind == Kind::Protocol
+    }
+
+    /// The service behind the HTTP stage failed.
+    pub fn is_service(&self) -> bool {
+        self.kind == Kind::Service
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::HeaderTimeout => "the request headers did not arrive in time",
+            Kind::Protocol => "http connection error",
+            Kind::Service => "the http service failed",
+            Kind::Connect => "cannot connect to the upstream",
+            Kind::Timeout => "the upstream timed out",
+            Kind::Upstream => "the upstream request failed",
+        })
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Whether hyper-util's client failed while connecting.
+fn is_connect(error: &(dyn StdError + 'static)) -> bool {
+    crate::error::cause_ref::<hyper_util::client::legacy::Error>(error)
+        .is_some_and(hyper_util::client::legacy::Error::is_connect)
+}
+
+/// Whether anything in the chain is an I/O timeout or a `tokio` elapsed timer.
+fn is_timed_out(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if err.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}

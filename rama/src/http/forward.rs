@@ -1,0 +1,594 @@
+//! [`ForwardProxy`]: what curl's `-x` and browsers speak to a proxy.
+//!
+//! - `CONNECT host:port` becomes a [`tunnel::Request`] for the service behind the stage
+//!   ([`Target`](crate::Target) by default, with any tunnel layer in between, such as
+//!   [`egress`](crate::egress)): its [`ConnectHandshake`] answers `200` once the upstream is
+//!   dialed and the connection becomes a byte tunnel (HTTP/1.1 and HTTP/2), or answers the
+//!   dial's [`Refusal`]: `403` denied, `504` timed out, `502` otherwise.
+//! - Absolute-form requests (`GET http://host/path`) are forwarded through a pooled
+//!   [`Client`], bodies streaming both ways, hop-by-hop headers removed, `Via` added. The
+//!   upstream's failures become `502` (cannot connect, closed) and `504` (timed out).
+//! - With [`with_auth`](ForwardProxy::with_auth), `Proxy-Authorization: Basic` is checked
+//!   first (the same checks as SOCKS5's: [`Users`](crate::socks5::auth::Users), a closure, any
+//!   async service); a client without valid credentials gets `407` with `Proxy-Authenticate`.
+//!   The [`User`] is recorded in the tunnel request's facts.
+//!
+//! Every answer rama writes itself has a short plain-text body that says what failed.
+
+use super::{Body, Client, ConnFacts, headers, server};
+use crate::{
+    Address, BoxError,
+    egress::{Rules, Verdict},
+    error::Chain,
+    socks5::auth::{Authenticator, Credentials, NoAuth, User},
+    tunnel::{self, Handshake, Refusal},
+};
+use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::{body::Incoming, upgrade::OnUpgrade};
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::{Future, Ready, ready},
+    io,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::sync::oneshot;
+use tower::{Layer, Service, ServiceExt, util::Oneshot};
+
+/// How long resolving a name for the egress rules may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The forward-proxy stage: takes HTTP requests, hands `CONNECT`s on as tunnel requests.
+/// See the [module docs](self).
+///
+/// ```no_run
+/// use rama::{http, proxy, socks5::auth::Users, tcp};
+///
+/// # async fn run() -> Result<(), rama::BoxError> {
+/// let users = Users::parse(["alice:s3cret"])?;
+/// proxy! {
+///     tcp::Server::bind("127.0.0.1:8080")
+///         => http::Server::new()
+///         => http::ForwardProxy::new().with_auth(users)
+///         => target
+/// }
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ForwardProxy<A = NoAuth> {
+    client: Client,
+    auth: A,
+    rules: Option<Rules>,
+}
+
+/// The service of [`ForwardProxy`] over the tunnel service `S`.
+///
+/// `poll_ready` is the tunnel service's. `call` takes the readied tunnel service and leaves a
+/// clone in its place (the `CONNECT` may first wait for its credentials to be checked), so
+/// `S` must be `Clone`, as [`Target`](crate::Target) and [`Egress`](crate::egress::Egress)
+/// are. Its futures are `!Send` (it runs on the connection's task, see
+/// [`http::Server`](super::Server)).
+#[derive(Debug, Clone)]
+pub struct ForwardProxyService<S, A = NoAuth> {
+    inner: S,
+    client: Client,
+    auth: A,
+    rules: Option<Rules>,
+}
+
+/// `Proxy-Authorization: Basic` checked by `C`, a tower `Service<Credentials, Response =
+/// bool>`, as [`ForwardProxy::with_auth`] sets it up.
+#[derive(Clone)]
+pub struct Basic<C> {
+    check: C,
+}
+
+pin_project! {
+    /// A pending [`Basic`] check.
+    pub struct BasicCheck<C>
+    where
+        C: Service<Credentials>,
+    {
+        #[pin]
+        inner: Oneshot<C, Credentials>,
+    }
+}
+
+/// How an HTTP `CONNECT` is answered: `200` and a tunnel, or an error status.
+pub struct ConnectHandshake {
+    respond: oneshot::Sender<Response<Body>>,
+    upgrade: OnUpgrade,
+    destination: Address,
+}
+
+/// The accepted `CONNECT`: waits for hyper to hand over the client's stream after the `200`.
+pub struct Accept {
+    upgrade: Option<OnUpgrade>,
+}
+
+/// The response future of [`ForwardProxyService`].
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>>>>;
+
+// ===== impl ForwardProxy =====
+
+impl ForwardProxy {
+    /// A forward proxy without authentication or rules, with a default [`Client`].
+    pub fn new() -> Self {
+        Self {
+            client: Client::new(),
+            auth: NoAuth,
+            rules: None,
+        }
+    }
+}
+
+impl Default for ForwardProxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A> ForwardProxy<A> {
+    /// Requires `Proxy-Authorization: Basic` credentials that `check` accepts.
+    pub fn with_auth<C>(self, check: C) -> ForwardProxy<Basic<C>>
+    where
+        C: Service<Credentials, Response = bool> + Clone,
+        C::Error: Into<BoxError>,
+    {
+        ForwardProxy {
+            client: self.client,
+            auth: Basic { check },
+            rules: self.rules,
+        }
+    }
+
+    /// Applies egress `rules` to absolute-form requests (`403` when denied). `CONNECT`s are
+    /// judged by an [`EgressLayer`](crate::egress::EgressLayer) behind this stage.
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// Forwards absolute-form requests through `client`.
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
+    }
+}
+
+impl<S, A: Clone> Layer<S> for ForwardProxy<A> {
+    type Service = ForwardProxyService<S, A>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ForwardProxyService {
+            inner,
+            client: self.client.clone(),
+            auth: self.auth.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+// ===== impl ForwardProxyService =====
+
+impl<S, A> Service<Request<Incoming>> for ForwardProxyService<S, A>
+where
+    S: Service<tunnel::Request<ConnectHandshake>> + Clone + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    A: Authenticator + 'static,
+    A::Future: 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> ResponseFuture {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let client = self.client.clone();
+        let auth = self.auth.clone();
+        let rules = self.rules.clone();
+        Box::pin(async move { Ok(handle(request, inner, client, auth, rules).await) })
+    }
+}
+
+async fn handle<S, A>(
+    mut request: Request<Incoming>,
+    inner: S,
+    client: Client,
+    auth: A,
+    rules: Option<Rules>,
+) -> Response<Body>
+where
+    S: Service<tunnel::Request<ConnectHandshake>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    A: Authenticator,
+{
+    let facts = request.extensions().get::<ConnFacts>().cloned();
+    let peer = Peer(facts.as_ref().map(ConnFacts::peer_addr));
+    let mut user = None;
+    if auth.required() {
+        let presented = request
+            .headers()
+            .get(header::PROXY_AUTHORIZATION)
+            .and_then(headers::basic_credentials);
+        let Some((name, password)) = presented else {
+            tracing::debug!(%peer, "http proxy: no credentials, answering 407");
+            return proxy_auth_required();
+        };
+        match auth.check(Credentials::new(name.as_str(), password)).await {
+            Ok(true) => user = Some(User::new(&name)),
+            Ok(false) => {
+                tracing::warn!(%peer, user = %name, "http proxy: authentication failed");
+                return proxy_auth_required();
+            }
+            Err(error) => {
+                tracing::error!(%peer, error = %Chain(&*error), "http proxy: the credentials check failed");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the credentials check failed",
+                );
+            }
+        }
+    }
+    request.headers_mut().remove(header::PROXY_AUTHORIZATION);
+    if request.method() == Method::CONNECT {
+        connect(request, inner, facts, user).await
+    } else {
+        forward(request, client, rules, peer).await
+    }
+}
+
+async fn connect<S>(
+    mut request: Request<Incoming>,
+    mut inner: S,
+    facts: Option<ConnFacts>,
+    user: Option<User>,
+) -> Response<Body>
+where
+    S: Service<tunnel::Request<ConnectHandshake>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+{
+    let Some(facts) = facts else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CONNECT needs http::Server in front of http::ForwardProxy",
+        );
+    };
+    let peer = facts.peer_addr();
+    let destination = match request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().parse::<Address>())
+    {
+        Some(Ok(destination)) => destination,
+        Some(Err(error)) => {
+            tracing::warn!(%peer, %error, "http proxy: bad CONNECT target");
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("bad CONNECT target: {error}"),
+            );
+        }
+        None => return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port"),
+    };
+    let mut info = facts.to_info();
+    if let Some(user) = user {
+        info.extensions_mut().insert(user);
+    }
+    let (respond, answer) = oneshot::channel();
+    let handshake = ConnectHandshake {
+        respond,
+        upgrade: hyper::upgrade::on(&mut request),
+        destination: destination.clone(),
+    };
+    tracing::debug!(%peer, %destination, "http proxy: CONNECT");
+    let tunnel = inner.call(tunnel::Request::new(destination.clone(), handshake, info));
+    let log_destination = destination.clone();
+    let spawned = server::spawn(async move {
+        match tunnel.await {
+            Ok(_) => {
+                tracing::debug!(%peer, destination = %log_destination, "http proxy: tunnel closed")
+            }
+            Err(error) => {
+                let error: BoxError = error.into();
+                tracing::warn!(%peer, destination = %log_destination, error = %Chain(&*error), "http proxy: tunnel failed");
+            }
+        }
+    });
+    if spawned.is_err() {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CONNECT needs http::Server in front of http::ForwardProxy",
+        );
+    }
+    match answer.await {
+        Ok(response) => response,
+        Err(_) => text(
+            StatusCode::BAD_GATEWAY,
+            format!("the tunnel to {destination} failed before it opened"),
+        ),
+    }
+}
+
+async fn forward(
+    mut request: Request<Incoming>,
+    mut client: Client,
+    rules: Option<Rules>,
+    peer: Peer,
+) -> Response<Body> {
+    let uri = request.uri();
+    let (host, port) = match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(host)) => (host.to_owned(), uri.port_u16().unwrap_or(80)),
+        (Some("https"), _) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "https:// URLs go through CONNECT, not absolute-form",
+            );
+        }
+        _ => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT",
+            );
+        }
+    };
+    let destination = format!("{host}:{port}");
+    if let Some(rules) = rules
+        && let Err(response) = judge(&rules, &host, port).await
+    {
+        tracing::warn!(%peer, %destination, "http proxy: denied by the egress rules");
+        return response;
+    }
+    let version = request.version();
+    headers::remove_hop_by_hop(request.headers_mut());
+    headers::append_via(request.headers_mut(), version);
+    tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "http proxy: forwarding");
+    match ServiceExt::<Request<Body>>::ready(&mut client).await {
+        Ok(_) => {}
+        Err(error) => return upstream_failed(&error, &destination, peer),
+    }
+    match client.call(request.map(Body::from)).await {
+        Ok(mut response) => {
+            headers::remove_hop_by_hop(response.headers_mut());
+            headers::append_via(response.headers_mut(), version);
+            response
+        }
+        Err(error) => upstream_failed(&error, &destination, peer),
+    }
+}
+
+/// Applies the egress rules to an absolute-form destination.
+async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Response<Body>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let (name, ip) = match bare.parse::<IpAddr>() {
+        Ok(ip) => (None, Some(ip)),
+        Err(_) => (Some(bare), None),
+    };
+    let denied = || {
+        text(
+            StatusCode::FORBIDDEN,
+            format!("{host}:{port} is denied by the proxy's rules"),
+        )
+    };
+    match rules.verdict(name, ip, port) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny => Err(denied()),
+        Verdict::NeedsAddress => {
+            let resolved =
+                tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((bare, port))).await;
+            let addrs: Vec<SocketAddr> = match resolved {
+                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Err(error)) => {
+                    return Err(text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("cannot resolve {host}: {error}"),
+                    ));
+                }
+                Err(_) => {
+                    return Err(text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("resolving {host} timed out"),
+                    ));
+                }
+            };
+            // Every address the client's dial may use must pass.
+            let all_allowed = !addrs.is_empty()
+                && addrs
+                    .iter()
+                    .all(|a| rules.verdict(name, Some(a.ip()), port) == Verdict::Allow);
+            if all_allowed { Ok(()) } else { Err(denied()) }
+        }
+    }
+}
+
+fn upstream_failed(error: &super::Error, destination: &str, peer: Peer) -> Response<Body> {
+    tracing::warn!(%peer, %destination, error = %Chain(error), "http proxy: upstream failed");
+    if error.is_timeout() {
+        text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the upstream {destination} timed out"),
+        )
+    } else if error.is_connect() {
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot connect to {destination}: {}", Causes(error)),
+        )
+    } else {
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("the upstream {destination} failed: {}", Causes(error)),
+        )
+    }
+}
+
+/// The client's address in logs (`-` when the request did not come through `http::Server`).
+#[derive(Clone, Copy)]
+struct Peer(Option<SocketAddr>);
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(peer) => peer.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// What caused an error, without the error's own words (the answer already says them).
+struct Causes<'a>(&'a super::Error);
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::error::Error as _;
+        match self.0.source() {
+            Some(source) => Chain(source).fmt(f),
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+/// A short plain-text answer.
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut message = message.into();
+    message.push('\n');
+    let mut response = Response::new(Body::from(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn proxy_auth_required() -> Response<Body> {
+    let mut response = text(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "proxy authentication required",
+    );
+    response.headers_mut().insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"rama\""),
+    );
+    response
+}
+
+// ===== impl Basic =====
+
+impl<C> Authenticator for Basic<C>
+where
+    C: Service<Credentials, Response = bool> + Clone,
+    C::Error: Into<BoxError>,
+{
+    type Future = BasicCheck<C>;
+
+    fn required(&self) -> bool {
+        true
+    }
+
+    fn check(self, credentials: Credentials) -> Self::Future {
+        BasicCheck {
+            inner: self.check.oneshot(credentials),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Basic<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Basic").finish_non_exhaustive()
+    }
+}
+
+impl<C> Future for BasicCheck<C>
+where
+    C: Service<Credentials, Response = bool>,
+    C::Error: Into<BoxError>,
+{
+    type Output = Result<bool, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_err(Into::into)
+    }
+}
+
+impl<C: Service<Credentials>> fmt::Debug for BasicCheck<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicCheck").finish_non_exhaustive()
+    }
+}
+
+// ===== impl ConnectHandshake =====
+
+impl ConnectHandshake {
+    /// Where the client asked to go.
+    pub fn destination(&self) -> &Address {
+        &self.destination
+    }
+}
+
+impl Handshake for ConnectHandshake {
+    type Stream = TokioIo<hyper::upgrade::Upgraded>;
+    type Accept = Accept;
+    type Reject = Ready<io::Result<()>>;
+
+    fn accept(self, _bound: SocketAddr) -> Accept {
+        let sent = self.respond.send(Response::new(Body::empty())).is_ok();
+        Accept {
+            upgrade: sent.then_some(self.upgrade),
+        }
+    }
+
+    fn reject(self, refusal: Refusal) -> Self::Reject {
+        let status = match refusal {
+            Refusal::Denied => StatusCode::FORBIDDEN,
+            Refusal::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        let response = text(status, format!("{}: {refusal}", self.destination));
+        // The client may be gone already; nothing is left to tell it then.
+        let _ = self.respond.send(response);
+        ready(Ok(()))
+    }
+}
+
+impl fmt::Debug for ConnectHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectHandshake")
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for Accept {
+    type Output = io::Result<TokioIo<hyper::upgrade::Upgraded>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.upgrade.as_mut() {
+            None => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client went away before the tunnel opened",
+            ))),
+            Some(upgrade) => Pin::new(upgrade)
+                .poll(cx)
+                .map(|result| result.map(TokioIo::new).map_err(io::Error::other)),
+        }
+    }
+}
+
+impl fmt::Debug for Accept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accept").finish_non_exhaustive()
+    }
+}

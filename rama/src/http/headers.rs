@@ -1,0 +1,130 @@
+//! Header work shared by the proxies: hop-by-hop removal, `Via`, Basic credentials.
+
+use ::http::{HeaderMap, HeaderName, HeaderValue, Version, header};
+
+/// Removes the hop-by-hop headers (RFC 9110 7.6.1): `Connection` and every header it names,
+/// `Proxy-Connection`, `Proxy-Authorization`, `Proxy-Authenticate`, `Keep-Alive`, `TE`,
+/// `Trailer`, `Transfer-Encoding`, `Upgrade`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+        HeaderName::from_static("keep-alive"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Appends `Via: <version> rama` (RFC 9110 7.6.3).
+pub fn append_via(headers: &mut HeaderMap, version: Version) {
+    let value = match version {
+        Version::HTTP_09 => "0.9 rama",
+        Version::HTTP_10 => "1.0 rama",
+        Version::HTTP_2 => "2 rama",
+        Version::HTTP_3 => "3 rama",
+        _ => "1.1 rama",
+    };
+    headers.append(header::VIA, HeaderValue::from_static(value));
+}
+
+/// The username and password of a `Basic` credentials header value, if it is one.
+pub(crate) fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let value = value.to_str().ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Standard base64 with padding, as `Basic` credentials use it.
+fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let input = input.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    for chunk in input.chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = (acc << 6) | value(c)?;
+        }
+        match chunk.len() {
+            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
+            3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+            2 => out.push((acc >> 4) as u8),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        // "alice:s3:cret"
+        let value = HeaderValue::from_static("Basic YWxpY2U6czM6Y3JldA==");
+        assert_eq!(
+            basic_credentials(&value),
+            Some(("alice".into(), "s3:cret".into()))
+        );
+        assert_eq!(
+            basic_credentials(&HeaderValue::from_static("Bearer x")),
+            None
+        );
+        assert_eq!(
+            basic_credentials(&HeaderValue::from_static("Basic !!!")),
+            None
+        );
+        // "a:b"
+        let value = HeaderValue::from_static("basic YTpi");
+        assert_eq!(basic_credentials(&value), Some(("a".into(), "b".into())));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        headers.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+}

@@ -1,0 +1,32 @@
+//! HTTP on hyper 1: the [`Server`] stage, the [`ForwardProxy`] stage, and the pooled
+//! [`Client`].
+//!
+//! ```no_run
+//! use rama::{http, proxy, tcp};
+//!
+//! # async fn run() -> Result<(), rama::BoxError> {
+//! // curl -x http://127.0.0.1:8080 http://example.com/
+//! proxy! { tcp::Server::bind("127.0.0.1:8080") => http::Server::new() => http::ForwardProxy::new() => target }
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `http::Server` takes a byte stream (after `tcp::Server` or `tls`) and hands on
+//! `http::Request`s; `http::ForwardProxy` takes those and hands `CONNECT`s on as
+//! [`tunnel::Request`](crate::tunnel::Request)s, so the egress rules and `target` work
+//! unchanged behind it. See `ARCHITECTURE.md` ("HTTP") for how the no-`Clone` rule holds
+//! with HTTP/2's many requests per connection.
+
+mod body;
+pub mod client;
+mod error;
+pub mod forward;
+pub mod headers;
+pub mod server;
+
+pub use self::body::Body;
+pub use self::client::{Client, ClientBuilder, ResponseFuture};
+pub use self::error::Error;
+pub use self::forward::{ForwardProxy, ForwardProxyService};
+pub use self::server::{ConnFacts, Server, ServerService};

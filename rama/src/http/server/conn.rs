@@ -1,0 +1,378 @@
+//! One HTTP connection: hyper's connection, the connection's own tasks, the 408 answer.
+
+use super::{ConnFacts, Enter, Server, shared::Shared};
+use crate::{BoxError, Conn, graceful, http::Error};
+use ::http::{Request, Response};
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use std::{
+    cell::RefCell,
+    fmt,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    rc::Rc,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tower::Service;
+
+type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The connection's own tasks: HTTP/2 streams, tunnels, whatever services spawn. hyper sees it
+/// as its executor; the connection's future polls what it queues.
+#[derive(Clone, Default)]
+pub(crate) struct Tasks {
+    queue: Rc<RefCell<Vec<LocalTask>>>,
+}
+
+impl Tasks {
+    pub(crate) fn push(&self, task: LocalTask) {
+        self.queue.borrow_mut().push(task);
+    }
+
+    /// Moves what was queued into `set`; whether there was anything.
+    fn drain_into(&self, set: &mut FuturesUnordered<LocalTask>) -> bool {
+        let mut queue = self.queue.borrow_mut();
+        let any = !queue.is_empty();
+        set.extend(queue.drain(..));
+        any
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for Tasks
+where
+    F: Future<Output = ()> + 'static,
+{
+    fn execute(&self, task: F) {
+        self.push(Box::pin(task));
+    }
+}
+
+/// The stream, shared between hyper and the connection, so that the connection can still
+/// answer `408` after hyper gave up on a slow client (hyper closes without a word). The lock
+/// is taken per I/O call on the connection's own task and is never contended.
+struct SharedIo<IO> {
+    io: Arc<Mutex<IO>>,
+}
+
+impl<IO> SharedIo<IO> {
+    fn with<R>(&self, f: impl FnOnce(Pin<&mut IO>) -> R) -> R
+    where
+        IO: Unpin,
+    {
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        f(Pin::new(&mut *io))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for SharedIo<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.with(|io| io.poll_read(cx, buf))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for SharedIo<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.with(|io| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.with(|io| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.with(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|io| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|io| io.poll_shutdown(cx))
+    }
+}
+
+/// hyper's `&self` service over the shared cell: one ready-aware call per request.
+pub(crate) struct Bridge<S> {
+    shared: Shared<S>,
+    facts: ConnFacts,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Bridge<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<B>;
+    type Error = BoxError;
+    type Future = BridgeFuture<S>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.facts.clone());
+        BridgeFuture {
+            shared: self.shared.clone(),
+            request: Some(request),
+            future: None,
+            waiting: false,
+        }
+    }
+}
+
+/// One request through the shared cell: waits for readiness, calls, then runs the call.
+pub(crate) struct BridgeFuture<S: Service<Request<Incoming>>> {
+    shared: Shared<S>,
+    request: Option<Request<Incoming>>,
+    future: Option<Pin<Box<S::Future>>>,
+    waiting: bool,
+}
+
+impl<S, B> Future for BridgeFuture<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<B>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.future.is_none() {
+            let poll = this.shared.poll_call(cx, &mut this.request);
+            this.waiting = poll.is_pending();
+            match poll {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                Poll::Ready(Ok(future)) => this.future = Some(Box::pin(future)),
+            }
+        }
+        match this.future.as_mut() {
+            Some(future) => future.as_mut().poll(cx).map_err(Into::into),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<S: Service<Request<Incoming>>> Drop for BridgeFuture<S> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.shared.wake_waiters();
+        }
+    }
+}
+
+/// hyper's connection, with its service and body types erased (one box per connection).
+trait Serving {
+    fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>;
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<IO, S, B> Serving
+    for auto::UpgradeableConnection<'static, TokioIo<SharedIo<IO>>, Bridge<S>, Tasks>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Future::poll(self, cx)
+    }
+
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// The future of one HTTP connection, returned by [`ServerService`](super::ServerService):
+/// serves requests until the client closes, an error ends the connection, or the shutdown
+/// signal has let the requests in flight finish; then waits for the connection's tasks
+/// (tunnels it opened).
+pub struct Connection<IO> {
+    hyper: Option<Pin<Box<dyn Serving>>>,
+    io: Arc<Mutex<IO>>,
+    timeout_answer: Option<&'static [u8]>,
+    tasks: Tasks,
+    running: FuturesUnordered<LocalTask>,
+    shutdown: Pin<Box<graceful::Triggered>>,
+    shutting_down: bool,
+    peer: SocketAddr,
+    failure: Option<Error>,
+}
+
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 42\r\nconnection: close\r\n\r\n\
+the request headers did not arrive in time";
+
+impl<IO> Connection<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub(super) fn new<S, B>(conn: Conn<IO>, shared: Shared<S>, config: &Server) -> Self
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: 'static,
+        B: http_body::Body + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (io, info) = conn.into_parts();
+        let alpn = info.extensions().get::<crate::tls::Alpn>().cloned();
+        let facts = ConnFacts::from_info(&info);
+        let tasks = Tasks::default();
+
+        let mut builder = auto::Builder::new(tasks.clone());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_size)
+            .max_headers(config.max_headers)
+            .keep_alive(config.keep_alive);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+            .enable_connect_protocol();
+        let builder = match alpn {
+            Some(alpn) if alpn.is_h2() => builder.http2_only(),
+            Some(_) => builder.http1_only(),
+            None => builder,
+        };
+
+        let io = Arc::new(Mutex::new(io));
+        let bridge = Bridge { shared, facts };
+        let hyper = builder
+            .serve_connection_with_upgrades(TokioIo::new(SharedIo { io: io.clone() }), bridge)
+            .into_owned();
+        Self {
+            hyper: Some(Box::pin(hyper)),
+            io,
+            timeout_answer: None,
+            tasks,
+            running: FuturesUnordered::new(),
+            shutdown: Box::pin(info.shutdown().triggered()),
+            shutting_down: false,
+            peer: info.peer_addr(),
+            failure: None,
+        }
+    }
+
+    fn poll_hyper(&mut self, cx: &mut Context<'_>) {
+        let Some(hyper) = self.hyper.as_mut() else {
+            return;
+        };
+        if !self.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+            self.shutting_down = true;
+            tracing::debug!(peer = %self.peer, "http: shutting down, finishing requests in flight");
+            hyper.as_mut().graceful_shutdown();
+        }
+        let Poll::Ready(result) = hyper.as_mut().poll_serve(cx) else {
+            return;
+        };
+        self.hyper = None;
+        let Err(error) = result else {
+            return;
+        };
+        let header_timeout =
+            crate::error::cause_ref::<hyper::Error>(&*error).is_some_and(hyper::Error::is_timeout);
+        if header_timeout {
+            tracing::warn!(peer = %self.peer, "http: request headers did not arrive in time, answering 408");
+            self.timeout_answer = Some(REQUEST_TIMEOUT);
+            self.failure = Some(Error::header_timeout());
+        } else {
+            self.failure = Some(Error::protocol(error));
+        }
+    }
+
+    /// Writes what is left of the `408` answer, then shuts the stream down.
+    fn poll_timeout_answer(&mut self, cx: &mut Context<'_>) {
+        let Some(rest) = self.timeout_answer.as_mut() else {
+            return;
+        };
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if rest.is_empty() {
+                match Pin::new(&mut *io).poll_shutdown(cx) {
+                    Poll::Pending => return,
+                    Poll::Ready(_) => break,
+                }
+            }
+            match Pin::new(&mut *io).poll_write(cx, rest) {
+                Poll::Pending => return,
+                Poll::Ready(Ok(n)) if n > 0 => *rest = &rest[n..],
+                Poll::Ready(_) => break,
+            }
+        }
+        drop(io);
+        self.timeout_answer = None;
+    }
+}
+
+impl<IO> Future for Connection<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let _enter = Enter::new(&this.tasks);
+        this.poll_hyper(cx);
+        this.poll_timeout_answer(cx);
+        // Tasks may queue more tasks (a stream opening a tunnel): run until the queue is dry.
+        loop {
+            let queued = this.tasks.drain_into(&mut this.running);
+            while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {}
+            if !queued {
+                break;
+            }
+        }
+        if this.hyper.is_none() && this.timeout_answer.is_none() && this.running.is_empty() {
+            return Poll::Ready(this.failure.take().map_or(Ok(()), Err));
+        }
+        Poll::Pending
+    }
+}
+
+impl<IO> fmt::Debug for Connection<IO> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("serving", &self.hyper.is_some())
+            .field("tasks", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REQUEST_TIMEOUT;
+
+    #[test]
+    fn the_408_answer_has_the_right_length() {
+        let text = std::str::from_utf8(REQUEST_TIMEOUT).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+}

@@ -1,0 +1,337 @@
+//! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
+//! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input and
+//! graceful shutdown with a request in flight.
+
+use rama_e2e::{PATIENCE, Running};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    process::Command,
+    sync::Notify,
+    time::timeout,
+};
+
+/// What an origin does with each request.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Answers 200 with the request head it received as the body.
+    EchoHead,
+    /// Reads the request and never answers.
+    Silent,
+    /// Closes the connection as soon as the request arrived.
+    Close,
+    /// Answers like `EchoHead`, one second after the request arrived.
+    Slow,
+}
+
+/// An HTTP origin on 127.0.0.1; `arrived` is notified for each request head.
+async fn origin(behaviour: Behaviour) -> (SocketAddr, Arc<Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let arrived = Arc::new(Notify::new());
+    let notify = arrived.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let notify = notify.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                notify.notify_one();
+                match behaviour {
+                    Behaviour::Silent => {
+                        let _ = stream.read(&mut buf).await;
+                        return;
+                    }
+                    Behaviour::Close => return,
+                    Behaviour::Slow => tokio::time::sleep(Duration::from_secs(1)).await,
+                    Behaviour::EchoHead => {}
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    head.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.write_all(&head).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, arrived)
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// What curl saw: the status of the final response, the proxy's answer to `CONNECT` (0 when
+/// there was none), the body, and the response headers.
+#[derive(Debug)]
+struct Curl {
+    status: u16,
+    connect: u16,
+    body: String,
+    headers: String,
+}
+
+async fn curl(args: &[&str]) -> Curl {
+    let headers_file = tempfile_path();
+    let output = timeout(
+        PATIENCE,
+        Command::new("curl")
+            .args(["-s", "--max-time", "20", "-D", &headers_file])
+            .args(["-w", "\n%{http_code} %{http_connect}"])
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("curl took too long")
+    .expect("run curl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, codes) = stdout.rsplit_once('\n').expect("curl's -w line");
+    let mut codes = codes
+        .split(' ')
+        .map(|c| c.trim().parse::<u16>().unwrap_or(0));
+    let headers = std::fs::read_to_string(&headers_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&headers_file);
+    Curl {
+        status: codes.next().unwrap_or(0),
+        connect: codes.next().unwrap_or(0),
+        body: body.to_owned(),
+        headers: headers.to_ascii_lowercase(),
+    }
+}
+
+fn tempfile_path() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}/curl-headers-{}-{n}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    )
+}
+
+fn proxy(args: &[&str]) -> Running {
+    let mut all = vec!["--listen", "127.0.0.1:0", "--threads", "1"];
+    all.extend_from_slice(args);
+    Running::start("http_proxy", &all)
+}
+
+/// The log without its colours.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Sends `bytes` on a raw connection and reads the answer until the proxy closes.
+async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy never closed")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_and_connect_through_curl() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/hello");
+
+    let got = curl(&[
+        "-x",
+        &x,
+        "-H",
+        "Connection: x-private",
+        "-H",
+        "X-Private: 1",
+        &url,
+    ])
+    .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let seen = got.body.to_ascii_lowercase();
+    assert!(
+        seen.starts_with("get /hello http/1.1"),
+        "origin-form upstream: {seen}"
+    );
+    assert!(seen.contains("via: 1.1 rama"), "{seen}");
+    assert!(
+        !seen.contains("x-private"),
+        "headers named by Connection go: {seen}"
+    );
+    assert!(!seen.contains("proxy-connection"), "{seen}");
+    assert!(got.headers.contains("via: 1.1 rama"), "{}", got.headers);
+
+    let got = curl(&["-p", "-x", &x, &url]).await;
+    assert_eq!((got.connect, got.status), (200, 200), "{got:?}");
+    assert!(
+        !got.body.to_ascii_lowercase().contains("via:"),
+        "a tunnel is bytes: {got:?}"
+    );
+    proxy.wait_for_log("http proxy: CONNECT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_user_is_checked_with_407() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&["--user", "alice:s3cret"]);
+    let url = format!("http://{origin}/");
+    let good = format!("http://alice:s3cret@{}", proxy.addr);
+    let bad = format!("http://alice:wrong@{}", proxy.addr);
+    let none = format!("http://{}", proxy.addr);
+
+    let got = curl(&["-x", &good, &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(
+        !got.body
+            .to_ascii_lowercase()
+            .contains("proxy-authorization"),
+        "{got:?}"
+    );
+    let got = curl(&["-x", &good, "-p", &url]).await;
+    assert_eq!((got.connect, got.status), (200, 200), "{got:?}");
+
+    for x in [&bad, &none] {
+        let got = curl(&["-x", x, &url]).await;
+        assert_eq!(got.status, 407, "{got:?}");
+        assert!(
+            got.headers
+                .contains("proxy-authenticate: basic realm=\"rama\""),
+            "{got:?}"
+        );
+        let got = curl(&["-x", x, "-p", &url]).await;
+        assert_eq!(got.connect, 407, "{got:?}");
+    }
+    let log = plain(&proxy.wait_for_log("authentication failed").await);
+    assert!(log.contains("peer=127.0.0.1:"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_refused_closed_and_silent_upstreams() {
+    let (denied, _) = origin(Behaviour::EchoHead).await;
+    let (silent, _) = origin(Behaviour::Silent).await;
+    let (closing, _) = origin(Behaviour::Close).await;
+    let refused = closed_port().await;
+    let deny = denied.port().to_string();
+    let proxy = proxy(&["--deny-port", &deny, "--upstream-timeout", "1"]);
+    let x = format!("http://{}", proxy.addr);
+
+    let url = format!("http://{denied}/");
+    let got = curl(&["-x", &x, &url]).await;
+    assert_eq!(got.status, 403, "{got:?}");
+    assert!(got.body.contains("denied"), "{got:?}");
+    let got = curl(&["-x", &x, "-p", &url]).await;
+    assert_eq!(got.connect, 403, "{got:?}");
+
+    let url = format!("http://{refused}/");
+    let got = curl(&["-x", &x, &url]).await;
+    assert_eq!(got.status, 502, "{got:?}");
+    assert!(got.body.contains("cannot connect"), "{got:?}");
+    let got = curl(&["-x", &x, "-p", &url]).await;
+    assert_eq!(got.connect, 502, "{got:?}");
+
+    let got = curl(&["-x", &x, &format!("http://{closing}/")]).await;
+    assert_eq!(got.status, 502, "{got:?}");
+
+    let started = std::time::Instant::now();
+    let got = curl(&["-x", &x, &format!("http://{silent}/")]).await;
+    assert_eq!(got.status, 504, "{got:?}");
+    assert!(got.body.contains("timed out"), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_and_touches_no_one_else() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&["--header-read-timeout", "1"]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/");
+
+    // A connection that stays open and well-behaved across all of it.
+    let mut neighbour = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!("GET {url} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+
+    let answer = raw(proxy.addr, b"GARBAGE\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    let huge = format!(
+        "GET {url} HTTP/1.1\r\nHost: {origin}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let answer = raw(proxy.addr, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let started = std::time::Instant::now();
+    let answer = raw(proxy.addr, b"GET http://example.com/ HTTP/1.1\r\nHost: exa").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.wait_for_log("answering 408").await;
+    let log = plain(&proxy.wait_for_log("connection failed").await);
+    for error in [
+        "invalid HTTP method",
+        "message head is too large",
+        "did not arrive in time",
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(error))
+            .unwrap_or_else(|| panic!("{error}: {log}"));
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    }
+
+    neighbour.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = timeout(PATIENCE, neighbour.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let got = curl(&["-x", &x, &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_the_request_in_flight_finish() {
+    let (origin, arrived) = origin(Behaviour::Slow).await;
+    let mut proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/slow");
+    let in_flight = tokio::spawn(async move { curl(&["-x", &x, &url]).await });
+    timeout(PATIENCE, arrived.notified())
+        .await
+        .expect("request reached the origin");
+    assert!(proxy.terminate().await, "the proxy exits cleanly");
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(got.body.starts_with("GET /slow"), "{got:?}");
+}
