@@ -13,6 +13,7 @@ IPERF_PORT=25201
 HAPROXY_PORT=25301
 RAMA_PORT=25401
 RAMA_COPY_PORT=25402
+RAMA_HAND_PORT=25403
 
 need=()
 command -v iperf3 >/dev/null || need+=(iperf3)
@@ -48,7 +49,11 @@ RUST_LOG=warn target/release/examples/tcp_forward --listen 127.0.0.1:$RAMA_PORT 
   --upstream 127.0.0.1:$IPERF_PORT --relay splice >/dev/null & pids+=($!)
 RUST_LOG=warn target/release/examples/tcp_forward --listen 127.0.0.1:$RAMA_COPY_PORT \
   --upstream 127.0.0.1:$IPERF_PORT --relay copy >/dev/null & pids+=($!)
+# The same stack built by hand instead of by proxy! (issue 3: the macro costs nothing).
+RUST_LOG=warn target/release/examples/tcp_forward --listen 127.0.0.1:$RAMA_HAND_PORT \
+  --upstream 127.0.0.1:$IPERF_PORT --relay splice --hand-built >/dev/null & pids+=($!)
 wait_port $IPERF_PORT; wait_port $HAPROXY_PORT; wait_port $RAMA_PORT; wait_port $RAMA_COPY_PORT
+wait_port $RAMA_HAND_PORT
 
 # Gbit/s of one iperf3 run (receiver side).
 gbps() {
@@ -60,10 +65,10 @@ median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(m
 declare -A result
 for dir in "upload:" "download:-R" "4 streams:-P 4"; do
   name=${dir%%:*}; flags=${dir#*:}
-  for path in direct haproxy rama rama-copy; do
+  for path in direct haproxy rama rama-copy rama-hand; do
     case $path in
       direct) port=$IPERF_PORT;; haproxy) port=$HAPROXY_PORT;;
-      rama) port=$RAMA_PORT;; rama-copy) port=$RAMA_COPY_PORT;;
+      rama) port=$RAMA_PORT;; rama-copy) port=$RAMA_COPY_PORT;; rama-hand) port=$RAMA_HAND_PORT;;
     esac
     runs=()
     # Interleave nothing: each path gets its runs back to back, all paths in the same minute.
@@ -81,4 +86,14 @@ for name in "upload" "download" "4 streams"; do
   r=${result["$name/rama"]}; c=${result["$name/rama-copy"]}
   printf '| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n' "$name" "$d" "$h" "$r" "$c" \
     "$(python3 -c "print($r/$h)")" "$(python3 -c "print($r/$d)")" "$(python3 -c "print($r/$c)")"
+done
+
+echo
+echo "proxy!-built against hand-built tcp_forward (same run, splice), Gbit/s"
+echo
+echo "| workload | proxy! | by hand | proxy! / by hand |"
+echo "|---|---|---|---|"
+for name in "upload" "download" "4 streams"; do
+  r=${result["$name/rama"]}; m=${result["$name/rama-hand"]}
+  printf '| %s | %s | %s | %.2f |\n' "$name" "$r" "$m" "$(python3 -c "print($r/$m)")"
 done
