@@ -189,8 +189,17 @@ where
 
 /// `S` is generic; only an accepted TCP stream has the socket that splice needs.
 #[cfg(target_os = "linux")]
+/// A SOCKS5 tunnel's client is a `Prefixed` stream, the raw socket once nothing the client
+/// sent early is left to replay.
 fn as_tcp<S: 'static>(client: S) -> Result<tcp::Stream, S> {
-    cast::<S, tcp::Stream>(client)
+    let client = match cast::<S, tcp::Stream>(client) {
+        Ok(tcp) => return Ok(tcp),
+        Err(client) => client,
+    };
+    let prefixed = cast::<S, crate::socks5::Prefixed<tcp::Stream>>(client)?;
+    prefixed
+        .into_drained()
+        .map_err(|prefixed| cast(prefixed).unwrap_or_else(|_| unreachable!("S is Prefixed")))
 }
 
 /// Moves `value` out as a `U` when `T` and `U` are the same type.

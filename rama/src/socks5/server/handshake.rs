@@ -198,6 +198,16 @@ impl<S> Prefixed<S> {
         &mut self.stream
     }
 
+    /// The stream underneath when every early byte has been read (the usual case), so that a
+    /// relay can splice the raw socket; else the `Prefixed` itself.
+    pub(crate) fn into_drained(self) -> Result<S, Self> {
+        if self.pos == self.early.len() {
+            Ok(self.stream)
+        } else {
+            Err(self)
+        }
+    }
+
     /// The early bytes not read yet (usually none) and the stream underneath: a relay that
     /// wants the raw socket (splice) can take it when the first part is empty.
     pub fn into_parts(self) -> (Vec<u8>, S) {
