@@ -1,60 +1,103 @@
-//! The main rama proxy: for now a SOCKS5 proxy (CONNECT and UDP ASSOCIATE) on 127.0.0.1:8080,
-//! one server per core; it grows into the all-in-one local proxy (SOCKS5 and HTTP on one
-//! port) in later issues.
+//! The main rama proxy: SOCKS5 and HTTP proxying on one port (127.0.0.1:8080 by default), told
+//! apart by the client's first byte (`0x05` is SOCKS5, anything else HTTP), one server per core.
+//!
+//! - SOCKS5: CONNECT and UDP ASSOCIATE;
+//! - HTTP: `CONNECT` tunnels (`https://` through `curl -x`) and absolute-form requests
+//!   (`http://` through `curl -x`), HTTP/1.1 and HTTP/2;
+//! - `--user NAME:PASSWORD` (repeatable) requires a login on both: RFC 1929 for SOCKS5,
+//!   `Proxy-Authorization: Basic` for HTTP (`407` without it);
+//! - egress rules: listening beyond loopback denies loopback, private, link-local and metadata
+//!   destinations unless `--allow-private`; `--deny-port` refuses ports (SOCKS5 0x02, HTTP 403).
 //!
 //! ```text
 //! cargo run --release --example proxy
-//! curl --socks5-hostname 127.0.0.1:8080 http://example.com/
+//! curl -x http://127.0.0.1:8080 http://example.com/
+//! curl -x http://127.0.0.1:8080 https://example.com/
+//! curl --socks5-hostname 127.0.0.1:8080 https://example.com/
 //! ```
 
 use rama::{
-    BoxError,
-    egress::{EgressLayer, Rules},
-    graceful, proxy,
+    BoxError, Target, detect,
+    egress::{EgressLayer, Match, Rules},
+    graceful, http, proxy,
     socks5::{self, auth::Users},
     tcp,
 };
 use rama_examples::{Args, init_tracing};
 use std::{net::SocketAddr, time::Duration};
+use tower::ServiceBuilder;
 
 const USAGE: &str = "\
-proxy: the main rama proxy (for now: SOCKS5)
+proxy: the main rama proxy: SOCKS5 and HTTP (CONNECT and absolute-form) on one port
 
-usage: proxy [--listen ADDR] [--user NAME:PASSWORD]...
+usage: proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
 
   --listen ADDR          where to accept connections (default 127.0.0.1:8080)
-  --user NAME:PASSWORD   require this user (repeatable); without any, no authentication
+  --user NAME:PASSWORD   require this user (repeatable; SOCKS5 and HTTP); without any, no login
+  --threads N            servers, one per thread (default: one per core)
+  --allow-private        dial loopback/private destinations even when listening beyond loopback
+  --deny-port PORT       refuse destinations on this port (repeatable; SOCKS5 0x02, HTTP 403)
+  --connect-timeout SECS how long dialing an upstream may take (default 10)
 
 Listening beyond loopback denies loopback, private, link-local and metadata destinations.";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &[]);
+    let args = Args::parse(USAGE, &["allow-private"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8080");
-    let user_args = users();
+    let threads: usize = args.get("threads", "0");
+    let connect_timeout = Duration::from_secs_f64(args.get("connect-timeout", "10"));
+    let user_args = repeated("--user");
     let users = Users::parse(user_args.iter().map(String::as_str))?;
-    let rules = if listen.ip().is_loopback() {
+    let mut rules = if listen.ip().is_loopback() || args.flag("allow-private") {
         Rules::allow_by_default()
     } else {
         Rules::public_only()
     };
+    for port in repeated("--deny-port") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| format!("--deny-port {port}: {e}"))?;
+        rules = rules.deny(Match::port(port));
+    }
 
-    let servers = tcp::PerCore::bind(listen)?;
+    let servers = match threads {
+        0 => tcp::PerCore::bind(listen)?,
+        n => tcp::PerCore::bind_threads(listen, n)?,
+    };
     let addr = servers.local_addr();
     println!("listening on {addr}");
     let credentials = user_args
         .first()
         .map(|user| format!("{user}@"))
         .unwrap_or_default();
-    println!("try: curl --socks5-hostname {credentials}{addr} http://example.com/");
+    println!("try: curl -x http://{credentials}{addr} http://example.com/");
+    println!("try: curl -x http://{credentials}{addr} https://example.com/");
+    println!("try: curl --socks5-hostname {credentials}{addr} https://example.com/");
 
     let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
-    let stage = socks5::Server::new().udp(true).rules(rules.clone());
+    let socks5 = socks5::Server::new().udp(true).rules(rules.clone());
+    let forward = http::ForwardProxy::new().rules(rules.clone()).client(
+        http::Client::builder()
+            .connect_timeout(connect_timeout)
+            .build(),
+    );
+    let dial = Target::requested().connect_timeout(connect_timeout);
+    let egress = EgressLayer::new(rules);
     if users.is_empty() {
         servers
             .run(move |server| {
-                proxy! { server => stage.clone() => EgressLayer::new(rules.clone()) => target }
+                let socks5 = ServiceBuilder::new()
+                    .layer(socks5.clone())
+                    .layer(egress.clone())
+                    .service(dial.clone());
+                let http = ServiceBuilder::new()
+                    .layer(http::Server::new())
+                    .layer(forward.clone())
+                    .layer(egress.clone())
+                    .service(dial.clone());
+                proxy! { server => detect::socks5_or_http(socks5, http) }
                     .idle_timeout(Duration::from_secs(300))
                     .drain_timeout(Duration::from_secs(30))
             })
@@ -62,27 +105,31 @@ async fn main() -> Result<(), BoxError> {
     } else {
         servers
             .run(move |server| {
-                proxy! {
-                    server
-                        => stage.clone().with_auth(users.clone())
-                        => EgressLayer::new(rules.clone())
-                        => target
-                }
-                .idle_timeout(Duration::from_secs(300))
-                .drain_timeout(Duration::from_secs(30))
+                let socks5 = ServiceBuilder::new()
+                    .layer(socks5.clone().with_auth(users.clone()))
+                    .layer(egress.clone())
+                    .service(dial.clone());
+                let http = ServiceBuilder::new()
+                    .layer(http::Server::new())
+                    .layer(forward.clone().with_auth(users.clone()))
+                    .layer(egress.clone())
+                    .service(dial.clone());
+                proxy! { server => detect::socks5_or_http(socks5, http) }
+                    .idle_timeout(Duration::from_secs(300))
+                    .drain_timeout(Duration::from_secs(30))
             })
             .await
     }
 }
 
-/// Every `--user` value (the option is repeatable).
-fn users() -> Vec<String> {
+/// Every value of a repeatable option (`--name value` or `--name=value`).
+fn repeated(name: &str) -> Vec<String> {
     let mut values = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--user" {
+        if arg == name {
             values.extend(args.next());
-        } else if let Some(value) = arg.strip_prefix("--user=") {
+        } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
             values.push(value.to_owned());
         }
     }

@@ -137,6 +137,18 @@ pub(crate) const KNOWN: &[Known] = &[
         role: Role::Layer,
         bare: true,
     },
+    Known {
+        module: "detect",
+        ty: "FirstByte",
+        role: Role::Terminal,
+        bare: false,
+    },
+    Known {
+        module: "detect",
+        ty: "socks5_or_http",
+        role: Role::Terminal,
+        bare: false,
+    },
 ];
 
 /// The shorthand called `name`.

@@ -32,6 +32,7 @@
 
 mod address;
 mod conn;
+pub mod detect;
 pub mod egress;
 pub mod error;
 pub mod graceful;

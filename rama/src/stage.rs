@@ -17,9 +17,10 @@
 //! | item                        | role     | takes                          | hands on                    |
 //! |-----------------------------|----------|--------------------------------|-----------------------------|
 //! | [`tcp::Server`]             | source   |                                | [`ByteStream`]              |
-//! | [`Target`] (`target`)       | terminal | [`ByteStreamOrTunnel`]         | [`Nothing`]                 |
+//! | [`Target`] (`target`)       | terminal | [`ByteStreamTunnelOrHttp`]     | [`Nothing`]                 |
 //! | [`tls::Acceptor`] (`tls`)   | layer    | [`ByteStream`]                 | [`ByteStream`] (TLS)        |
 //! | [`tls::Detect`]             | terminal | [`ByteStream`]                 | [`Nothing`]                 |
+//! | [`detect::FirstByte`]       | terminal | [`ByteStream`]                 | [`Nothing`]                 |
 //! | [`socks5::Server`]          | layer    | [`ByteStream`]                 | [`TunnelRequest`]           |
 //! | [`socks5::Client`]          | terminal | [`TunnelRequest`]              | [`Nothing`]                 |
 //! | [`egress::EgressLayer`]     | layer    | [`TunnelRequest`]              | [`TunnelRequest`]           |
@@ -67,12 +68,14 @@
 //! [`ByteStream`]: kind::ByteStream
 //! [`tls::Acceptor`]: crate::tls::Acceptor
 //! [`tls::Detect`]: crate::tls::Detect
+//! [`detect::FirstByte`]: crate::detect::FirstByte
 //! [`Nothing`]: kind::Nothing
 //! [`TunnelRequest`]: kind::TunnelRequest
 //! [`HttpRequest`]: kind::HttpRequest
 //! [`http::Server`]: crate::http::Server
 //! [`http::ForwardProxy`]: crate::http::ForwardProxy
 //! [`ByteStreamOrTunnel`]: kind::ByteStreamOrTunnel
+//! [`ByteStreamTunnelOrHttp`]: kind::ByteStreamTunnelOrHttp
 //! [`socks5::Server`]: crate::socks5::Server
 //! [`socks5::Client`]: crate::socks5::Client
 //! [`egress::EgressLayer`]: crate::egress::EgressLayer
@@ -114,14 +117,20 @@ pub mod kind {
     #[derive(Debug)]
     pub enum HttpRequest {}
 
-    /// What [`Target`](crate::Target) takes: a [`ByteStream`] or a [`TunnelRequest`].
+    /// A [`ByteStream`] or a [`TunnelRequest`].
     #[derive(Debug)]
     pub enum ByteStreamOrTunnel {}
+
+    /// What [`Target`](crate::Target) takes: a [`ByteStream`], a [`TunnelRequest`] (it dials
+    /// and relays), or an [`HttpRequest`] (`target("http://..")` forwards it).
+    #[derive(Debug)]
+    pub enum ByteStreamTunnelOrHttp {}
 
     impl Kind for ByteStream {}
     impl Kind for Nothing {}
     impl Kind for TunnelRequest {}
     impl Kind for ByteStreamOrTunnel {}
+    impl Kind for ByteStreamTunnelOrHttp {}
     impl Kind for HttpRequest {}
 
     /// `Self`, what a stage takes, accepts `K`, what arrives: every kind accepts itself, and a
@@ -131,6 +140,9 @@ pub mod kind {
     impl<K: Kind> Accepts<K> for K {}
     impl Accepts<ByteStream> for ByteStreamOrTunnel {}
     impl Accepts<TunnelRequest> for ByteStreamOrTunnel {}
+    impl Accepts<ByteStream> for ByteStreamTunnelOrHttp {}
+    impl Accepts<TunnelRequest> for ByteStreamTunnelOrHttp {}
+    impl Accepts<HttpRequest> for ByteStreamTunnelOrHttp {}
 }
 
 use self::kind::Kind;
@@ -221,7 +233,7 @@ impl Bare for tcp::Server {
 }
 
 impl Stage for Target {
-    type Takes = kind::ByteStreamOrTunnel;
+    type Takes = kind::ByteStreamTunnelOrHttp;
     type HandsOn = kind::Nothing;
 }
 

@@ -8,8 +8,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A stream with bytes already read from it put back in front: reads return `prefix` first,
 /// then the stream's own bytes. Writes go straight to the stream.
 ///
-/// What [`Detect`](super::Detect) hands on, so that the stage after it sees the connection
-/// from its first byte.
+/// What the detecting stages ([`FirstByte`](super::FirstByte),
+/// [`tls::Detect`](crate::tls::Detect)) hand on, so that the stage after them sees the
+/// connection from its first byte.
 #[derive(Debug)]
 pub struct Rewind<S> {
     /// Bytes to replay: `prefix[pos..]` are left.

@@ -1,6 +1,6 @@
 //! [`Client`]: the pooled HTTP client behind the forward and reverse proxies, usable on its own.
 
-use super::{Body, Error};
+use super::{Body, Error, connect::Connector};
 use ::http::{Request, Response, Version};
 use hyper_util::{
     client::legacy::{self, connect::HttpConnector},
@@ -23,7 +23,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pooled HTTP/1.1 (or, with [`http2_only`](ClientBuilder::http2_only), HTTP/2) client:
-/// a tower `Service<http::Request<Body>>`, streaming bodies both ways.
+/// a tower `Service<http::Request<Body>>`, streaming bodies both ways. `https://` URIs need a
+/// [`tls::Connector`](crate::tls::Connector) ([`ClientBuilder::tls`]); without one they fail
+/// as a connect error.
 ///
 /// Cheap to clone: clones share one pool. Always ready. Its connections run as tasks on the
 /// tokio runtime (they hold only `Send` parts: sockets and bodies).
@@ -41,7 +43,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    inner: legacy::Client<HttpConnector, Body>,
+    inner: legacy::Client<Connector, Body>,
     response_timeout: Option<Duration>,
     http2_only: bool,
 }
@@ -54,6 +56,7 @@ pub struct ClientBuilder {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     http2_only: bool,
+    tls: Option<crate::tls::Connector>,
 }
 
 // ===== impl Client =====
@@ -72,6 +75,7 @@ impl Client {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 64,
             http2_only: false,
+            tls: None,
         }
     }
 }
@@ -154,6 +158,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Speaks TLS to `https://` upstreams with `connector` (its roots, ALPN, client
+    /// certificate; SNI from the URI's host). Without one, `https://` requests fail.
+    pub fn tls(mut self, connector: crate::tls::Connector) -> Self {
+        self.tls = Some(connector);
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Client {
         let mut connector = HttpConnector::new();
@@ -165,7 +176,7 @@ impl ClientBuilder {
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .http2_only(self.http2_only)
-            .build(connector);
+            .build(Connector::new(connector, self.tls));
         Client {
             inner,
             response_timeout: self.response_timeout,

@@ -414,7 +414,11 @@ async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Response<Body
     }
 }
 
-fn upstream_failed(error: &super::Error, destination: &str, peer: Peer) -> Response<Body> {
+pub(crate) fn upstream_failed(
+    error: &super::Error,
+    destination: &str,
+    peer: Peer,
+) -> Response<Body> {
     tracing::warn!(%peer, %destination, error = %Chain(error), "http proxy: upstream failed");
     if error.is_timeout() {
         text(
@@ -436,7 +440,7 @@ fn upstream_failed(error: &super::Error, destination: &str, peer: Peer) -> Respo
 
 /// The client's address in logs (`-` when the request did not come through `http::Server`).
 #[derive(Clone, Copy)]
-struct Peer(Option<SocketAddr>);
+pub(crate) struct Peer(pub(crate) Option<SocketAddr>);
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,5 +1,5 @@
-//! HTTP on hyper 1: the [`Server`] stage, the [`ForwardProxy`] stage, and the pooled
-//! [`Client`].
+//! HTTP on hyper 1: the [`Server`] stage, the [`ForwardProxy`] stage, the [`ReverseProxy`]
+//! behind `target("http://host:port")`, and the pooled [`Client`].
 //!
 //! ```no_run
 //! use rama::{http, proxy, tcp};
@@ -20,13 +20,16 @@
 
 mod body;
 pub mod client;
+mod connect;
 mod error;
 pub mod forward;
 pub mod headers;
+pub mod reverse;
 pub mod server;
 
 pub use self::body::Body;
 pub use self::client::{Client, ClientBuilder, ResponseFuture};
 pub use self::error::Error;
 pub use self::forward::{ForwardProxy, ForwardProxyService};
+pub use self::reverse::ReverseProxy;
 pub use self::server::{ConnFacts, Server, ServerService};

@@ -2,6 +2,8 @@
 //! a zero-copy [`SpliceRelay`] for TCP-to-TCP.
 
 mod pool;
+mod tcp_relay;
+pub(crate) use self::tcp_relay::{TcpRelay, relay_finished};
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(target_os = "linux")]

@@ -12,6 +12,10 @@
 //!
 //! The relay ([`crate::io::relay`]) ends when both directions have ended, honouring
 //! half-close, and the service answers how many bytes moved each way.
+//!
+//! `target("http://host:port")` is an HTTP reverse proxy instead: behind
+//! [`http::Server`](crate::http::Server) it forwards every `http::Request` to that upstream
+//! through a pooled client (see [`http::ReverseProxy`](crate::http::ReverseProxy)).
 
 mod error;
 pub mod future;
@@ -25,7 +29,6 @@ use crate::{
     tunnel::{self, Handshake},
 };
 use std::{
-    fmt,
     task::{Context, Poll},
     time::Duration,
 };
@@ -45,14 +48,18 @@ pub struct Target {
     buffer_size: usize,
     splice: bool,
     tls: Option<crate::tls::Connector>,
+    http: Option<crate::http::ReverseProxy>,
 }
 
-/// A [`Target`] that sends every connection to `upstream`.
+/// A [`Target`] that sends every connection to `upstream`: a `host:port` (or an [`Address`],
+/// a `SocketAddr`) for byte streams and tunnels, or an `http://host:port[/path]` URL for HTTP
+/// requests behind [`http::Server`](crate::http::Server) (a reverse proxy).
 ///
 /// # Panics
 ///
-/// When `upstream` is not a valid `host:port` (it is meant for constants; parse user input
-/// into an [`Address`] first to report the error nicely).
+/// When `upstream` is neither a valid `host:port` nor a valid `http://` URL (it is meant for
+/// constants; parse user input into an [`Address`] or a
+/// [`ReverseProxy`](crate::http::ReverseProxy) first to report the error nicely).
 ///
 /// ```no_run
 /// use rama::{tcp, target};
@@ -62,14 +69,60 @@ pub struct Target {
 /// # Ok(())
 /// # }
 /// ```
-pub fn target<A>(upstream: A) -> Target
-where
-    A: TryInto<Address>,
-    A::Error: fmt::Display,
-{
-    match upstream.try_into() {
-        Ok(addr) => Target::fixed(addr),
+///
+/// ```no_run
+/// use rama::{http, proxy, tcp};
+///
+/// # async fn run() -> Result<(), rama::BoxError> {
+/// proxy! { tcp::Server::bind("127.0.0.1:8080") => http::Server::new() => target("http://127.0.0.1:8000") }
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn target<A: IntoTarget>(upstream: A) -> Target {
+    match upstream.into_target() {
+        Ok(target) => target,
         Err(error) => panic!("target: {error}"),
+    }
+}
+
+/// What [`target()`] takes: a `host:port` or an `http://` URL (`&str`, `String`), an
+/// [`Address`], a `SocketAddr`.
+pub trait IntoTarget {
+    /// The target, or why there is none.
+    fn into_target(self) -> Result<Target, crate::BoxError>;
+}
+
+impl IntoTarget for &str {
+    fn into_target(self) -> Result<Target, crate::BoxError> {
+        if self.contains("://") {
+            return Ok(Target::reverse_proxy(crate::http::ReverseProxy::new(self)?));
+        }
+        Ok(Target::fixed(Address::try_from(self)?))
+    }
+}
+
+impl IntoTarget for String {
+    fn into_target(self) -> Result<Target, crate::BoxError> {
+        self.as_str().into_target()
+    }
+}
+
+impl IntoTarget for &String {
+    fn into_target(self) -> Result<Target, crate::BoxError> {
+        self.as_str().into_target()
+    }
+}
+
+impl IntoTarget for Address {
+    fn into_target(self) -> Result<Target, crate::BoxError> {
+        Ok(Target::fixed(self))
+    }
+}
+
+impl IntoTarget for std::net::SocketAddr {
+    fn into_target(self) -> Result<Target, crate::BoxError> {
+        Ok(Target::fixed(self.into()))
     }
 }
 
@@ -84,6 +137,25 @@ impl Target {
             buffer_size: DEFAULT_RELAY_BUFFER,
             splice: cfg!(target_os = "linux"),
             tls: None,
+            http: None,
+        }
+    }
+
+    /// Forwards every HTTP request to `proxy`'s upstream (what `target("http://..")` builds).
+    /// Byte streams and tunnels still go to the upstream's address.
+    pub fn reverse_proxy(proxy: crate::http::ReverseProxy) -> Self {
+        let upstream = proxy.authority();
+        let address = Address::try_from(match upstream.port_u16() {
+            Some(_) => upstream.as_str().to_owned(),
+            None => format!("{}:{}", upstream.host(), proxy.default_port()),
+        })
+        .ok();
+        Self {
+            http: Some(proxy),
+            ..match address {
+                Some(address) => Self::fixed(address),
+                None => Self::requested(),
+            }
         }
     }
 
@@ -95,6 +167,7 @@ impl Target {
             buffer_size: DEFAULT_RELAY_BUFFER,
             splice: cfg!(target_os = "linux"),
             tls: None,
+            http: None,
         }
     }
 
@@ -176,6 +249,47 @@ where
     fn call(&mut self, request: tunnel::Request<H>) -> Self::Future {
         let (requested, handshake, info) = request.into_parts();
         let destination = self.fixed.clone().unwrap_or(requested);
-        TunnelFuture::new(handshake, info.peer_addr(), destination, self)
+        use futures_util::TryFutureExt;
+        let dial: future::Dial = crate::tcp::connect(&destination, self.connect_timeout)
+            .map_err(Error::connect as fn(crate::tcp::ConnectError) -> Error);
+        let relay = tunnel::RelayConfig {
+            buffer_size: self.buffer_size,
+            splice: self.splice,
+        };
+        tunnel::Open::new(handshake, info.peer_addr(), destination, dial, relay)
+    }
+}
+
+/// HTTP requests (behind [`http::Server`](crate::http::Server)) go to the reverse proxy's
+/// upstream; a `Target` without one (not built from an `http://` URL) answers `502`.
+impl<B> Service<::http::Request<B>> for Target
+where
+    B: Into<crate::http::Body>,
+{
+    type Response = ::http::Response<crate::http::Body>;
+    type Error = std::convert::Infallible;
+    type Future = crate::http::reverse::ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ::http::Request<B>) -> Self::Future {
+        match &mut self.http {
+            Some(proxy) => proxy.call(request),
+            None => {
+                let peer = crate::http::forward::Peer(
+                    request
+                        .extensions()
+                        .get::<crate::http::ConnFacts>()
+                        .map(crate::http::ConnFacts::peer_addr),
+                );
+                tracing::warn!(%peer, "target: an http request, but no http upstream");
+                Box::pin(std::future::ready(Ok(crate::http::forward::text(
+                    ::http::StatusCode::BAD_GATEWAY,
+                    "this target has no http upstream: write target(\"http://host:port\")",
+                ))))
+            }
+        }
     }
 }

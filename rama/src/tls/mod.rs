@@ -54,8 +54,7 @@ pub mod dev;
 pub mod error;
 mod facts;
 mod pem;
-mod rewind;
-mod shared;
+pub(crate) mod shared;
 
 pub use self::acceptor::{Acceptor, AcceptorBuilder, AcceptorService};
 pub use self::connector::{
@@ -64,7 +63,7 @@ pub use self::connector::{
 pub use self::detect::Detect;
 pub use self::error::{Error, HandshakeError};
 pub use self::facts::{Alpn, PeerIdentity, ServerName};
-pub use self::rewind::Rewind;
+pub use crate::detect::Rewind;
 pub use rustls;
 /// The client side of a TLS stream: what [`Connector::connect`] resolves with.
 pub use tokio_rustls::client::TlsStream as ClientStream;

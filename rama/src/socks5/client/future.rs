@@ -2,7 +2,6 @@
 
 use crate::{
     Address,
-    io::{Relay, Relayed, relay},
     socks5::{
         error::ClientError,
         proto::{
@@ -11,14 +10,12 @@ use crate::{
         },
     },
     tcp,
-    tunnel::{Handshake, Refusal},
 };
 use pin_project_lite::pin_project;
 use std::{
     fmt,
     future::Future,
     io,
-    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll, ready},
     time::Duration,
@@ -161,111 +158,23 @@ impl fmt::Debug for Connect {
     }
 }
 
-pin_project! {
-    /// Opens the tunnel through the proxy, answers the client, then relays.
-    pub struct TunnelFuture<H>
-    where
-        H: Handshake,
-    {
-        peer: SocketAddr,
-        destination: Address,
-        buffer_size: usize,
-        #[pin]
-        state: State<H>,
+/// The future of a tunnel through [`Client`](super::Client): opens it through the upstream
+/// proxy, answers the client, then relays.
+pub type TunnelFuture<H> = crate::tunnel::Open<H, Dial, ClientError>;
+
+/// The client's dial for a tunnel: the upstream proxy's stream, its bound address dropped.
+pub type Dial = futures_util::future::MapOk<Connect, fn((TcpStream, Address)) -> TcpStream>;
+
+impl crate::tunnel::OpenError for ClientError {
+    fn refusal(&self) -> crate::tunnel::Refusal {
+        ClientError::refusal(self)
     }
-}
 
-pin_project! {
-    #[project = StateProj]
-    enum State<H>
-    where
-        H: Handshake,
-    {
-        Connecting { #[pin] connect: Connect, handshake: Option<H> },
-        Accepting { #[pin] accept: H::Accept, upstream: Option<TcpStream> },
-        Relaying { relay: Relay<H::Stream, TcpStream> },
-        Rejecting { #[pin] reject: H::Reject, error: Option<ClientError> },
+    fn answer(error: io::Error) -> Self {
+        ClientError::answer(error)
     }
-}
 
-impl<H: Handshake> TunnelFuture<H> {
-    pub(super) fn new(
-        connect: Connect,
-        handshake: H,
-        peer: SocketAddr,
-        destination: Address,
-        buffer_size: usize,
-    ) -> Self {
-        Self {
-            peer,
-            destination,
-            buffer_size,
-            state: State::Connecting {
-                connect,
-                handshake: Some(handshake),
-            },
-        }
-    }
-}
-
-impl<H: Handshake> Future for TunnelFuture<H> {
-    type Output = Result<Relayed, ClientError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let next = match this.state.as_mut().project() {
-                StateProj::Connecting { connect, handshake } => {
-                    let connected = ready!(connect.poll(cx));
-                    let handshake = handshake.take().expect("connecting holds the handshake");
-                    match connected {
-                        Ok((upstream, _)) => {
-                            let bound = upstream.local_addr().unwrap_or(([0, 0, 0, 0], 0).into());
-                            State::Accepting {
-                                accept: handshake.accept(bound),
-                                upstream: Some(upstream),
-                            }
-                        }
-                        Err(error) => {
-                            let refusal: Refusal = error.refusal();
-                            tracing::debug!(
-                                peer = %this.peer,
-                                destination = %this.destination,
-                                %refusal,
-                                "socks5 upstream failed, refusing"
-                            );
-                            State::Rejecting {
-                                reject: handshake.reject(refusal),
-                                error: Some(error),
-                            }
-                        }
-                    }
-                }
-                StateProj::Accepting { accept, upstream } => {
-                    let client = ready!(accept.poll(cx)).map_err(ClientError::answer)?;
-                    let upstream = upstream.take().expect("accepting holds the upstream");
-                    State::Relaying {
-                        relay: relay(client, upstream, *this.buffer_size),
-                    }
-                }
-                StateProj::Relaying { relay } => {
-                    return Pin::new(relay).poll(cx).map_err(ClientError::relay);
-                }
-                StateProj::Rejecting { reject, error } => {
-                    let _ = ready!(reject.poll(cx));
-                    return Poll::Ready(Err(error.take().expect("polled after completion")));
-                }
-            };
-            this.state.set(next);
-        }
-    }
-}
-
-impl<H: Handshake> fmt::Debug for TunnelFuture<H> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TunnelFuture")
-            .field("peer", &self.peer)
-            .field("destination", &self.destination)
-            .finish_non_exhaustive()
+    fn relay(_upstream: Address, error: io::Error) -> Self {
+        ClientError::relay(error)
     }
 }

@@ -103,7 +103,11 @@ impl fmt::Debug for Client {
     }
 }
 
-impl<H: tunnel::Handshake> Service<tunnel::Request<H>> for Client {
+impl<H> Service<tunnel::Request<H>> for Client
+where
+    H: tunnel::Handshake,
+    H::Stream: 'static,
+{
     type Response = crate::io::Relayed;
     type Error = ClientError;
     type Future = TunnelFuture<H>;
@@ -114,12 +118,14 @@ impl<H: tunnel::Handshake> Service<tunnel::Request<H>> for Client {
 
     fn call(&mut self, request: tunnel::Request<H>) -> Self::Future {
         let (destination, handshake, info) = request.into_parts();
-        TunnelFuture::new(
-            self.connect(&destination),
-            handshake,
-            info.peer_addr(),
-            destination,
-            self.buffer_size,
-        )
+        use futures_util::TryFutureExt;
+        let dial: future::Dial = self
+            .connect(&destination)
+            .map_ok((|(upstream, _bound)| upstream) as fn((_, Address)) -> _);
+        let relay = tunnel::RelayConfig {
+            buffer_size: self.buffer_size,
+            splice: true,
+        };
+        tunnel::Open::new(handshake, info.peer_addr(), destination, dial, relay)
     }
 }

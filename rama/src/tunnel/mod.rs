@@ -11,6 +11,10 @@
 //! Anything in between (egress rules, logging, routing, chaining through another proxy) is an
 //! ordinary tower layer over `Service<tunnel::Request<H>>`.
 
+mod open;
+
+pub use self::open::{Open, OpenError, RelayConfig};
+
 use crate::{Address, ConnInfo, tcp::ConnectError};
 use std::{fmt, future::Future, io, net::SocketAddr};
 use tokio::io::{AsyncRead, AsyncWrite};

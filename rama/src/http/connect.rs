@@ -1,0 +1,164 @@
+//! The connector behind [`Client`](super::Client): hyper-util's `HttpConnector` for the TCP
+//! dial, then, for `https://` URIs, a TLS handshake through [`tls::Connector`].
+
+use crate::{BoxError, Host, tls};
+use ::http::{Uri, uri::Scheme};
+use hyper_util::{
+    client::legacy::connect::{Connected, Connection, HttpConnector},
+    rt::TokioIo,
+};
+use std::{
+    future::Future,
+    io,
+    net::IpAddr,
+    pin::Pin,
+    task::{Context, Poll},
+};
+use tokio::net::TcpStream;
+use tower::Service;
+
+/// Dials `http://` upstreams in plain and `https://` ones over TLS.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    http: HttpConnector,
+    tls: Option<tls::Connector>,
+}
+
+/// An upstream connection: plain TCP or TLS over it.
+pub(crate) enum Stream {
+    Plain(TokioIo<TcpStream>),
+    /// Boxed: a TLS session is a kilobyte, a plain stream a few words.
+    Tls(Box<TokioIo<tls::ClientStream<TcpStream>>>),
+}
+
+/// The future of [`Connector`]'s dial (boxed: the TLS step follows an opaque hyper-util
+/// future; one allocation per new upstream connection, none per request).
+pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<Stream, BoxError>> + Send>>;
+
+/// An `https://` upstream, but the client has no TLS connector.
+#[derive(Debug)]
+struct NoTls;
+
+impl std::fmt::Display for NoTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an https:// upstream needs a client with a tls connector (ClientBuilder::tls)")
+    }
+}
+
+impl std::error::Error for NoTls {}
+
+impl Connector {
+    pub(crate) fn new(mut http: HttpConnector, tls: Option<tls::Connector>) -> Self {
+        http.enforce_http(false);
+        Self { http, tls }
+    }
+}
+
+impl Service<Uri> for Connector {
+    type Response = Stream;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        let secure = uri.scheme() == Some(&Scheme::HTTPS);
+        let host = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .map(|h| match h.parse::<IpAddr>() {
+                Ok(ip) => Host::Ip(ip),
+                Err(_) => Host::Name(h.into()),
+            });
+        let tls = self.tls.clone();
+        let dial = self.http.call(uri);
+        Box::pin(async move {
+            let tcp = dial.await?;
+            if !secure {
+                return Ok(Stream::Plain(tcp));
+            }
+            let (Some(tls), Some(host)) = (tls, host) else {
+                return Err(NoTls.into());
+            };
+            let stream = tls.connect(&host, tcp.into_inner()).await?;
+            Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
+        })
+    }
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        match self {
+            Self::Plain(tcp) => tcp.connected(),
+            Self::Tls(tls) => {
+                let (tcp, session) = tls.inner().get_ref();
+                let connected = tcp.connected();
+                if session.alpn_protocol() == Some(b"h2") {
+                    connected.negotiated_h2()
+                } else {
+                    connected
+                }
+            }
+        }
+    }
+}
+
+impl hyper::rt::Read for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Tls(io) => Pin::new(&mut **io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Tls(io) => Pin::new(&mut **io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Tls(io) => Pin::new(&mut **io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(io) => io.is_write_vectored(),
+            Self::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(io) => Pin::new(io).poll_flush(cx),
+            Self::Tls(io) => Pin::new(&mut **io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Tls(io) => Pin::new(&mut **io).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! [`ReverseProxy`]: every request to one HTTP upstream, what `target("http://host:port")`
+//! does behind [`http::Server`](super::Server).
+//!
+//! - The request goes to the upstream's scheme and authority, with the upstream's path (if it
+//!   has one) in front of the request's path and query.
+//! - `Host`: the upstream's (the client's goes in `X-Forwarded-Host`), or the client's with
+//!   [`preserve_host`](ReverseProxy::preserve_host).
+//! - `X-Forwarded-For` gets the client's address appended, `X-Forwarded-Proto` and
+//!   `X-Forwarded-Host` are set, and a `Forwarded` element (RFC 7239: `for`, `host`, `proto`)
+//!   is appended; `Via` is appended both ways and hop-by-hop headers are removed both ways.
+//! - Bodies stream both ways through the pooled [`Client`] (HTTP/1.1 upstream by default; an
+//!   HTTP/2 upstream with [`Client::builder`]`().http2_only(true)`), whatever version the
+//!   client spoke.
+//! - Upgrades (WebSocket, HTTP/1.1 `Upgrade`): the `Upgrade` header is passed on, and when the
+//!   upstream answers `101` both upgraded connections are joined and relayed as bytes on the
+//!   connection's own task ([`http::server::spawn`](super::server::spawn)), so the server's
+//!   graceful drain waits for them.
+//! - An upstream that cannot be reached answers `502`, one that takes too long `504`, each with
+//!   a one-line text body.
+//!
+//! ```no_run
+//! use rama::{http, proxy, tcp};
+//!
+//! # async fn run() -> Result<(), rama::BoxError> {
+//! proxy! { tcp::Server::bind("127.0.0.1:8080") => http::Server::new() => target("http://127.0.0.1:8000") }
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use super::{Body, Client, ConnFacts, forward, headers, server};
+use crate::error::Chain;
+use ::http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header,
+    uri::{Authority, PathAndQuery, Scheme},
+};
+use hyper_util::rt::TokioIo;
+use std::{
+    convert::Infallible,
+    error::Error as StdError,
+    fmt,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+};
+use tower::{Service, ServiceExt};
+
+/// `X-Forwarded-For`.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A reverse proxy to one HTTP upstream: a tower `Service<http::Request<B>>` that never fails
+/// (upstream failures are answered `502`/`504`). See the [module docs](self).
+///
+/// Cheap to clone (clones share the client's pool). Always ready. Its futures are `!Send`
+/// only when they relay an upgrade, which needs [`http::Server`](super::Server)'s task set.
+#[derive(Debug, Clone)]
+pub struct ReverseProxy {
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream's path without its trailing `/` (empty for none).
+    base: String,
+    client: Client,
+    preserve_host: bool,
+}
+
+/// `ReverseProxy::new` was given something that is not an `http(s)://host[:port][/path]` URL.
+#[derive(Debug)]
+pub struct UpstreamError {
+    upstream: String,
+    reason: &'static str,
+    source: Option<::http::uri::InvalidUri>,
+}
+
+/// The response future of [`ReverseProxy`].
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>>>>;
+
+// ===== impl ReverseProxy =====
+
+impl ReverseProxy {
+    /// A reverse proxy to `upstream`, an `http://host[:port][/path]` URL (or `https://`, over
+    /// TLS verified against the webpki roots), with a default [`Client`].
+    pub fn new(upstream: &str) -> Result<Self, UpstreamError> {
+        let error = |reason, source| UpstreamError {
+            upstream: upstream.to_owned(),
+            reason,
+            source,
+        };
+        let uri: Uri = upstream
+            .parse()
+            .map_err(|e| error("not a valid URL", Some(e)))?;
+        let (scheme, client) = match uri.scheme_str() {
+            Some("http") => (Scheme::HTTP, Client::new()),
+            Some("https") => (
+                Scheme::HTTPS,
+                Client::builder()
+                    .tls(crate::tls::Connector::webpki_roots())
+                    .build(),
+            ),
+            _ => return Err(error("the URL must start with http:// or https://", None)),
+        };
+        let Some(authority) = uri.authority().cloned() else {
+            return Err(error("the URL has no host", None));
+        };
+        if uri.query().is_some() {
+            return Err(error("the upstream URL cannot have a query", None));
+        }
+        let base = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            scheme,
+            authority,
+            base,
+            client,
+            preserve_host: false,
+        })
+    }
+
+    /// Forwards through `client` (its timeouts, pool, `http2_only` for an HTTP/2 upstream, its
+    /// [`tls`](super::ClientBuilder::tls) connector for an `https://` upstream).
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Sends the client's `Host` to the upstream instead of the upstream's own (default
+    /// `false`).
+    pub fn preserve_host(mut self, enabled: bool) -> Self {
+        self.preserve_host = enabled;
+        self
+    }
+
+    /// The upstream's authority (`host:port`).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The upstream's port when its URL names none: 443 for `https://`, else 80.
+    pub fn default_port(&self) -> u16 {
+        if self.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// The URI of the upstream request for `uri`, the client's request target.
+    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ::http::Error> {
+        let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path_and_query = if self.base.is_empty() {
+            PathAndQuery::try_from(path_and_query)?
+        } else {
+            PathAndQuery::try_from(format!("{}{path_and_query}", self.base))?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+impl<B> Service<Request<B>> for ReverseProxy
+where
+    B: Into<Body>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> ResponseFuture {
+        let request = request.map(Into::into);
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.forward(request).await) })
+    }
+}
+
+impl ReverseProxy {
+    async fn forward(mut self, mut request: Request<Body>) -> Response<Body> {
+        let facts = request.extensions().get::<ConnFacts>().cloned();
+        let peer = facts.as_ref().map(ConnFacts::peer_addr);
+        let log_peer = forward::Peer(peer);
+        let uri = match self.upstream_uri(request.uri()) {
+            Ok(uri) => uri,
+            Err(error) => {
+                tracing::debug!(peer = %log_peer, %error, "reverse proxy: bad request target");
+                return forward::text(StatusCode::BAD_REQUEST, "bad request target");
+            }
+        };
+        let secure = is_secure(&request, facts.as_ref());
+        let host = original_host(&request);
+        let version = request.version();
+
+        // An upgrade keeps the headers that ask for it; everything else hop-by-hop goes.
+        let upgrade = request.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        let headers = request.headers_mut();
+        headers::remove_hop_by_hop(headers);
+        if let Some(upgrade) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, upgrade.clone());
+        }
+        add_forwarded(headers, peer, host.as_deref(), secure);
+        headers::append_via(headers, version);
+        match (&host, self.preserve_host) {
+            (Some(host), true) => {
+                if let Ok(value) = HeaderValue::from_str(host) {
+                    headers.insert(header::HOST, value);
+                }
+            }
+            _ => {
+                // The client sets the upstream's from the URI.
+                headers.remove(header::HOST);
+            }
+        }
+        *request.uri_mut() = uri;
+        tracing::debug!(peer = %log_peer, method = %request.method(), uri = %request.uri(), "reverse proxy: forwarding");
+
+        let destination = self.authority.to_string();
+        let mut response = match ServiceExt::<Request<Body>>::ready(&mut self.client).await {
+            Ok(client) => match client.call(request).await {
+                Ok(response) => response,
+                Err(error) => return forward::upstream_failed(&error, &destination, log_peer),
+            },
+            Err(error) => return forward::upstream_failed(&error, &destination, log_peer),
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                let spawned = server::spawn(relay_upgrade(
+                    client_upgrade,
+                    upstream_upgrade,
+                    log_peer,
+                    destination.clone(),
+                ));
+                if spawned.is_ok() {
+                    headers::append_via(response.headers_mut(), version);
+                    return response;
+                }
+            }
+            tracing::warn!(peer = %log_peer, %destination, "reverse proxy: upstream switched protocols unasked");
+            return forward::text(
+                StatusCode::BAD_GATEWAY,
+                format!("the upstream {destination} switched protocols without being asked"),
+            );
+        }
+        headers::remove_hop_by_hop(response.headers_mut());
+        headers::append_via(response.headers_mut(), version);
+        response
+    }
+}
+
+/// Joins the client's and the upstream's upgraded connections and relays bytes until both
+/// directions end.
+async fn relay_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    peer: forward::Peer,
+    destination: String,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::warn!(%peer, %destination, error = %Chain(&error), "reverse proxy: upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((sent, received)) => {
+            tracing::debug!(%peer, %destination, sent, received, "reverse proxy: upgraded connection closed")
+        }
+        Err(error) => {
+            tracing::debug!(%peer, %destination, error = %Chain(&error), "reverse proxy: upgraded connection failed")
+        }
+    }
+}
+
+/// Whether the client reached us over TLS: TLS facts on its connection, or an `https` request
+/// target (HTTP/2's `:scheme`).
+fn is_secure<B>(request: &Request<B>, facts: Option<&ConnFacts>) -> bool {
+    let tls = facts.is_some_and(|facts| {
+        let ext = facts.extensions();
+        ext.get::<crate::tls::Alpn>().is_some()
+            || ext.get::<crate::tls::ServerName>().is_some()
+            || ext.get::<crate::tls::PeerIdentity>().is_some()
+    });
+    tls || request.uri().scheme() == Some(&Scheme::HTTPS)
+}
+
+/// The host the client asked for: the request target's authority (HTTP/2, absolute-form),
+/// else `Host`.
+fn original_host<B>(request: &Request<B>) -> Option<String> {
+    request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+}
+
+/// `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, and a `Forwarded`
+/// element (appended).
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: Option<SocketAddr>,
+    host: Option<&str>,
+    secure: bool,
+) {
+    let proto = if secure { "https" } else { "http" };
+    if let Some(peer) = peer {
+        let ip = peer.ip().to_canonical().to_string();
+        let joined = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {ip}"),
+            None => ip,
+        };
+        if let Ok(value) = HeaderValue::from_str(&joined) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(X_FORWARDED_HOST, value);
+    }
+    let mut element = String::new();
+    if let Some(peer) = peer {
+        match peer.ip().to_canonical() {
+            std::net::IpAddr::V4(ip) => element.push_str(&format!("for={ip}")),
+            std::net::IpAddr::V6(ip) => element.push_str(&format!("for=\"[{ip}]\"")),
+        }
+        element.push(';');
+    }
+    if let Some(host) = host.filter(|h| !h.contains(['"', '\\'])) {
+        element.push_str(&format!("host=\"{host}\";"));
+    }
+    element.push_str("proto=");
+    element.push_str(proto);
+    if let Ok(value) = HeaderValue::from_str(&element) {
+        headers.append(header::FORWARDED, value);
+    }
+}
+
+// ===== impl UpstreamError =====
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad upstream `{}`: {}", self.upstream, self.reason)
+    }
+}
+
+impl StdError for UpstreamError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_upstreams() {
+        let proxy = ReverseProxy::new("http://127.0.0.1:8000").unwrap();
+        assert_eq!(proxy.authority().as_str(), "127.0.0.1:8000");
+        let uri: Uri = "/a/b?c=d".parse().unwrap();
+        assert_eq!(
+            proxy.upstream_uri(&uri).unwrap(),
+            "http://127.0.0.1:8000/a/b?c=d"
+        );
+        let secure = ReverseProxy::new("https://example.com").unwrap();
+        assert_eq!(
+            secure.upstream_uri(&uri).unwrap(),
+            "https://example.com/a/b?c=d"
+        );
+        assert_eq!(secure.default_port(), 443);
+        let based = ReverseProxy::new("http://origin/base/").unwrap();
+        let absolute: Uri = "http://front.example/x?y".parse().unwrap();
+        assert_eq!(
+            based.upstream_uri(&absolute).unwrap(),
+            "http://origin/base/x?y"
+        );
+        for bad in ["127.0.0.1:80", "ftp://x", "http://x/?q", "http://"] {
+            assert!(ReverseProxy::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        add_forwarded(
+            &mut headers,
+            Some("[::ffff:192.0.2.7]:5000".parse().unwrap()),
+            Some("front.example:8080"),
+            false,
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 192.0.2.7");
+        assert_eq!(headers[X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[X_FORWARDED_HOST], "front.example:8080");
+        assert_eq!(
+            headers[header::FORWARDED],
+            "for=192.0.2.7;host=\"front.example:8080\";proto=http"
+        );
+        let mut headers = HeaderMap::new();
+        add_forwarded(&mut headers, Some("[::1]:1".parse().unwrap()), None, true);
+        assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=https");
+    }
+}

@@ -1,0 +1,451 @@
+//! The all-in-one `proxy` example: SOCKS5 and HTTP proxying on one port, told apart by the
+//! first byte, driven by real curl, Python `httpx` and headless Chromium over 127.0.0.1.
+
+use rama::{Conn, tcp, tls, tls::dev};
+use rama_e2e::{PATIENCE, Running, python::python_with_socks};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    process::Command,
+    time::timeout,
+};
+use tower::Layer;
+
+/// The runtime the origins run on, apart from each test's own.
+fn origins() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("proxy-origin")
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Reads a request head, answers `origin says hi` followed by the request line, closes.
+async fn answer_http<S>(mut stream: S) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let line = head.lines().next().unwrap_or_default();
+    let body = format!("origin says hi: {line}\n");
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// A plain HTTP/1.1 origin.
+fn http_origin() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    origins().spawn(async move {
+        let listener = TcpListener::from_std(listener).unwrap();
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(answer_http(stream));
+        }
+    });
+    addr
+}
+
+/// An HTTPS origin for `localhost`/`127.0.0.1` with a fresh CA: its address and the CA's PEM.
+fn https_origin(test: &str) -> (SocketAddr, PathBuf) {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("proxy-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dev::Ca::generate("rama test CA").unwrap();
+    ca.write(&dir).unwrap();
+    let (cert, key) = ca
+        .issue_server(&["localhost", "127.0.0.1"])
+        .unwrap()
+        .write(&dir, "origin")
+        .unwrap();
+    let acceptor = tls::Acceptor::from_pem_files(cert, key).unwrap();
+    let answer = tower::service_fn(|conn: Conn<tls::TlsStream<tcp::Stream>>| {
+        answer_http(conn.into_parts().0)
+    });
+    let _guard = origins().enter();
+    let server = tcp::Server::bind("127.0.0.1:0")
+        .serve(acceptor.layer(answer))
+        .spawn_connections();
+    let addr = server.local_addr().unwrap();
+    origins().spawn(async move {
+        let _ = server.await;
+    });
+    (addr, dir.join("ca.pem"))
+}
+
+fn proxy(args: &[&str]) -> Running {
+    let mut all = vec!["--listen", "127.0.0.1:0", "--threads", "1"];
+    all.extend_from_slice(args);
+    Running::start("proxy", &all)
+}
+
+/// What curl saw: the final status, the proxy's `CONNECT` answer (0 without one), the body.
+#[derive(Debug)]
+struct Curl {
+    status: u16,
+    connect: u16,
+    body: String,
+    stderr: String,
+}
+
+async fn curl(args: &[&str]) -> Curl {
+    let output = timeout(
+        PATIENCE,
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20"])
+            .args(["-w", "\n%{http_code} %{http_connect}"])
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("curl took too long")
+    .expect("run curl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, codes) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let mut codes = codes
+        .split(' ')
+        .map(|c| c.trim().parse::<u16>().unwrap_or(0));
+    Curl {
+        status: codes.next().unwrap_or(0),
+        connect: codes.next().unwrap_or(0),
+        body: body.to_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A SOCKS5 username/password login on a raw connection: the server's auth status byte.
+async fn socks5_login(proxy: SocketAddr, user: &str, password: &str) -> [u8; 2] {
+    let login = async {
+        let mut stream = TcpStream::connect(proxy).await?;
+        stream.write_all(&[0x05, 0x01, 0x02]).await?;
+        let mut method = [0u8; 2];
+        stream.read_exact(&mut method).await?;
+        assert_eq!(method, [0x05, 0x02], "the proxy asks for a password");
+        let mut auth = vec![0x01, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.push(password.len() as u8);
+        auth.extend_from_slice(password.as_bytes());
+        stream.write_all(&auth).await?;
+        let mut status = [0u8; 2];
+        stream.read_exact(&mut status).await?;
+        Ok::<_, std::io::Error>(status)
+    };
+    timeout(PATIENCE, login)
+        .await
+        .expect("the login took too long")
+        .expect("the login failed on the wire")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_absolute_form_connect_and_socks5_share_one_port() {
+    let origin = http_origin();
+    let (secure, ca) = https_origin("share");
+    let proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/plain");
+    let https = format!("https://localhost:{}/secure", secure.port());
+
+    let got = curl(&["-x", &x, &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(
+        got.body.contains("origin says hi: GET /plain HTTP/1.1"),
+        "absolute-form reaches the origin in origin-form: {got:?}"
+    );
+
+    let got = curl(&["-p", "-x", &x, &url]).await;
+    assert_eq!((got.connect, got.status), (200, 200), "{got:?}");
+    assert!(got.body.contains("GET /plain"), "{got:?}");
+
+    let got = curl(&["-x", &x, "--cacert", ca.to_str().unwrap(), &https]).await;
+    assert_eq!((got.connect, got.status), (200, 200), "{got:?}");
+    assert!(got.body.contains("GET /secure"), "{got:?}");
+
+    let got = curl(&["--socks5-hostname", &proxy.addr.to_string(), &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(got.body.contains("GET /plain"), "{got:?}");
+
+    let got = curl(&[
+        "--socks5-hostname",
+        &proxy.addr.to_string(),
+        "--cacert",
+        ca.to_str().unwrap(),
+        &https,
+    ])
+    .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(got.body.contains("GET /secure"), "{got:?}");
+
+    proxy.wait_for_log("http proxy: CONNECT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_user_works_for_both_protocols_and_a_wrong_password_is_refused() {
+    let origin = http_origin();
+    let proxy = proxy(&["--user", "alice:s3cret"]);
+    let url = format!("http://{origin}/");
+    let good = format!("http://{}", proxy.addr);
+
+    let got = curl(&["-x", &good, "--proxy-user", "alice:s3cret", &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let got = curl(&["-p", "-x", &good, "--proxy-user", "alice:s3cret", &url]).await;
+    assert_eq!((got.connect, got.status), (200, 200), "{got:?}");
+    let socks = format!("{}", proxy.addr);
+    let got = curl(&[
+        "--socks5-hostname",
+        &socks,
+        "--proxy-user",
+        "alice:s3cret",
+        &url,
+    ])
+    .await;
+    assert_eq!(got.status, 200, "{got:?}");
+
+    // HTTP: a wrong password and no credentials get 407, absolute-form and CONNECT alike.
+    let got = curl(&["-x", &good, "--proxy-user", "alice:wrong", &url]).await;
+    assert_eq!(got.status, 407, "{got:?}");
+    let got = curl(&["-x", &good, &url]).await;
+    assert_eq!(got.status, 407, "{got:?}");
+    let got = curl(&["-p", "-x", &good, "--proxy-user", "alice:wrong", &url]).await;
+    assert_eq!(got.connect, 407, "{got:?}");
+
+    // SOCKS5: curl gives up, and on the wire the RFC 1929 status is 0x01.
+    let got = curl(&[
+        "--socks5-hostname",
+        &socks,
+        "--proxy-user",
+        "alice:wrong",
+        &url,
+    ])
+    .await;
+    assert_eq!(got.status, 0, "{got:?}");
+    assert_eq!(
+        socks5_login(proxy.addr, "alice", "wrong").await,
+        [0x01, 0x01]
+    );
+    assert_eq!(
+        socks5_login(proxy.addr, "alice", "s3cret").await,
+        [0x01, 0x00]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_ports_are_refused_in_each_protocol_and_sigterm_stops_it() {
+    let origin = http_origin();
+    let port = origin.port().to_string();
+    let mut proxy = proxy(&["--deny-port", &port]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/");
+
+    let got = curl(&["-x", &x, &url]).await;
+    assert_eq!(got.status, 403, "{got:?}");
+    let got = curl(&["-p", "-x", &x, &url]).await;
+    assert_eq!(got.connect, 403, "{got:?}");
+    let got = curl(&["--socks5-hostname", &proxy.addr.to_string(), &url]).await;
+    assert_eq!(got.status, 0, "{got:?}");
+    assert!(
+        got.stderr.contains("not allowed") || got.stderr.contains("(2)"),
+        "curl names SOCKS5 reply 0x02: {got:?}"
+    );
+
+    assert!(
+        proxy.terminate().await,
+        "the proxy exits cleanly on SIGTERM"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_httpx_goes_through_absolute_form_and_connect() {
+    let python = python_with_socks();
+    let origin = http_origin();
+    let (secure, ca) = https_origin("httpx");
+    let proxy = proxy(&["--user", "bob:pw"]);
+    let script = r#"
+import ssl, sys, httpx
+proxy, plain, secure, ca = sys.argv[1:5]
+context = ssl.create_default_context(cafile=ca)
+with httpx.Client(proxy=proxy, verify=context, timeout=20) as client:
+    for url in (plain, secure):
+        response = client.get(url)
+        print(response.status_code, response.text.strip())
+"#;
+    let run = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(format!("http://bob:pw@{}", proxy.addr))
+        .arg(format!("http://{origin}/via-httpx"))
+        .arg(format!("https://localhost:{}/tunnelled", secure.port()))
+        .arg(&ca)
+        .output();
+    let out = timeout(PATIENCE, run)
+        .await
+        .expect("httpx took too long")
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "httpx failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("200 origin says hi: GET /via-httpx"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("200 origin says hi: GET /tunnelled"),
+        "{stdout}"
+    );
+    proxy.wait_for_log("http proxy: CONNECT").await;
+}
+
+/// A page with a stylesheet, a script and an image, on 127.0.0.1: the origin records each
+/// request as `PATH via` or `PATH direct` (whether an HTTP proxy's `Via` came with it).
+fn page_origin() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    const PAGE: &str = "<!doctype html><html><head><link rel=stylesheet href=/style.css>\
+        <script src=/app.js></script></head><body><img src=/img.svg>\
+        <p id=x>static</p></body></html>";
+    const SCRIPT: &str = "document.addEventListener('DOMContentLoaded', () => \
+        { document.getElementById('x').textContent = 'the script ran' })";
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    origins().spawn(async move {
+        let listener = TcpListener::from_std(listener).unwrap();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                let via = if head.contains("\r\nvia: ") {
+                    "via"
+                } else {
+                    "direct"
+                };
+                log.lock().unwrap().push(format!("{path} {via}"));
+                let (status, kind, body) = match path.as_str() {
+                    "/" => ("200 OK", "text/html", PAGE),
+                    "/style.css" => ("200 OK", "text/css", "p { color: green }"),
+                    "/app.js" => ("200 OK", "text/javascript", SCRIPT),
+                    "/img.svg" => (
+                        "200 OK",
+                        "image/svg+xml",
+                        "<svg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/>",
+                    ),
+                    _ => ("404 Not Found", "text/plain", "not here"),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Headless Chromium through `proxy_server`: the DOM after the page loaded.
+async fn chromium_dump_dom(proxy_server: &str, url: &str, profile: &str) -> String {
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-{profile}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let run = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--proxy-server={proxy_server}"))
+        // Chromium never proxies loopback unless told to.
+        .arg("--proxy-bypass-list=<-loopback>")
+        .args(["--dump-dom", url])
+        .kill_on_drop(true)
+        .output();
+    let out = timeout(PATIENCE, run)
+        .await
+        .expect("chromium took too long")
+        .unwrap_or_else(|error| {
+            panic!("cannot run chromium ({error}); .ci/run installs it with apt-get")
+        });
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "chromium failed: {dom}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_loads_a_page_with_subresources_over_http_and_socks5() {
+    let (origin, seen) = page_origin();
+    let proxy = proxy(&[]);
+    let url = format!("http://{origin}/");
+    let wanted = ["/", "/style.css", "/app.js", "/img.svg"];
+
+    let dom = chromium_dump_dom(&format!("http://{}", proxy.addr), &url, "http").await;
+    assert!(dom.contains("the script ran"), "{dom}");
+    {
+        let seen = seen.lock().unwrap();
+        for path in wanted {
+            assert!(
+                seen.contains(&format!("{path} via")),
+                "{path} through the HTTP proxy: {seen:?}"
+            );
+        }
+        assert!(!seen.iter().any(|s| s.ends_with("direct")), "{seen:?}");
+    }
+    seen.lock().unwrap().clear();
+
+    let dom = chromium_dump_dom(&format!("socks5://{}", proxy.addr), &url, "socks5").await;
+    assert!(dom.contains("the script ran"), "{dom}");
+    let seen = seen.lock().unwrap().clone();
+    for path in wanted {
+        // A SOCKS5 tunnel is bytes: no `Via`.
+        assert!(seen.contains(&format!("{path} direct")), "{path}: {seen:?}");
+    }
+    proxy.wait_for_log("socks5 request").await;
+}

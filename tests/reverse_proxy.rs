@@ -1,0 +1,412 @@
+//! The HTTP reverse proxy (`target("http://..")`, `examples/reverse_proxy`) with real curl
+//! over 127.0.0.1: HTTP/1.1 and HTTP/2 prior knowledge, the forwarded headers as the origin
+//! sees them, 100 MiB streamed up and down (checksummed), an upgrade carried end to end, and
+//! tower-http's compression in the diagram.
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use rama::{BoxError, http as rama_http, tcp, tls};
+use rama_e2e::{PATIENCE, Running, payload, sha256};
+use std::{
+    convert::Infallible,
+    fmt::Write as _,
+    net::SocketAddr,
+    pin::Pin,
+    sync::OnceLock,
+    task::{Context, Poll},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    process::Command,
+    time::timeout,
+};
+use tower::Layer;
+
+const MIB: usize = 1024 * 1024;
+
+/// What the origin streams from `/download`: 100 MiB, made once.
+fn download() -> &'static Bytes {
+    static DATA: OnceLock<Bytes> = OnceLock::new();
+    DATA.get_or_init(|| Bytes::from(payload(100 * MIB, 7)))
+}
+
+/// A body that hands out `data` in 64 KiB slices (no copies).
+struct Chunks {
+    data: Bytes,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.data.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.data.len().min(64 * 1024);
+        Poll::Ready(Some(Ok(Frame::data(self.data.split_to(n)))))
+    }
+}
+
+/// The origin's answers: `/upload` hashes the body as it streams in (`LEN HEX`), `/download`
+/// streams [`download`], anything else echoes the request line and headers.
+async fn answer(
+    request: http::Request<Incoming>,
+) -> Result<http::Response<rama_http::Body>, BoxError> {
+    let path = request.uri().path().to_owned();
+    if path == "/upload" {
+        use sha2::{Digest, Sha256};
+        let mut body = request.into_body();
+        let mut hasher = Sha256::new();
+        let mut len = 0usize;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                len += data.len();
+                hasher.update(&data);
+            }
+        }
+        let hex = hasher.finalize().iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        return Ok(http::Response::new(format!("{len} {hex}").into()));
+    }
+    if path == "/download" {
+        let body = rama_http::Body::new(Chunks {
+            data: download().clone(),
+        });
+        return Ok(http::Response::new(body));
+    }
+    let mut text = format!(
+        "{} {} {:?}\n",
+        request.method(),
+        request.uri(),
+        request.version()
+    );
+    for (name, value) in request.headers() {
+        let _ = writeln!(text, "{name}: {}", value.to_str().unwrap_or("?"));
+    }
+    // Long enough for the compression layer to bother.
+    text.push_str(&"padding ".repeat(200));
+    Ok(http::Response::new(text.into()))
+}
+
+/// An HTTP/1.1 + HTTP/2 origin built with rama itself, on its own thread.
+fn origin() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = tcp::Server::from_std(listener)
+                .serve(rama_http::Server::new().layer(tower::service_fn(answer)));
+            let _ = server.await;
+        });
+    });
+    addr
+}
+
+/// An HTTPS origin (HTTP/1.1 over TLS, for `localhost`) with [`answer`] behind it, and the PEM
+/// of the CA that issued its certificate.
+fn https_origin() -> (SocketAddr, std::path::PathBuf) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("reverse-https-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = tls::dev::Ca::generate("rama test CA").unwrap();
+    ca.write(&dir).unwrap();
+    let (cert, key) = ca
+        .issue_server(&["localhost"])
+        .unwrap()
+        .write(&dir, "origin")
+        .unwrap();
+    let acceptor = tls::Acceptor::from_pem_files(cert, key).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(answer)));
+            let _ = tcp::Server::from_std(listener).serve(stack).await;
+        });
+    });
+    (addr, dir.join("ca.pem"))
+}
+
+/// An origin that answers any request with `101` (`Upgrade: echo`) and then echoes bytes.
+async fn upgrade_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !head.contains("upgrade: echo") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+                    )
+                    .await;
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+fn reverse_proxy(upstream: SocketAddr, args: &[&str]) -> Running {
+    let upstream = format!("http://{upstream}");
+    let mut all = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--upstream",
+        &upstream,
+    ];
+    all.extend_from_slice(args);
+    Running::start("reverse_proxy", &all)
+}
+
+/// Runs curl (bounded); stdout, and the `-w` line's fields after a final newline.
+async fn curl(args: &[&str]) -> (String, String) {
+    let output = timeout(
+        PATIENCE * 4,
+        Command::new("curl")
+            .args(["-sS", "--max-time", "100"])
+            .args(["-w", "\n%{http_code} %{http_version}"])
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("curl took too long")
+    .expect("run curl");
+    assert!(
+        output.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, codes) = stdout.rsplit_once('\n').expect("curl's -w line");
+    (body.to_owned(), codes.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers() {
+    let origin = origin();
+    let proxy = reverse_proxy(origin, &[]);
+    let url = format!("http://{}/hello?x=1", proxy.addr);
+
+    let (body, codes) = curl(&["-H", "X-Forwarded-For: 10.9.8.7", &url]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.starts_with("get /hello?x=1 http/1.1"), "{seen}");
+    assert!(seen.contains(&format!("host: {origin}\n")), "{seen}");
+    assert!(
+        seen.contains(&format!("x-forwarded-host: {}\n", proxy.addr)),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("x-forwarded-for: 10.9.8.7, 127.0.0.1\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "forwarded: for=127.0.0.1;host=\"{}\";proto=http\n",
+            proxy.addr
+        )),
+        "{seen}"
+    );
+    assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
+
+    let (body, codes) = curl(&["--http2-prior-knowledge", &url]).await;
+    assert_eq!(codes, "200 2", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.starts_with("get /hello?x=1 http/1.1"), "{seen}");
+    assert!(seen.contains("via: 2 rama\n"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
+    proxy.wait_for_log("reverse proxy: forwarding").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_100_mib_up_and_down_checksummed() {
+    let origin = origin();
+    let proxy = reverse_proxy(origin, &[]);
+    let dir = env!("CARGO_TARGET_TMPDIR");
+    let up = format!("{dir}/reverse-up-{}", std::process::id());
+    let down = format!("{dir}/reverse-down-{}", std::process::id());
+    let data = payload(100 * MIB, 3);
+    std::fs::write(&up, &data).unwrap();
+
+    for h2 in [false, true] {
+        let mut args = vec!["-H", "Expect:", "--data-binary"];
+        let at = format!("@{up}");
+        args.push(&at);
+        if h2 {
+            args.push("--http2-prior-knowledge");
+        }
+        let url = format!("http://{}/upload", proxy.addr);
+        args.push(&url);
+        let (body, codes) = curl(&args).await;
+        assert!(codes.starts_with("200"), "{codes} {body}");
+        let hex: String = sha256(&data).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(body, format!("{} {hex}", 100 * MIB), "h2: {h2}");
+
+        let url = format!("http://{}/download", proxy.addr);
+        let mut args = vec!["-o", &down];
+        if h2 {
+            args.push("--http2-prior-knowledge");
+        }
+        args.push(&url);
+        let (_, codes) = curl(&args).await;
+        assert!(codes.starts_with("200"), "{codes}");
+        let got = std::fs::read(&down).unwrap();
+        assert_eq!(got.len(), 100 * MIB);
+        assert_eq!(sha256(&got), sha256(download()), "h2: {h2}");
+    }
+    let _ = std::fs::remove_file(&up);
+    let _ = std::fs::remove_file(&down);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_is_carried_end_to_end() {
+    let origin = upgrade_origin().await;
+    let proxy = reverse_proxy(origin, &[]);
+    let exchange = async {
+        let mut stream = TcpStream::connect(proxy.addr).await?;
+        stream
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nhost: front\r\nconnection: Upgrade\r\nupgrade: echo\r\n\r\n",
+            )
+            .await?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await?;
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("upgrade: echo"), "{head}");
+        for message in ["ping", "a longer message through the upgraded connection"] {
+            stream.write_all(message.as_bytes()).await?;
+            let mut echoed = vec![0u8; message.len()];
+            stream.read_exact(&mut echoed).await?;
+            assert_eq!(echoed, message.as_bytes());
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    timeout(PATIENCE, exchange)
+        .await
+        .expect("the upgrade took too long")
+        .expect("the upgrade failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_http_compression_stands_in_the_diagram() {
+    let origin = origin();
+    let proxy = reverse_proxy(origin, &[]);
+    let url = format!("http://{}/text", proxy.addr);
+    let headers = format!(
+        "{}/reverse-headers-{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    let (body, codes) = curl(&["--compressed", "-D", &headers, &url]).await;
+    assert!(codes.starts_with("200"), "{codes}");
+    assert!(
+        body.contains("padding padding"),
+        "curl decompressed: {body}"
+    );
+    let head = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    let _ = std::fs::remove_file(&headers);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_upstream_is_502() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut proxy = reverse_proxy(closed, &[]);
+    let (body, codes) = curl(&[&format!("http://{}/", proxy.addr)]).await;
+    assert!(codes.starts_with("502"), "{codes} {body}");
+    assert!(body.contains("cannot connect"), "{body}");
+    assert!(proxy.terminate().await, "exits cleanly on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_is_verified_against_its_ca() {
+    let (origin, ca) = https_origin();
+    let upstream = format!("https://localhost:{}", origin.port());
+    let ca_arg = ca.to_str().unwrap().to_owned();
+    let proxy = Running::start(
+        "reverse_proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--upstream",
+            &upstream,
+            "--upstream-ca",
+            &ca_arg,
+        ],
+    );
+    let (body, codes) = curl(&[&format!("http://{}/secure", proxy.addr)]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.starts_with("get /secure http/1.1"), "{seen}");
+    assert!(
+        seen.contains(&format!("host: localhost:{}\n", origin.port())),
+        "{seen}"
+    );
+
+    // The webpki roots do not know the test CA: the upstream is refused, 502.
+    let untrusting = Running::start(
+        "reverse_proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--upstream",
+            &upstream,
+        ],
+    );
+    let (body, codes) = curl(&[&format!("http://{}/secure", untrusting.addr)]).await;
+    assert!(codes.starts_with("502"), "{codes} {body}");
+    assert!(body.contains("cannot connect"), "{body}");
+}
