@@ -32,9 +32,7 @@
 //! branch sits in a shared, ready-aware cell; neither is cloned). To stop accepting at a
 //! limit, put the limit before `FirstByte`.
 
-mod rewind;
-
-pub use self::rewind::Rewind;
+pub use crate::io::Rewind;
 
 use crate::{
     BoxError, Conn, ConnInfo, stage,

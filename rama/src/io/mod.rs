@@ -2,7 +2,9 @@
 //! a zero-copy [`SpliceRelay`] for TCP-to-TCP.
 
 mod pool;
+mod rewind;
 mod tcp_relay;
+pub use self::rewind::Rewind;
 pub(crate) use self::tcp_relay::{TcpRelay, relay_finished};
 #[cfg(target_os = "linux")]
 mod splice;

@@ -70,17 +70,32 @@ where
 
 /// `S` is generic; only an accepted TCP stream has the socket that splice needs.
 #[cfg(target_os = "linux")]
-/// A SOCKS5 tunnel's client is a `Prefixed` stream, the raw socket once nothing the client
-/// sent early is left to replay.
+/// Stages that peeked at the client (SOCKS5's early bytes, first-byte or TLS detection) hand
+/// on a [`Rewind`](super::Rewind), one per stage: once its bytes are replayed, the raw socket
+/// underneath can be spliced.
 fn as_tcp<S: 'static>(client: S) -> Result<tcp::Stream, S> {
+    type Once = super::Rewind<tcp::Stream>;
+    type Twice = super::Rewind<Once>;
     let client = match cast::<S, tcp::Stream>(client) {
         Ok(tcp) => return Ok(tcp),
         Err(client) => client,
     };
-    let prefixed = cast::<S, crate::socks5::Prefixed<tcp::Stream>>(client)?;
-    prefixed
-        .into_drained()
-        .map_err(|prefixed| cast(prefixed).unwrap_or_else(|_| unreachable!("S is Prefixed")))
+    let client = match cast::<S, Once>(client) {
+        Ok(once) => return once.into_drained().map_err(|once| back(once)),
+        Err(client) => client,
+    };
+    let twice = cast::<S, Twice>(client)?;
+    match twice.into_drained() {
+        Ok(once) => once
+            .into_drained()
+            .map_err(|once| back(super::Rewind::new(Vec::new(), once))),
+        Err(twice) => Err(back(twice)),
+    }
+}
+
+/// Undoes a successful [`cast`] to `T`.
+fn back<T: 'static, S: 'static>(value: T) -> S {
+    cast(value).unwrap_or_else(|_| unreachable!("S is T"))
 }
 
 /// Moves `value` out as a `U` when `T` and `U` are the same type.

@@ -40,7 +40,7 @@ mod server;
 
 pub use self::client::Client;
 pub use self::error::{ClientError, Error};
-pub use self::server::{DEFAULT_HANDSHAKE_TIMEOUT, Handshake, Prefixed, Server, Socks5};
+pub use self::server::{DEFAULT_HANDSHAKE_TIMEOUT, Handshake, Server, Socks5};
 
 /// The futures of the server and the client.
 pub mod future {

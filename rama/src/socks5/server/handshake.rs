@@ -1,7 +1,9 @@
 //! The answer to a CONNECT: [`Handshake`] (what [`Target`](crate::Target) accepts or rejects),
-//! its reply futures, and [`Prefixed`], the client stream handed to the relay.
+//! and its reply futures. The client stream handed to the relay is a [`Rewind`] that replays
+//! what an optimistic client sent before its reply.
 
 use crate::{
+    io::Rewind,
     socks5::proto::{Reply, reply::code_of, reply_code},
     tunnel::{self, Refusal},
 };
@@ -14,22 +16,13 @@ use std::{
     pin::Pin,
     task::{Context, Poll, ready},
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A SOCKS5 client waiting for the answer to its CONNECT: implements [`tunnel::Handshake`].
 pub struct Handshake<S> {
     stream: S,
     /// Bytes the client sent after its request, before our reply (optimistic clients).
     early: Vec<u8>,
-}
-
-/// The client's stream once the tunnel is open: bytes it sent early, then the stream.
-///
-/// Holds no buffer when nothing came early (the usual case).
-pub struct Prefixed<S> {
-    early: Vec<u8>,
-    pos: usize,
-    stream: S,
 }
 
 pin_project! {
@@ -68,7 +61,7 @@ impl<S> tunnel::Handshake for Handshake<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    type Stream = Prefixed<S>;
+    type Stream = Rewind<S>;
     type Accept = Accept<S>;
     type Reject = Reject<S>;
 
@@ -102,12 +95,12 @@ impl<S> fmt::Debug for Handshake<S> {
 // ===== impl Accept, Reject =====
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Accept<S> {
-    type Output = io::Result<Prefixed<S>>;
+    type Output = io::Result<Rewind<S>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let stream = ready!(this.reply.poll_write(cx))?;
-        Poll::Ready(Ok(Prefixed::new(std::mem::take(this.early), stream)))
+        Poll::Ready(Ok(Rewind::new(std::mem::take(this.early), stream)))
     }
 }
 
@@ -174,105 +167,6 @@ impl<S: AsyncWrite + Unpin> Write<S> {
             }
         }
         Poll::Ready(Ok(self.stream.take().expect("checked above")))
-    }
-}
-
-// ===== impl Prefixed =====
-
-impl<S> Prefixed<S> {
-    pub(super) fn new(early: Vec<u8>, stream: S) -> Self {
-        Self {
-            early,
-            pos: 0,
-            stream,
-        }
-    }
-
-    /// The stream underneath.
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
-    /// The stream underneath, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.stream
-    }
-
-    /// The stream underneath when every early byte has been read (the usual case), so that a
-    /// relay can splice the raw socket; else the `Prefixed` itself.
-    pub(crate) fn into_drained(self) -> Result<S, Self> {
-        if self.pos == self.early.len() {
-            Ok(self.stream)
-        } else {
-            Err(self)
-        }
-    }
-
-    /// The early bytes not read yet (usually none) and the stream underneath: a relay that
-    /// wants the raw socket (splice) can take it when the first part is empty.
-    pub fn into_parts(self) -> (Vec<u8>, S) {
-        let mut early = self.early;
-        early.drain(..self.pos);
-        (early, self.stream)
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.pos < this.early.len() {
-            let n = (this.early.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.early[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.early.len() {
-                this.early = Vec::new();
-                this.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-impl<S> fmt::Debug for Prefixed<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prefixed")
-            .field("early", &(self.early.len() - self.pos))
-            .finish_non_exhaustive()
     }
 }
 

@@ -16,7 +16,7 @@ use std::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::{Layer, Service};
 
-pub use self::handshake::{Handshake, Prefixed};
+pub use self::handshake::Handshake;
 
 /// How long a client may take from connecting to a complete request, unless told otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,9 +8,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A stream with bytes already read from it put back in front: reads return `prefix` first,
 /// then the stream's own bytes. Writes go straight to the stream.
 ///
-/// What the detecting stages ([`FirstByte`](super::FirstByte),
+/// What the detecting stages ([`FirstByte`](crate::detect::FirstByte),
 /// [`tls::Detect`](crate::tls::Detect)) hand on, so that the stage after them sees the
-/// connection from its first byte.
+/// connection from its first byte, and what a SOCKS5 tunnel hands the relay (with the bytes an
+/// optimistic client sent before its reply).
 #[derive(Debug)]
 pub struct Rewind<S> {
     /// Bytes to replay: `prefix[pos..]` are left.
@@ -42,6 +43,16 @@ impl<S> Rewind<S> {
     /// The stream, mutably.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
+    }
+
+    /// The stream, when every byte of the prefix has been replayed (so that a relay can
+    /// splice the raw socket); else the `Rewind` itself.
+    pub(crate) fn into_drained(self) -> Result<S, Self> {
+        if self.pos == self.prefix.len() {
+            Ok(self.inner)
+        } else {
+            Err(self)
+        }
     }
 
     /// The bytes not replayed yet and the stream.
