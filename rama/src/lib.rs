@@ -51,6 +51,8 @@ pub use self::error::BoxError;
 pub use self::target::{Target, target};
 pub use rama_macros::proxy;
 
+mod shared;
+
 /// Re-exports of the tower traits every stage is built from.
 pub mod service {
     pub use tower::{Layer, Service, ServiceBuilder, ServiceExt};

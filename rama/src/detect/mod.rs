@@ -35,8 +35,9 @@
 pub use crate::io::Rewind;
 
 use crate::{
-    BoxError, Conn, ConnInfo, stage,
-    tls::shared::{Call, Shared},
+    BoxError, Conn, ConnInfo,
+    shared::{Call, Shared},
+    stage,
 };
 use pin_project_lite::pin_project;
 use std::{

@@ -25,7 +25,8 @@
 //! branch sits in a shared, ready-aware cell; neither is cloned). To stop accepting at a
 //! limit, put the limit before `Detect`.
 
-use super::{Rewind, shared::Call, shared::Shared};
+use super::Rewind;
+use crate::shared::{Call, Shared};
 use crate::{BoxError, Conn, ConnInfo, stage};
 use pin_project_lite::pin_project;
 use std::{

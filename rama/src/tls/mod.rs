@@ -54,7 +54,6 @@ pub mod dev;
 pub mod error;
 mod facts;
 mod pem;
-pub(crate) mod shared;
 
 pub use self::acceptor::{Acceptor, AcceptorBuilder, AcceptorService};
 pub use self::connector::{

@@ -1,6 +1,7 @@
 //! One HTTP connection: hyper's connection, the connection's own tasks, the 408 answer.
 
-use super::{ConnFacts, Enter, Server, shared::Shared};
+use super::{ConnFacts, Enter, Server};
+use crate::shared::Shared;
 use crate::{BoxError, Conn, graceful, http::Error};
 use ::http::{Request, Response};
 use futures_util::{StreamExt, stream::FuturesUnordered};

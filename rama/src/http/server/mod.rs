@@ -38,11 +38,11 @@
 //! Tunnels already open run until they end or the server's drain deadline drops them.
 
 mod conn;
-mod shared;
 
 pub use self::conn::Connection;
 
-use self::{conn::Tasks, shared::Shared};
+use self::conn::Tasks;
+use crate::shared::Shared;
 use crate::{BoxError, Conn, ConnInfo, graceful};
 use ::http::{Extensions, Request, Response};
 use hyper::body::Incoming;

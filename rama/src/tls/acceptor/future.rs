@@ -2,7 +2,8 @@
 
 use crate::{
     BoxError, Conn, ConnInfo,
-    tls::{Alpn, HandshakeError, PeerIdentity, ServerName, shared::Call, shared::Shared},
+    shared::{Call, Shared},
+    tls::{Alpn, HandshakeError, PeerIdentity, ServerName},
 };
 use pin_project_lite::pin_project;
 use std::{

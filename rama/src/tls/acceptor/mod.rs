@@ -12,7 +12,8 @@
 pub mod future;
 
 use self::future::ResponseFuture;
-use super::{Error, dev, pem, provider, shared::Shared};
+use super::{Error, dev, pem, provider};
+use crate::shared::Shared;
 use crate::{BoxError, Conn, stage};
 use rustls::{
     RootCertStore, ServerConfig,

@@ -2,7 +2,8 @@
 //!
 //! A stage that must finish asynchronous work (a TLS handshake, peeking at the first bytes)
 //! before it can call the service behind it cannot call that service from its own `call`, and
-//! rama never clones services. Instead the stage keeps the inner service in a [`Shared`] cell
+//! rama never clones services; a stage that fans one connection out into many calls (HTTP/2
+//! requests) cannot either. Instead the stage keeps the inner service in a [`Shared`] cell
 //! and each connection's future drives `poll_ready` and then `call` on it, under one short lock
 //! that is never held across an `.await`.
 //!
@@ -52,7 +53,16 @@ impl<S> Shared<S> {
     /// Wakes everyone waiting for readiness: called by a waiter that goes away, so that a
     /// wake-up the inner service sent to it is not lost.
     pub(crate) fn wake_waiters(&self) {
-        let waiters = std::mem::take(&mut self.lock().waiters);
+        // `try_lock`: a waiter dropped from inside the inner service's own call (the lock is
+        // held on this very thread) must not deadlock; whoever holds the lock wakes the
+        // waiters when its poll sees readiness.
+        let waiters = match self.cell.try_lock() {
+            Ok(mut cell) => std::mem::take(&mut cell.waiters),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                std::mem::take(&mut poisoned.into_inner().waiters)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         waiters.into_iter().for_each(Waker::wake);
     }
 }
