@@ -303,6 +303,10 @@ impl AcceptorBuilder {
             default: self.default,
         }));
         config.alpn_protocols = self.alpn;
+        // Stateless resumption tickets (TLS 1.2 and 1.3), keyed per process and rotated by
+        // rustls: a returning client skips the full handshake on whichever core it lands, as
+        // with nginx's and haproxy's defaults.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(Error::rustls)?;
         let acceptor = Acceptor::new(config);
         Ok(match self.handshake_timeout {
             Some(timeout) => acceptor.handshake_timeout(timeout),
