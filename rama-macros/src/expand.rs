@@ -97,7 +97,14 @@ pub(crate) fn expand(plan: Plan) -> TokenStream {
 fn resolve(item: Item) -> Expr {
     let Item { mut expr, form } = item;
     match form {
-        Form::Plain => {}
+        // `(name)` is how a user writes their own lower-case item that looks like a
+        // shorthand: the parentheses did their job in the diagram, and kept in the expansion
+        // they would draw an `unused_parens` warning on the user's code.
+        Form::Plain => {
+            if let Expr::Paren(paren) = expr {
+                expr = *paren.expr;
+            }
+        }
         Form::Shorthand {
             shorthand,
             ident,
