@@ -1,14 +1,21 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
 //! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input and
-//! graceful shutdown with a request in flight.
+//! graceful shutdown with a request in flight, and under load.
 
-use rama_e2e::{PATIENCE, Running};
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use rama_e2e::{PATIENCE, Running, bind_origin, spawn_origin};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
     process::Command,
-    sync::Notify,
+    sync::{Notify, watch},
     time::timeout,
 };
 
@@ -334,4 +341,263 @@ async fn graceful_shutdown_lets_the_request_in_flight_finish() {
     let got = in_flight.await.unwrap();
     assert_eq!(got.status, 200, "{got:?}");
     assert!(got.body.starts_with("GET /slow"), "{got:?}");
+}
+
+/// The body the load origin answers for `path`: the path, then 16 KiB of padding, so that a
+/// cut-short answer cannot pass for a full one.
+fn load_body(path: &str) -> Vec<u8> {
+    let mut body = format!("{path}\n").into_bytes();
+    body.resize(body.len() + 16 * 1024, b'x');
+    body
+}
+
+/// A keep-alive HTTP/1.1 origin on the support runtime: each answer (200, [`load_body`]) comes
+/// `delay` after its request, and never while held.
+struct LoadOrigin {
+    addr: SocketAddr,
+    arrived: Arc<AtomicUsize>,
+    hold: watch::Sender<bool>,
+}
+
+impl LoadOrigin {
+    fn start(delay: Duration) -> Self {
+        let (listener, addr) = bind_origin();
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let (hold, _) = watch::channel(false);
+        let (count, held) = (arrived.clone(), hold.clone());
+        spawn_origin(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (count, mut held) = (count.clone(), held.subscribe());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        match stream.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("?").to_owned();
+                        loop {
+                            let mut header = String::new();
+                            match stream.read_line(&mut header).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if header == "\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        count.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        if held.wait_for(|held| !*held).await.is_err() {
+                            return;
+                        }
+                        let body = load_body(&path);
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        let stream = stream.get_mut();
+                        if stream.write_all(head.as_bytes()).await.is_err()
+                            || stream.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            arrived,
+            hold,
+        }
+    }
+
+    /// Requests that reached the origin so far.
+    fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    fn hold(&self, hold: bool) {
+        self.hold.send_replace(hold);
+    }
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads one response (status line, headers, `content-length` body) off `stream`.
+async fn read_response(stream: &mut BufReader<TcpStream>) -> Result<(u16, Vec<u8>), String> {
+    let mut line = String::new();
+    stream
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("status line: {e}"))?;
+    let status = line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status line: {line:?}"))?;
+    let mut length = None;
+    loop {
+        let mut header = String::new();
+        match stream.read_line(&mut header).await {
+            Ok(0) => return Err("the proxy closed mid-head".into()),
+            Err(e) => return Err(format!("head: {e}")),
+            Ok(_) if header == "\r\n" => break,
+            Ok(_) => {}
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut body = vec![0u8; length.ok_or("no content-length")?];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("body cut short: {e}"))?;
+    Ok((status, body))
+}
+
+/// One client of the load: absolute-form requests, one after the other on one keep-alive
+/// connection, until `stop`; then it expects the proxy to close the idle connection (it does
+/// so only when shutting down). Returns how many full 200 answers it got; any other outcome
+/// is an error.
+async fn load_client(
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+) -> Result<usize, String> {
+    let stream = TcpStream::connect(proxy)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut stream = BufReader::new(stream);
+    let mut done = 0;
+    loop {
+        // Counted before looking at `stop`: once the test sets `stop` and then reads `sent`,
+        // every request it does not see is one that is never sent.
+        sent.fetch_add(1, Ordering::SeqCst);
+        if stop.load(Ordering::SeqCst) {
+            sent.fetch_sub(1, Ordering::SeqCst);
+            break;
+        }
+        let path = format!("/load/{id}/{done}");
+        let request = format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("{path}: send: {e}"))?;
+        let (status, body) = timeout(PATIENCE, read_response(&mut stream))
+            .await
+            .map_err(|_| format!("{path}: no answer in time"))?
+            .map_err(|e| format!("{path}: {e}"))?;
+        if status != 200 || body != load_body(&path) {
+            return Err(format!("{path}: {status}, {} body bytes", body.len()));
+        }
+        done += 1;
+        answered.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut rest = Vec::new();
+    match timeout(PATIENCE, stream.read_to_end(&mut rest)).await {
+        Ok(Ok(0)) => Ok(done),
+        Ok(Ok(n)) => Err(format!("{n} stray bytes after the last answer")),
+        Ok(Err(e)) => Err(format!("the idle connection did not close cleanly: {e}")),
+        Err(_) => Err("the idle connection was never closed".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_fails_no_request() {
+    const CLIENTS: usize = 48;
+    let origin = LoadOrigin::start(Duration::from_millis(100));
+    let mut proxy = proxy(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            tokio::spawn(load_client(
+                proxy.addr,
+                origin.addr,
+                id,
+                stop.clone(),
+                sent.clone(),
+                answered.clone(),
+            ))
+        })
+        .collect();
+
+    // A stream of requests: a few rounds of every client answered.
+    until("three rounds of load answered", || {
+        answered.load(Ordering::SeqCst) >= 3 * CLIENTS
+    })
+    .await;
+    // Freeze the origin, stop sending, and wait until every request sent is at the origin:
+    // all of them are in flight through the proxy when the signal comes.
+    origin.hold(true);
+    stop.store(true, Ordering::SeqCst);
+    until("every request sent reached the origin", || {
+        origin.arrived() == sent.load(Ordering::SeqCst)
+    })
+    .await;
+    let in_flight = sent.load(Ordering::SeqCst) - answered.load(Ordering::SeqCst);
+    println!(
+        "SIGTERM with {in_flight} requests in flight ({} answered before)",
+        answered.load(Ordering::SeqCst)
+    );
+    assert!(in_flight >= CLIENTS / 2, "only {in_flight} in flight");
+
+    proxy.send_sigterm();
+    // New connections are refused while the held requests keep the proxy draining.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match TcpStream::connect(proxy.addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            // Racing the listener's close: accepted just before, or reset with it.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(_) => {}
+            Err(e) => panic!("connecting after the signal: {e}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy kept accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        proxy.is_running(),
+        "the proxy exited with requests in flight"
+    );
+    assert_eq!(
+        answered.load(Ordering::SeqCst) + in_flight,
+        sent.load(Ordering::SeqCst)
+    );
+
+    origin.hold(false);
+    let mut failures = Vec::new();
+    let mut completed = 0;
+    for client in clients {
+        match timeout(PATIENCE, client)
+            .await
+            .expect("a client hung")
+            .unwrap()
+        {
+            Ok(n) => completed += n,
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "failed: {failures:#?}");
+    assert_eq!(completed, sent.load(Ordering::SeqCst));
+    assert!(proxy.wait_exit().await, "the proxy exits cleanly");
+    let log = proxy.stderr();
+    assert!(!log.contains("ERROR"), "{log}");
 }

@@ -1,14 +1,15 @@
 //! The HTTP reverse proxy (`target("http://..")`, `examples/reverse_proxy`) with real curl
 //! over 127.0.0.1: HTTP/1.1 and HTTP/2 prior knowledge, the forwarded headers as the origin
-//! sees them, 100 MiB streamed up and down (checksummed), an upgrade carried end to end, and
-//! tower-http's compression in the diagram.
+//! sees them, 100 MiB streamed up and down (checksummed, with the proxy's memory staying flat),
+//! an upgrade carried end to end, a real WebSocket session (Python's `websockets` on both ends),
+//! and tower-http's compression in the diagram.
 
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rama::{BoxError, http as rama_http, tcp, tls};
-use rama_e2e::{PATIENCE, Running, payload, sha256};
+use rama_e2e::{PATIENCE, Running, payload, python::python_with_socks, sha256, vm_rss};
 use std::{
     convert::Infallible,
     fmt::Write as _,
@@ -258,9 +259,30 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_100_mib_up_and_down_checksummed() {
+async fn streams_100_mib_up_and_down_checksummed_in_flat_memory() {
+    /// The proxy's resident memory may never exceed this while 100 MiB pass through it: far
+    /// below what buffering a body would take.
+    const RSS_BOUND: u64 = 48 * MIB as u64;
     let origin = origin();
     let proxy = reverse_proxy(origin, &[]);
+    let baseline = vm_rss(proxy.pid()).expect("the proxy's VmRSS");
+    // Sampled every few milliseconds from another thread for as long as the transfers run.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = std::thread::spawn({
+        let (pid, sampling) = (proxy.pid(), sampling.clone());
+        move || {
+            let mut peak = 0;
+            let mut samples = 0usize;
+            while sampling.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(rss) = vm_rss(pid) {
+                    peak = peak.max(rss);
+                    samples += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            (peak, samples)
+        }
+    });
     let dir = env!("CARGO_TARGET_TMPDIR");
     let up = format!("{dir}/reverse-up-{}", std::process::id());
     let down = format!("{dir}/reverse-down-{}", std::process::id());
@@ -293,8 +315,23 @@ async fn streams_100_mib_up_and_down_checksummed() {
         assert_eq!(got.len(), 100 * MIB);
         assert_eq!(sha256(&got), sha256(download()), "h2: {h2}");
     }
+    sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (peak, samples) = sampler.join().unwrap();
     let _ = std::fs::remove_file(&up);
     let _ = std::fs::remove_file(&down);
+    let in_mib = |bytes: u64| bytes as f64 / MIB as f64;
+    println!(
+        "reverse proxy VmRSS while streaming 4 x 100 MiB: {:.1} MiB at start, peak {:.1} MiB \
+         ({samples} samples)",
+        in_mib(baseline),
+        in_mib(peak)
+    );
+    assert!(samples > 100, "too few RSS samples: {samples}");
+    assert!(
+        peak < RSS_BOUND,
+        "the proxy's memory grew with the body: peak VmRSS {:.1} MiB",
+        in_mib(peak)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,4 +446,114 @@ async fn an_https_upstream_is_verified_against_its_ca() {
     let (body, codes) = curl(&[&format!("http://{}/secure", untrusting.addr)]).await;
     assert!(codes.starts_with("502"), "{codes} {body}");
     assert!(body.contains("cannot connect"), "{body}");
+}
+
+/// A WebSocket echo origin: prints `listening on ADDR` when ready, then for each session the
+/// path it was asked for and, when it ends, the close code and reason it received.
+const WS_ORIGIN: &str = r#"
+import asyncio
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+async def echo(ws):
+    print("path", ws.request.path, flush=True)
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except ConnectionClosed:
+        pass  # a close code other than 1000 or 1001; printed below
+    print("closed", ws.close_code, ws.close_reason, flush=True)
+
+async def main():
+    async with serve(echo, "127.0.0.1", 0, max_size=None) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        print(f"listening on {host}:{port}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+asyncio.run(main())
+"#;
+
+/// A WebSocket client session against `sys.argv[1]`: a text message, a 1 MiB binary one, a
+/// ping, then a close with a code and a reason; prints what came back.
+const WS_CLIENT: &str = r#"
+import asyncio, hashlib, sys
+from websockets.asyncio.client import connect
+
+async def main(url):
+    ws = await connect(url, max_size=None)
+    text = "hello through rama \u2713"
+    await ws.send(text)
+    got = await ws.recv()
+    print("text", got == text and isinstance(got, str), repr(got), flush=True)
+    data = bytes(range(256)) * 4096
+    await ws.send(data)
+    got = await ws.recv()
+    print("binary", isinstance(got, bytes), len(got),
+          hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), flush=True)
+    pong = await ws.ping(b"are you there")
+    await asyncio.wait_for(pong, 10)
+    print("pong", flush=True)
+    await ws.close(4001, "done here")
+    print("close", ws.close_code, ws.close_reason, flush=True)
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1]), 20))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_is_carried_end_to_end() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let python = python_with_socks();
+    let mut origin = Command::new(&python)
+        .args(["-c", WS_ORIGIN])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the websocket origin");
+    let mut origin_lines = BufReader::new(origin.stdout.take().unwrap()).lines();
+    let mut next_origin_line = async || {
+        timeout(PATIENCE, origin_lines.next_line())
+            .await
+            .expect("the websocket origin took too long")
+            .expect("read the origin's output")
+            .expect("the websocket origin ended early")
+    };
+    let ready = next_origin_line().await;
+    let origin_addr: SocketAddr = ready
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{ready}"))
+        .parse()
+        .unwrap();
+    let proxy = reverse_proxy(origin_addr, &[]);
+
+    let url = format!("ws://{}/chat?room=1", proxy.addr);
+    let output = timeout(
+        PATIENCE,
+        Command::new(&python).args(["-c", WS_CLIENT, &url]).output(),
+    )
+    .await
+    .expect("the websocket client took too long")
+    .expect("run the websocket client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "text True 'hello through rama \u{2713}'",
+            "binary True 1048576 True",
+            "pong",
+            "close 4001 done here",
+        ],
+        "{stdout}"
+    );
+
+    assert_eq!(next_origin_line().await, "path /chat?room=1");
+    assert_eq!(next_origin_line().await, "closed 4001 done here");
+    proxy.wait_for_log("reverse proxy: forwarding").await;
 }

@@ -142,15 +142,30 @@ impl Running {
         self.child.try_wait().expect("wait on child").is_none()
     }
 
+    /// The process id (for `/proc/<pid>/status`, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns whether it exited successfully.
     /// Async, so that origins on the test's runtime keep running while the example drains.
     pub async fn terminate(&mut self) -> bool {
+        self.send_sigterm();
+        self.wait_exit().await
+    }
+
+    /// Sends SIGTERM without waiting for the exit (see [`Running::wait_exit`]).
+    pub fn send_sigterm(&self) {
         // `kill(1)` keeps the tests free of unsafe code.
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns whether it exited successfully.
+    pub async fn wait_exit(&mut self) -> bool {
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait on child") {
@@ -158,9 +173,9 @@ impl Running {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "example ignored SIGTERM"
+                "example did not exit after SIGTERM"
             );
-            thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -186,8 +201,31 @@ fn origins() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// The resident set size (`VmRSS` in `/proc/<pid>/status`) of process `pid` right now, in
+/// bytes; `None` once it is gone.
+pub fn vm_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs `future` on the origins' runtime.
+pub fn spawn_origin<F>(future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    origins().spawn(future);
+}
+
 /// Binds an origin listener on 127.0.0.1 inside the origins' runtime.
-fn bind_origin() -> (TcpListener, SocketAddr) {
+pub fn bind_origin() -> (TcpListener, SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,10 +1,11 @@
-//! A Python with `python-socks` and `httpx`, for tests that drive rama with real third-party
-//! clients.
+//! A Python with `python-socks`, `httpx` and `websockets`, for tests that drive rama with real
+//! third-party clients.
 //!
 //! The first caller creates a venv in the target directory (`target/py-venv`) and installs
-//! `python-socks` and `httpx` into it from PyPI; test binaries running in parallel wait for it instead of
-//! racing (an atomic `mkdir` is the lock). A fresh machine needs only `python3` with `venv`
-//! and `pip`, and PyPI.
+//! `python-socks`, `httpx` and `websockets` into it from PyPI; test binaries running in parallel
+//! wait for it instead of racing (an atomic `mkdir` is the lock). The marker file that says the
+//! venv is ready names every package, so a venv made before a package joined the list gets it
+//! on the next run. A fresh machine needs only `python3` with `venv` and `pip`, and PyPI.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,7 +18,7 @@ use std::{
 /// How long creating the venv and installing into it may take.
 const INSTALL_PATIENCE: Duration = Duration::from_secs(300);
 
-/// The venv's `python`, with `python-socks` and `httpx` importable; created on first use.
+/// The venv's `python`, with `python-socks`, `httpx` and `websockets` importable; created on first use.
 pub fn python_with_socks() -> PathBuf {
     static READY: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
     let mut ready = READY.get_or_init(Default::default).lock().unwrap();
@@ -40,7 +41,7 @@ fn target_dir() -> PathBuf {
 
 fn ensure_venv(venv: &Path) -> PathBuf {
     let python = venv.join("bin").join("python");
-    let marker = venv.join(".python-socks-httpx-installed");
+    let marker = venv.join(".python-socks-httpx-websockets-installed");
     let lock = venv.with_extension("lock");
     let deadline = Instant::now() + INSTALL_PATIENCE;
     loop {
@@ -94,6 +95,7 @@ fn install(venv: &Path, python: &Path) -> Result<(), String> {
         "--disable-pip-version-check",
         "python-socks",
         "httpx",
+        "websockets",
     ]))
 }
 
