@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# HTTP proxying: forward (absolute-form `GET http://origin/small` through rama's http_proxy,
+# tinyproxy and squid) and reverse (rama's reverse_proxy, nginx `proxy_pass` and haproxy
+# `mode http`), all in front of the same local nginx origin serving a small static file, side
+# by side in one run on 127.0.0.1. wrk drives HTTP/1.1 keep-alive load (requests per second and
+# p99 latency); h2load drives the reverse proxies over h2c (prior knowledge).
+# Installs nginx, haproxy, tinyproxy, squid, wrk and h2load (nghttp2-client) with apt.
+#
+#   bench/http.sh              # 5 runs of 5 s per proxy, medians
+#   RUNS=3 SECS=4 bench/http.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+SECS=${SECS:-5}
+ORIGIN=27000
+RAMA_FWD=27001
+TINYPROXY=27002
+SQUID=27003
+RAMA_REV=27011
+NGINX_REV=27012
+HAPROXY_REV=27013
+NGINX_H2=27022      # nginx and haproxy speak h2c (prior knowledge) on ports of their own;
+HAPROXY_H2=27023    # rama's reverse_proxy tells h1 from the h2 preface on its one port
+
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v tinyproxy >/dev/null || need+=(tinyproxy)
+command -v squid >/dev/null || need+=(squid)
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --example http_proxy --example reverse_proxy -q
+
+work=$(mktemp -d)
+chmod 755 "$work"   # squid and tinyproxy drop to unprivileged users and write logs here
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+mkdir -p "$work/www" "$work/nginx" "$work/squid"
+echo ok > "$work/www/small"
+
+# The origin and nginx-the-reverse-proxy in one nginx (one master, $(nproc) workers).
+cat > "$work/nginx.conf" <<CFG
+worker_processes $(nproc);
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
+  server { listen 127.0.0.1:$ORIGIN; root $work/www; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$NGINX_REV;
+    listen 127.0.0.1:$NGINX_H2 http2;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CFG
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 4000
+  nbthread $(nproc)
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+listen reverse
+  bind 127.0.0.1:$HAPROXY_REV
+  bind 127.0.0.1:$HAPROXY_H2 proto h2
+  server origin 127.0.0.1:$ORIGIN
+CFG
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+cat > "$work/tinyproxy.conf" <<CFG
+User nobody
+Group nogroup
+Port $TINYPROXY
+Listen 127.0.0.1
+Timeout 60
+MaxClients 1000
+LogLevel Error
+PidFile "$work/tinyproxy.pid"
+Allow 127.0.0.1
+CFG
+tinyproxy -d -c "$work/tinyproxy.conf" >/dev/null 2>&1 & pids+=($!)
+chown proxy "$work/squid"
+cat > "$work/squid.conf" <<CFG
+http_port 127.0.0.1:$SQUID
+workers $(nproc)
+pid_filename $work/squid/squid.pid
+cache_log $work/squid/cache.log
+access_log none
+cache deny all
+cache_mem 0 MB
+coredump_dir $work/squid
+via on
+http_access allow localhost
+http_access deny all
+CFG
+squid -N -f "$work/squid.conf" >/dev/null 2>&1 & pids+=($!)
+# rama warns on stderr when wrk closes a connection mid-request at the end of a run; keep it aside.
+RUST_LOG=warn target/release/examples/http_proxy --listen 127.0.0.1:$RAMA_FWD >/dev/null \
+  2>"$work/rama-fwd.log" & pids+=($!)
+RUST_LOG=warn target/release/examples/reverse_proxy --listen 127.0.0.1:$RAMA_REV \
+  --upstream http://127.0.0.1:$ORIGIN >/dev/null 2>"$work/rama-rev.log" & pids+=($!)
+for p in $ORIGIN $RAMA_FWD $TINYPROXY $SQUID $RAMA_REV $NGINX_REV $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
+
+# Every path must actually serve the file before it is timed.
+for p in $RAMA_FWD $TINYPROXY $SQUID; do
+  [ "$(curl -sf -m 5 -x http://127.0.0.1:$p http://127.0.0.1:$ORIGIN/small)" = ok ] ||
+    { echo "forward proxy on $p does not serve the file" >&2; exit 1; }
+done
+for p in $RAMA_REV $NGINX_REV $HAPROXY_REV; do
+  [ "$(curl -sf -m 5 http://127.0.0.1:$p/small)" = ok ] ||
+    { echo "reverse proxy on $p does not serve the file" >&2; exit 1; }
+done
+for p in $RAMA_REV $NGINX_H2 $HAPROXY_H2; do
+  [ "$(curl -sf -m 5 --http2-prior-knowledge http://127.0.0.1:$p/small)" = ok ] ||
+    { echo "reverse proxy on $p does not serve the file over h2c" >&2; exit 1; }
+done
+
+# wrk talks to the proxy's address; this makes each request absolute-form, as a proxy client does.
+cat > "$work/forward.lua" <<LUA
+wrk.path = "http://127.0.0.1:$ORIGIN/small"
+wrk.headers["Host"] = "127.0.0.1:$ORIGIN"
+LUA
+
+# "requests/s p99_ms" of one wrk run against port $1, extra wrk flags after.
+# Non-2xx answers, connect/write errors or timeouts fail the run. Read errors do not: tinyproxy
+# closes the client connection after every response, which wrk counts as a read error and
+# answers by reconnecting, so its figure includes a TCP connect per request.
+wrk_run() {
+  wrk -t 2 -c 64 -d "${SECS}s" --timeout 5s --latency "${@:2}" "http://127.0.0.1:$1/small" 2>&1 |
+    awk '/Requests\/sec/ {r=$2}
+         /^ +99%/ {v=$2; m=1; if (v ~ /us$/) m=0.001; else if (v ~ /ms$/) m=1; else if (v ~ /s$/) m=1000;
+                   sub(/[a-z]+$/, "", v); p=v*m}
+         /Non-2xx/ {bad=1}
+         /Socket errors/ {gsub(",", ""); if ($4 + $8 + $10 > 0) bad=1}
+         END {if (bad || r == "") print "FAIL FAIL"; else printf "%s %.2f\n", r, p}'
+}
+# "requests/s" of one h2load run (h2c, prior knowledge) against port $1: 64 clients, 10 streams each.
+h2_run() {
+  h2load -t 2 -c 64 -m 10 -D "$SECS" "http://127.0.0.1:$1/small" 2>&1 |
+    awk '/^finished in/ {gsub(",", ""); r=$4} /^requests:/ {if ($10 + $12 + $14 > 0) bad=1}
+         END {if (bad || r == "") print "FAIL"; else print r}'
+}
+median() { python3 -c 'import sys,statistics; print("%.'"${2:-0}"'f" % statistics.median(map(float, sys.argv[1].split())))' "$1"; }
+
+declare -A result
+measure() { # name port [wrk flags...]
+  local rps=() p99=() out
+  for _ in $(seq "$RUNS"); do
+    out=$(wrk_run "$2" "${@:3}")
+    [ "${out% *}" = FAIL ] && { echo "$1: wrk run failed" >&2; exit 1; }
+    rps+=("${out% *}"); p99+=("${out#* }")
+  done
+  result[$1/rps]=$(median "${rps[*]}")
+  result[$1/p99]=$(median "${p99[*]}" 2)
+}
+measure rama-fwd $RAMA_FWD -s "$work/forward.lua"
+measure tinyproxy $TINYPROXY -s "$work/forward.lua"
+measure squid $SQUID -s "$work/forward.lua"
+measure direct $ORIGIN
+measure rama-rev $RAMA_REV
+measure nginx $NGINX_REV
+measure haproxy $HAPROXY_REV
+for path in rama-rev nginx haproxy; do
+  case $path in rama-rev) port=$RAMA_REV;; nginx) port=$NGINX_H2;; haproxy) port=$HAPROXY_H2;; esac
+  h2=()
+  for _ in $(seq "$RUNS"); do h2+=("$(h2_run $port)"); done
+  case " ${h2[*]} " in *FAIL*) result[$path/h2]=FAIL;; *) result[$path/h2]=$(median "${h2[*]}");; esac
+done
+
+ratio() { python3 -c "print('%.2f' % ($1/$2))"; }
+echo "HTTP proxying, median of $RUNS x ${SECS}s runs on 127.0.0.1 ($(nproc) cores), $(date -u +%F)"
+echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file from a local nginx origin"
+echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
+echo
+echo "Forward proxy (absolute-form GET)"
+echo
+echo "| proxy | requests/s | p99 ms | rama / it, requests/s | rama / it, p99 (lower is better) |"
+echo "|---|---|---|---|---|"
+for path in rama-fwd tinyproxy squid; do
+  r=${result[$path/rps]}; p=${result[$path/p99]}
+  name=$path; [ $path = rama-fwd ] && name="rama http_proxy"
+  if [ $path = rama-fwd ]; then printf '| %s | %s | %s | | |\n' "$name" "$r" "$p"; continue; fi
+  printf '| %s | %s | %s | %s | %s |\n' "$name" "$r" "$p" \
+    "$(ratio "${result[rama-fwd/rps]}" "$r")" "$(ratio "${result[rama-fwd/p99]}" "$p")"
+done
+echo
+echo "Reverse proxy (HTTP/1.1 wrk; h2c: h2load, 64 clients x 10 streams, prior knowledge)"
+echo
+echo "| proxy | requests/s | p99 ms | h2c requests/s | rama / it, requests/s | rama / it, p99 (lower is better) | rama / it, h2c |"
+echo "|---|---|---|---|---|---|---|"
+for path in rama-rev nginx haproxy; do
+  r=${result[$path/rps]}; p=${result[$path/p99]}; h=${result[$path/h2]}
+  name=$path; [ $path = rama-rev ] && name="rama reverse_proxy"
+  hr=-; [ "$h" != FAIL ] && [ "${result[rama-rev/h2]}" != FAIL ] && hr=$(ratio "${result[rama-rev/h2]}" "$h")
+  if [ $path = rama-rev ]; then printf '| %s | %s | %s | %s | | | |\n' "$name" "$r" "$p" "$h"; continue; fi
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$r" "$p" "$h" \
+    "$(ratio "${result[rama-rev/rps]}" "$r")" "$(ratio "${result[rama-rev/p99]}" "$p")" "$hr"
+done
