@@ -42,14 +42,14 @@ async fn main() -> Result<(), BoxError> {
     let header_read_timeout = Duration::from_secs_f64(args.get("header-read-timeout", "30"));
     let connect_timeout = Duration::from_secs_f64(args.get("connect-timeout", "10"));
     let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
-    let user_args = repeated("--user");
+    let user_args = args.all("user");
     let users = Users::parse(user_args.iter().map(String::as_str))?;
     let mut rules = if listen.ip().is_loopback() || args.flag("allow-private") {
         Rules::allow_by_default()
     } else {
         Rules::public_only()
     };
-    for port in repeated("--deny-port") {
+    for port in args.all("deny-port") {
         let port: u16 = port
             .parse()
             .map_err(|e| format!("--deny-port {port}: {e}"))?;
@@ -102,18 +102,4 @@ async fn main() -> Result<(), BoxError> {
             })
             .await
     }
-}
-
-/// Every value of a repeatable option (`--name value` or `--name=value`).
-fn repeated(name: &str) -> Vec<String> {
-    let mut values = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == name {
-            values.extend(args.next());
-        } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
-            values.push(value.to_owned());
-        }
-    }
-    values
 }

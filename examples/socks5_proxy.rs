@@ -34,7 +34,7 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse(USAGE, &["allow-private"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:1080");
     let threads: usize = args.get("threads", "0");
-    let users = Users::parse(repeated("--user").iter().map(String::as_str))?;
+    let users = Users::parse(args.all("user").iter().map(String::as_str))?;
     let rules = if listen.ip().is_loopback() || args.flag("allow-private") {
         Rules::allow_by_default()
     } else {
@@ -47,7 +47,8 @@ async fn main() -> Result<(), BoxError> {
     };
     let addr = servers.local_addr();
     println!("listening on {addr}");
-    let credentials = repeated("--user")
+    let credentials = args
+        .all("user")
         .first()
         .map(|user| format!("{user}@"))
         .unwrap_or_default();
@@ -75,18 +76,4 @@ async fn main() -> Result<(), BoxError> {
             })
             .await
     }
-}
-
-/// Every value of a repeatable option (`--name value` or `--name=value`).
-fn repeated(name: &str) -> Vec<String> {
-    let mut values = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == name {
-            values.extend(args.next());
-        } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
-            values.push(value.to_owned());
-        }
-    }
-    values
 }

@@ -62,6 +62,11 @@ impl Args {
         }
     }
 
+    /// Every value of the repeatable option `--name`, in the order given.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.values.get(name).cloned().unwrap_or_default()
+    }
+
     /// Whether the flag `--name` was given.
     pub fn flag(&self, name: &str) -> bool {
         self.values.contains_key(name)
