@@ -9,14 +9,14 @@
 
 use rama::{
     BoxError, Target,
-    egress::{EgressLayer, Match, Rules},
+    egress::EgressLayer,
     graceful,
     http::{self, Client},
     proxy,
     socks5::auth::Users,
     tcp,
 };
-use rama_examples::{Args, init_tracing};
+use rama_examples::{Args, curl_credentials, egress_rules, init_tracing};
 use std::{net::SocketAddr, time::Duration};
 
 const USAGE: &str = "\
@@ -44,28 +44,12 @@ async fn main() -> Result<(), BoxError> {
     let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
     let user_args = args.all("user");
     let users = Users::parse(user_args.iter().map(String::as_str))?;
-    let mut rules = if listen.ip().is_loopback() || args.flag("allow-private") {
-        Rules::allow_by_default()
-    } else {
-        Rules::public_only()
-    };
-    for port in args.all("deny-port") {
-        let port: u16 = port
-            .parse()
-            .map_err(|e| format!("--deny-port {port}: {e}"))?;
-        rules = rules.deny(Match::port(port));
-    }
+    let rules = egress_rules(&args, listen)?;
 
-    let servers = match threads {
-        0 => tcp::PerCore::bind(listen)?,
-        n => tcp::PerCore::bind_threads(listen, n)?,
-    };
+    let servers = tcp::PerCore::bind_threads(listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
-    let credentials = user_args
-        .first()
-        .map(|user| format!("{user}@"))
-        .unwrap_or_default();
+    let credentials = curl_credentials(&user_args);
     println!("try: curl -x http://{credentials}{addr} http://example.com/");
 
     let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());

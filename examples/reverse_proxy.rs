@@ -57,10 +57,7 @@ async fn main() -> Result<(), BoxError> {
         .preserve_host(args.flag("preserve-host"));
     let reverse = Target::reverse_proxy(upstream);
 
-    let servers = match threads {
-        0 => tcp::PerCore::bind(listen)?,
-        n => tcp::PerCore::bind_threads(listen, n)?,
-    };
+    let servers = tcp::PerCore::bind_threads(listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
     println!("try: curl http://{addr}/");

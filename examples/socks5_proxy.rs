@@ -10,23 +10,25 @@
 
 use rama::{
     BoxError,
-    egress::{EgressLayer, Rules},
+    egress::EgressLayer,
     graceful, proxy,
     socks5::{self, auth::Users},
     tcp,
 };
-use rama_examples::{Args, init_tracing};
+use rama_examples::{Args, curl_credentials, egress_rules, init_tracing};
 use std::{net::SocketAddr, time::Duration};
 
 const USAGE: &str = "\
 socks5_proxy: a SOCKS5 proxy (CONNECT, UDP ASSOCIATE), optionally with username/password
 
 usage: socks5_proxy [--listen ADDR] [--user NAME:PASSWORD]... [--threads N] [--allow-private]
+                    [--deny-port PORT]...
 
   --listen ADDR          where to accept connections (default 127.0.0.1:1080)
   --user NAME:PASSWORD   require this user (repeatable); without any, no authentication
   --threads N            servers, one per thread (default: one per core)
-  --allow-private        dial loopback/private destinations even when listening beyond loopback";
+  --allow-private        dial loopback/private destinations even when listening beyond loopback
+  --deny-port PORT       refuse tunnels to this destination port (repeatable; answered 0x02)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
@@ -35,23 +37,12 @@ async fn main() -> Result<(), BoxError> {
     let listen: SocketAddr = args.get("listen", "127.0.0.1:1080");
     let threads: usize = args.get("threads", "0");
     let users = Users::parse(args.all("user").iter().map(String::as_str))?;
-    let rules = if listen.ip().is_loopback() || args.flag("allow-private") {
-        Rules::allow_by_default()
-    } else {
-        Rules::public_only()
-    };
+    let rules = egress_rules(&args, listen)?;
 
-    let servers = match threads {
-        0 => tcp::PerCore::bind(listen)?,
-        n => tcp::PerCore::bind_threads(listen, n)?,
-    };
+    let servers = tcp::PerCore::bind_threads(listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
-    let credentials = args
-        .all("user")
-        .first()
-        .map(|user| format!("{user}@"))
-        .unwrap_or_default();
+    let credentials = curl_credentials(&args.all("user"));
     println!("try: curl --socks5-hostname {credentials}{addr} http://example.com/");
 
     let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());

@@ -40,10 +40,7 @@ async fn main() -> Result<(), BoxError> {
         other => return Err(format!("--relay {other}: expected splice or copy").into()),
     };
 
-    let servers = match threads {
-        0 => tcp::PerCore::bind(&listen)?,
-        n => tcp::PerCore::bind_threads(&listen, n)?,
-    };
+    let servers = tcp::PerCore::bind_threads(&listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
     println!("relaying to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)");

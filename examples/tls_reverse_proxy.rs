@@ -64,10 +64,7 @@ async fn main() -> Result<(), BoxError> {
     };
     let acceptor = acceptor.handshake_timeout(Duration::from_secs(handshake));
 
-    let servers = match threads {
-        0 => tcp::PerCore::bind(&listen)?,
-        n => tcp::PerCore::bind_threads(&listen, n)?,
-    };
+    let servers = tcp::PerCore::bind_threads(&listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
     println!(

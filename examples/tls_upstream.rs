@@ -49,10 +49,7 @@ async fn main() -> Result<(), BoxError> {
         connector = connector.server_name(&server_name)?;
     }
 
-    let servers = match threads {
-        0 => tcp::PerCore::bind(&listen)?,
-        n => tcp::PerCore::bind_threads(&listen, n)?,
-    };
+    let servers = tcp::PerCore::bind_threads(&listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
     println!(

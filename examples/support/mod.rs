@@ -4,6 +4,7 @@
 //! logs through `RUST_LOG`, prints `listening on ADDR` once it accepts connections, and shuts
 //! down gracefully on SIGINT or SIGTERM.
 
+use rama::egress::{Match, Rules};
 use std::{collections::HashMap, fmt, process, str::FromStr};
 
 /// Parsed command-line options: `--name value` pairs (repeatable) and `--flag`s.
@@ -92,6 +93,32 @@ impl Args {
 fn fail(usage: &str, message: fmt::Arguments<'_>) -> ! {
     eprintln!("error: {message}\n\n{usage}");
     process::exit(2)
+}
+
+/// The egress rules of the proxies: a proxy on loopback (or with `--allow-private`) may reach
+/// anything, one listening beyond it only public addresses; `--deny-port PORT` (repeatable)
+/// denies ports on top.
+pub fn egress_rules(args: &Args, listen: std::net::SocketAddr) -> Result<Rules, String> {
+    let mut rules = if listen.ip().is_loopback() || args.flag("allow-private") {
+        Rules::allow_by_default()
+    } else {
+        Rules::public_only()
+    };
+    for port in args.all("deny-port") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| format!("--deny-port {port}: {e}"))?;
+        rules = rules.deny(Match::port(port));
+    }
+    Ok(rules)
+}
+
+/// `NAME:PASSWORD@` of the first `--user`, for the curl lines an example prints.
+pub fn curl_credentials(users: &[String]) -> String {
+    users
+        .first()
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default()
 }
 
 /// Logs to stderr at the level `RUST_LOG` sets (default `info`).

@@ -46,17 +46,21 @@ pub struct PerCore {
 impl PerCore {
     /// Binds one listener per available core on `addr`.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
-        Self::bind_threads(addr, cores)
+        Self::bind_threads(addr, 0)
     }
 
-    /// Binds `threads` listeners on `addr` (at least one).
+    /// Binds `threads` listeners on `addr`; `0` means one per available core (what a
+    /// `--threads` option left at its default wants).
     pub fn bind_threads(addr: impl ToSocketAddrs, threads: usize) -> io::Result<Self> {
+        let threads = match threads {
+            0 => thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            n => n,
+        };
         let mut addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
         })?;
-        let mut listeners = Vec::with_capacity(threads.max(1));
-        for _ in 0..threads.max(1) {
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 0..threads {
             let listener = bind_listener(addr, true)?;
             // With port 0 the first bind picks the port; the others must share it.
             addr = listener.local_addr()?;
