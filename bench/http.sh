@@ -6,13 +6,21 @@
 # p99 latency); h2load drives the reverse proxies over h2c (prior knowledge).
 # Installs nginx, haproxy, tinyproxy, squid, wrk and h2load (nghttp2-client) with apt.
 #
+# The proxies take turns run by run (a burst of load from elsewhere lands on all of them, not
+# on one proxy's every run); the table gives each one's median.
+#
 #   bench/http.sh              # 5 runs of 5 s per proxy, medians
 #   RUNS=3 SECS=4 bench/http.sh
+#   ONLY=reverse bench/http.sh # only the reverse proxies (ONLY=forward: only the forward ones)
+#   REV_ARGS="--trace --gzip" bench/http.sh   # extra flags for rama's reverse_proxy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
 SECS=${SECS:-5}
+ONLY=${ONLY:-}
+REV_ARGS=${REV_ARGS:-}
+BIN=${CARGO_TARGET_DIR:-target}/release/examples
 ORIGIN=27000
 RAMA_FWD=27001
 TINYPROXY=27002
@@ -114,10 +122,10 @@ http_access deny all
 CFG
 squid -N -f "$work/squid.conf" >/dev/null 2>&1 & pids+=($!)
 # rama warns on stderr when wrk closes a connection mid-request at the end of a run; keep it aside.
-RUST_LOG=warn target/release/examples/http_proxy --listen 127.0.0.1:$RAMA_FWD >/dev/null \
+RUST_LOG=warn "$BIN"/http_proxy --listen 127.0.0.1:$RAMA_FWD >/dev/null \
   2>"$work/rama-fwd.log" & pids+=($!)
-RUST_LOG=warn target/release/examples/reverse_proxy --listen 127.0.0.1:$RAMA_REV \
-  --upstream http://127.0.0.1:$ORIGIN >/dev/null 2>"$work/rama-rev.log" & pids+=($!)
+RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV \
+  --upstream http://127.0.0.1:$ORIGIN $REV_ARGS >/dev/null 2>"$work/rama-rev.log" & pids+=($!)
 for p in $ORIGIN $RAMA_FWD $TINYPROXY $SQUID $RAMA_REV $NGINX_REV $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
 
 # Every path must actually serve the file before it is timed.
@@ -161,35 +169,51 @@ h2_run() {
 }
 median() { python3 -c 'import sys,statistics; print("%.'"${2:-0}"'f" % statistics.median(map(float, sys.argv[1].split())))' "$1"; }
 
-declare -A result
-measure() { # name port [wrk flags...]
-  local rps=() p99=() out
-  for _ in $(seq "$RUNS"); do
-    out=$(wrk_run "$2" "${@:3}")
-    [ "${out% *}" = FAIL ] && { echo "$1: wrk run failed" >&2; exit 1; }
-    rps+=("${out% *}"); p99+=("${out#* }")
-  done
-  result[$1/rps]=$(median "${rps[*]}")
-  result[$1/p99]=$(median "${p99[*]}" 2)
+declare -A result runs
+# One wrk run of path $1 against port $2 (extra wrk flags after), added to that path's runs.
+# The paths take turns run by run, so that a burst of load from elsewhere on the machine
+# (other builds) lands on all of them instead of on one path's every run.
+wrk_once() {
+  local out
+  out=$(wrk_run "$2" "${@:3}")
+  [ "${out% *}" = FAIL ] && { echo "$1: wrk run failed" >&2; exit 1; }
+  runs[$1/rps]+=" ${out% *}"; runs[$1/p99]+=" ${out#* }"
 }
-measure rama-fwd $RAMA_FWD -s "$work/forward.lua"
-measure tinyproxy $TINYPROXY -s "$work/forward.lua"
-measure squid $SQUID -s "$work/forward.lua"
-measure direct $ORIGIN
-measure rama-rev $RAMA_REV
-measure nginx $NGINX_REV
-measure haproxy $HAPROXY_REV
+h2_once() {
+  runs[$1/h2]+=" $(h2_run "$2")"
+}
+for _ in $(seq "$RUNS"); do
+  wrk_once direct $ORIGIN
+  if [ "$ONLY" != reverse ]; then
+    wrk_once rama-fwd $RAMA_FWD -s "$work/forward.lua"
+    wrk_once tinyproxy $TINYPROXY -s "$work/forward.lua"
+    wrk_once squid $SQUID -s "$work/forward.lua"
+  fi
+  if [ "$ONLY" != forward ]; then
+    wrk_once rama-rev $RAMA_REV
+    wrk_once nginx $NGINX_REV
+    wrk_once haproxy $HAPROXY_REV
+    h2_once rama-rev $RAMA_REV
+    h2_once nginx $NGINX_H2
+    h2_once haproxy $HAPROXY_H2
+  fi
+done
+for path in direct rama-fwd tinyproxy squid rama-rev nginx haproxy; do
+  [ -n "${runs[$path/rps]:-}" ] || continue
+  result[$path/rps]=$(median "${runs[$path/rps]}")
+  result[$path/p99]=$(median "${runs[$path/p99]}" 2)
+done
 for path in rama-rev nginx haproxy; do
-  case $path in rama-rev) port=$RAMA_REV;; nginx) port=$NGINX_H2;; haproxy) port=$HAPROXY_H2;; esac
-  h2=()
-  for _ in $(seq "$RUNS"); do h2+=("$(h2_run $port)"); done
-  case " ${h2[*]} " in *FAIL*) result[$path/h2]=FAIL;; *) result[$path/h2]=$(median "${h2[*]}");; esac
+  [ -n "${runs[$path/h2]:-}" ] || continue
+  case "${runs[$path/h2]} " in *FAIL*) result[$path/h2]=FAIL;; *) result[$path/h2]=$(median "${runs[$path/h2]}");; esac
 done
 
 ratio() { python3 -c "print('%.2f' % ($1/$2))"; }
 echo "HTTP proxying, median of $RUNS x ${SECS}s runs on 127.0.0.1 ($(nproc) cores), $(date -u +%F)"
 echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file from a local nginx origin"
 echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
+echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama reverse_proxy flags: ${REV_ARGS:-none})"
+if [ "$ONLY" != reverse ]; then
 echo
 echo "Forward proxy (absolute-form GET)"
 echo
@@ -202,6 +226,8 @@ for path in rama-fwd tinyproxy squid; do
   printf '| %s | %s | %s | %s | %s |\n' "$name" "$r" "$p" \
     "$(ratio "${result[rama-fwd/rps]}" "$r")" "$(ratio "${result[rama-fwd/p99]}" "$p")"
 done
+fi
+[ "$ONLY" = forward ] && exit 0
 echo
 echo "Reverse proxy (HTTP/1.1 wrk; h2c: h2load, 64 clients x 10 streams, prior knowledge)"
 echo

@@ -1,5 +1,9 @@
 //! An HTTP forward proxy (absolute-form and `CONNECT`), one server per core, optionally with
-//! users: what `curl -x` and browsers speak.
+//! users: what `curl -x` and browsers speak. HTTP/1.1 and HTTP/2 (prior knowledge on plain
+//! text); with `--tls-cert`/`--tls-key` an HTTPS proxy (clients speak TLS to the proxy), which
+//! offers `h2` and `http/1.1` by ALPN. `tls` stands in the diagram behind
+//! `tower::util::option_layer`, whose two arms must agree on their error type too: the `tls`
+//! arm's is a `BoxError`, so `MapErrLayer` makes the plain arm's (`http::Error`) one as well.
 //!
 //! ```text
 //! cargo run --release --example http_proxy -- --listen 127.0.0.1:3128 --user alice:s3cret
@@ -14,10 +18,11 @@ use rama::{
     http::{self, Client},
     proxy,
     socks5::auth::Users,
-    tcp,
+    tcp, tls,
 };
 use rama_examples::{Args, curl_credentials, egress_rules, init_tracing};
 use std::{net::SocketAddr, time::Duration};
+use tower::util::{MapErrLayer, option_layer};
 
 const USAGE: &str = "\
 http_proxy: an HTTP forward proxy (absolute-form and CONNECT), optionally with users
@@ -31,7 +36,10 @@ usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
   --header-read-timeout SECS  how long a client may take to send its headers (default 30; 408)
   --connect-timeout SECS      how long dialing an upstream may take (default 10; 504)
   --upstream-timeout SECS     how long an upstream may take to answer (default 60; 504)
-  --allow-private             dial loopback/private destinations even when listening beyond loopback";
+  --allow-private             dial loopback/private destinations even when listening beyond loopback
+  --tls-cert FILE, --tls-key FILE
+                              serve the proxy over TLS with this certificate chain and key (PEM),
+                              offering h2 and http/1.1 by ALPN (curl --proxy https://...)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
@@ -45,12 +53,29 @@ async fn main() -> Result<(), BoxError> {
     let user_args = args.all("user");
     let users = Users::parse(user_args.iter().map(String::as_str))?;
     let rules = egress_rules(&args, listen)?;
+    let tls_cert: String = args.get("tls-cert", "");
+    let tls_key: String = args.get("tls-key", "");
+    let acceptor = match (tls_cert.is_empty(), tls_key.is_empty()) {
+        (true, true) => None,
+        (false, false) => Some(
+            tls::Acceptor::builder()
+                .cert_pem_files(&tls_cert, &tls_key)?
+                .alpn(["h2", "http/1.1"])
+                .build()?,
+        ),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
 
     let servers = tcp::PerCore::bind_threads(listen, threads)?;
     let addr = servers.local_addr();
     println!("listening on {addr}");
     let credentials = curl_credentials(&user_args);
-    println!("try: curl -x http://{credentials}{addr} http://example.com/");
+    match acceptor {
+        None => println!("try: curl -x http://{credentials}{addr} http://example.com/"),
+        Some(_) => println!(
+            "try: curl --proxy-cacert CA.pem -x https://{credentials}{addr} http://example.com/"
+        ),
+    }
 
     let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
     let server = http::Server::new().header_read_timeout(header_read_timeout);
@@ -65,7 +90,10 @@ async fn main() -> Result<(), BoxError> {
         servers
             .run(move |listener| {
                 proxy! {
-                    listener => server.clone()
+                    listener
+                        => option_layer(acceptor.clone())
+                        => MapErrLayer::new(BoxError::from)
+                        => server.clone()
                         => forward.clone()
                         => EgressLayer::new(rules.clone())
                         => dial.clone()
@@ -77,7 +105,10 @@ async fn main() -> Result<(), BoxError> {
         servers
             .run(move |listener| {
                 proxy! {
-                    listener => server.clone()
+                    listener
+                        => option_layer(acceptor.clone())
+                        => MapErrLayer::new(BoxError::from)
+                        => server.clone()
                         => forward.clone().with_auth(users.clone())
                         => EgressLayer::new(rules.clone())
                         => dial.clone()

@@ -3,22 +3,27 @@
 //! HTTP/1.1 and HTTP/2 (prior knowledge) from clients; a pooled HTTP/1.1 (or, with
 //! `--http2-upstream`, HTTP/2) upstream, plain or TLS (`https://`, `--upstream-ca`); `X-Forwarded-For`/`-Proto`/`-Host` and `Forwarded`
 //! added; bodies streamed both ways; WebSocket and other upgrades passed through. tower-http's
-//! `TraceLayer` (request spans and events, `RUST_LOG=tower_http=debug`) and `CompressionLayer`
-//! (gzip for clients that accept it) stand in the diagram unchanged.
+//! `TraceLayer` (`--trace`: request spans and events, `RUST_LOG=tower_http=debug`) and
+//! `CompressionLayer` (`--gzip`: gzip for clients that accept it) stand in the diagram
+//! unchanged, each behind `tower::util::option_layer`; both are off by default, so the proxy
+//! runs bare like the peers in `bench/http.sh`. Each layer changes the response body type, and
+//! the two arms of an optional layer must answer one type: `MapResponseLayer` with
+//! `Body::map_response` makes the layer's arm answer `http::Body` like the bare arm.
 //!
 //! ```text
-//! cargo run --release --example reverse_proxy -- --upstream http://127.0.0.1:8000
+//! cargo run --release --example reverse_proxy -- --upstream http://127.0.0.1:8000 --gzip
 //! curl http://127.0.0.1:8081/
 //! curl --http2-prior-knowledge http://127.0.0.1:8081/
 //! ```
 
 use rama::{
     BoxError, Target, graceful,
-    http::{self, Client, ReverseProxy},
+    http::{self, Body, Client, ReverseProxy},
     proxy, tcp, tls,
 };
 use rama_examples::{Args, init_tracing};
 use std::{net::SocketAddr, time::Duration};
+use tower::util::{MapResponseLayer, option_layer};
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
 
 const USAGE: &str = "\
@@ -32,12 +37,16 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
   --threads N                 servers, one per thread (default: one per core)
   --http2-upstream            speak HTTP/2 (prior knowledge) to the upstream
   --preserve-host             send the client's Host upstream (default: the upstream's)
+  --trace                     tower-http's TraceLayer (RUST_LOG=tower_http=debug shows it)
+  --gzip                      tower-http's CompressionLayer (gzip for clients that accept it)
   --upstream-timeout SECS     how long the upstream may take to answer (default 60; 504)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &["http2-upstream", "preserve-host"]);
+    let args = Args::parse(USAGE, &["http2-upstream", "preserve-host", "trace", "gzip"]);
+    let trace = args.flag("trace");
+    let gzip = args.flag("gzip");
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8081");
     let threads: usize = args.get("threads", "0");
     let upstream: String = args.required("upstream");
@@ -69,8 +78,14 @@ async fn main() -> Result<(), BoxError> {
             proxy! {
                 listener
                     => http::Server::new()
-                    => TraceLayer::new_for_http()
-                    => CompressionLayer::new()
+                    => option_layer(trace.then(|| (
+                        MapResponseLayer::new(Body::map_response),
+                        TraceLayer::new_for_http(),
+                    )))
+                    => option_layer(gzip.then(|| (
+                        MapResponseLayer::new(Body::map_response),
+                        CompressionLayer::new(),
+                    )))
                     => reverse.clone()
             }
             .idle_timeout(Duration::from_secs(300))

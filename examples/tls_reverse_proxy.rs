@@ -17,7 +17,7 @@ tls_reverse_proxy: terminate TLS and relay the plain bytes to one upstream
 
 usage: tls_reverse_proxy --upstream ADDR [--listen ADDR] [--cert FILE --key FILE]
                          [--client-ca FILE] [--alpn LIST] [--handshake-timeout SECS]
-                         [--threads N]
+                         [--threads N] [--no-resumption]
 
   --listen ADDR              where to accept TLS (default 127.0.0.1:8443)
   --upstream ADDR            where to relay the plain bytes (host:port)
@@ -27,12 +27,14 @@ usage: tls_reverse_proxy --upstream ADDR [--listen ADDR] [--cert FILE --key FILE
   --alpn LIST                protocols to offer, comma-separated (default: none; offer only
                              what the upstream speaks)
   --handshake-timeout SECS   drop clients that have not finished the handshake (default 10)
-  --threads N                servers, one per thread (default: one per core)";
+  --threads N                servers, one per thread (default: one per core)
+  --no-resumption            no session tickets or cache: every client does a full handshake
+                             (with --cert and --key)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &[]);
+    let args = Args::parse(USAGE, &["no-resumption"]);
     let listen: String = args.get("listen", "127.0.0.1:8443");
     let upstream: Address = args.required("upstream");
     let cert: String = args.get("cert", "");
@@ -41,15 +43,18 @@ async fn main() -> Result<(), BoxError> {
     let alpn: String = args.get("alpn", "");
     let handshake: u64 = args.get("handshake-timeout", "10");
     let threads: usize = args.get("threads", "0");
+    let resumption = !args.flag("no-resumption");
 
     let acceptor = match (
         cert.is_empty(),
         key.is_empty(),
         client_ca.is_empty(),
-        alpn.is_empty(),
+        alpn.is_empty() && resumption,
     ) {
         (true, true, true, true) => tls::Acceptor::dev()?,
-        (true, true, ..) => return Err("--client-ca and --alpn need --cert and --key".into()),
+        (true, true, ..) => {
+            return Err("--client-ca, --alpn and --no-resumption need --cert and --key".into());
+        }
         (false, false, ..) => {
             let mut builder = tls::Acceptor::builder().cert_pem_files(&cert, &key)?;
             if !client_ca.is_empty() {
@@ -57,6 +62,9 @@ async fn main() -> Result<(), BoxError> {
             }
             if !alpn.is_empty() {
                 builder = builder.alpn(alpn.split(','));
+            }
+            if !resumption {
+                builder = builder.without_resumption();
             }
             builder.build()?
         }

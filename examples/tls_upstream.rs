@@ -16,6 +16,7 @@ tls_upstream: relay every plain TCP connection over TLS to one upstream
 
 usage: tls_upstream --upstream HOST:PORT [--listen ADDR] [--upstream-ca FILE]
                     [--server-name NAME] [--alpn LIST] [--threads N]
+                    [--client-cert FILE --client-key FILE]
 
   --listen ADDR          where to accept plain connections (default 127.0.0.1:9080)
   --upstream HOST:PORT   the TLS upstream; HOST is also the SNI and the name its certificate
@@ -23,6 +24,9 @@ usage: tls_upstream --upstream HOST:PORT [--listen ADDR] [--upstream-ca FILE]
   --upstream-ca FILE     trust this CA (PEM) instead of the webpki roots
   --server-name NAME     send and verify NAME instead of HOST (when HOST is an address)
   --alpn LIST            protocols to offer, comma-separated (default: none)
+  --client-cert FILE, --client-key FILE
+                         present this certificate chain and key (PEM) to an upstream that
+                         asks for one (mutual TLS)
   --threads N            servers, one per thread (default: one per core)";
 
 #[tokio::main(flavor = "current_thread")]
@@ -35,6 +39,8 @@ async fn main() -> Result<(), BoxError> {
     let server_name: String = args.get("server-name", "");
     let alpn: String = args.get("alpn", "");
     let threads: usize = args.get("threads", "0");
+    let client_cert: String = args.get("client-cert", "");
+    let client_key: String = args.get("client-key", "");
 
     let mut builder = tls::Connector::builder();
     builder = match ca.as_str() {
@@ -44,6 +50,11 @@ async fn main() -> Result<(), BoxError> {
     if !alpn.is_empty() {
         builder = builder.alpn(alpn.split(','));
     }
+    builder = match (client_cert.is_empty(), client_key.is_empty()) {
+        (true, true) => builder,
+        (false, false) => builder.client_cert_pem_files(&client_cert, &client_key)?,
+        _ => return Err("--client-cert and --client-key go together".into()),
+    };
     let mut connector = builder.build()?;
     if !server_name.is_empty() {
         connector = connector.server_name(&server_name)?;

@@ -1,8 +1,16 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
 //! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input and
-//! graceful shutdown with a request in flight, and under load.
+//! graceful shutdown with a request in flight, and under load; and `CONNECT` over HTTP/2 with
+//! hyper's HTTP/2 client (curl 7.88 cannot send it).
 
-use rama_e2e::{PATIENCE, Running, bind_origin, spawn_origin};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rama_e2e::{
+    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, sha256,
+    spawn_origin,
+};
 use std::{
     net::SocketAddr,
     sync::{
@@ -288,6 +296,15 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
         "a".repeat(100 * 1024)
     );
     let answer = raw(proxy.addr, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // Over the default count of 100 headers (hyper's own limit, the same number) is 431 too.
+    let many: String = (0..101).map(|n| format!("X-H-{n}: 1\r\n")).collect();
+    let answer = raw(
+        proxy.addr,
+        format!("GET {url} HTTP/1.1\r\nHost: {origin}\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     let started = std::time::Instant::now();
@@ -600,4 +617,251 @@ async fn graceful_shutdown_under_load_fails_no_request() {
     assert!(proxy.wait_exit().await, "the proxy exits cleanly");
     let log = proxy.stderr();
     assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// hyper's HTTP/2 client over `io`: the handle to send requests with, and the connection's
+/// task (it ends once every handle is dropped).
+async fn h2_handshake<IO>(
+    io: IO,
+) -> (
+    SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = timeout(
+        PATIENCE,
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
+    )
+    .await
+    .expect("the HTTP/2 handshake in time")
+    .expect("the HTTP/2 handshake");
+    (send, tokio::spawn(connection))
+}
+
+/// What [`echo_three_lines`] sends, and an echo gives back.
+const THREE_LINES: [&str; 3] = [
+    "line 0 through h2\n",
+    "line 1 through h2\n",
+    "line 2 through h2\n",
+];
+
+/// Sends [`THREE_LINES`] one at a time through `tunnel` to an echo origin and reads each back,
+/// then half-closes and expects the origin's close; what came back.
+async fn echo_three_lines(mut tunnel: TokioIo<hyper::upgrade::Upgraded>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in THREE_LINES {
+        tunnel.write_all(line.as_bytes()).await.unwrap();
+        let mut back = vec![0u8; line.len()];
+        timeout(PATIENCE, tunnel.read_exact(&mut back))
+            .await
+            .expect("the echo in time")
+            .unwrap();
+        lines.push(String::from_utf8(back).unwrap());
+    }
+    tunnel.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    timeout(PATIENCE, tunnel.read_to_end(&mut rest))
+        .await
+        .expect("the echo origin closed after the half-close")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    lines
+}
+
+/// Opens a tunnel to `to` with `CONNECT` on one stream of an HTTP/2 connection: the tunnel,
+/// or the status the proxy answered instead.
+async fn h2_connect(
+    send: &mut SendRequest<Empty<Bytes>>,
+    to: SocketAddr,
+) -> Result<TokioIo<hyper::upgrade::Upgraded>, (u16, String)> {
+    let request = http::Request::connect(to.to_string())
+        .body(Empty::new())
+        .unwrap();
+    let response = timeout(PATIENCE, send.send_request(request))
+        .await
+        .expect("the proxy answered CONNECT in time")
+        .expect("the CONNECT stream");
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = timeout(PATIENCE, response.into_body().collect())
+            .await
+            .expect("the answer's body in time")
+            .expect("the answer's body")
+            .to_bytes();
+        return Err((status, String::from_utf8_lossy(&body).into_owned()));
+    }
+    let upgraded = timeout(PATIENCE, hyper::upgrade::on(response))
+        .await
+        .expect("the tunnel opened in time")
+        .expect("the tunnel");
+    Ok(TokioIo::new(upgraded))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_over_http2_carries_tunnels_side_by_side() {
+    let echo = EchoOrigin::start().await;
+    const REPLY: usize = 1 << 20;
+    let digest = digest_origin(REPLY).await;
+    let (head_origin, _) = origin(Behaviour::EchoHead).await;
+    let (denied, _) = origin(Behaviour::EchoHead).await;
+    let deny = denied.port().to_string();
+    let proxy = proxy(&["--deny-port", &deny]);
+
+    // HTTP/2 with prior knowledge over plain TCP: http::Server tells it by the preface.
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (send, connection) = h2_handshake(stream).await;
+
+    // Two tunnels at once on the one connection: an echo, and 4 MiB up then 1 MiB down,
+    // checksummed, ended by the client's half-close (END_STREAM on its stream).
+    let up = payload(4 << 20, 11);
+    let (echoed, digested) = tokio::join!(
+        async {
+            let tunnel = h2_connect(&mut send.clone(), echo.addr)
+                .await
+                .expect("CONNECT to the echo origin");
+            echo_three_lines(tunnel).await
+        },
+        async {
+            let mut tunnel = h2_connect(&mut send.clone(), digest)
+                .await
+                .expect("CONNECT to the digest origin");
+            let (mut read, mut write) = tokio::io::split(&mut tunnel);
+            let (written, got) = tokio::join!(
+                async {
+                    write.write_all(&up).await?;
+                    write.shutdown().await
+                },
+                async {
+                    let mut got = Vec::new();
+                    timeout(PATIENCE, read.read_to_end(&mut got))
+                        .await
+                        .expect("the digest origin answered in time")
+                        .map(|_| got)
+                }
+            );
+            written.expect("the upload");
+            got.expect("the download")
+        }
+    );
+    assert_eq!(echoed, THREE_LINES);
+    assert_eq!(digested.len(), 32 + REPLY);
+    assert_eq!(
+        digested[..32],
+        sha256(&up),
+        "the origin got every byte sent"
+    );
+    assert!(
+        digested[32..] == payload(REPLY, 7)[..],
+        "the reply came back intact"
+    );
+
+    // A denied destination is 403 on its stream, and the connection carries on: a third tunnel
+    // and a plain request (every HTTP/2 request names its authority, like absolute-form).
+    let (status, body) = h2_connect(&mut send.clone(), denied)
+        .await
+        .expect_err("CONNECT to a denied port fails");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("denied"), "{body}");
+    let mut tunnel = h2_connect(&mut send.clone(), echo.addr)
+        .await
+        .expect("a tunnel after the refusal");
+    let mut stream = TcpStream::connect(echo.addr).await.unwrap();
+    assert_eq!(
+        echo_line(&mut stream, "direct\n").await.unwrap(),
+        "direct\n"
+    );
+    tunnel.write_all(b"again\n").await.unwrap();
+    let mut back = [0u8; 6];
+    timeout(PATIENCE, tunnel.read_exact(&mut back))
+        .await
+        .expect("the echo in time")
+        .unwrap();
+    assert_eq!(&back, b"again\n");
+    let request = http::Request::get(format!("http://{head_origin}/over-h2"))
+        .body(Empty::new())
+        .unwrap();
+    let response = timeout(PATIENCE, send.clone().send_request(request))
+        .await
+        .expect("an answer in time")
+        .expect("the GET stream");
+    assert_eq!(response.status(), 200);
+    let head = response.into_body().collect().await.unwrap().to_bytes();
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("get /over-h2 http/1.1"), "{head}");
+    assert!(head.contains("via: 2 rama"), "{head}");
+    drop((tunnel, send));
+    timeout(PATIENCE, connection)
+        .await
+        .expect("the connection ended once the client let go")
+        .unwrap()
+        .expect("a clean end");
+    assert!(echo.accepted() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_over_http2_on_tls_chosen_by_alpn() {
+    let echo = EchoOrigin::start().await;
+    let (head_origin, _) = origin(Behaviour::EchoHead).await;
+    let ca = rama::tls::dev::Ca::generate("rama test CA").unwrap();
+    let dir = std::path::PathBuf::from(tempfile_path());
+    let (cert, key) = ca
+        .issue_server(&["127.0.0.1"])
+        .unwrap()
+        .write(&dir, "proxy")
+        .unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let proxy = proxy(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+
+    // h2 over TLS: the client offers only h2, the proxy's ALPN picks it, and http::Server
+    // serves HTTP/2 because of the ALPN fact (no preface sniffing on TLS).
+    let connector = rama::tls::Connector::builder()
+        .ca_pem(ca.cert_pem().as_bytes())
+        .unwrap()
+        .alpn(["h2"])
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let tls = timeout(
+        PATIENCE,
+        connector.connect(&rama::Host::Ip(proxy.addr.ip()), tcp),
+    )
+    .await
+    .expect("the TLS handshake in time")
+    .expect("the TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, connection) = h2_handshake(tls).await;
+    let tunnel = h2_connect(&mut send, echo.addr)
+        .await
+        .expect("CONNECT over h2 on TLS");
+    assert_eq!(echo_three_lines(tunnel).await, THREE_LINES);
+    drop(send);
+    timeout(PATIENCE, connection)
+        .await
+        .expect("the connection ended once the client let go")
+        .unwrap()
+        .expect("a clean end");
+
+    // The same port speaks HTTP/1.1 over TLS to a client that offers only that (curl's
+    // HTTPS proxy support), CONNECT and absolute-form alike.
+    let x = format!("https://{}", proxy.addr);
+    let ca_arg = ca_file.to_str().unwrap();
+    let url = format!("http://{head_origin}/over-tls");
+    let got = curl(&["--proxy-cacert", ca_arg, "-x", &x, "-p", &url]).await;
+    assert_eq!((got.connect, got.status), (200, 200), "{got:?}");
+    assert!(got.body.starts_with("GET /over-tls"), "{got:?}");
+    let got = curl(&["--proxy-cacert", ca_arg, "-x", &x, &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(
+        got.body.to_ascii_lowercase().contains("via: 1.1 rama"),
+        "{got:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -256,6 +256,19 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     assert!(seen.contains("via: 2 rama\n"), "{seen}");
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     proxy.wait_for_log("reverse proxy: forwarding").await;
+
+    // An HTTP/2 upstream (prior knowledge) gets `:authority` and no `Host` beside it.
+    let h2 = reverse_proxy(origin, &["--http2-upstream"]);
+    let url = format!("http://{}/hello?x=1", h2.addr);
+    let (body, codes) = curl(&[&url]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(
+        seen.starts_with(&format!("get http://{origin}/hello?x=1 http/2.0")),
+        "{seen}"
+    );
+    assert!(!seen.contains("\nhost:"), "{seen}");
+    assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,9 +382,9 @@ async fn an_upgrade_is_carried_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tower_http_compression_stands_in_the_diagram() {
+async fn tower_http_layers_stand_in_the_diagram_when_asked() {
     let origin = origin();
-    let proxy = reverse_proxy(origin, &[]);
+    let proxy = reverse_proxy(origin, &["--gzip", "--trace"]);
     let url = format!("http://{}/text", proxy.addr);
     let headers = format!(
         "{}/reverse-headers-{}",
@@ -389,6 +402,18 @@ async fn tower_http_compression_stands_in_the_diagram() {
         .to_ascii_lowercase();
     let _ = std::fs::remove_file(&headers);
     assert!(head.contains("content-encoding: gzip"), "{head}");
+
+    // Without `--gzip` the layer is not in the diagram: the same request comes back as sent.
+    let bare = reverse_proxy(origin, &[]);
+    let url = format!("http://{}/text", bare.addr);
+    let (body, codes) = curl(&["--compressed", "-D", &headers, &url]).await;
+    assert!(codes.starts_with("200"), "{codes}");
+    assert!(body.contains("padding padding"), "{body}");
+    let head = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    let _ = std::fs::remove_file(&headers);
+    assert!(!head.contains("content-encoding"), "{head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,15 @@
 
 use rama::{
     Address, BoxError, Conn, Target, proxy, socks5, tcp,
-    tls::{self, Alpn, PeerIdentity, ServerName, dev},
+    tls::{
+        self, Alpn, PeerIdentity, ServerName, dev,
+        rustls::{
+            HandshakeKind,
+            pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+            server::{ClientHello, ResolvesServerCert},
+            sign::CertifiedKey,
+        },
+    },
 };
 use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line};
 use std::{
@@ -18,7 +26,7 @@ use std::{
     pin::Pin,
     process::Output,
     rc::Rc,
-    sync::OnceLock,
+    sync::{Arc, Mutex, OnceLock},
     task::{Context, Poll},
     time::Duration,
 };
@@ -326,32 +334,62 @@ fn alpn_h2_is_negotiated_and_recorded_for_the_next_stage() {
     });
 }
 
+/// A mutual-TLS origin for `localhost` on the current runtime (behind it, [`report`]), and the
+/// client certificate of alice, issued by the CA it requires.
+struct MtlsOrigin {
+    dir: PathBuf,
+    ca_pem: PathBuf,
+    client: PathBuf,
+    client_key: PathBuf,
+    addr: SocketAddr,
+    seen: Rc<Cell<Option<Seen>>>,
+}
+
+fn mtls_origin(test: &str) -> MtlsOrigin {
+    let dir = cert_dir(test);
+    let (ca, cert, key) = ca_and_server(&dir, "server", &["localhost"]);
+    let (client, client_key) = ca
+        .issue_client("alice")
+        .unwrap()
+        .write(&dir, "alice")
+        .unwrap();
+    let ca_pem = dir.join("ca.pem");
+    let acceptor = tls::Acceptor::builder()
+        .cert_pem_files(&cert, &key)
+        .unwrap()
+        .client_ca_pem_file(&ca_pem)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (stage, seen) = report();
+    let addr = serve(acceptor.layer(stage));
+    MtlsOrigin {
+        dir,
+        ca_pem,
+        client,
+        client_key,
+        addr,
+        seen,
+    }
+}
+
 #[test]
 fn mutual_tls_refuses_without_a_client_certificate_and_names_the_client_with_one() {
     local(async {
-        let dir = cert_dir("mtls");
-        let (ca, cert, key) = ca_and_server(&dir, "server", &["localhost"]);
-        let (client, client_key) = ca
-            .issue_client("alice")
-            .unwrap()
-            .write(&dir, "alice")
-            .unwrap();
+        let MtlsOrigin {
+            dir,
+            ca_pem,
+            client,
+            client_key,
+            addr,
+            seen,
+        } = mtls_origin("mtls");
         let stranger = dev::Ca::generate("someone else's CA").unwrap();
         let (other, other_key) = stranger
             .issue_client("mallory")
             .unwrap()
             .write(&dir, "mallory")
             .unwrap();
-        let ca_pem = dir.join("ca.pem");
-        let acceptor = tls::Acceptor::builder()
-            .cert_pem_files(&cert, &key)
-            .unwrap()
-            .client_ca_pem_file(&ca_pem)
-            .unwrap()
-            .build()
-            .unwrap();
-        let (stage, seen) = report();
-        let addr = serve(acceptor.layer(stage));
         let url = format!("https://localhost:{}/", addr.port());
         let ca_arg = ca_pem.to_str().unwrap();
 
@@ -390,10 +428,8 @@ fn mutual_tls_refuses_without_a_client_certificate_and_names_the_client_with_one
     });
 }
 
-/// A TLS echo origin (certificate `cert`/`key`), served by rama itself on the origins'
-/// runtime.
-fn tls_echo_origin(cert: &Path, key: &Path) -> SocketAddr {
-    let acceptor = tls::Acceptor::from_pem_files(cert, key).unwrap();
+/// A TLS echo origin behind `acceptor`, served by rama itself on the origins' runtime.
+fn tls_echo_origin(acceptor: tls::Acceptor) -> SocketAddr {
     let echo = tower::service_fn(|conn: Conn<tls::TlsStream<tcp::Stream>>| async move {
         let (stream, _) = conn.into_parts();
         let (mut r, mut w) = tokio::io::split(stream);
@@ -423,7 +459,7 @@ async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name()
     let ca_pem = dir.join("ca.pem");
     let ca_arg = ca_pem.to_str().unwrap();
 
-    let good = tls_echo_origin(&cert, &key);
+    let good = tls_echo_origin(tls::Acceptor::from_pem_files(&cert, &key).unwrap());
     let proxy = Running::start(
         "tls_upstream",
         &[
@@ -447,7 +483,7 @@ async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name()
     drop(stream);
 
     // Same CA, but a certificate for another name: refused, the client is disconnected.
-    let mismatched = tls_echo_origin(&wrong, &wrong_key);
+    let mismatched = tls_echo_origin(tls::Acceptor::from_pem_files(&wrong, &wrong_key).unwrap());
     let proxy = Running::start(
         "tls_upstream",
         &[
@@ -500,15 +536,196 @@ async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name()
     assert!(log.contains("UnknownIssuer"), "{log}");
 }
 
+#[tokio::test]
+async fn a_returning_client_resumes_unless_resumption_is_off() {
+    let dir = cert_dir("resumption");
+    let (_, cert, key) = ca_and_server(&dir, "localhost", &["localhost"]);
+    let resuming = tls::Acceptor::from_pem_files(&cert, &key).unwrap();
+    let full_only = tls::Acceptor::builder()
+        .cert_pem_files(&cert, &key)
+        .unwrap()
+        .without_resumption()
+        .build()
+        .unwrap();
+    for (acceptor, second) in [
+        (resuming, HandshakeKind::Resumed),
+        (full_only, HandshakeKind::Full),
+    ] {
+        let origin = tls_echo_origin(acceptor);
+        // One connector: its session cache carries the session from one connection to the next.
+        let connector = tls::Connector::with_ca_pem_file(dir.join("ca.pem")).unwrap();
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut stream = connect_as_localhost(&connector, origin).await;
+            // Reading the echo also reads the tickets the server sent after the handshake.
+            assert_echoes(&mut stream, b"again\n").await;
+            kinds.push(stream.get_ref().1.handshake_kind());
+        }
+        assert_eq!(kinds, [Some(HandshakeKind::Full), Some(second)]);
+    }
+}
+
+/// A certificate resolver that serves one certificate and records the SNI of every
+/// ClientHello, so a test sees what a client asked for even when it then refuses the
+/// certificate.
+#[derive(Debug)]
+struct RecordSni {
+    key: Arc<CertifiedKey>,
+    seen: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl ResolvesServerCert for RecordSni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(hello.server_name().map(str::to_owned));
+        Some(self.key.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_tls_url_target_sends_sni_from_its_host_and_verifies_against_the_webpki_roots() {
+    let dir = cert_dir("tls-url");
+    let (_, cert, key) = ca_and_server(&dir, "localhost", &["localhost"]);
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = tls::rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(RecordSni {
+            key: Arc::new(CertifiedKey::from_der(chain, key, &tls::provider()).unwrap()),
+            seen: seen.clone(),
+        }));
+    let acceptor = tls::Acceptor::new(config);
+    let never = tower::service_fn(|_: Conn<tls::TlsStream<tcp::Stream>>| async {
+        Err::<(), _>(std::io::Error::other("no handshake should complete"))
+    });
+    let _guard = origins().enter();
+    let server = tcp::Server::bind("127.0.0.1:0")
+        .serve(acceptor.layer(never))
+        .spawn_connections();
+    let origin = server.local_addr().unwrap();
+    origins().spawn(async move {
+        let _ = server.await;
+    });
+
+    // The string form, called on one connection: its client side is an in-memory pipe, its
+    // upstream side a real TLS connection to the origin.
+    let mut upstream = rama::target(format!("tls://localhost:{}", origin.port()));
+    let (_client, stream) = tokio::io::duplex(1024);
+    let info = rama::ConnInfo::new(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+        rama::graceful::Signal::new(),
+    );
+    let error = timeout(PATIENCE, upstream.call(Conn::new(stream, info)))
+        .await
+        .unwrap()
+        .expect_err("a certificate of a private CA was accepted");
+
+    // TLS was spoken, with SNI from the URL's host, and the certificate was refused because
+    // its CA is not among the webpki roots.
+    assert_eq!(*seen.lock().unwrap(), [Some("localhost".to_owned())]);
+    let reason = error.tls_error().and_then(tls::HandshakeError::tls_error);
+    assert_eq!(
+        reason,
+        Some(&tls::rustls::Error::InvalidCertificate(
+            tls::rustls::CertificateError::UnknownIssuer
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn tls_upstream_presents_its_client_certificate_to_an_origin_that_requires_one() {
+    local(async {
+        let MtlsOrigin {
+            ca_pem,
+            client,
+            client_key,
+            addr,
+            seen,
+            ..
+        } = mtls_origin("upstream-mtls");
+        let upstream = format!("localhost:{}", addr.port());
+        let tls_upstream = |extra: &[&str]| {
+            let mut args = vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &upstream,
+                "--upstream-ca",
+                ca_pem.to_str().unwrap(),
+                "--threads",
+                "1",
+            ];
+            args.extend_from_slice(extra);
+            Running::start("tls_upstream", &args)
+        };
+
+        // With the client certificate: the origin verified it and saw alice.
+        let proxy = tls_upstream(&[
+            "--client-cert",
+            client.to_str().unwrap(),
+            "--client-key",
+            client_key.to_str().unwrap(),
+        ]);
+        let out = curl(&[&format!("http://{}/", proxy.addr)]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "sni=localhost alpn= client=alice");
+        assert_eq!(seen.take().unwrap().identity.as_deref(), Some("alice"));
+
+        // Without it: the origin refuses the connection and nothing reaches its next stage.
+        let proxy = tls_upstream(&[]);
+        let out = curl(&[&format!("http://{}/", proxy.addr)]).await;
+        assert!(!out.status.success(), "served: {}", stdout(&out));
+        assert!(stdout(&out).is_empty());
+        let log = proxy.wait_for_log("connection failed").await;
+        assert!(log.contains("CertificateRequired"), "{log}");
+        assert!(
+            seen.take().is_none(),
+            "the origin served a client without a certificate"
+        );
+    });
+}
+
 /// Connects to `addr` with rama's TLS client, trusting `ca_pem`, as `localhost`.
 async fn tls_client(addr: SocketAddr, ca_pem: &Path) -> tls::ClientStream<TcpStream> {
     let connector = tls::Connector::with_ca_pem_file(ca_pem).unwrap();
+    connect_as_localhost(&connector, addr).await
+}
+
+/// Connects to `addr` through `connector`, as `localhost`.
+async fn connect_as_localhost(
+    connector: &tls::Connector,
+    addr: SocketAddr,
+) -> tls::ClientStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let host: Address = "localhost:1".parse().unwrap();
     timeout(PATIENCE, connector.connect(host.host(), tcp))
         .await
         .unwrap()
         .unwrap()
+}
+
+/// Sends `bytes` and asserts that the same come back (bounded).
+async fn assert_echoes<S>(stream: &mut S, bytes: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(bytes).await.unwrap();
+    let mut echoed = vec![0u8; bytes.len()];
+    timeout(PATIENCE, stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, bytes);
 }
 
 #[tokio::test]
@@ -536,13 +753,7 @@ async fn bad_input_ends_only_that_connection_logged_with_the_peer() {
 
     // A good client, open throughout.
     let mut good = tls_client(proxy.addr, &dir.join("ca.pem")).await;
-    good.write_all(b"before\n").await.unwrap();
-    let mut buf = [0u8; 7];
-    timeout(PATIENCE, good.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&buf, b"before\n");
+    assert_echoes(&mut good, b"before\n").await;
 
     // A ClientHello cut short: handshake record header, then part of the message.
     let mut truncated = vec![
@@ -592,12 +803,7 @@ async fn bad_input_ends_only_that_connection_logged_with_the_peer() {
     }
 
     // The good client never noticed.
-    good.write_all(b"after!\n").await.unwrap();
-    timeout(PATIENCE, good.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&buf, b"after!\n");
+    assert_echoes(&mut good, b"after!\n").await;
 }
 
 /// Waits (bounded) for a log line containing both `a` and `b`.
@@ -701,12 +907,6 @@ fn socks5_inside_tls_in_one_line() {
             .unwrap()
             .unwrap();
         assert_eq!(&reply[..2], &[5, 0], "SOCKS5 reply {reply:?}");
-        stream.write_all(b"through tls and socks5\n").await.unwrap();
-        let mut echoed = [0u8; 23];
-        timeout(PATIENCE, stream.read_exact(&mut echoed))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&echoed, b"through tls and socks5\n");
+        assert_echoes(&mut stream, b"through tls and socks5\n").await;
     });
 }

@@ -138,6 +138,18 @@ pub(crate) const KNOWN: &[Known] = &[
         bare: true,
     },
     Known {
+        module: "ws",
+        ty: "Relay",
+        role: Role::Layer,
+        bare: true,
+    },
+    Known {
+        module: "ws",
+        ty: "Serve",
+        role: Role::Terminal,
+        bare: false,
+    },
+    Known {
         module: "detect",
         ty: "FirstByte",
         role: Role::Terminal,
@@ -146,6 +158,18 @@ pub(crate) const KNOWN: &[Known] = &[
     Known {
         module: "detect",
         ty: "socks5_or_http",
+        role: Role::Terminal,
+        bare: false,
+    },
+    Known {
+        module: "detect",
+        ty: "Detect",
+        role: Role::Terminal,
+        bare: false,
+    },
+    Known {
+        module: "tls",
+        ty: "Detect",
         role: Role::Terminal,
         bare: false,
     },

@@ -44,6 +44,7 @@ pub mod target;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;
+pub mod ws;
 
 pub use self::address::{Address, AddressError, Host};
 pub use self::conn::{Conn, ConnInfo};

@@ -21,11 +21,15 @@
 //! | [`tls::Acceptor`] (`tls`)   | layer    | [`ByteStream`]                 | [`ByteStream`] (TLS)        |
 //! | [`tls::Detect`]             | terminal | [`ByteStream`]                 | [`Nothing`]                 |
 //! | [`detect::FirstByte`]       | terminal | [`ByteStream`]                 | [`Nothing`]                 |
+//! | [`detect::Detect`]          | terminal | [`ByteStream`]                 | [`Nothing`]                 |
 //! | [`socks5::Server`]          | layer    | [`ByteStream`]                 | [`TunnelRequest`]           |
 //! | [`socks5::Client`]          | terminal | [`TunnelRequest`]              | [`Nothing`]                 |
 //! | [`egress::EgressLayer`]     | layer    | [`TunnelRequest`]              | [`TunnelRequest`]           |
 //! | [`http::Server`]            | layer    | [`ByteStream`]                 | [`HttpRequest`]             |
 //! | [`http::ForwardProxy`]      | layer    | [`HttpRequest`]                | [`TunnelRequest`] (CONNECT) |
+//! | [`http::Mitm`]              | layer    | [`HttpRequest`]                | [`HttpRequest`] (inside TLS) |
+//! | [`ws::Relay`]               | layer    | [`HttpRequest`]                | [`HttpRequest`] (not upgrades) |
+//! | [`ws::Serve`]               | terminal | [`HttpRequest`]                | [`Nothing`]                 |
 //! | `timeout(d)`, `limit(n)`    | layer    | anything                       | what it took                |
 //! | any other tower `Layer`     | layer    | anything                       | what it took                |
 //! | any other tower `Service`   | terminal | (checked by tower's bounds)    |                             |
@@ -69,11 +73,15 @@
 //! [`tls::Acceptor`]: crate::tls::Acceptor
 //! [`tls::Detect`]: crate::tls::Detect
 //! [`detect::FirstByte`]: crate::detect::FirstByte
+//! [`detect::Detect`]: crate::detect::Detect
 //! [`Nothing`]: kind::Nothing
 //! [`TunnelRequest`]: kind::TunnelRequest
 //! [`HttpRequest`]: kind::HttpRequest
 //! [`http::Server`]: crate::http::Server
 //! [`http::ForwardProxy`]: crate::http::ForwardProxy
+//! [`http::Mitm`]: crate::http::Mitm
+//! [`ws::Relay`]: crate::ws::Relay
+//! [`ws::Serve`]: crate::ws::Serve
 //! [`ByteStreamOrTunnel`]: kind::ByteStreamOrTunnel
 //! [`ByteStreamTunnelOrHttp`]: kind::ByteStreamTunnelOrHttp
 //! [`socks5::Server`]: crate::socks5::Server
@@ -259,6 +267,29 @@ impl Bare for crate::http::ForwardProxy {
     fn bare() -> Self {
         Self::new()
     }
+}
+
+impl<T> Stage for crate::http::Mitm<T> {
+    type Takes = kind::HttpRequest;
+    type HandsOn = kind::HttpRequest;
+}
+
+impl<H> Stage for crate::ws::Relay<H> {
+    type Takes = kind::HttpRequest;
+    type HandsOn = kind::HttpRequest;
+}
+
+/// A bare `ws::Relay` relays each upgrade to the request's own destination
+/// ([`ws::Relay::requested`](crate::ws::Relay::requested)).
+impl Bare for crate::ws::Relay {
+    fn bare() -> Self {
+        Self::requested()
+    }
+}
+
+impl<F> Stage for crate::ws::Serve<F> {
+    type Takes = kind::HttpRequest;
+    type HandsOn = kind::Nothing;
 }
 
 /// A [`tcp::Server`] bound to [`LISTEN_ENV`] or [`DEFAULT_LISTEN`]: the bare `tcp::Server` of a

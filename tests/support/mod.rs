@@ -2,6 +2,7 @@
 //! origins to relay to, and payload checksums. Everything listens on 127.0.0.1 only.
 
 pub mod python;
+pub mod ws;
 
 use sha2::{Digest, Sha256};
 use std::{

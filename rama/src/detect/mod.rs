@@ -1,10 +1,19 @@
 //! Protocol detection: one port, several protocols, told apart by the client's first bytes.
 //!
-//! [`FirstByte`] peeks at the first byte of each connection without consuming it and calls one
-//! of two branches with a [`Conn`] of a [`Rewind`] that replays what was peeked, so the branch
-//! sees the connection from its first byte. [`socks5_or_http`] is the all-in-one proxy's
-//! split: a SOCKS5 greeting starts with `0x05`, an HTTP request with a method's letter.
-//! ([`tls::Detect`](crate::tls::Detect) is the TLS-or-plain split.)
+//! [`Detect`] is the one peek-and-branch stage: it reads the first bytes of each connection
+//! until its [classifier](Classify) decides, then calls one of two branches with a [`Conn`] of
+//! a [`Rewind`] that replays what was peeked, so the branch sees the connection from its first
+//! byte. The classifiers rama ships, and the names users write:
+//!
+//! | write                                       | classifier            | matched branch when     |
+//! |---------------------------------------------|-----------------------|-------------------------|
+//! | [`FirstByte::new(byte, matched, other)`](FirstByte) | [`ByteIs`]   | the first byte is `byte` |
+//! | [`socks5_or_http(socks5, http)`](socks5_or_http) | [`ByteIs`]`(0x05)` | a SOCKS5 greeting      |
+//! | [`tls::Detect::new(tls, plain)`](crate::tls::Detect) | [`TlsHandshake`](crate::tls::detect::TlsHandshake) | a TLS handshake record |
+//! | [`Detect::with_classifier(c, matched, other)`](Detect::with_classifier) | yours | `c` says so |
+//!
+//! A SOCKS5 greeting starts with `0x05`, an HTTP request with a method's letter, so
+//! [`socks5_or_http`] is the all-in-one proxy's split:
 //!
 //! ```no_run
 //! use rama::{detect, http, proxy, socks5, tcp, Target};
@@ -25,96 +34,104 @@
 //! # }
 //! ```
 //!
-//! # Readiness
+//! # Readiness and endings
 //!
-//! Which branch a connection takes is known only once its first byte arrived, so `FirstByte`
-//! is always ready, and each connection waits for its branch to be ready after the peek (each
+//! Which branch a connection takes is known only once its first bytes arrived, so `Detect` is
+//! always ready, and each connection waits for its branch to be ready after the peek (each
 //! branch sits in a shared, ready-aware cell; neither is cloned). To stop accepting at a
-//! limit, put the limit before `FirstByte`.
+//! limit, put the limit before `Detect`.
+//!
+//! A client that closes before sending anything ends quietly, without a branch; one that
+//! closes while the classifier is still undecided goes to the other branch with what it sent;
+//! one that sends too little within the [timeout](Detect::timeout) ends with a
+//! [`DetectError`]. The response is `()`, so the branches may answer different types.
 
+pub mod error;
+pub mod future;
+
+pub use self::error::DetectError;
 pub use crate::io::Rewind;
 
-use crate::{
-    BoxError, Conn, ConnInfo,
-    shared::{Call, Shared},
-    stage,
-};
-use pin_project_lite::pin_project;
+use self::future::ResponseFuture;
+use crate::{BoxError, Conn, shared::Shared, stage};
 use std::{
-    error::Error as StdError,
     fmt,
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
     time::Duration,
 };
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::Sleep,
-};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-/// How long [`FirstByte`] waits for a client's first byte unless told otherwise.
+/// How long [`Detect`] waits for enough bytes to decide unless told otherwise.
 pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of every SOCKS5 greeting (the protocol version).
 pub const SOCKS5_VERSION: u8 = 0x05;
 
-/// How much is read at most while peeking (all of it is replayed).
-const PEEK_BUF: usize = 512;
+/// The most [`Detect`] reads before it decides (all of it is replayed): a classifier still
+/// undecided after this many bytes sends the connection to the other branch.
+pub const MAX_PEEK: usize = 512;
 
-/// Routes each connection by its first byte: `byte` to `matched`, anything else to `other`.
-/// A terminal that takes a byte stream. See the [module docs](self).
-pub struct FirstByte<M, O> {
-    byte: u8,
+/// The peek-and-branch terminal: routes each connection by its first bytes, as the
+/// classifier `C` decides, to `matched` or to `other`. See the [module docs](self).
+pub struct Detect<C, M, O> {
+    classifier: C,
     matched: Shared<M>,
     other: Shared<O>,
     timeout: Duration,
 }
 
+/// Tells from a connection's first bytes which branch of a [`Detect`] it takes.
+pub trait Classify {
+    /// `Some(true)` for the matched branch, `Some(false)` for the other, `None` while
+    /// `peeked` is too short to tell (then [`Detect`] reads more).
+    fn classify(&self, peeked: &[u8]) -> Option<bool>;
+}
+
+/// The classifier of [`FirstByte`]: matches when the first byte is this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteIs(pub u8);
+
+/// [`Detect`] by the first byte: `FirstByte::new(byte, matched, other)`.
+pub type FirstByte<M, O> = Detect<ByteIs, M, O>;
+
 /// SOCKS5 (first byte `0x05`) to `socks5`, anything else (HTTP) to `http`: the split of the
-/// all-in-one proxy, [`FirstByte::new`] with [`SOCKS5_VERSION`].
+/// all-in-one proxy, [`FirstByte::new`](Detect::new) with [`SOCKS5_VERSION`].
 pub fn socks5_or_http<S, H>(socks5: S, http: H) -> FirstByte<S, H> {
     FirstByte::new(SOCKS5_VERSION, socks5, http)
 }
 
-/// Why a connection ended before detection chose a branch.
-#[derive(Debug)]
-pub struct DetectError {
-    kind: ErrorKind,
-}
+// ===== impl Detect =====
 
-#[derive(Debug)]
-enum ErrorKind {
-    Timeout(Duration),
-    Closed,
-    Io(std::io::Error),
-}
-
-// ===== impl FirstByte =====
-
-impl<M, O> FirstByte<M, O> {
-    /// Connections whose first byte is `byte` to `matched`, the others to `other`.
-    pub fn new(byte: u8, matched: M, other: O) -> Self {
+impl<C, M, O> Detect<C, M, O> {
+    /// Connections `classifier` matches to `matched`, the others to `other`.
+    pub fn with_classifier(classifier: C, matched: M, other: O) -> Self {
         Self {
-            byte,
+            classifier,
             matched: Shared::new(matched),
             other: Shared::new(other),
             timeout: DEFAULT_DETECT_TIMEOUT,
         }
     }
 
-    /// Bounds the wait for a client's first byte (default [`DEFAULT_DETECT_TIMEOUT`]).
+    /// Bounds the wait for enough bytes to decide (default [`DEFAULT_DETECT_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 }
 
-impl<M, O, S> Service<Conn<S>> for FirstByte<M, O>
+impl<M, O> Detect<ByteIs, M, O> {
+    /// Connections whose first byte is `byte` to `matched`, the others to `other`.
+    pub fn new(byte: u8, matched: M, other: O) -> Self {
+        Self::with_classifier(ByteIs(byte), matched, other)
+    }
+}
+
+impl<C, M, O, S> Service<Conn<S>> for Detect<C, M, O>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: Classify + Clone,
     M: Service<Conn<Rewind<S>>>,
     M::Error: Into<BoxError>,
     O: Service<Conn<Rewind<S>>>,
@@ -122,221 +139,59 @@ where
 {
     type Response = ();
     type Error = BoxError;
-    type Future = ResponseFuture<S, M, O>;
+    type Future = ResponseFuture<S, C, M, O>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, conn: Conn<S>) -> Self::Future {
-        let (stream, info) = conn.into_parts();
-        ResponseFuture {
-            peer: info.peer_addr(),
-            state: State::Peeking {
-                stream: Some(stream),
-                info: Some(info),
-                byte: self.byte,
-                matched: self.matched.clone(),
-                other: self.other.clone(),
-                timeout: self.timeout,
-                deadline: tokio::time::sleep(self.timeout),
-            },
-        }
+        ResponseFuture::new(
+            conn,
+            self.classifier.clone(),
+            self.matched.clone(),
+            self.other.clone(),
+            self.timeout,
+        )
     }
 }
 
-/// `FirstByte` in a diagram: the terminal of a byte stream (each branch is a stack of its own).
-impl<M, O> stage::Stage for FirstByte<M, O> {
+/// `Detect` in a diagram: the terminal of a byte stream (each branch is a stack of its own).
+impl<C, M, O> stage::Stage for Detect<C, M, O> {
     type Takes = stage::kind::ByteStream;
     type HandsOn = stage::kind::Nothing;
 }
 
-impl<M, O> fmt::Debug for FirstByte<M, O> {
+impl<C: fmt::Debug, M, O> fmt::Debug for Detect<C, M, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FirstByte")
-            .field("byte", &format_args!("{:#04x}", self.byte))
+        f.debug_struct("Detect")
+            .field("classifier", &self.classifier)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-pin_project! {
-    /// Peeks, then calls the branch the first byte chose; resolves when that branch's
-    /// connection future does.
-    pub struct ResponseFuture<S, M, O>
-    where
-        M: Service<Conn<Rewind<S>>>,
-        O: Service<Conn<Rewind<S>>>,
-    {
-        peer: SocketAddr,
-        #[pin]
-        state: State<S, M, O>,
-    }
-}
+// ===== impl ByteIs =====
 
-pin_project! {
-    #[project = StateProj]
-    enum State<S, M, O>
-    where
-        M: Service<Conn<Rewind<S>>>,
-        O: Service<Conn<Rewind<S>>>,
-    {
-        Peeking {
-            stream: Option<S>,
-            info: Option<ConnInfo>,
-            byte: u8,
-            matched: Shared<M>,
-            other: Shared<O>,
-            timeout: Duration,
-            #[pin]
-            deadline: Sleep,
-        },
-        CallMatched { call: Call<M, Conn<Rewind<S>>> },
-        CallOther { call: Call<O, Conn<Rewind<S>>> },
-        Matched { #[pin] future: M::Future },
-        Other { #[pin] future: O::Future },
-    }
-}
-
-impl<S, M, O> Future for ResponseFuture<S, M, O>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    M: Service<Conn<Rewind<S>>>,
-    M::Error: Into<BoxError>,
-    O: Service<Conn<Rewind<S>>>,
-    O::Error: Into<BoxError>,
-{
-    type Output = Result<(), BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let next = match this.state.as_mut().project() {
-                StateProj::Peeking {
-                    stream,
-                    info,
-                    byte,
-                    matched,
-                    other,
-                    timeout,
-                    deadline,
-                } => {
-                    let Some(io) = stream.as_mut() else {
-                        return Poll::Ready(Err(DetectError::new(ErrorKind::Closed).into()));
-                    };
-                    let mut chunk = [0u8; PEEK_BUF];
-                    let mut read = ReadBuf::new(&mut chunk);
-                    match Pin::new(&mut *io).poll_read(cx, &mut read) {
-                        Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                            tracing::debug!(peer = %this.peer, "closed before sending anything");
-                            return Poll::Ready(Ok(()));
-                        }
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(error)) => {
-                            return Poll::Ready(Err(DetectError::new(ErrorKind::Io(error)).into()));
-                        }
-                        Poll::Pending => {
-                            ready!(deadline.poll(cx));
-                            tracing::debug!(peer = %this.peer, "no first byte to detect the protocol by");
-                            return Poll::Ready(Err(DetectError::new(ErrorKind::Timeout(
-                                *timeout,
-                            ))
-                            .into()));
-                        }
-                    }
-                    let peeked = read.filled().to_vec();
-                    let is_match = peeked[0] == *byte;
-                    tracing::trace!(peer = %this.peer, first = peeked[0], is_match, "detected");
-                    let (Some(io), Some(info)) = (stream.take(), info.take()) else {
-                        return Poll::Ready(Err(DetectError::new(ErrorKind::Closed).into()));
-                    };
-                    let conn = Conn::new(Rewind::new(peeked, io), info);
-                    if is_match {
-                        State::CallMatched {
-                            call: Call::new(matched.clone(), conn),
-                        }
-                    } else {
-                        State::CallOther {
-                            call: Call::new(other.clone(), conn),
-                        }
-                    }
-                }
-                StateProj::CallMatched { call } => State::Matched {
-                    future: ready!(call.poll(cx)).map_err(Into::into)?,
-                },
-                StateProj::CallOther { call } => State::Other {
-                    future: ready!(call.poll(cx)).map_err(Into::into)?,
-                },
-                StateProj::Matched { future } => {
-                    return future.poll(cx).map(|r| r.map(drop).map_err(Into::into));
-                }
-                StateProj::Other { future } => {
-                    return future.poll(cx).map(|r| r.map(drop).map_err(Into::into));
-                }
-            };
-            this.state.set(next);
-        }
-    }
-}
-
-impl<S, M, O> fmt::Debug for ResponseFuture<S, M, O>
-where
-    M: Service<Conn<Rewind<S>>>,
-    O: Service<Conn<Rewind<S>>>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
-
-// ===== impl DetectError =====
-
-impl DetectError {
-    fn new(kind: ErrorKind) -> Self {
-        Self { kind }
-    }
-
-    /// The client sent nothing within the detection timeout.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, ErrorKind::Timeout(_))
-    }
-}
-
-impl fmt::Display for DetectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            ErrorKind::Timeout(timeout) => {
-                write!(f, "the client sent nothing within {timeout:?}")
-            }
-            ErrorKind::Closed => f.write_str("the connection was polled after it ended"),
-            ErrorKind::Io(_) => f.write_str("reading the first byte failed"),
-        }
-    }
-}
-
-impl StdError for DetectError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match &self.kind {
-            ErrorKind::Io(error) => Some(error),
-            _ => None,
-        }
+impl Classify for ByteIs {
+    fn classify(&self, peeked: &[u8]) -> Option<bool> {
+        peeked.first().map(|first| *first == self.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graceful;
+    use crate::{ConnInfo, graceful};
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
     use tower::{ServiceExt, service_fn};
 
+    type Branch = tower::util::BoxService<Conn<Rewind<tokio::io::DuplexStream>>, (), BoxError>;
+
     /// A branch that reads everything and answers its name and what it read.
-    fn branch(
-        name: &'static str,
-    ) -> impl Service<Conn<Rewind<tokio::io::DuplexStream>>, Response = (), Error = BoxError> {
-        service_fn(
+    fn branch(name: &'static str) -> Branch {
+        tower::util::BoxService::new(service_fn(
             move |conn: Conn<Rewind<tokio::io::DuplexStream>>| async move {
                 let (mut io, _) = conn.into_parts();
                 let mut got = Vec::new();
@@ -346,7 +201,7 @@ mod tests {
                 io.shutdown().await?;
                 Ok::<_, BoxError>(())
             },
-        )
+        ))
     }
 
     fn info() -> ConnInfo {
@@ -354,20 +209,36 @@ mod tests {
         ConnInfo::new(addr, addr, graceful::Signal::new())
     }
 
-    async fn route(sent: &[u8]) -> Vec<u8> {
-        let mut detect = socks5_or_http(branch("socks5:"), branch("http:"));
+    /// What the client of `detect` reads back after sending `chunks`, one write each (with
+    /// a yield between them, so the stage sees them apart), then closing its side.
+    async fn route_with<C: Classify + Clone>(
+        detect: Detect<C, Branch, Branch>,
+        chunks: &[&[u8]],
+    ) -> Vec<u8> {
+        let mut detect = detect;
         let (mut client, server) = duplex(1024);
         let conn = detect
             .ready()
             .await
             .unwrap()
             .call(Conn::new(server, info()));
-        client.write_all(sent).await.unwrap();
-        client.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        let (done, _) = tokio::join!(conn, client.read_to_end(&mut got));
+        let talk = async {
+            for chunk in chunks {
+                client.write_all(chunk).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let (done, got) = tokio::join!(conn, talk);
         done.unwrap();
         got
+    }
+
+    async fn route(sent: &[u8]) -> Vec<u8> {
+        route_with(socks5_or_http(branch("socks5:"), branch("http:")), &[sent]).await
     }
 
     #[tokio::test]
@@ -377,6 +248,26 @@ mod tests {
             route(b"GET / HTTP/1.1\r\n").await,
             b"http:GET / HTTP/1.1\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn waits_for_as_many_bytes_as_the_classifier_needs() {
+        let tls = || crate::tls::Detect::new(branch("tls:"), branch("plain:"));
+        assert_eq!(
+            route_with(tls(), &[b"\x16", b"\x03\x01"]).await,
+            b"tls:\x16\x03\x01"
+        );
+        assert_eq!(
+            route_with(tls(), &[b"\x16", b"GET"]).await,
+            b"plain:\x16GET"
+        );
+        // Closed while undecided: the plain branch gets the byte.
+        assert_eq!(route_with(tls(), &[b"\x16"]).await, b"plain:\x16");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_nothing_reaches_no_branch() {
+        assert_eq!(route(b"").await, b"");
     }
 
     #[tokio::test]

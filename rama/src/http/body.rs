@@ -1,6 +1,7 @@
 //! [`Body`]: the one body type rama's HTTP stages hand around.
 
 use crate::BoxError;
+use ::http::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
@@ -55,6 +56,18 @@ impl Body {
         Self {
             kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
         }
+    }
+
+    /// `response` with its body made a `Body` ([`Body::new`]): for
+    /// `tower::util::MapResponseLayer`, so that a layer that changes the body type (tower-http's
+    /// `TraceLayer`, `CompressionLayer`) and a path without it answer one type, as the two arms
+    /// of `tower::util::option_layer` must.
+    pub fn map_response<B>(response: Response<B>) -> Response<Self>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        response.map(Self::new)
     }
 }
 

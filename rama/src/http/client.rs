@@ -7,9 +7,11 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 use std::{
+    cell::RefCell,
     fmt,
     future::Future,
     pin::Pin,
+    sync::{Arc, Weak},
     task::{Context, Poll},
     time::Duration,
 };
@@ -22,13 +24,20 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an upstream may take to answer (its response head) unless told otherwise.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many idle connections per upstream each thread's pool keeps unless told otherwise.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 1024;
+
 /// A pooled HTTP/1.1 (or, with [`http2_only`](ClientBuilder::http2_only), HTTP/2) client:
 /// a tower `Service<http::Request<Body>>`, streaming bodies both ways. `https://` URIs need a
 /// [`tls::Connector`](crate::tls::Connector) ([`ClientBuilder::tls`]); without one they fail
 /// as a connect error.
 ///
-/// Cheap to clone: clones share one pool. Always ready. Its connections run as tasks on the
-/// tokio runtime (they hold only `Send` parts: sockets and bodies).
+/// Cheap to clone: clones share one pool **per thread**. Always ready. Its connections run
+/// as tasks on the tokio runtime of the thread that opened them (they hold only `Send` parts:
+/// sockets and bodies). A pool per thread keeps each request on the thread that runs its
+/// connection: with one pool behind [`tcp::PerCore`](crate::tcp::PerCore)'s threads, a
+/// request on one core would hand every exchange to a connection task on another core and
+/// back, two cross-thread wake-ups per request.
 ///
 /// ```no_run
 /// use rama::http::{Body, Client};
@@ -43,9 +52,22 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    inner: legacy::Client<Connector, Body>,
-    response_timeout: Option<Duration>,
-    http2_only: bool,
+    /// The settings; each thread's pool is keyed by this allocation.
+    config: Arc<Config>,
+}
+
+/// What every thread's pool of one [`Client`] (and its clones) is built from.
+struct Config {
+    builder: ClientBuilder,
+    connector: Connector,
+}
+
+/// One thread's pool of a [`Client`].
+type Pool = legacy::Client<Connector, Body>;
+
+thread_local! {
+    /// This thread's pools, one per live [`Client`] (and its clones) used on the thread.
+    static POOLS: RefCell<Vec<(Weak<Config>, Pool)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Configures a [`Client`].
@@ -73,7 +95,7 @@ impl Client {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 64,
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             http2_only: false,
             tls: None,
         }
@@ -86,10 +108,38 @@ impl Default for Client {
     }
 }
 
+impl Client {
+    /// Whether it speaks HTTP/2 with prior knowledge to every upstream.
+    pub(crate) fn is_http2_only(&self) -> bool {
+        self.config.builder.http2_only
+    }
+
+    /// Sends `request` through this thread's pool (built on the thread's first request).
+    fn send(&self, request: Request<Body>) -> legacy::ResponseFuture {
+        let pool = POOLS
+            .try_with(|pools| {
+                let mut pools = pools.borrow_mut();
+                let key = Arc::as_ptr(&self.config);
+                if let Some((_, pool)) = pools.iter().find(|(k, _)| k.as_ptr() == key) {
+                    return pool.clone();
+                }
+                // A client new to this thread: first forget the pools of clients that are gone.
+                pools.retain(|(k, _)| k.strong_count() > 0);
+                let pool = self.config.pool();
+                pools.push((Arc::downgrade(&self.config), pool.clone()));
+                pool
+            })
+            // Only in a thread-local destructor: a pool for this one request.
+            .unwrap_or_else(|_| self.config.pool());
+        pool.request(request)
+    }
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("response_timeout", &self.response_timeout)
+            .field("response_timeout", &self.config.builder.response_timeout)
+            .field("http2_only", &self.config.builder.http2_only)
             .finish_non_exhaustive()
     }
 }
@@ -109,16 +159,18 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let mut request = request.map(Into::into);
         // The upstream's version is the client's, whatever the downstream spoke.
-        *request.version_mut() = if self.http2_only {
+        let config = &self.config.builder;
+        *request.version_mut() = if config.http2_only {
             Version::HTTP_2
         } else {
             Version::HTTP_11
         };
+        let deadline = config
+            .response_timeout
+            .map(|d| Box::pin(tokio::time::sleep(d)));
         ResponseFuture {
-            inner: self.inner.request(request),
-            deadline: self
-                .response_timeout
-                .map(|d| Box::pin(tokio::time::sleep(d))),
+            inner: self.send(request),
+            deadline,
         }
     }
 }
@@ -146,7 +198,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How many idle connections are kept per upstream (default 64).
+    /// How many idle connections are kept per upstream, in each thread's pool (default
+    /// [`DEFAULT_POOL_MAX_IDLE_PER_HOST`]: enough for every stream an HTTP/2 client runs at
+    /// once to find a pooled HTTP/1.1 upstream connection instead of dialing a new one).
     pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = max;
         self
@@ -166,22 +220,33 @@ impl ClientBuilder {
     }
 
     /// The client.
-    pub fn build(self) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(self.connect_timeout));
-        connector.set_nodelay(true);
-        let inner = legacy::Client::builder(TokioExecutor::new())
+    pub fn build(mut self) -> Client {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(self.connect_timeout));
+        http.set_nodelay(true);
+        let connector = Connector::new(http, self.tls.take());
+        Client {
+            config: Arc::new(Config {
+                builder: self,
+                connector,
+            }),
+        }
+    }
+}
+
+// ===== impl Config =====
+
+impl Config {
+    /// A fresh pool with these settings.
+    fn pool(&self) -> Pool {
+        let builder = &self.builder;
+        legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .http2_only(self.http2_only)
-            .build(Connector::new(connector, self.tls));
-        Client {
-            inner,
-            response_timeout: self.response_timeout,
-            http2_only: self.http2_only,
-        }
+            .pool_idle_timeout(builder.pool_idle_timeout)
+            .pool_max_idle_per_host(builder.pool_max_idle_per_host)
+            .http2_only(builder.http2_only)
+            .build(self.connector.clone())
     }
 }
 

@@ -371,7 +371,7 @@ async fn forward(
 }
 
 /// Applies the egress rules to an absolute-form destination.
-async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Response<Body>> {
+pub(crate) async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Response<Body>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let (name, ip) = match bare.parse::<IpAddr>() {
         Ok(ip) => (None, Some(ip)),

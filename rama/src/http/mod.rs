@@ -24,6 +24,7 @@ mod connect;
 mod error;
 pub mod forward;
 pub mod headers;
+pub mod mitm;
 pub mod reverse;
 pub mod server;
 
@@ -31,5 +32,6 @@ pub use self::body::Body;
 pub use self::client::{Client, ClientBuilder, ResponseFuture};
 pub use self::error::Error;
 pub use self::forward::{ForwardProxy, ForwardProxyService};
+pub use self::mitm::{Mitm, MitmService};
 pub use self::reverse::ReverseProxy;
 pub use self::server::{ConnFacts, Server, ServerService};

@@ -34,17 +34,19 @@ use ::http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header,
     uri::{Authority, PathAndQuery, Scheme},
 };
+use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::{
     convert::Infallible,
     error::Error as StdError,
-    fmt,
+    fmt::{self, Write as _},
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 /// `X-Forwarded-For`.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -56,16 +58,26 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// A reverse proxy to one HTTP upstream: a tower `Service<http::Request<B>>` that never fails
 /// (upstream failures are answered `502`/`504`). See the [module docs](self).
 ///
-/// Cheap to clone (clones share the client's pool). Always ready. Its futures are `!Send`
-/// only when they relay an upgrade, which needs [`http::Server`](super::Server)'s task set.
+/// Cheap to clone (one reference count; clones share the client's pools). Always ready. Its
+/// futures are `!Send` only when they relay an upgrade, which needs
+/// [`http::Server`](super::Server)'s task set.
 #[derive(Debug, Clone)]
 pub struct ReverseProxy {
+    /// Shared, not copied: every request takes a clone into its future.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
     scheme: Scheme,
     authority: Authority,
     /// The upstream's path without its trailing `/` (empty for none).
     base: String,
     client: Client,
     preserve_host: bool,
+    /// The `Host` sent to a plain HTTP/1.1 upstream: the URL's authority without user info,
+    /// made once (left to hyper-util, it is formatted anew for every request).
+    host: HeaderValue,
 }
 
 /// `ReverseProxy::new` was given something that is not an `http(s)://host[:port][/path]` URL.
@@ -110,50 +122,61 @@ impl ReverseProxy {
             return Err(error("the upstream URL cannot have a query", None));
         }
         let base = uri.path().trim_end_matches('/').to_owned();
+        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let host = HeaderValue::from_str(host)
+            .map_err(|_| error("the URL's host is not a valid Host", None))?;
         Ok(Self {
-            scheme,
-            authority,
-            base,
-            client,
-            preserve_host: false,
+            inner: Arc::new(Inner {
+                scheme,
+                authority,
+                base,
+                client,
+                preserve_host: false,
+                host,
+            }),
         })
     }
 
     /// Forwards through `client` (its timeouts, pool, `http2_only` for an HTTP/2 upstream, its
     /// [`tls`](super::ClientBuilder::tls) connector for an `https://` upstream).
     pub fn client(mut self, client: Client) -> Self {
-        self.client = client;
+        Arc::make_mut(&mut self.inner).client = client;
         self
     }
 
     /// Sends the client's `Host` to the upstream instead of the upstream's own (default
     /// `false`).
     pub fn preserve_host(mut self, enabled: bool) -> Self {
-        self.preserve_host = enabled;
+        Arc::make_mut(&mut self.inner).preserve_host = enabled;
         self
     }
 
     /// The upstream's authority (`host:port`).
     pub fn authority(&self) -> &Authority {
-        &self.authority
+        &self.inner.authority
     }
 
     /// The upstream's port when its URL names none: 443 for `https://`, else 80.
     pub fn default_port(&self) -> u16 {
-        if self.scheme == Scheme::HTTPS {
+        if self.inner.scheme == Scheme::HTTPS {
             443
         } else {
             80
         }
     }
+}
 
-    /// The URI of the upstream request for `uri`, the client's request target.
-    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ::http::Error> {
-        let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query = if self.base.is_empty() {
-            PathAndQuery::try_from(path_and_query)?
-        } else {
-            PathAndQuery::try_from(format!("{}{path_and_query}", self.base))?
+impl Inner {
+    /// The URI of the upstream request for `uri`, the client's request target (taken apart:
+    /// without a base path, its path and query move over uncopied).
+    fn upstream_uri(&self, uri: Uri) -> Result<Uri, ::http::Error> {
+        let path_and_query = match (uri.into_parts().path_and_query, self.base.is_empty()) {
+            (Some(path_and_query), true) => path_and_query,
+            (None, true) => PathAndQuery::from_static("/"),
+            (path_and_query, false) => {
+                let rest = path_and_query.as_ref().map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{rest}", self.base))?
+            }
         };
         Uri::builder()
             .scheme(self.scheme.clone())
@@ -177,26 +200,26 @@ where
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let request = request.map(Into::into);
-        let proxy = self.clone();
-        Box::pin(async move { Ok(proxy.forward(request).await) })
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.forward(request).await) })
     }
 }
 
-impl ReverseProxy {
-    async fn forward(mut self, mut request: Request<Body>) -> Response<Body> {
-        let facts = request.extensions().get::<ConnFacts>().cloned();
-        let peer = facts.as_ref().map(ConnFacts::peer_addr);
+impl Inner {
+    async fn forward(&self, mut request: Request<Body>) -> Response<Body> {
+        let facts = request.extensions().get::<ConnFacts>();
+        let peer = facts.map(ConnFacts::peer_addr);
         let log_peer = forward::Peer(peer);
-        let uri = match self.upstream_uri(request.uri()) {
+        let secure = is_secure(&request, facts);
+        let host = original_host(&request);
+        let version = request.version();
+        let uri = match self.upstream_uri(std::mem::take(request.uri_mut())) {
             Ok(uri) => uri,
             Err(error) => {
                 tracing::debug!(peer = %log_peer, %error, "reverse proxy: bad request target");
                 return forward::text(StatusCode::BAD_REQUEST, "bad request target");
             }
         };
-        let secure = is_secure(&request, facts.as_ref());
-        let host = original_host(&request);
-        let version = request.version();
 
         // An upgrade keeps the headers that ask for it; everything else hop-by-hop goes.
         let upgrade = request.headers().get(header::UPGRADE).cloned();
@@ -207,29 +230,32 @@ impl ReverseProxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade.clone());
         }
-        add_forwarded(headers, peer, host.as_deref(), secure);
+        add_forwarded(headers, peer, host.as_ref(), secure);
         headers::append_via(headers, version);
-        match (&host, self.preserve_host) {
-            (Some(host), true) => {
-                if let Ok(value) = HeaderValue::from_str(host) {
-                    headers.insert(header::HOST, value);
-                }
+        match host {
+            Some(host) if self.preserve_host => {
+                headers.insert(header::HOST, host);
             }
+            // HTTP/1.1 for sure (plain text, no prior knowledge): the upstream's, made once.
+            _ if self.scheme == Scheme::HTTP && !self.client.is_http2_only() => {
+                headers.insert(header::HOST, self.host.clone());
+            }
+            // Maybe HTTP/2 (prior knowledge, or ALPN over TLS), where `:authority` says it and
+            // a `Host` too is refused by some servers (nginx: 400): the client adds one for
+            // HTTP/1.1 from the URI.
             _ => {
-                // The client sets the upstream's from the URI.
                 headers.remove(header::HOST);
             }
         }
         *request.uri_mut() = uri;
         tracing::debug!(peer = %log_peer, method = %request.method(), uri = %request.uri(), "reverse proxy: forwarding");
 
-        let destination = self.authority.to_string();
-        let mut response = match ServiceExt::<Request<Body>>::ready(&mut self.client).await {
-            Ok(client) => match client.call(request).await {
-                Ok(response) => response,
-                Err(error) => return forward::upstream_failed(&error, &destination, log_peer),
-            },
-            Err(error) => return forward::upstream_failed(&error, &destination, log_peer),
+        let destination = self.authority.as_str();
+        // `Client` is always ready; its `call` wants `&mut` only because `Service` does.
+        let mut client = self.client.clone();
+        let mut response = match client.call(request).await {
+            Ok(response) => response,
+            Err(error) => return forward::upstream_failed(&error, destination, log_peer),
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -239,7 +265,7 @@ impl ReverseProxy {
                     client_upgrade,
                     upstream_upgrade,
                     log_peer,
-                    destination.clone(),
+                    destination.to_owned(),
                 ));
                 if spawned.is_ok() {
                     headers::append_via(response.headers_mut(), version);
@@ -298,19 +324,40 @@ fn is_secure<B>(request: &Request<B>, facts: Option<&ConnFacts>) -> bool {
 }
 
 /// The host the client asked for: the request target's authority (HTTP/2, absolute-form),
-/// else `Host`.
-fn original_host<B>(request: &Request<B>) -> Option<String> {
-    request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+/// else `Host` (a shared copy of the header's bytes).
+fn original_host<B>(request: &Request<B>) -> Option<HeaderValue> {
+    match request.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => request.headers().get(header::HOST).cloned(),
+    }
+}
+
+/// Appends `ip` to `out`. IPv4 by hand: `Display` (with its padding support) cost more than
+/// the rest of the forwarding headers together, once per request.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        // Writing into a `String` cannot fail.
+        IpAddr::V6(ip) => drop(write!(out, "{ip}")),
+    }
+}
+
+/// A header value of `text`, without copying it.
+fn header_value(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
 }
 
 /// `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, and a `Forwarded`
@@ -318,38 +365,49 @@ fn original_host<B>(request: &Request<B>) -> Option<String> {
 fn add_forwarded(
     headers: &mut HeaderMap,
     peer: Option<SocketAddr>,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
     secure: bool,
 ) {
     let proto = if secure { "https" } else { "http" };
-    if let Some(peer) = peer {
-        let ip = peer.ip().to_canonical().to_string();
-        let joined = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {ip}"),
-            None => ip,
-        };
-        if let Ok(value) = HeaderValue::from_str(&joined) {
+    let ip = peer.map(|peer| peer.ip().to_canonical());
+    if let Some(ip) = ip {
+        // Writing into a `String` cannot fail.
+        let mut joined = String::with_capacity(48);
+        if let Some(earlier) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            let _ = write!(joined, "{earlier}, ");
+        }
+        push_ip(&mut joined, ip);
+        if let Some(value) = header_value(joined) {
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(X_FORWARDED_HOST, value);
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
-    let mut element = String::new();
-    if let Some(peer) = peer {
-        match peer.ip().to_canonical() {
-            std::net::IpAddr::V4(ip) => element.push_str(&format!("for={ip}")),
-            std::net::IpAddr::V6(ip) => element.push_str(&format!("for=\"[{ip}]\"")),
+    let mut element = String::with_capacity(64);
+    match ip {
+        Some(ip @ IpAddr::V4(_)) => {
+            element.push_str("for=");
+            push_ip(&mut element, ip);
+            element.push(';');
         }
-        element.push(';');
+        Some(ip @ IpAddr::V6(_)) => {
+            element.push_str("for=\"[");
+            push_ip(&mut element, ip);
+            element.push_str("]\";");
+        }
+        None => {}
     }
-    if let Some(host) = host.filter(|h| !h.contains(['"', '\\'])) {
-        element.push_str(&format!("host=\"{host}\";"));
+    let host = host
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.contains(['"', '\\']));
+    if let Some(host) = host {
+        let _ = write!(element, "host=\"{host}\";");
     }
     element.push_str("proto=");
     element.push_str(proto);
-    if let Ok(value) = HeaderValue::from_str(&element) {
+    if let Some(value) = header_value(element) {
         headers.append(header::FORWARDED, value);
     }
 }
@@ -376,25 +434,45 @@ mod tests {
     fn parses_upstreams() {
         let proxy = ReverseProxy::new("http://127.0.0.1:8000").unwrap();
         assert_eq!(proxy.authority().as_str(), "127.0.0.1:8000");
+        assert_eq!(proxy.inner.host, "127.0.0.1:8000");
+        let named = ReverseProxy::new("https://user@example.com/base").unwrap();
+        assert_eq!(named.inner.host, "example.com");
         let uri: Uri = "/a/b?c=d".parse().unwrap();
         assert_eq!(
-            proxy.upstream_uri(&uri).unwrap(),
+            proxy.inner.upstream_uri(uri.clone()).unwrap(),
             "http://127.0.0.1:8000/a/b?c=d"
         );
         let secure = ReverseProxy::new("https://example.com").unwrap();
         assert_eq!(
-            secure.upstream_uri(&uri).unwrap(),
+            secure.inner.upstream_uri(uri).unwrap(),
             "https://example.com/a/b?c=d"
         );
         assert_eq!(secure.default_port(), 443);
         let based = ReverseProxy::new("http://origin/base/").unwrap();
         let absolute: Uri = "http://front.example/x?y".parse().unwrap();
         assert_eq!(
-            based.upstream_uri(&absolute).unwrap(),
+            based.inner.upstream_uri(absolute).unwrap(),
             "http://origin/base/x?y"
         );
         for bad in ["127.0.0.1:80", "ftp://x", "http://x/?q", "http://"] {
             assert!(ReverseProxy::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ips_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
         }
     }
 
@@ -405,7 +483,7 @@ mod tests {
         add_forwarded(
             &mut headers,
             Some("[::ffff:192.0.2.7]:5000".parse().unwrap()),
-            Some("front.example:8080"),
+            Some(&HeaderValue::from_static("front.example:8080")),
             false,
         );
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 192.0.2.7");

@@ -1,4 +1,4 @@
-//! The future of [`Target`](super::Target).
+//! The future of [`Target`].
 
 use super::{Error, Target};
 use crate::{
@@ -150,10 +150,10 @@ impl<S> fmt::Debug for ResponseFuture<S> {
     }
 }
 
-/// The future of a tunnel through [`Target`](super::Target): a plain TCP dial.
+/// The future of a tunnel through [`Target`]: a plain TCP dial.
 pub type TunnelFuture<H> = crate::tunnel::Open<H, Dial, Error>;
 
-/// [`Target`](super::Target)'s dial, its error in target's terms.
+/// [`Target`]'s dial, its error in target's terms.
 pub type Dial = futures_util::future::MapErr<Connect, fn(tcp::ConnectError) -> Error>;
 
 impl OpenError for Error {

@@ -52,13 +52,20 @@ pub struct Target {
 }
 
 /// A [`Target`] that sends every connection to `upstream`: a `host:port` (or an [`Address`],
-/// a `SocketAddr`) for byte streams and tunnels, or an `http://host:port[/path]` URL for HTTP
-/// requests behind [`http::Server`](crate::http::Server) (a reverse proxy).
+/// a `SocketAddr`) for byte streams and tunnels, a `tls://host:port` to relay byte streams
+/// over TLS, or an `http://host:port[/path]` URL for HTTP requests behind
+/// [`http::Server`](crate::http::Server) (a reverse proxy).
+///
+/// `tls://host:port` (the port defaults to 443) is short for
+/// `target("host:port").tls(tls::Connector::webpki_roots())`: the upstream's certificate must
+/// chain to the webpki roots and match `host`, which is also the SNI. For a CA of your own,
+/// ALPN or a client certificate, use [`Target::tls`] with a [`Connector`](crate::tls::Connector)
+/// you built.
 ///
 /// # Panics
 ///
-/// When `upstream` is neither a valid `host:port` nor a valid `http://` URL (it is meant for
-/// constants; parse user input into an [`Address`] or a
+/// When `upstream` is neither a valid `host:port`, `tls://host[:port]` nor a valid `http://`
+/// URL (it is meant for constants; parse user input into an [`Address`] or a
 /// [`ReverseProxy`](crate::http::ReverseProxy) first to report the error nicely).
 ///
 /// ```no_run
@@ -66,6 +73,17 @@ pub struct Target {
 ///
 /// # async fn run() -> Result<(), rama::BoxError> {
 /// tcp::Server::bind("127.0.0.1:8080").serve(target("127.0.0.1:5201")).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Plain in, TLS out (SNI `example.com`, verified against the webpki roots):
+///
+/// ```no_run
+/// use rama::{proxy, tcp};
+///
+/// # async fn run() -> Result<(), rama::BoxError> {
+/// proxy! { tcp::Server::bind("127.0.0.1:8080") => target("tls://example.com:443") }.await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -86,8 +104,8 @@ pub fn target<A: IntoTarget>(upstream: A) -> Target {
     }
 }
 
-/// What [`target()`] takes: a `host:port` or an `http://` URL (`&str`, `String`), an
-/// [`Address`], a `SocketAddr`.
+/// What [`target()`] takes: a `host:port`, a `tls://host[:port]` or an `http://` URL (`&str`,
+/// `String`), an [`Address`], a `SocketAddr`.
 pub trait IntoTarget {
     /// The target, or why there is none.
     fn into_target(self) -> Result<Target, crate::BoxError>;
@@ -95,11 +113,26 @@ pub trait IntoTarget {
 
 impl IntoTarget for &str {
     fn into_target(self) -> Result<Target, crate::BoxError> {
+        if let Some(upstream) = self.strip_prefix("tls://") {
+            return Ok(
+                Target::fixed(tls_upstream(upstream)?).tls(crate::tls::Connector::webpki_roots())
+            );
+        }
         if self.contains("://") {
             return Ok(Target::reverse_proxy(crate::http::ReverseProxy::new(self)?));
         }
         Ok(Target::fixed(Address::try_from(self)?))
     }
+}
+
+/// The address of a `tls://` upstream: `host:port`, or a bare host on port 443.
+fn tls_upstream(upstream: &str) -> Result<Address, crate::AddressError> {
+    let upstream = upstream.strip_suffix('/').unwrap_or(upstream);
+    // A bracketed IPv6 host ends in `]`; any other host with a port has a `:`.
+    if upstream.ends_with(']') || !upstream.contains(':') {
+        return Address::try_from(format!("{upstream}:443"));
+    }
+    Address::try_from(upstream)
 }
 
 impl IntoTarget for String {
@@ -291,5 +324,34 @@ where
                 ))))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_url_pins_the_upstream_and_speaks_tls_on_port_443_by_default() {
+        for (url, upstream) in [
+            ("tls://example.com:8443", "example.com:8443"),
+            ("tls://example.com", "example.com:443"),
+            ("tls://example.com/", "example.com:443"),
+            ("tls://[::1]", "[::1]:443"),
+            ("tls://[::1]:8443", "[::1]:8443"),
+            ("tls://127.0.0.1", "127.0.0.1:443"),
+        ] {
+            let target = target(url);
+            assert_eq!(
+                target.fixed.map(|a| a.to_string()).as_deref(),
+                Some(upstream),
+                "{url}"
+            );
+            assert!(target.tls.is_some(), "{url}: no TLS");
+            assert!(target.http.is_none(), "{url}: an HTTP upstream");
+        }
+        assert!(target("example.com:443").tls.is_none());
+        assert!("tls://example.com:port".into_target().is_err());
+        assert!("tls://".into_target().is_err());
     }
 }

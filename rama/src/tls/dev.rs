@@ -100,6 +100,12 @@ impl Ca {
         &self.key_pem
     }
 
+    /// The signer of the leaves: shared with the interception CA (`tls::intercept`), which
+    /// signs its own leaves with it.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses; the first is also the
     /// common name).
     pub fn issue_server(&self, names: &[&str]) -> Result<Cert, Error> {

@@ -53,6 +53,7 @@ pub mod detect;
 pub mod dev;
 pub mod error;
 mod facts;
+pub mod intercept;
 mod pem;
 
 pub use self::acceptor::{Acceptor, AcceptorBuilder, AcceptorService};

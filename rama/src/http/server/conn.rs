@@ -10,6 +10,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::conn::auto,
 };
+use pin_project_lite::pin_project;
 use std::{
     cell::RefCell,
     fmt,
@@ -139,12 +140,24 @@ where
     }
 }
 
-/// One request through the shared cell: waits for readiness, calls, then runs the call.
-pub(crate) struct BridgeFuture<S: Service<Request<Incoming>>> {
-    shared: Shared<S>,
-    request: Option<Request<Incoming>>,
-    future: Option<Pin<Box<S::Future>>>,
-    waiting: bool,
+pin_project! {
+    /// One request through the shared cell: waits for readiness, calls, then runs the call
+    /// (in place: hyper keeps this future inside its own, so it needs no box of its own).
+    pub(crate) struct BridgeFuture<S: Service<Request<Incoming>>> {
+        shared: Shared<S>,
+        request: Option<Request<Incoming>>,
+        #[pin]
+        future: Option<S::Future>,
+        waiting: bool,
+    }
+
+    impl<S: Service<Request<Incoming>>> PinnedDrop for BridgeFuture<S> {
+        fn drop(this: Pin<&mut Self>) {
+            if this.waiting {
+                this.shared.wake_waiters();
+            }
+        }
+    }
 }
 
 impl<S, B> Future for BridgeFuture<S>
@@ -154,28 +167,20 @@ where
 {
     type Output = Result<Response<B>, BoxError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
         if this.future.is_none() {
-            let poll = this.shared.poll_call(cx, &mut this.request);
-            this.waiting = poll.is_pending();
+            let poll = this.shared.poll_call(cx, this.request);
+            *this.waiting = poll.is_pending();
             match poll {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                Poll::Ready(Ok(future)) => this.future = Some(Box::pin(future)),
+                Poll::Ready(Ok(future)) => this.future.set(Some(future)),
             }
         }
-        match this.future.as_mut() {
-            Some(future) => future.as_mut().poll(cx).map_err(Into::into),
+        match this.future.as_pin_mut() {
+            Some(future) => future.poll(cx).map_err(Into::into),
             None => Poll::Pending,
-        }
-    }
-}
-
-impl<S: Service<Request<Incoming>>> Drop for BridgeFuture<S> {
-    fn drop(&mut self) {
-        if self.waiting {
-            self.shared.wake_waiters();
         }
     }
 }
@@ -248,8 +253,12 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_size)
-            .max_headers(config.max_headers)
             .keep_alive(config.keep_alive);
+        // hyper's own limit is the same 100 headers, parsed into stack arrays it need not
+        // fill; an explicit limit, even an equal one, fills a vector of that size per request.
+        if config.max_headers != super::DEFAULT_MAX_HEADERS {
+            builder.http1().max_headers(config.max_headers);
+        }
         builder
             .http2()
             .timer(TokioTimer::new())

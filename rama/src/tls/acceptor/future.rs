@@ -140,6 +140,7 @@ fn record<IO>(stream: &TlsStream<IO>, info: &mut ConnInfo) {
     tracing::debug!(
         peer = %info.peer_addr(),
         version = ?session.protocol_version(),
+        kind = ?session.handshake_kind(),
         sni = ?sni.as_ref().map(ServerName::as_str),
         alpn = ?alpn.as_ref().map(ToString::to_string),
         client = ?identity.as_ref().map(ToString::to_string),

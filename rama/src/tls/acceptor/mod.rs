@@ -18,7 +18,7 @@ use crate::{BoxError, Conn, stage};
 use rustls::{
     RootCertStore, ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer},
-    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
+    server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier},
     sign::CertifiedKey,
 };
 use std::{
@@ -57,6 +57,7 @@ pub struct AcceptorBuilder {
     alpn: Vec<Vec<u8>>,
     client_roots: Option<RootCertStore>,
     client_optional: bool,
+    no_resumption: bool,
     handshake_timeout: Option<Duration>,
 }
 
@@ -278,7 +279,20 @@ impl AcceptorBuilder {
         self
     }
 
+    /// Turns session resumption off: no tickets (TLS 1.2 or 1.3) and no session-ID cache, so
+    /// every client does a full handshake. By default a returning client resumes (see
+    /// [`build`](Self::build)); this is for measuring the full handshake, or for a policy
+    /// that wants fresh keys on every connection.
+    pub fn without_resumption(mut self) -> Self {
+        self.no_resumption = true;
+        self
+    }
+
     /// The acceptor; fails without any certificate.
+    ///
+    /// Unless [`without_resumption`](Self::without_resumption) was called, returning clients
+    /// resume: stateless tickets (TLS 1.2 and 1.3) under a key generated for this acceptor and
+    /// rotated by rustls, and a session-ID cache for TLS 1.2 clients without tickets.
     pub fn build(self) -> Result<Acceptor, Error> {
         if self.default.is_none() && self.by_name.is_empty() {
             return Err(Error::no_certificate());
@@ -303,10 +317,16 @@ impl AcceptorBuilder {
             default: self.default,
         }));
         config.alpn_protocols = self.alpn;
-        // Stateless resumption tickets (TLS 1.2 and 1.3), keyed per process and rotated by
-        // rustls: a returning client skips the full handshake on whichever core it lands, as
-        // with nginx's and haproxy's defaults.
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(Error::rustls)?;
+        if self.no_resumption {
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        } else {
+            // Stateless resumption tickets (TLS 1.2 and 1.3), keyed per process and rotated by
+            // rustls: a returning client skips the full handshake on whichever core it lands,
+            // as with nginx's and haproxy's defaults. rustls' session-ID cache stays on for
+            // TLS 1.2 clients without ticket support.
+            config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(Error::rustls)?;
+        }
         let acceptor = Acceptor::new(config);
         Ok(match self.handshake_timeout {
             Some(timeout) => acceptor.handshake_timeout(timeout),

@@ -1,8 +1,8 @@
-//! `detect::socks5_or_http` ends a diagram: SOCKS5 and HTTP proxying on one port, each branch
-//! a stack of its own.
+//! `detect::socks5_or_http`, `detect::FirstByte` and `tls::Detect` end a diagram: several
+//! protocols on one port, each branch a stack of its own.
 
-use rama::{Target, detect, http, proxy, socks5, target, tcp};
-use tower::ServiceBuilder;
+use rama::{Target, detect, http, proxy, socks5, target, tcp, tls};
+use tower::{Layer, ServiceBuilder};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -24,7 +24,16 @@ fn main() {
             tcp::Server::bind("127.0.0.1:0")
                 => detect::FirstByte::new(0x04, target("127.0.0.1:1"), target("127.0.0.1:2"))
         };
-        for addr in [server.local_addr(), by_byte.local_addr()] {
+        let acceptor = tls::Acceptor::dev().expect("a development certificate");
+        let tls_or_plain = proxy! {
+            tcp::Server::bind("127.0.0.1:0")
+                => tls::Detect::new(acceptor.layer(target("127.0.0.1:1")), target("127.0.0.1:1"))
+        };
+        for addr in [
+            server.local_addr(),
+            by_byte.local_addr(),
+            tls_or_plain.local_addr(),
+        ] {
             assert!(addr.expect("bound").ip().is_loopback());
         }
     });

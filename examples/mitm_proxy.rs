@@ -1,0 +1,202 @@
+//! An intercepting HTTPS proxy: every request (inside `CONNECT` tunnels too) is logged with
+//! the client's address, gets an `x-rama-mitm: 1` header, and is forwarded to its origin,
+//! whose certificate is verified. WebSocket upgrades (`wss://` through the interception too)
+//! are relayed message by message, each message logged. One server per core.
+//!
+//! The interception CA is loaded from `--ca-dir` (`ca.pem`, `ca.key`) or generated there on
+//! first start (the key file owner-only); clients must trust `ca.pem`.
+//!
+//! ```text
+//! cargo run --release --example mitm_proxy -- --ca-dir /tmp/rama-mitm
+//! curl -x http://127.0.0.1:8082 --cacert /tmp/rama-mitm/ca.pem https://example.com/
+//! ```
+
+use ::http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use rama::{
+    BoxError, Target,
+    egress::EgressLayer,
+    graceful,
+    http::{self, Client, ConnFacts, mitm::NotTls},
+    proxy, tcp,
+    tls::{self, intercept::Authority},
+    ws,
+};
+use rama_examples::{Args, egress_rules, init_tracing};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tower::{Layer, Service};
+
+const USAGE: &str = "\
+mitm_proxy: an HTTP proxy that intercepts HTTPS (CONNECT) with certificates of its own CA
+
+usage: mitm_proxy --ca-dir DIR [--listen ADDR] [options]
+
+  --ca-dir DIR                the CA: DIR/ca.pem and DIR/ca.key, generated when missing
+  --listen ADDR               where to accept connections (default 127.0.0.1:8082)
+  --upstream-ca FILE          verify origins against this CA (default: webpki roots)
+  --pass-through HOST         tunnel this host untouched (repeatable; `*.example.com` too)
+  --relay-plain               relay tunnels that do not speak TLS as plain bytes (default: close)
+  --ws-tag PREFIX             put PREFIX before every text message from a WebSocket origin
+  --threads N                 servers, one per thread (default: one per core)
+  --deny-port PORT            refuse destinations on this port (repeatable; answered 403)
+  --upstream-timeout SECS     how long an origin may take to answer (default 60; 504)
+  --allow-private             dial loopback/private destinations even when listening beyond loopback";
+
+/// The header every request gets on its way to the origin.
+const MARK: &str = "x-rama-mitm";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    init_tracing();
+    let args = Args::parse(USAGE, &["relay-plain", "allow-private"]);
+    let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
+    let threads: usize = args.get("threads", "0");
+    let ca_dir: PathBuf = args.required("ca-dir");
+    let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
+    let upstream_ca: String = args.get("upstream-ca", "");
+    let rules = egress_rules(&args, listen)?;
+
+    let authority = Arc::new(Authority::load_or_create(&ca_dir)?);
+    let not_tls = match args.flag("relay-plain") {
+        true => NotTls::Relay,
+        false => NotTls::Close,
+    };
+    // The rules judge both what the proxy intercepts (the client dials those) and what it
+    // tunnels untouched.
+    let mitm = http::Mitm::new(authority)?
+        .pass_through(args.all("pass-through"))
+        .not_tls(not_tls)
+        .rules(rules.clone())
+        .tunnel(EgressLayer::new(rules).layer(Target::requested()));
+    // Origins are verified against the webpki roots or --upstream-ca; HTTP may be h2,
+    // WebSocket handshakes are HTTP/1.1.
+    let connector = |alpn: &[&str]| {
+        let builder = tls::Connector::builder().alpn(alpn);
+        match upstream_ca.as_str() {
+            "" => Ok::<_, tls::Error>(builder.webpki_roots()),
+            path => builder.ca_pem_file(path),
+        }?
+        .build()
+    };
+    let client = Client::builder()
+        .response_timeout(upstream_timeout)
+        .tls(connector(&["h2", "http/1.1"])?)
+        .build();
+    let tag: String = args.get("ws-tag", "");
+    let relay = ws::Relay::requested().tls(connector(&["http/1.1"])?).hook(
+        move |session: &ws::Session, direction: ws::Direction, message: ws::Message| {
+            let peer = session.peer_addr();
+            let upstream = session.upstream();
+            tracing::info!(?peer, %upstream, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
+            match message {
+                ws::Message::Text(text)
+                    if !tag.is_empty() && direction == ws::Direction::UpstreamToClient =>
+                {
+                    Some(ws::Message::text(format!("{tag}{text}")))
+                }
+                other => Some(other),
+            }
+        },
+    );
+
+    let servers = tcp::PerCore::bind_threads(listen, threads)?;
+    let addr = servers.local_addr();
+    let ca = ca_dir.join("ca.pem");
+    println!("listening on {addr}");
+    println!(
+        "interception CA: {} (trust it to see through the proxy)",
+        ca.display()
+    );
+    println!(
+        "try: curl -x http://{addr} --cacert {} https://example.com/",
+        ca.display()
+    );
+    println!(
+        "     (an https:// proxy URL would also need --proxy-cacert {})",
+        ca.display()
+    );
+    println!(
+        "system-wide (Debian): cp {} /usr/local/share/ca-certificates/rama-mitm.crt && update-ca-certificates",
+        ca.display()
+    );
+
+    servers
+        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
+        .run(move |listener| {
+            proxy! {
+                listener
+                    => http::Server::new()
+                    => mitm.clone()
+                    => InspectLayer
+                    => relay.clone()
+                    => client.clone()
+            }
+            .drain_timeout(Duration::from_secs(30))
+        })
+        .await
+}
+
+/// Logs each request and response line with the client's address and marks the request.
+#[derive(Debug, Clone, Copy)]
+struct InspectLayer;
+
+#[derive(Debug, Clone)]
+struct Inspect<S> {
+    inner: S,
+}
+
+impl<S> Layer<S> for InspectLayer {
+    type Service = Inspect<S>;
+
+    fn layer(&self, inner: S) -> Inspect<S> {
+        Inspect { inner }
+    }
+}
+
+type Answer<R, E> = Pin<Box<dyn Future<Output = Result<R, E>>>>;
+
+impl<S, B> Service<Request<Incoming>> for Inspect<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = Answer<Response<B>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        let peer = request
+            .extensions()
+            .get::<ConnFacts>()
+            .map(ConnFacts::peer_addr);
+        let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let line = format!(
+            "{} {} {:?}",
+            request.method(),
+            request.uri(),
+            request.version()
+        );
+        tracing::info!(%peer, "request: {line}");
+        request
+            .headers_mut()
+            .insert(MARK, HeaderValue::from_static("1"));
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            tracing::info!(%peer, "response: {line} -> {} {:?}", response.status(), response.version());
+            Ok(response)
+        })
+    }
+}

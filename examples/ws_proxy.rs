@@ -1,0 +1,86 @@
+//! A WebSocket reverse proxy built on `ws::Relay`: upgrades are relayed message by message to
+//! `--upstream` (every message logged with its direction, peer, opcode and size), other HTTP
+//! requests are forwarded to the same upstream over HTTP. One server per core.
+//!
+//! With `--prefix TEXT`, text messages from the upstream reach the client with `TEXT` in front:
+//! a visible change made by the hook.
+//!
+//! ```text
+//! cargo run --example ws_echo -- --listen 127.0.0.1:9001
+//! cargo run --example ws_proxy -- --listen 127.0.0.1:8082 --upstream 127.0.0.1:9001 --prefix '[rama] '
+//! python3 -m websockets ws://127.0.0.1:8082/
+//! ```
+
+use rama::{BoxError, Target, graceful, http, proxy, tcp, tls, ws};
+use rama_examples::{Args, init_tracing};
+use std::{net::SocketAddr, time::Duration};
+
+const USAGE: &str = "\
+ws_proxy: a WebSocket reverse proxy that logs every message
+
+usage: ws_proxy --upstream ADDR|ws://HOST:PORT[/PATH]|wss://... [--listen ADDR] [options]
+
+  --upstream ADDR           the WebSocket server (HOST:PORT means ws://HOST:PORT)
+  --upstream-ca FILE        verify a wss:// upstream against this CA (default: webpki roots)
+  --listen ADDR             where to accept connections (default 127.0.0.1:8082)
+  --threads N               servers, one per thread (default: one per core)
+  --prefix TEXT             put TEXT in front of every text message from the upstream
+  --max-message-size BYTES  the largest message either side may send (default 16777216; close 1009)";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    init_tracing();
+    let args = Args::parse(USAGE, &[]);
+    let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
+    let threads: usize = args.get("threads", "0");
+    let max_message_size: usize = args.get("max-message-size", "16777216");
+    let prefix: String = args.get("prefix", "");
+    let upstream: String = args.required("upstream");
+    let upstream = if upstream.contains("://") {
+        upstream
+    } else {
+        format!("ws://{upstream}")
+    };
+    // Plain HTTP requests go to the same server.
+    let http_upstream = upstream.replacen("ws", "http", 1);
+    let ca: String = args.get("upstream-ca", "");
+    let connector = match ca.as_str() {
+        "" => tls::Connector::webpki_roots(),
+        path => tls::Connector::with_ca_pem_file(path)?,
+    };
+
+    let relay = ws::Relay::to(&upstream)?
+        .tls(connector)
+        .max_message_size(max_message_size)
+        .hook(move |session: &ws::Session, direction: ws::Direction, message: ws::Message| {
+            let peer = session.peer_addr();
+            tracing::info!(?peer, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
+            match message {
+                ws::Message::Text(text)
+                    if !prefix.is_empty() && direction == ws::Direction::UpstreamToClient =>
+                {
+                    Some(ws::Message::text(format!("{prefix}{text}")))
+                }
+                other => Some(other),
+            }
+        });
+    let origin = Target::reverse_proxy(http::ReverseProxy::new(&http_upstream)?);
+
+    let servers = tcp::PerCore::bind_threads(listen, threads)?;
+    let addr = servers.local_addr();
+    println!("listening on {addr}");
+    println!("try: python3 -m websockets ws://{addr}/");
+
+    servers
+        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
+        .run(move |listener| {
+            proxy! {
+                listener
+                    => http::Server::new()
+                    => relay.clone()
+                    => origin.clone()
+            }
+            .drain_timeout(Duration::from_secs(30))
+        })
+        .await
+}

@@ -1,0 +1,233 @@
+//! One intercepted `CONNECT`: the tunnel's task (peek, TLS with a minted certificate, HTTP
+//! inside) and the service that hands the requests inside to the stage's inner service.
+
+use super::{Config, Error, NotTls, bare_host, call_shared, not_behind_server};
+use crate::{
+    Address, BoxError, Conn,
+    error::Chain,
+    http::{Body, ConnFacts, server},
+    io::Rewind,
+    shared::Shared,
+    tls::{self, intercept::Resolver},
+    tunnel::{self, Handshake, Refusal},
+};
+use ::http::{
+    Request, Response, Uri, header,
+    uri::{self, Scheme},
+};
+use hyper::{body::Incoming, upgrade::Upgraded};
+use hyper_util::rt::TokioIo;
+use std::{
+    fmt,
+    future::{Ready, ready},
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tokio::io::AsyncReadExt;
+use tower::{Layer, Service, ServiceExt};
+
+/// The client's side of an intercepted tunnel, with its first bytes put back.
+pub type Tunnel = Rewind<TokioIo<Upgraded>>;
+
+/// How many bytes the peek at the tunnel's first bytes reads at most (a ClientHello usually
+/// arrives whole; only its first two bytes decide).
+const PEEK: usize = 1024;
+
+/// A tunnel whose `200` was already sent (interception answers before it knows what the
+/// client will speak): accepting hands the stream on, rejecting closes it. What the tunnel
+/// service gets for a plain relay ([`NotTls::Relay`]).
+pub struct AlreadyOpen<S> {
+    stream: S,
+}
+
+/// Everything one intercepted `CONNECT` needs, from the stage's service.
+pub(super) struct Intercept<S, T> {
+    pub(super) config: Arc<Config>,
+    pub(super) inner: Shared<S>,
+    pub(super) tunnel: T,
+    pub(super) destination: Address,
+    pub(super) facts: ConnFacts,
+}
+
+/// The service behind the intercepted connection's `http::Server`: the request in absolute
+/// form, `https://` + the `CONNECT`'s authority + its path, to the stage's inner service.
+struct Inside<S> {
+    inner: Shared<S>,
+    authority: uri::Authority,
+}
+
+// ===== impl Intercept =====
+
+impl<S, T, B> Intercept<S, T>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: Into<Body> + 'static,
+    T: Service<tunnel::Request<AlreadyOpen<Tunnel>>> + 'static,
+    T::Error: Into<BoxError>,
+    T::Future: 'static,
+{
+    /// Queues the tunnel's task on the connection and answers the `CONNECT`: `200`.
+    pub(super) fn start(self, mut request: Request<Incoming>) -> Response<Body> {
+        let upgrade = hyper::upgrade::on(&mut request);
+        let peer = self.facts.peer_addr();
+        tracing::debug!(%peer, destination = %self.destination, "mitm: intercepting");
+        let spawned = server::spawn(async move {
+            let destination = self.destination.clone();
+            match self.run(upgrade).await {
+                Ok(()) => tracing::debug!(%peer, %destination, "mitm: tunnel closed"),
+                // The HTTP inside ended badly: the client's doing (a reset, no close_notify),
+                // as common as it is harmless to everyone else.
+                Err(error) if error.is_serve() => {
+                    tracing::debug!(%peer, %destination, error = %Chain(&error), "mitm: tunnel ended")
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %destination, error = %Chain(&error), "mitm: tunnel failed")
+                }
+            }
+        });
+        match spawned {
+            Ok(()) => Response::new(Body::empty()),
+            Err(_) => not_behind_server(),
+        }
+    }
+
+    async fn run(self, upgrade: hyper::upgrade::OnUpgrade) -> Result<(), Error> {
+        let mut stream = TokioIo::new(upgrade.await.map_err(Error::upgrade)?);
+        let timeout = self.config.handshake_timeout;
+        let mut first = vec![0u8; PEEK];
+        let n = tokio::time::timeout(timeout, stream.read(&mut first))
+            .await
+            .map_err(|_| Error::silent(timeout))?
+            .map_err(Error::read)?;
+        if n == 0 {
+            // The client closed without a word: nothing to intercept.
+            return Ok(());
+        }
+        first.truncate(n);
+        // A TLS record of type handshake (0x16), version major 3.
+        let tls = first[0] == 0x16 && first.get(1).is_none_or(|&major| major == 0x03);
+        let stream = Rewind::new(first, stream);
+        let mut info = self.facts.to_info();
+        info.extensions_mut().insert(self.destination.clone());
+        if !tls {
+            return match self.config.not_tls {
+                NotTls::Close => Err(Error::not_tls()),
+                NotTls::Relay => {
+                    tracing::debug!(peer = %info.peer_addr(), destination = %self.destination, "mitm: not tls, relaying plain bytes");
+                    let request =
+                        tunnel::Request::new(self.destination, AlreadyOpen { stream }, info);
+                    self.tunnel
+                        .oneshot(request)
+                        .await
+                        .map(drop)
+                        .map_err(|error| Error::relay(error.into()))
+                }
+            };
+        }
+        let host = bare_host(&self.destination);
+        let authority = self
+            .destination
+            .to_string()
+            .parse()
+            .map_err(|error: uri::InvalidUri| Error::intercepted(error.into()))?;
+        let mut config = (*self.config.tls).clone();
+        config.cert_resolver = Arc::new(Resolver::new(
+            self.config.authority.clone(),
+            Some(host.as_str()),
+        ));
+        let inside = Inside {
+            inner: self.inner,
+            authority,
+        };
+        let stack = tls::Acceptor::new(config)
+            .handshake_timeout(timeout)
+            .layer(self.config.server.layer(inside));
+        stack
+            .oneshot(Conn::new(stream, info))
+            .await
+            .map_err(Error::intercepted)
+    }
+}
+
+// ===== impl Inside =====
+
+impl<S, B> Service<Request<Incoming>> for Inside<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: Into<Body> + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = super::ResponseFuture;
+
+    /// Always ready: each request waits for the stage's inner service in its own future.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        // The authority moves from `Host` into the URI, as HTTP/2 carries it (`:authority`):
+        // an HTTP/2 origin refuses a request with both, and an HTTP/1.1 one gets `Host` back
+        // from the URI. A `Host` for somewhere else than the tunnel's destination stays.
+        let authority = match request.headers().get(header::HOST).map(|h| h.to_str()) {
+            Some(Ok(host)) => match host.parse::<uri::Authority>() {
+                Ok(host) if same_origin(&host, &self.authority) => {
+                    request.headers_mut().remove(header::HOST);
+                    host
+                }
+                _ => self.authority.clone(),
+            },
+            _ => self.authority.clone(),
+        };
+        let mut parts = uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTPS);
+        parts.authority = Some(authority);
+        parts.path_and_query = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .or(Some(uri::PathAndQuery::from_static("/")));
+        match Uri::from_parts(parts) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(error) => return Box::pin(ready(Err(error.into()))),
+        }
+        let shared = self.inner.clone();
+        Box::pin(async move { Ok(call_shared(shared, request).await) })
+    }
+}
+
+/// Whether `host` (a `Host` header) names the tunnel's `destination`: the same host, and the
+/// same port (443 when `host` has none).
+fn same_origin(host: &uri::Authority, destination: &uri::Authority) -> bool {
+    host.host().eq_ignore_ascii_case(destination.host())
+        && host.port_u16().unwrap_or(443) == destination.port_u16().unwrap_or(443)
+}
+
+// ===== impl AlreadyOpen =====
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Handshake for AlreadyOpen<S> {
+    type Stream = S;
+    type Accept = Ready<io::Result<S>>;
+    type Reject = Ready<io::Result<()>>;
+
+    fn accept(self, _bound: SocketAddr) -> Self::Accept {
+        ready(Ok(self.stream))
+    }
+
+    /// The client already heard `200`: all that is left to tell it is the close.
+    fn reject(self, _refusal: Refusal) -> Self::Reject {
+        ready(Ok(()))
+    }
+}
+
+impl<S> fmt::Debug for AlreadyOpen<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlreadyOpen").finish_non_exhaustive()
+    }
+}
