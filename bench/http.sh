@@ -15,6 +15,7 @@
 #   REV_ARGS="--trace --gzip" bench/http.sh   # extra flags for rama's reverse_proxy
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RUNS=${RUNS:-5}
 SECS=${SECS:-5}
@@ -31,34 +32,24 @@ HAPROXY_REV=27013
 NGINX_H2=27022      # nginx and haproxy speak h2c (prior knowledge) on ports of their own;
 HAPROXY_H2=27023    # rama's reverse_proxy tells h1 from the h2 preface on its one port
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v tinyproxy >/dev/null || need+=(tinyproxy)
-command -v squid >/dev/null || need+=(squid)
-command -v wrk >/dev/null || need+=(wrk)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+want nginx
+want haproxy
+want tinyproxy
+want squid
+want wrk
+want h2load nghttp2-client
+install_missing
 cargo build --release --example http_proxy --example reverse_proxy -q
 
-work=$(mktemp -d)
+start_work
 chmod 755 "$work"   # squid and tinyproxy drop to unprivileged users and write logs here
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 mkdir -p "$work/www" "$work/nginx" "$work/squid"
 echo ok > "$work/www/small"
 
 # The origin and nginx-the-reverse-proxy in one nginx (one master, $(nproc) workers).
 cat > "$work/nginx.conf" <<CFG
-worker_processes $(nproc);
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
+$(nginx_main nginx "$(nproc)")
 http {
   access_log off;
   client_body_temp_path $work/nginx;
@@ -167,7 +158,6 @@ h2_run() {
     awk '/^finished in/ {gsub(",", ""); r=$4} /^requests:/ {if ($10 + $12 + $14 > 0) bad=1}
          END {if (bad || r == "") print "FAIL"; else print r}'
 }
-median() { python3 -c 'import sys,statistics; print("%.'"${2:-0}"'f" % statistics.median(map(float, sys.argv[1].split())))' "$1"; }
 
 declare -A result runs
 # One wrk run of path $1 against port $2 (extra wrk flags after), added to that path's runs.
@@ -200,12 +190,12 @@ for _ in $(seq "$RUNS"); do
 done
 for path in direct rama-fwd tinyproxy squid rama-rev nginx haproxy; do
   [ -n "${runs[$path/rps]:-}" ] || continue
-  result[$path/rps]=$(median "${runs[$path/rps]}")
-  result[$path/p99]=$(median "${runs[$path/p99]}" 2)
+  result[$path/rps]=$(median 0 ${runs[$path/rps]})
+  result[$path/p99]=$(median 2 ${runs[$path/p99]})
 done
 for path in rama-rev nginx haproxy; do
   [ -n "${runs[$path/h2]:-}" ] || continue
-  case "${runs[$path/h2]} " in *FAIL*) result[$path/h2]=FAIL;; *) result[$path/h2]=$(median "${runs[$path/h2]}");; esac
+  case "${runs[$path/h2]} " in *FAIL*) result[$path/h2]=FAIL;; *) result[$path/h2]=$(median 0 ${runs[$path/h2]});; esac
 done
 
 ratio() { python3 -c "print('%.2f' % ($1/$2))"; }

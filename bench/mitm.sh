@@ -24,6 +24,7 @@
 #   RUNS=5 SECS=10 bench/mitm.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
@@ -35,12 +36,9 @@ MITMDUMP=27003
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 VENV=${MITM_VENV:-$TARGET_DIR/mitmproxy-venv}
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+want nginx
+want openssl
+install_missing
 if [ ! -x "$VENV/bin/mitmdump" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q mitmproxy
@@ -50,11 +48,7 @@ cargo build --release -q -p rama-e2e --bin mitm-load
 BIN=$TARGET_DIR/release/examples/mitm_proxy
 LOAD=$TARGET_DIR/release/mitm-load
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 400); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+start_work
 
 # The origin's CA and certificate (localhost, 127.0.0.1).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -67,15 +61,11 @@ openssl x509 -req -in "$work/origin.csr" -CA "$work/origin-ca.pem" -CAkey "$work
 
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<CFG
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
+$(nginx_main nginx 1)
 http {
   access_log off;
   client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
   uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  keepalive_requests 10000000;
   server {
     listen 127.0.0.1:$ORIGIN ssl http2;
     ssl_certificate $work/origin.pem;
@@ -124,7 +114,6 @@ for name in "${names[@]}"; do
  200" ] || { echo "$name does not intercept: $seen" >&2; exit 1; }
 done
 
-median() { python3 -c 'import sys,statistics; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 field() { tr ' ' '\n' | sed -n "/^$1\$/{n;p}"; }
 kib() { awk "/$2/ {print \$2}" "/proc/$1/status"; }
 
@@ -140,8 +129,8 @@ for name in "${names[@]}"; do
     hosts+=("$(field per_sec <<< "$out")")
     echo "$name run $run: requests/s ${rps[-1]}, new hosts/s ${hosts[-1]}" >&2
   done
-  result[$name/rps]=$(median "${rps[@]}")
-  result[$name/hosts]=$(median "${hosts[@]}")
+  result[$name/rps]=$(median 0 "${rps[@]}")
+  result[$name/hosts]=$(median 0 "${hosts[@]}")
   result[$name/peak]=$(( $(kib "${PID[$name]}" VmHWM) / 1024 ))
   result[$name/rss]=$(( $(kib "${PID[$name]}" VmRSS) / 1024 ))
 done

@@ -8,6 +8,7 @@
 #   RUNS=1 COUNT=5000 IDLE=1000 bench/socks5.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RUNS=${RUNS:-3}
 COUNT=${COUNT:-20000}    # short exchanges per run (bounded by SECS too)
@@ -18,25 +19,19 @@ IDLE=${IDLE:-5000}       # idle tunnels for the memory figure (2 fds each in the
 SMALL=25501; BULK=25502; HOLD=25503
 RAMA=25510; DANTE=25511; MICRO=25512
 
-need=()
-command -v danted >/dev/null || need+=(dante-server)
-command -v microsocks >/dev/null || need+=(microsocks)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+want danted dante-server
+want microsocks
+install_missing
 cargo build --release -q --example socks5_proxy -p rama-examples
 cargo build --release -q --bin socks5-load -p rama-e2e
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 load=$target_dir/release/socks5-load
 rama=$target_dir/release/examples/socks5_proxy
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; pkill -F "$work/danted.pid" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+cleanup_more() { pkill -F "$work/danted.pid" 2>/dev/null || true; }
+start_work
 ulimit -n 20000
 
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 "$load" origin --small 127.0.0.1:$SMALL --bulk 127.0.0.1:$BULK --hold 127.0.0.1:$HOLD >/dev/null & pids+=($!)
 # (The port probes below count as clients that hang up mid-handshake; rama logs them.)
@@ -58,7 +53,6 @@ microsocks -i 127.0.0.1 -p $MICRO >/dev/null 2>&1 & pids+=($!)
 micro_pid=$!
 for port in $SMALL $BULK $HOLD $RAMA $DANTE $MICRO; do wait_port $port; done
 
-median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # Resident memory (MiB) of a process tree's root and its children.
 rss_mib() {
@@ -90,9 +84,9 @@ for name in direct rama dante microsocks; do
     failed=$(echo "$out" | field failed)
     [ "$failed" = 0 ] || echo "warning: $name: $failed failed exchanges" >&2
   done
-  result[$name/gbps]=$(median "${g[@]}")
+  result[$name/gbps]=$(median 2 "${g[@]}")
   if [ $name != direct ]; then
-    result[$name/rate]=$(median "${r[@]}"); result[$name/p50]=$(median "${p50[@]}"); result[$name/p99]=$(median "${p99[@]}")
+    result[$name/rate]=$(median 2 "${r[@]}"); result[$name/p50]=$(median 2 "${p50[@]}"); result[$name/p99]=$(median 2 "${p99[@]}")
   fi
 done
 

@@ -6,6 +6,7 @@
 #   RUNS=3 SECS=3 bench/tcp.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RUNS=${RUNS:-5}
 SECS=${SECS:-5}
@@ -15,20 +16,13 @@ RAMA_PORT=25401
 RAMA_COPY_PORT=25402
 RAMA_HAND_PORT=25403
 
-need=()
-command -v iperf3 >/dev/null || need+=(iperf3)
-command -v haproxy >/dev/null || need+=(haproxy)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+want iperf3
+want haproxy
+install_missing
 cargo build --release --example tcp_forward -q
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+start_work
 
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 iperf3 -s -p $IPERF_PORT >/dev/null 2>&1 & pids+=($!)
 cat > "$work/haproxy.cfg" <<CFG
@@ -60,7 +54,6 @@ gbps() {
   iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J "${@:2}" |
     python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
-median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 
 declare -A result
 for dir in "upload:" "download:-R" "4 streams:-P 4"; do
@@ -73,7 +66,7 @@ for dir in "upload:" "download:-R" "4 streams:-P 4"; do
     runs=()
     # Interleave nothing: each path gets its runs back to back, all paths in the same minute.
     for _ in $(seq "$RUNS"); do runs+=("$(gbps $port $flags)"); done
-    result["$name/$path"]=$(median "${runs[@]}")
+    result["$name/$path"]=$(median 2 "${runs[@]}")
   done
 done
 

@@ -25,6 +25,7 @@
 #   RUNS=3 SECS=3 bench/tls.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RUNS=${RUNS:-5}
 SECS=${SECS:-5}
@@ -38,21 +39,14 @@ HAPROXY_OFF=26012
 RAMA_OFF=26013
 BIN=${CARGO_TARGET_DIR:-target}/release/examples/tls_reverse_proxy
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+want nginx
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
+want haproxy
+want wrk
+install_missing
 cargo build --release --example tls_reverse_proxy -q
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+start_work
 
 # One ECDSA P-256 certificate for every terminator, so they do the same handshake work.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -79,10 +73,7 @@ CFG
 # time can be read apart from the origin's.
 mkdir -p "$work/origin"
 cat > "$work/origin.conf" <<CFG
-worker_processes $(nproc);
-pid $work/origin.pid;
-error_log $work/origin-error.log;
-events { worker_connections 4096; }
+$(nginx_main origin "$(nproc)")
 http {
   access_log off;
   client_body_temp_path $work/origin;
@@ -92,10 +83,7 @@ CFG
 nginx -c "$work/origin.conf" -g 'daemon off;' & pids+=($!)
 cat > "$work/nginx.conf" <<CFG
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes $(nproc);
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
+$(nginx_main nginx "$(nproc)")
 stream {
 $(nginx_tls $NGINX "ssl_session_tickets on; ssl_session_cache shared:tls:10m;")
 $(nginx_tls $NGINX_OFF "ssl_session_tickets off; ssl_session_cache off;")
@@ -192,7 +180,6 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 print(f"{rps:.0f} {ticks * 1e6 / hz / requests:.0f}")
 PY
 }
-median() { python3 -c 'import sys,statistics; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 
 # Samples per "path/workload" (requests/s) and "path/workload/cpu", space-separated. The three
 # terminators take turns within each round, so that a noisy spell hits all of them.
@@ -216,7 +203,7 @@ for _ in $(seq "$RUNS"); do
   done
 done
 declare -A result
-for key in "${!samples[@]}"; do result[$key]=$(median ${samples[$key]}); done
+for key in "${!samples[@]}"; do result[$key]=$(median 0 ${samples[$key]}); done
 
 echo
 echo "TLS termination, median of $RUNS x ${SECS}s wrk runs (2 threads, 32 connections) on 127.0.0.1 ($(nproc) cores, load average before: $load), $(date -u +%F)"

@@ -11,6 +11,7 @@
 #   RUNS=3 SECS=4 CONNS=32 SIZE=128 WINDOW=8 bench/ws.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RUNS=${RUNS:-5}
 SECS=${SECS:-5}
@@ -23,20 +24,13 @@ RAMA=27101
 NGINX=27102
 HAPROXY=27103
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v haproxy >/dev/null || need+=(haproxy)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+want nginx
+want haproxy
+install_missing
 cargo build --release -q --example ws_echo --example ws_proxy
 cargo build --release -q -p rama-e2e --bin ws-load
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+start_work
 
 RUST_LOG=warn "$TARGET"/examples/ws_echo --listen 127.0.0.1:$ECHO --threads 1 >/dev/null \
   2>"$work/echo.log" & pids+=($!)
@@ -45,10 +39,7 @@ RUST_LOG=warn "$TARGET"/examples/ws_proxy --listen 127.0.0.1:$RAMA --threads 1 \
   --upstream 127.0.0.1:$ECHO >/dev/null 2>"$work/rama.log" & pids+=($!)
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<CFG
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
+$(nginx_main nginx 1)
 http {
   access_log off;
   client_body_temp_path $work/nginx;
@@ -83,7 +74,6 @@ CFG
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
 for p in $ECHO $RAMA $NGINX $HAPROXY; do wait_port $p; done
 
-median() { python3 -c 'import sys,statistics; print("%.'"${2:-0}"'f" % statistics.median(map(float, sys.argv[1].split())))' "$1"; }
 declare -A result
 measure() { # name port
   local rate=() p50=() p99=() out
@@ -94,9 +84,9 @@ measure() { # name port
     p50+=("$(awk '/p50_us/ {print $2}' <<<"$out")")
     p99+=("$(awk '/p99_us/ {print $2}' <<<"$out")")
   done
-  result[$1/rate]=$(median "${rate[*]}")
-  result[$1/p50]=$(median "${p50[*]}")
-  result[$1/p99]=$(median "${p99[*]}")
+  result[$1/rate]=$(median 0 "${rate[@]}")
+  result[$1/p50]=$(median 0 "${p50[@]}")
+  result[$1/p99]=$(median 0 "${p99[@]}")
 }
 measure direct $ECHO
 measure rama $RAMA

@@ -14,13 +14,12 @@
 use rama::{
     BoxError, Target,
     egress::EgressLayer,
-    graceful,
     http::{self, Client},
     proxy,
     socks5::auth::Users,
-    tcp, tls,
+    tls,
 };
-use rama_examples::{Args, curl_credentials, egress_rules, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing};
 use std::{net::SocketAddr, time::Duration};
 use tower::util::{MapErrLayer, option_layer};
 
@@ -66,18 +65,15 @@ async fn main() -> Result<(), BoxError> {
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
     let credentials = curl_credentials(&user_args);
-    match acceptor {
-        None => println!("try: curl -x http://{credentials}{addr} http://example.com/"),
-        Some(_) => println!(
-            "try: curl --proxy-cacert CA.pem -x https://{credentials}{addr} http://example.com/"
-        ),
-    }
-
-    let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
+    let servers = bind(listen, threads, |addr| {
+        vec![match acceptor {
+            None => format!("try: curl -x http://{credentials}{addr} http://example.com/"),
+            Some(_) => format!(
+                "try: curl --proxy-cacert CA.pem -x https://{credentials}{addr} http://example.com/"
+            ),
+        }]
+    })?;
     let server = http::Server::new().header_read_timeout(header_read_timeout);
     let forward = http::ForwardProxy::new().rules(rules.clone()).client(
         Client::builder()
@@ -98,7 +94,7 @@ async fn main() -> Result<(), BoxError> {
                         => EgressLayer::new(rules.clone())
                         => dial.clone()
                 }
-                .drain_timeout(Duration::from_secs(30))
+                .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
     } else {
@@ -113,7 +109,7 @@ async fn main() -> Result<(), BoxError> {
                         => EgressLayer::new(rules.clone())
                         => dial.clone()
                 }
-                .drain_timeout(Duration::from_secs(30))
+                .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
     }

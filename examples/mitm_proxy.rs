@@ -16,13 +16,12 @@ use hyper::body::Incoming;
 use rama::{
     BoxError, Target,
     egress::EgressLayer,
-    graceful,
     http::{self, Client, ConnFacts, mitm::NotTls},
-    proxy, tcp,
+    proxy,
     tls::{self, intercept::Authority},
     ws,
 };
-use rama_examples::{Args, egress_rules, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, TagTexts, bind, egress_rules, init_tracing};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -91,45 +90,23 @@ async fn main() -> Result<(), BoxError> {
         .tls(connector(&["h2", "http/1.1"])?)
         .build();
     let tag: String = args.get("ws-tag", "");
-    let relay = ws::Relay::requested().tls(connector(&["http/1.1"])?).hook(
-        move |session: &ws::Session, direction: ws::Direction, message: ws::Message| {
-            let peer = session.peer_addr();
-            let upstream = session.upstream();
-            tracing::info!(?peer, %upstream, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
-            match message {
-                ws::Message::Text(text)
-                    if !tag.is_empty() && direction == ws::Direction::UpstreamToClient =>
-                {
-                    Some(ws::Message::text(format!("{tag}{text}")))
-                }
-                other => Some(other),
-            }
-        },
-    );
+    let relay = ws::Relay::requested()
+        .tls(connector(&["http/1.1"])?)
+        .hook(TagTexts::new(tag));
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
     let ca = ca_dir.join("ca.pem");
-    println!("listening on {addr}");
-    println!(
-        "interception CA: {} (trust it to see through the proxy)",
-        ca.display()
-    );
-    println!(
-        "try: curl -x http://{addr} --cacert {} https://example.com/",
-        ca.display()
-    );
-    println!(
-        "     (an https:// proxy URL would also need --proxy-cacert {})",
-        ca.display()
-    );
-    println!(
-        "system-wide (Debian): cp {} /usr/local/share/ca-certificates/rama-mitm.crt && update-ca-certificates",
-        ca.display()
-    );
-
+    let ca = ca.display();
+    let servers = bind(listen, threads, |addr| {
+        vec![
+            format!("interception CA: {ca} (trust it to see through the proxy)"),
+            format!("try: curl -x http://{addr} --cacert {ca} https://example.com/"),
+            format!("     (an https:// proxy URL would also need --proxy-cacert {ca})"),
+            format!(
+                "system-wide (Debian): cp {ca} /usr/local/share/ca-certificates/rama-mitm.crt && update-ca-certificates"
+            ),
+        ]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |listener| {
             proxy! {
                 listener
@@ -139,7 +116,7 @@ async fn main() -> Result<(), BoxError> {
                     => relay.clone()
                     => client.clone()
             }
-            .drain_timeout(Duration::from_secs(30))
+            .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
 }

@@ -19,11 +19,10 @@
 use rama::{
     BoxError, Target, detect,
     egress::EgressLayer,
-    graceful, http, proxy,
+    http, proxy,
     socks5::{self, auth::Users},
-    tcp,
 };
-use rama_examples::{Args, curl_credentials, egress_rules, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing};
 use std::{net::SocketAddr, time::Duration};
 use tower::ServiceBuilder;
 
@@ -52,15 +51,14 @@ async fn main() -> Result<(), BoxError> {
     let users = Users::parse(user_args.iter().map(String::as_str))?;
     let rules = egress_rules(&args, listen)?;
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
     let credentials = curl_credentials(&user_args);
-    println!("try: curl -x http://{credentials}{addr} http://example.com/");
-    println!("try: curl -x http://{credentials}{addr} https://example.com/");
-    println!("try: curl --socks5-hostname {credentials}{addr} https://example.com/");
-
-    let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
+    let servers = bind(listen, threads, |addr| {
+        vec![
+            format!("try: curl -x http://{credentials}{addr} http://example.com/"),
+            format!("try: curl -x http://{credentials}{addr} https://example.com/"),
+            format!("try: curl --socks5-hostname {credentials}{addr} https://example.com/"),
+        ]
+    })?;
     let socks5 = socks5::Server::new().udp(true).rules(rules.clone());
     let forward = http::ForwardProxy::new().rules(rules.clone()).client(
         http::Client::builder()
@@ -83,7 +81,7 @@ async fn main() -> Result<(), BoxError> {
                     .service(dial.clone());
                 proxy! { server => detect::socks5_or_http(socks5, http) }
                     .idle_timeout(Duration::from_secs(300))
-                    .drain_timeout(Duration::from_secs(30))
+                    .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
     } else {
@@ -100,7 +98,7 @@ async fn main() -> Result<(), BoxError> {
                     .service(dial.clone());
                 proxy! { server => detect::socks5_or_http(socks5, http) }
                     .idle_timeout(Duration::from_secs(300))
-                    .drain_timeout(Duration::from_secs(30))
+                    .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
     }

@@ -17,11 +17,11 @@
 //! ```
 
 use rama::{
-    BoxError, Target, graceful,
+    BoxError, Target,
     http::{self, Body, Client, ReverseProxy},
-    proxy, tcp, tls,
+    proxy, tls,
 };
-use rama_examples::{Args, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
 use std::{net::SocketAddr, time::Duration};
 use tower::util::{MapResponseLayer, option_layer};
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
@@ -66,14 +66,13 @@ async fn main() -> Result<(), BoxError> {
         .preserve_host(args.flag("preserve-host"));
     let reverse = Target::reverse_proxy(upstream);
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
-    println!("try: curl http://{addr}/");
-    println!("try: curl --http2-prior-knowledge http://{addr}/");
-
+    let servers = bind(listen, threads, |addr| {
+        vec![
+            format!("try: curl http://{addr}/"),
+            format!("try: curl --http2-prior-knowledge http://{addr}/"),
+        ]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |listener| {
             proxy! {
                 listener
@@ -89,7 +88,7 @@ async fn main() -> Result<(), BoxError> {
                     => reverse.clone()
             }
             .idle_timeout(Duration::from_secs(300))
-            .drain_timeout(Duration::from_secs(30))
+            .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
 }

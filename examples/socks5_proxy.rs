@@ -11,12 +11,11 @@
 use rama::{
     BoxError,
     egress::EgressLayer,
-    graceful, proxy,
+    proxy,
     socks5::{self, auth::Users},
-    tcp,
 };
-use rama_examples::{Args, curl_credentials, egress_rules, init_tracing};
-use std::{net::SocketAddr, time::Duration};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing};
+use std::net::SocketAddr;
 
 const USAGE: &str = "\
 socks5_proxy: a SOCKS5 proxy (CONNECT, UDP ASSOCIATE), optionally with username/password
@@ -39,19 +38,18 @@ async fn main() -> Result<(), BoxError> {
     let users = Users::parse(args.all("user").iter().map(String::as_str))?;
     let rules = egress_rules(&args, listen)?;
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
     let credentials = curl_credentials(&args.all("user"));
-    println!("try: curl --socks5-hostname {credentials}{addr} http://example.com/");
-
-    let servers = servers.with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
+    let servers = bind(listen, threads, |addr| {
+        vec![format!(
+            "try: curl --socks5-hostname {credentials}{addr} http://example.com/"
+        )]
+    })?;
     let stage = socks5::Server::new().udp(true).rules(rules.clone());
     if users.is_empty() {
         servers
             .run(move |server| {
                 proxy! { server => stage.clone() => EgressLayer::new(rules.clone()) => target }
-                    .drain_timeout(Duration::from_secs(30))
+                    .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
     } else {
@@ -63,7 +61,7 @@ async fn main() -> Result<(), BoxError> {
                         => EgressLayer::new(rules.clone())
                         => target
                 }
-                .drain_timeout(Duration::from_secs(30))
+                .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
     }

@@ -5,8 +5,8 @@
 //! cargo run --release --example tcp_forward -- --listen 127.0.0.1:9000 --upstream 127.0.0.1:5201
 //! ```
 
-use rama::{Address, BoxError, Target, graceful, proxy, tcp};
-use rama_examples::{Args, init_tracing};
+use rama::{Address, BoxError, Target, proxy};
+use rama_examples::{Args, bind, init_tracing};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -40,13 +40,12 @@ async fn main() -> Result<(), BoxError> {
         other => return Err(format!("--relay {other}: expected splice or copy").into()),
     };
 
-    let servers = tcp::PerCore::bind_threads(&listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
-    println!("relaying to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)");
-
+    let servers = bind(&listen, threads, |addr| {
+        vec![format!(
+            "relaying to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)"
+        )]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |server| {
             let dial = Target::fixed(upstream.clone()).splice(splice);
             // Both arms have one type: the macro expands to what a person writes by hand.

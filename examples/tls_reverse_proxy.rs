@@ -8,8 +8,8 @@
 //! curl --cacert /tmp/rama-dev-ca-PID.pem https://localhost:8443/
 //! ```
 
-use rama::{Address, BoxError, graceful, proxy, tcp, tls};
-use rama_examples::{Args, init_tracing};
+use rama::{Address, BoxError, proxy, tls};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -72,20 +72,17 @@ async fn main() -> Result<(), BoxError> {
     };
     let acceptor = acceptor.handshake_timeout(Duration::from_secs(handshake));
 
-    let servers = tcp::PerCore::bind_threads(&listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
-    println!(
-        "relaying to {upstream}; try: curl --cacert CA.pem https://localhost:{}/",
-        addr.port()
-    );
-
+    let servers = bind(&listen, threads, |addr| {
+        vec![format!(
+            "relaying to {upstream}; try: curl --cacert CA.pem https://localhost:{}/",
+            addr.port()
+        )]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |server| {
             proxy! { server => tls(acceptor.clone()) => target(upstream.clone()) }
                 .idle_timeout(Duration::from_secs(300))
-                .drain_timeout(Duration::from_secs(30))
+                .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
 }

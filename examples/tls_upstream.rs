@@ -7,8 +7,8 @@
 //! curl -H 'Host: example.com' http://127.0.0.1:9080/
 //! ```
 
-use rama::{Address, BoxError, graceful, proxy, tcp, tls};
-use rama_examples::{Args, init_tracing};
+use rama::{Address, BoxError, proxy, tls};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -60,19 +60,16 @@ async fn main() -> Result<(), BoxError> {
         connector = connector.server_name(&server_name)?;
     }
 
-    let servers = tcp::PerCore::bind_threads(&listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
-    println!(
-        "relaying over TLS to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)"
-    );
-
+    let servers = bind(&listen, threads, |addr| {
+        vec![format!(
+            "relaying over TLS to {upstream}; try: curl http://{addr}/ (if the upstream speaks HTTP)"
+        )]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |server| {
             proxy! { server => target(upstream.clone()).tls(connector.clone()) }
                 .idle_timeout(Duration::from_secs(300))
-                .drain_timeout(Duration::from_secs(30))
+                .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
 }

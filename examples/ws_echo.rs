@@ -3,16 +3,16 @@
 //!
 //! A text message `/close CODE REASON` makes the server close the session with that code and
 //! reason instead, to try close handling through a proxy. Other HTTP requests are answered
-//! `426 Upgrade Required`.
+//! `426 Upgrade Required`. On SIGTERM (or Ctrl-C) open sessions are closed with `1001`.
 //!
 //! ```text
 //! cargo run --example ws_echo -- --listen 127.0.0.1:9001
 //! python3 -m websockets ws://127.0.0.1:9001/
 //! ```
 
-use rama::{BoxError, graceful, http, proxy, tcp, ws};
-use rama_examples::{Args, init_tracing};
-use std::{net::SocketAddr, time::Duration};
+use rama::{BoxError, http, proxy, ws};
+use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
+use std::net::SocketAddr;
 
 const USAGE: &str = "\
 ws_echo: a WebSocket echo server
@@ -31,20 +31,17 @@ async fn main() -> Result<(), BoxError> {
     let threads: usize = args.get("threads", "0");
     let max_message_size: usize = args.get("max-message-size", "16777216");
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
-    println!("try: python3 -m websockets ws://{addr}/");
-
+    let servers = bind(listen, threads, |addr| {
+        vec![format!("try: python3 -m websockets ws://{addr}/")]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |listener| {
             proxy! {
                 listener
                     => http::Server::new()
                     => ws::Serve::new(echo).max_message_size(max_message_size)
             }
-            .drain_timeout(Duration::from_secs(30))
+            .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
 }
@@ -78,7 +75,9 @@ async fn echo(mut socket: ws::Socket) {
             break;
         }
     }
-    tracing::info!(?peer, "ws echo: session ended");
+    // `recv` and `send` close the session with 1001 once the server shuts down.
+    let shutdown = socket.shutdown().is_triggered();
+    tracing::info!(?peer, shutdown, "ws echo: session ended");
 }
 
 /// `/close CODE REASON` as a close frame.

@@ -11,9 +11,9 @@
 //! python3 -m websockets ws://127.0.0.1:8082/
 //! ```
 
-use rama::{BoxError, Target, graceful, http, proxy, tcp, tls, ws};
-use rama_examples::{Args, init_tracing};
-use std::{net::SocketAddr, time::Duration};
+use rama::{BoxError, Target, http, proxy, tls, ws};
+use rama_examples::{Args, DRAIN_TIMEOUT, TagTexts, bind, init_tracing};
+use std::net::SocketAddr;
 
 const USAGE: &str = "\
 ws_proxy: a WebSocket reverse proxy that logs every message
@@ -52,27 +52,13 @@ async fn main() -> Result<(), BoxError> {
     let relay = ws::Relay::to(&upstream)?
         .tls(connector)
         .max_message_size(max_message_size)
-        .hook(move |session: &ws::Session, direction: ws::Direction, message: ws::Message| {
-            let peer = session.peer_addr();
-            tracing::info!(?peer, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
-            match message {
-                ws::Message::Text(text)
-                    if !prefix.is_empty() && direction == ws::Direction::UpstreamToClient =>
-                {
-                    Some(ws::Message::text(format!("{prefix}{text}")))
-                }
-                other => Some(other),
-            }
-        });
+        .hook(TagTexts::new(prefix));
     let origin = Target::reverse_proxy(http::ReverseProxy::new(&http_upstream)?);
 
-    let servers = tcp::PerCore::bind_threads(listen, threads)?;
-    let addr = servers.local_addr();
-    println!("listening on {addr}");
-    println!("try: python3 -m websockets ws://{addr}/");
-
+    let servers = bind(listen, threads, |addr| {
+        vec![format!("try: python3 -m websockets ws://{addr}/")]
+    })?;
     servers
-        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm())
         .run(move |listener| {
             proxy! {
                 listener
@@ -80,7 +66,7 @@ async fn main() -> Result<(), BoxError> {
                     => relay.clone()
                     => origin.clone()
             }
-            .drain_timeout(Duration::from_secs(30))
+            .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
 }

@@ -99,28 +99,16 @@ struct Curl {
 
 async fn curl(args: &[&str]) -> Curl {
     let headers_file = tempfile_path();
-    let output = timeout(
-        PATIENCE,
-        Command::new("curl")
-            .args(["-s", "--max-time", "20", "-D", &headers_file])
-            .args(["-w", "\n%{http_code} %{http_connect}"])
-            .args(args)
-            .output(),
-    )
-    .await
-    .expect("curl took too long")
-    .expect("run curl");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, codes) = stdout.rsplit_once('\n').expect("curl's -w line");
-    let mut codes = codes
-        .split(' ')
-        .map(|c| c.trim().parse::<u16>().unwrap_or(0));
+    let options = ["-s", "--max-time", "20", "-D", &headers_file];
+    let written = ["-w", "\n%{http_code} %{http_connect}"];
+    let output = rama_e2e::curl(&[&options[..], &written, args].concat()).await;
+    let [status, connect] = output.codes();
     let headers = std::fs::read_to_string(&headers_file).unwrap_or_default();
     let _ = std::fs::remove_file(&headers_file);
     Curl {
-        status: codes.next().unwrap_or(0),
-        connect: codes.next().unwrap_or(0),
-        body: body.to_owned(),
+        status,
+        connect,
+        body: output.body,
         headers: headers.to_ascii_lowercase(),
     }
 }
@@ -137,9 +125,7 @@ fn tempfile_path() -> String {
 }
 
 fn proxy(args: &[&str]) -> Running {
-    let mut all = vec!["--listen", "127.0.0.1:0", "--threads", "1"];
-    all.extend_from_slice(args);
-    Running::start("http_proxy", &all)
+    Running::start_local("http_proxy", args)
 }
 
 /// The log without its colours.
@@ -864,4 +850,152 @@ async fn connect_over_http2_on_tls_chosen_by_alpn() {
         "{got:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// nginx answering `ok <protocol> <host>` over h2c (prior knowledge) on 127.0.0.1, ending each
+/// connection with `GOAWAY` after `keepalive_requests` requests; killed when dropped.
+struct Nginx {
+    addr: SocketAddr,
+    _process: tokio::process::Child,
+}
+
+impl Nginx {
+    async fn h2c(keepalive_requests: u32) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "nginx-h2c-{}-{keepalive_requests}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A free port for nginx to bind (nginx cannot report one it picked).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  \
+             client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n  \
+             uwsgi_temp_path {d}; scgi_temp_path {d};\n  \
+             server {{\n    listen 127.0.0.1:{port} http2;\n    \
+             keepalive_requests {keepalive_requests};\n    \
+             location / {{ return 200 \"ok $server_protocol $host\\n\"; }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let process = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off; master_process off;"])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run nginx");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            addr,
+            _process: process,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_speaks_h2_to_nginx_with_host_and_past_its_goaway() {
+    use tower::ServiceExt;
+    let nginx = Nginx::h2c(3).await;
+    let client = rama::http::Client::builder().http2_only(true).build();
+    let host = nginx.addr.to_string();
+    let get = |path: &str| {
+        http::Request::get(format!("http://{host}{path}"))
+            .header(http::header::HOST, &host)
+            // Hop-by-hop: nginx refuses an h2 request with `Connection` (and hyper would
+            // warn and strip it); the client removes it first.
+            .header(http::header::CONNECTION, "keep-alive")
+            .body(rama::http::Body::empty())
+            .unwrap()
+    };
+    // One at a time: the 4th, 7th, ... go to a connection nginx has sent GOAWAY on.
+    for i in 0..10 {
+        let response = client.clone().oneshot(get(&format!("/seq/{i}"))).await;
+        let response = response.unwrap_or_else(|e| panic!("request {i}: {e:?}"));
+        assert_eq!(response.status(), 200, "request {i}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, format!("ok HTTP/2.0 127.0.0.1\n"), "request {i}");
+    }
+    // Side by side on the pooled connection: all but 3 are above a GOAWAY's last stream id,
+    // and go again (to a new connection, where again only 3 are served).
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..9 {
+        let request = client.clone().oneshot(get(&format!("/par/{i}")));
+        requests.spawn(async move { request.await.map(|r| r.status()) });
+    }
+    let mut ok = 0;
+    while let Some(status) = timeout(PATIENCE, requests.join_next()).await.unwrap() {
+        assert_eq!(status.unwrap().unwrap(), 200);
+        ok += 1;
+    }
+    assert_eq!(ok, 9);
+}
+
+/// An HTTP/1.1 origin (hyper) that counts the connections it accepted and answers `200`,
+/// closing each connection after its response when `close` is set.
+async fn counting_origin(close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let (listener, addr) = bind_origin();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    spawn_origin(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let service = hyper::service::service_fn(move |_| async move {
+                let mut response =
+                    http::Response::new(http_body_util::Full::new(Bytes::from("hi")));
+                if close {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, "close".parse().unwrap());
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, accepted)
+}
+
+// One thread: the client keeps idle connections per thread, so on two a request may find
+// its connection parked on the other and dial a second one.
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_reuses_http1_connections_and_not_closed_ones() {
+    use tower::ServiceExt;
+    let client = rama::http::Client::new();
+    for close in [false, true] {
+        let (addr, accepted) = counting_origin(close).await;
+        for i in 0..5 {
+            let request = http::Request::get(format!("http://{addr}/{i}"))
+                .body(rama::http::Body::empty())
+                .unwrap();
+            let response = timeout(PATIENCE, client.clone().oneshot(request))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("close: {close}, request {i}: {e:?}"));
+            assert_eq!(response.status(), 200);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "hi");
+        }
+        // Kept alive: one connection for all; closed by the origin: one each.
+        let expected = if close { 5 } else { 1 };
+        assert_eq!(accepted.load(Ordering::SeqCst), expected, "close: {close}");
+    }
 }

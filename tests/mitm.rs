@@ -7,15 +7,18 @@
 
 use hyper::body::Incoming;
 use rama::{BoxError, http as rama_http, tcp, tls};
-use rama_e2e::{EchoOrigin, PATIENCE, Running, python::python_with_socks};
+use rama_e2e::{
+    EchoOrigin, PATIENCE, Running, origin_certificate, origin_thread,
+    python::{PythonServer, run_script},
+    ws::{ECHO_ORIGIN, SESSION_CLIENT},
+};
 use std::{
-    fmt::Write as _,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     process::Command,
     time::timeout,
@@ -26,44 +29,18 @@ use tower::Layer;
 async fn echo_request(
     request: http::Request<Incoming>,
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
-    let mut text = format!(
-        "{} {} {:?}\n",
-        request.method(),
-        request.uri(),
-        request.version()
-    );
-    for (name, value) in request.headers() {
-        let _ = writeln!(text, "{name}: {}", value.to_str().unwrap_or("?"));
-    }
-    Ok(http::Response::new(text.into()))
+    Ok(http::Response::new(rama_e2e::request_text(&request).into()))
 }
 
-/// A directory of this test's own under the target dir, emptied.
+/// A scratch directory of this test's own under the target dir, emptied.
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mitm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    rama_e2e::scratch(&format!("mitm-{name}"))
 }
 
-/// A CA of an origin's own (`CN=rama test CA`, `DIR/ca.pem`) and the origin's certificate
-/// for `localhost` and `127.0.0.1` (`DIR/origin.pem`, `DIR/origin.key`).
-fn origin_certificate(name: &str) -> PathBuf {
-    let dir = scratch(name);
-    let ca = tls::dev::Ca::generate("rama test CA").unwrap();
-    ca.write(&dir).unwrap();
-    ca.issue_server(&["localhost", "127.0.0.1"])
-        .unwrap()
-        .write(&dir, "origin")
-        .unwrap();
-    dir
-}
-
-/// An HTTPS origin (HTTP/1.1 and HTTP/2 by ALPN) of [`origin_certificate`], on its own
-/// thread; the CA's PEM path.
+/// An HTTPS origin (HTTP/1.1 and HTTP/2 by ALPN) with a certificate of its own CA
+/// ([`origin_certificate`]), on its own thread; the CA's PEM path.
 fn https_origin(name: &str) -> (SocketAddr, PathBuf) {
-    let dir = origin_certificate(name);
+    let dir = origin_certificate(&format!("mitm-{name}"));
     let (cert, key) = (dir.join("origin.pem"), dir.join("origin.key"));
     let acceptor = tls::Acceptor::builder()
         .cert_pem_files(cert, key)
@@ -71,39 +48,23 @@ fn https_origin(name: &str) -> (SocketAddr, PathBuf) {
         .alpn(["h2", "http/1.1"])
         .build()
         .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let stack =
-                acceptor.layer(rama_http::Server::new().layer(tower::service_fn(echo_request)));
-            let _ = tcp::Server::from_std(listener).serve(stack).await;
-        });
+    let addr = origin_thread(|listener| async move {
+        let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(echo_request)));
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
     });
     (addr, dir.join("ca.pem"))
 }
 
 /// `mitm_proxy` on one thread with its CA in `ca_dir`, trusting `upstream_ca` (if any).
 fn mitm_proxy(ca_dir: &Path, upstream_ca: Option<&Path>, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--threads".to_owned(),
-        "1".to_owned(),
-        "--ca-dir".to_owned(),
-        ca_dir.display().to_string(),
-    ];
-    if let Some(ca) = upstream_ca {
-        args.extend(["--upstream-ca".to_owned(), ca.display().to_string()]);
+    let ca_dir = ca_dir.display().to_string();
+    let upstream_ca = upstream_ca.map(|ca| ca.display().to_string());
+    let mut args = vec!["--ca-dir", &ca_dir];
+    if let Some(ca) = &upstream_ca {
+        args.extend(["--upstream-ca", ca]);
     }
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Running::start("mitm_proxy", &args)
+    args.extend_from_slice(extra);
+    Running::start_local("mitm_proxy", &args)
 }
 
 /// What curl said: the body, `CODE VERSION` from `-w`, and its verbose log.
@@ -113,26 +74,30 @@ struct Curl {
     verbose: String,
 }
 
+impl Curl {
+    /// Asserts the status code, showing the body and curl's log when it differs.
+    fn assert_status(&self, status: u16) {
+        let prefix = format!("{status} ");
+        assert!(
+            self.codes.starts_with(&prefix),
+            "{}\n{}\n{}",
+            self.codes,
+            self.body,
+            self.verbose
+        );
+    }
+}
+
 /// curl through `proxy` with `args`, verbose, bounded.
 async fn curl(proxy: SocketAddr, args: &[&str]) -> Curl {
-    let output = timeout(
-        PATIENCE,
-        Command::new("curl")
-            .args(["-sS", "-v", "--max-time", "20"])
-            .args(["-x", &format!("http://{proxy}")])
-            .args(["-w", "\n%{http_code} %{http_version}"])
-            .args(args)
-            .output(),
-    )
-    .await
-    .expect("curl took too long")
-    .expect("run curl");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, codes) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let proxy = format!("http://{proxy}");
+    let options = ["-sS", "-v", "--max-time", "20", "-x", &proxy];
+    let written = ["-w", "\n%{http_code} %{http_version}"];
+    let output = rama_e2e::curl(&[&options[..], &written, args].concat()).await;
     Curl {
-        body: body.to_ascii_lowercase(),
-        codes: codes.to_owned(),
-        verbose: String::from_utf8_lossy(&output.stderr).into_owned(),
+        body: output.body.to_ascii_lowercase(),
+        codes: output.written,
+        verbose: output.stderr,
     }
 }
 
@@ -193,7 +158,7 @@ async fn curl_sees_an_https_origin_through_interception_over_h1_and_h2() {
     // An IP address: no SNI from curl, a certificate with an IP SAN from the CONNECT host.
     let ip_url = format!("https://127.0.0.1:{}/by-ip", origin.port());
     let ip = curl(proxy.addr, &["--cacert", ca, &ip_url]).await;
-    assert!(ip.codes.starts_with("200 "), "{}\n{}", ip.body, ip.verbose);
+    ip.assert_status(200);
     assert!(ip.body.contains("/by-ip http/2.0"), "{}", ip.body);
     assert!(
         ip.verbose.contains("subject: CN=127.0.0.1"),
@@ -223,12 +188,7 @@ async fn a_pass_through_host_keeps_the_origins_certificate() {
     let url = format!("https://localhost:{}/untouched", origin.port());
     // Trusting only the origin's own CA works: the proxy is not in the middle.
     let seen = curl(proxy.addr, &["--cacert", origin_ca.to_str().unwrap(), &url]).await;
-    assert!(
-        seen.codes.starts_with("200 "),
-        "{}\n{}",
-        seen.body,
-        seen.verbose
-    );
+    seen.assert_status(200);
     assert!(
         seen.verbose.contains("issuer: CN=rama test CA"),
         "{}",
@@ -240,7 +200,7 @@ async fn a_pass_through_host_keeps_the_origins_certificate() {
     let ip_url = format!("https://127.0.0.1:{}/", origin.port());
     let ca = ca_dir.join("ca.pem");
     let other = curl(proxy.addr, &["--cacert", ca.to_str().unwrap(), &ip_url]).await;
-    assert!(other.codes.starts_with("200 "), "{}", other.verbose);
+    other.assert_status(200);
     assert!(other.body.contains("x-rama-mitm: 1"), "{}", other.body);
 }
 
@@ -277,7 +237,7 @@ async fn plain_bytes_in_a_tunnel_are_closed_or_relayed_by_configuration() {
         let url = format!("https://localhost:{}/after", origin.port());
         let ca = dir.join("ca.pem");
         let seen = curl(proxy.addr, &["--cacert", ca.to_str().unwrap(), &url]).await;
-        assert!(seen.codes.starts_with("200 "), "{}", seen.verbose);
+        seen.assert_status(200);
     }
 }
 
@@ -334,12 +294,7 @@ async fn an_origin_that_does_not_verify_is_502_and_the_proxy_serves_on() {
     let ca = ca.to_str().unwrap();
     let url = format!("https://localhost:{}/", origin.port());
     let refused = curl(untrusting.addr, &["--cacert", ca, &url]).await;
-    assert!(
-        refused.codes.starts_with("502 "),
-        "{}\n{}",
-        refused.body,
-        refused.verbose
-    );
+    refused.assert_status(502);
     assert!(
         refused.body.contains("invalid peer certificate"),
         "{}",
@@ -359,87 +314,26 @@ async fn an_origin_that_does_not_verify_is_502_and_the_proxy_serves_on() {
     drop(half);
     let trusting = mitm_proxy(&ca_dir, Some(&origin_ca), &[]);
     let fine = curl(trusting.addr, &["--cacert", ca, &url]).await;
-    assert!(fine.codes.starts_with("200 "), "{}", fine.verbose);
+    fine.assert_status(200);
     let again = curl(untrusting.addr, &["--cacert", ca, &url]).await;
-    assert!(again.codes.starts_with("502 "), "{}", again.verbose);
+    again.assert_status(502);
     assert!(untrusting.is_running());
     assert!(!untrusting.stderr().contains("panicked"));
 }
 
-/// A `wss://` echo origin (`sys.argv[1]` certificate, `sys.argv[2]` key): prints `listening on
-/// ADDR`, then for each session its path and, when it ends, the close code and reason.
-const WSS_ORIGIN: &str = r#"
-import asyncio, ssl, sys
-from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosed
-
-async def echo(ws):
-    print("path", ws.request.path, flush=True)
-    try:
-        async for message in ws:
-            await ws.send(message)
-    except ConnectionClosed:
-        pass  # a close code other than 1000 or 1001; printed below
-    print("closed", ws.close_code, ws.close_reason, flush=True)
-
-async def main():
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(sys.argv[1], sys.argv[2])
-    async with serve(echo, "127.0.0.1", 0, ssl=context) as server:
-        host, port = server.sockets[0].getsockname()[:2]
-        print(f"listening on {host}:{port}", flush=True)
-        await asyncio.get_running_loop().create_future()
-
-asyncio.run(main())
-"#;
-
-/// A WebSocket session to `sys.argv[1]` through the HTTP proxy `sys.argv[2]`, trusting only
-/// the CA `sys.argv[3]`: text, binary, a ping, a close with a code and a reason.
-const WSS_CLIENT: &str = r#"
-import asyncio, ssl, sys
-from websockets.asyncio.client import connect
-
-async def main(url, proxy, ca):
-    ws = await connect(url, proxy=proxy, ssl=ssl.create_default_context(cafile=ca))
-    await ws.send("hello")
-    print("text", repr(await ws.recv()), flush=True)
-    await ws.send(bytes(range(256)))
-    print("binary", await ws.recv() == bytes(range(256)), flush=True)
-    pong = await ws.ping(b"are you there")
-    await asyncio.wait_for(pong, 10)
-    print("pong", flush=True)
-    await ws.close(4001, "done here")
-    print("close", ws.close_code, ws.close_reason, flush=True)
-
-asyncio.run(asyncio.wait_for(main(*sys.argv[1:4]), 20))
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wss_session_is_relayed_message_by_message_through_the_interception() {
-    let certs = origin_certificate("wss");
-    let python = python_with_socks();
-    let mut origin = Command::new(&python)
-        .args(["-c", WSS_ORIGIN])
-        .arg(certs.join("origin.pem"))
-        .arg(certs.join("origin.key"))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the wss origin");
-    let mut origin_lines = BufReader::new(origin.stdout.take().unwrap()).lines();
-    let mut next_origin_line = async || {
-        timeout(PATIENCE, origin_lines.next_line())
-            .await
-            .expect("the wss origin took too long")
-            .expect("read the origin's output")
-            .expect("the wss origin ended early")
-    };
-    let ready = next_origin_line().await;
-    let origin_addr: SocketAddr = ready
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{ready}"))
-        .parse()
-        .unwrap();
+    let certs = origin_certificate("mitm-wss");
+    let mut origin = PythonServer::start(
+        ECHO_ORIGIN,
+        &[
+            "--cert".as_ref(),
+            certs.join("origin.pem").as_os_str(),
+            "--key".as_ref(),
+            certs.join("origin.key").as_os_str(),
+        ],
+    )
+    .await;
     let ca_dir = scratch("wss-ca");
     let proxy = mitm_proxy(
         &ca_dir,
@@ -447,39 +341,25 @@ async fn a_wss_session_is_relayed_message_by_message_through_the_interception() 
         &["--ws-tag", "[mitm] "],
     );
 
-    let url = format!("wss://localhost:{}/chat?room=1", origin_addr.port());
-    let output = timeout(
-        PATIENCE,
-        Command::new(&python)
-            .args(["-c", WSS_CLIENT, &url])
-            .arg(format!("http://{}", proxy.addr))
-            .arg(ca_dir.join("ca.pem"))
-            .output(),
-    )
-    .await
-    .expect("the websocket client took too long")
-    .expect("run the websocket client");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "client failed: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        proxy.stderr()
-    );
-    let lines: Vec<&str> = stdout.lines().collect();
+    let url = format!("wss://localhost:{}/chat?room=1", origin.addr.port());
+    let proxy_url = format!("http://{}", proxy.addr);
+    let ca = ca_dir.join("ca.pem");
+    let session = ["--proxy", &proxy_url, "--ca", ca.to_str().unwrap()];
+    let lines = run_script(SESSION_CLIENT, &[&[url.as_str()][..], &session].concat()).await;
     // The hook's tag shows the messages went through rama, not a byte tunnel.
     assert_eq!(
         lines,
         [
-            "text '[mitm] hello'",
-            "binary True",
+            "text '[mitm] hello \u{2713}'",
+            "binary True 1048576 True",
             "pong",
             "close 4001 done here"
         ],
-        "{stdout}"
+        "{}",
+        proxy.stderr()
     );
-    assert_eq!(next_origin_line().await, "path /chat?room=1");
-    assert_eq!(next_origin_line().await, "closed 4001 done here");
+    assert_eq!(origin.next_line().await, "path /chat?room=1");
+    assert_eq!(origin.next_line().await, "closed 4001 done here");
     let log = proxy.wait_for_log("ws message").await;
     assert!(log.contains("request: GET https://localhost:"), "{log}");
 }
@@ -503,4 +383,36 @@ async fn the_egress_rules_deny_an_intercepted_connect_with_403() {
         .unwrap();
     assert_eq!(answer, b"HTTP/1.1 403");
     proxy.wait_for_log("mitm: denied by the egress rules").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intercepted_requests_reach_the_origin_without_hop_by_hop_headers_or_host() {
+    let (origin, origin_ca) = https_origin("hop");
+    let ca_dir = scratch("hop-ca");
+    let proxy = mitm_proxy(&ca_dir, Some(&origin_ca), &[]);
+    let ca = ca_dir.join("ca.pem");
+    let url = format!("https://localhost:{}/hop", origin.port());
+    let args = [
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--http1.1",
+        "-H",
+        "Connection: keep-alive, X-Secret",
+        "-H",
+        "X-Secret: 1",
+        "-H",
+        "Keep-Alive: timeout=5",
+        "-H",
+        "X-Kept: 1",
+        &url,
+    ];
+    let seen = curl(proxy.addr, &args).await;
+    assert_eq!(seen.codes, "200 1.1", "{}\n{}", seen.body, seen.verbose);
+    // The origin speaks h2 (ALPN): `:authority` names it, and no `Host` rides beside it.
+    let line = format!("get https://localhost:{}/hop http/2.0\n", origin.port());
+    assert!(seen.body.starts_with(&line), "{}", seen.body);
+    assert!(seen.body.contains("x-kept: 1\n"), "{}", seen.body);
+    for gone in ["\nhost:", "x-secret", "keep-alive", "connection"] {
+        assert!(!seen.body.contains(gone), "{gone}: {}", seen.body);
+    }
 }

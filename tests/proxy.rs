@@ -2,7 +2,7 @@
 //! first byte, driven by real curl, Python `httpx` and headless Chromium over 127.0.0.1.
 
 use rama::{Conn, tcp, tls, tls::dev};
-use rama_e2e::{PATIENCE, Running, python::python_with_socks};
+use rama_e2e::{PATIENCE, Running, python::python_with_socks, rama_origin};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -84,21 +84,12 @@ fn https_origin(test: &str) -> (SocketAddr, PathBuf) {
     let answer = tower::service_fn(|conn: Conn<tls::TlsStream<tcp::Stream>>| {
         answer_http(conn.into_parts().0)
     });
-    let _guard = origins().enter();
-    let server = tcp::Server::bind("127.0.0.1:0")
-        .serve(acceptor.layer(answer))
-        .spawn_connections();
-    let addr = server.local_addr().unwrap();
-    origins().spawn(async move {
-        let _ = server.await;
-    });
+    let addr = rama_origin(|server| server.serve(acceptor.layer(answer)).spawn_connections());
     (addr, dir.join("ca.pem"))
 }
 
 fn proxy(args: &[&str]) -> Running {
-    let mut all = vec!["--listen", "127.0.0.1:0", "--threads", "1"];
-    all.extend_from_slice(args);
-    Running::start("proxy", &all)
+    Running::start_local("proxy", args)
 }
 
 /// What curl saw: the final status, the proxy's `CONNECT` answer (0 without one), the body.
@@ -111,27 +102,20 @@ struct Curl {
 }
 
 async fn curl(args: &[&str]) -> Curl {
-    let output = timeout(
-        PATIENCE,
-        Command::new("curl")
-            .args(["-sS", "--max-time", "20"])
-            .args(["-w", "\n%{http_code} %{http_connect}"])
-            .args(args)
-            .output(),
-    )
-    .await
-    .expect("curl took too long")
-    .expect("run curl");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, codes) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    let mut codes = codes
-        .split(' ')
-        .map(|c| c.trim().parse::<u16>().unwrap_or(0));
+    let options = [
+        "-sS",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code} %{http_connect}",
+    ];
+    let output = rama_e2e::curl(&[&options[..], args].concat()).await;
+    let [status, connect] = output.codes();
     Curl {
-        status: codes.next().unwrap_or(0),
-        connect: codes.next().unwrap_or(0),
-        body: body.to_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        status,
+        connect,
+        body: output.body,
+        stderr: output.stderr,
     }
 }
 

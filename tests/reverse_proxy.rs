@@ -9,7 +9,12 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rama::{BoxError, http as rama_http, tcp, tls};
-use rama_e2e::{PATIENCE, Running, payload, python::python_with_socks, sha256, vm_rss};
+use rama_e2e::{
+    PATIENCE, Running, origin_certificate, origin_thread, payload,
+    python::{PythonServer, run_script},
+    sha256, vm_rss,
+    ws::{ECHO_ORIGIN, SESSION_CLIENT},
+};
 use std::{
     convert::Infallible,
     fmt::Write as _,
@@ -84,15 +89,7 @@ async fn answer(
         });
         return Ok(http::Response::new(body));
     }
-    let mut text = format!(
-        "{} {} {:?}\n",
-        request.method(),
-        request.uri(),
-        request.version()
-    );
-    for (name, value) in request.headers() {
-        let _ = writeln!(text, "{name}: {}", value.to_str().unwrap_or("?"));
-    }
+    let mut text = rama_e2e::request_text(&request);
     // Long enough for the compression layer to bother.
     text.push_str(&"padding ".repeat(200));
     Ok(http::Response::new(text.into()))
@@ -100,50 +97,22 @@ async fn answer(
 
 /// An HTTP/1.1 + HTTP/2 origin built with rama itself, on its own thread.
 fn origin() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let server = tcp::Server::from_std(listener)
-                .serve(rama_http::Server::new().layer(tower::service_fn(answer)));
-            let _ = server.await;
-        });
-    });
-    addr
+    origin_thread(|listener| async move {
+        let server = tcp::Server::from_std(listener)
+            .serve(rama_http::Server::new().layer(tower::service_fn(answer)));
+        let _ = server.await;
+    })
 }
 
 /// An HTTPS origin (HTTP/1.1 over TLS, for `localhost`) with [`answer`] behind it, and the PEM
 /// of the CA that issued its certificate.
 fn https_origin() -> (SocketAddr, std::path::PathBuf) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("reverse-https-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = tls::dev::Ca::generate("rama test CA").unwrap();
-    ca.write(&dir).unwrap();
-    let (cert, key) = ca
-        .issue_server(&["localhost"])
-        .unwrap()
-        .write(&dir, "origin")
-        .unwrap();
-    let acceptor = tls::Acceptor::from_pem_files(cert, key).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(answer)));
-            let _ = tcp::Server::from_std(listener).serve(stack).await;
-        });
+    let dir = origin_certificate("reverse-https");
+    let acceptor =
+        tls::Acceptor::from_pem_files(dir.join("origin.pem"), dir.join("origin.key")).unwrap();
+    let addr = origin_thread(|listener| async move {
+        let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(answer)));
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
     });
     (addr, dir.join("ca.pem"))
 }
@@ -185,16 +154,10 @@ async fn upgrade_origin() -> SocketAddr {
 
 fn reverse_proxy(upstream: SocketAddr, args: &[&str]) -> Running {
     let upstream = format!("http://{upstream}");
-    let mut all = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--threads",
-        "1",
-        "--upstream",
-        &upstream,
-    ];
-    all.extend_from_slice(args);
-    Running::start("reverse_proxy", &all)
+    Running::start_local(
+        "reverse_proxy",
+        &[&["--upstream", &upstream][..], args].concat(),
+    )
 }
 
 /// Runs curl (bounded); stdout, and the `-w` line's fields after a final newline.
@@ -434,18 +397,9 @@ async fn an_https_upstream_is_verified_against_its_ca() {
     let (origin, ca) = https_origin();
     let upstream = format!("https://localhost:{}", origin.port());
     let ca_arg = ca.to_str().unwrap().to_owned();
-    let proxy = Running::start(
+    let proxy = Running::start_local(
         "reverse_proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--upstream",
-            &upstream,
-            "--upstream-ca",
-            &ca_arg,
-        ],
+        &["--upstream", &upstream, "--upstream-ca", &ca_arg],
     );
     let (body, codes) = curl(&[&format!("http://{}/secure", proxy.addr)]).await;
     assert_eq!(codes, "200 1.1", "{body}");
@@ -457,128 +411,45 @@ async fn an_https_upstream_is_verified_against_its_ca() {
     );
 
     // The webpki roots do not know the test CA: the upstream is refused, 502.
-    let untrusting = Running::start(
-        "reverse_proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--upstream",
-            &upstream,
-        ],
-    );
+    let untrusting = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
     let (body, codes) = curl(&[&format!("http://{}/secure", untrusting.addr)]).await;
     assert!(codes.starts_with("502"), "{codes} {body}");
     assert!(body.contains("cannot connect"), "{body}");
 }
 
-/// A WebSocket echo origin: prints `listening on ADDR` when ready, then for each session the
-/// path it was asked for and, when it ends, the close code and reason it received.
-const WS_ORIGIN: &str = r#"
-import asyncio
-from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosed
-
-async def echo(ws):
-    print("path", ws.request.path, flush=True)
-    try:
-        async for message in ws:
-            await ws.send(message)
-    except ConnectionClosed:
-        pass  # a close code other than 1000 or 1001; printed below
-    print("closed", ws.close_code, ws.close_reason, flush=True)
-
-async def main():
-    async with serve(echo, "127.0.0.1", 0, max_size=None) as server:
-        host, port = server.sockets[0].getsockname()[:2]
-        print(f"listening on {host}:{port}", flush=True)
-        await asyncio.get_running_loop().create_future()
-
-asyncio.run(main())
-"#;
-
-/// A WebSocket client session against `sys.argv[1]`: a text message, a 1 MiB binary one, a
-/// ping, then a close with a code and a reason; prints what came back.
-const WS_CLIENT: &str = r#"
-import asyncio, hashlib, sys
-from websockets.asyncio.client import connect
-
-async def main(url):
-    ws = await connect(url, max_size=None)
-    text = "hello through rama \u2713"
-    await ws.send(text)
-    got = await ws.recv()
-    print("text", got == text and isinstance(got, str), repr(got), flush=True)
-    data = bytes(range(256)) * 4096
-    await ws.send(data)
-    got = await ws.recv()
-    print("binary", isinstance(got, bytes), len(got),
-          hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), flush=True)
-    pong = await ws.ping(b"are you there")
-    await asyncio.wait_for(pong, 10)
-    print("pong", flush=True)
-    await ws.close(4001, "done here")
-    print("close", ws.close_code, ws.close_reason, flush=True)
-
-asyncio.run(asyncio.wait_for(main(sys.argv[1]), 20))
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_session_is_carried_end_to_end() {
-    use std::process::Stdio;
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
-    let python = python_with_socks();
-    let mut origin = Command::new(&python)
-        .args(["-c", WS_ORIGIN])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the websocket origin");
-    let mut origin_lines = BufReader::new(origin.stdout.take().unwrap()).lines();
-    let mut next_origin_line = async || {
-        timeout(PATIENCE, origin_lines.next_line())
-            .await
-            .expect("the websocket origin took too long")
-            .expect("read the origin's output")
-            .expect("the websocket origin ended early")
-    };
-    let ready = next_origin_line().await;
-    let origin_addr: SocketAddr = ready
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{ready}"))
-        .parse()
-        .unwrap();
-    let proxy = reverse_proxy(origin_addr, &[]);
+    let no_args: &[&str] = &[];
+    let mut origin = PythonServer::start(ECHO_ORIGIN, no_args).await;
+    let proxy = reverse_proxy(origin.addr, &[]);
 
     let url = format!("ws://{}/chat?room=1", proxy.addr);
-    let output = timeout(
-        PATIENCE,
-        Command::new(&python).args(["-c", WS_CLIENT, &url]).output(),
-    )
-    .await
-    .expect("the websocket client took too long")
-    .expect("run the websocket client");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<&str> = stdout.lines().collect();
+    let lines = run_script(SESSION_CLIENT, &[&url]).await;
     assert_eq!(
         lines,
         [
-            "text True 'hello through rama \u{2713}'",
+            "text 'hello \u{2713}'",
             "binary True 1048576 True",
             "pong",
             "close 4001 done here",
-        ],
-        "{stdout}"
+        ]
     );
 
-    assert_eq!(next_origin_line().await, "path /chat?room=1");
-    assert_eq!(next_origin_line().await, "closed 4001 done here");
+    assert_eq!(origin.next_line().await, "path /chat?room=1");
+    assert_eq!(origin.next_line().await, "closed 4001 done here");
     proxy.wait_for_log("reverse proxy: forwarding").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_connection_header_cannot_name_the_forwarding_headers_away() {
+    let origin = origin();
+    let proxy = reverse_proxy(origin, &[]);
+    let url = format!("http://{}/named", proxy.addr);
+    let connection = "Connection: keep-alive, X-Forwarded-For, Forwarded, X-Secret";
+    let (body, codes) = curl(&["-H", connection, "-H", "X-Secret: 1", &url]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
+    assert!(seen.contains("forwarded: for=127.0.0.1;"), "{seen}");
+    assert!(!seen.contains("x-secret"), "{seen}");
 }

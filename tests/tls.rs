@@ -17,7 +17,7 @@ use rama::{
         },
     },
 };
-use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line};
+use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, rama_origin};
 use std::{
     cell::Cell,
     future::Future,
@@ -436,15 +436,7 @@ fn tls_echo_origin(acceptor: tls::Acceptor) -> SocketAddr {
         tokio::io::copy(&mut r, &mut w).await?;
         w.shutdown().await
     });
-    let _guard = origins().enter();
-    let server = tcp::Server::bind("127.0.0.1:0")
-        .serve(acceptor.layer(echo))
-        .spawn_connections();
-    let addr = server.local_addr().unwrap();
-    origins().spawn(async move {
-        let _ = server.await;
-    });
-    addr
+    rama_origin(|server| server.serve(acceptor.layer(echo)).spawn_connections())
 }
 
 #[tokio::test]
@@ -606,14 +598,7 @@ async fn a_tls_url_target_sends_sni_from_its_host_and_verifies_against_the_webpk
     let never = tower::service_fn(|_: Conn<tls::TlsStream<tcp::Stream>>| async {
         Err::<(), _>(std::io::Error::other("no handshake should complete"))
     });
-    let _guard = origins().enter();
-    let server = tcp::Server::bind("127.0.0.1:0")
-        .serve(acceptor.layer(never))
-        .spawn_connections();
-    let origin = server.local_addr().unwrap();
-    origins().spawn(async move {
-        let _ = server.await;
-    });
+    let origin = rama_origin(|server| server.serve(acceptor.layer(never)).spawn_connections());
 
     // The string form, called on one connection: its client side is an in-memory pipe, its
     // upstream side a real TLS connection to the origin.

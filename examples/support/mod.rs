@@ -4,8 +4,18 @@
 //! logs through `RUST_LOG`, prints `listening on ADDR` once it accepts connections, and shuts
 //! down gracefully on SIGINT or SIGTERM.
 
-use rama::egress::{Match, Rules};
-use std::{collections::HashMap, fmt, process, str::FromStr};
+use rama::{
+    egress::{Match, Rules},
+    graceful, tcp, ws,
+};
+use std::{
+    collections::HashMap,
+    fmt, io,
+    net::{SocketAddr, ToSocketAddrs},
+    process,
+    str::FromStr,
+    time::Duration,
+};
 
 /// Parsed command-line options: `--name value` pairs (repeatable) and `--flag`s.
 #[derive(Debug)]
@@ -129,4 +139,61 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// How long each server may take to finish its open connections after SIGINT or SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Binds `threads` servers on `listen` (`0`: one per core) that shut down gracefully on SIGINT
+/// or SIGTERM, then prints `listening on ADDR` (the line the tests wait for) and the lines
+/// `hints` gives for the bound address (how to try the example).
+pub fn bind(
+    listen: impl ToSocketAddrs,
+    threads: usize,
+    hints: impl FnOnce(SocketAddr) -> Vec<String>,
+) -> io::Result<tcp::PerCore> {
+    let servers = tcp::PerCore::bind_threads(listen, threads)?
+        .with_graceful_shutdown(graceful::ctrl_c_or_sigterm());
+    let addr = servers.local_addr();
+    println!("listening on {addr}");
+    for hint in hints(addr) {
+        println!("{hint}");
+    }
+    Ok(servers)
+}
+
+/// The WebSocket hook of the relaying examples: logs every message (client, upstream,
+/// direction, opcode, size) and puts `tag` in front of each text message the upstream sends,
+/// which shows a client that its messages went through rama rather than a byte tunnel.
+#[derive(Debug, Clone)]
+pub struct TagTexts {
+    tag: String,
+}
+
+impl TagTexts {
+    /// Tags upstream texts with `tag`; an empty tag only logs.
+    pub fn new(tag: String) -> Self {
+        Self { tag }
+    }
+}
+
+impl ws::Hook for TagTexts {
+    fn on_message(
+        &self,
+        session: &ws::Session,
+        direction: ws::Direction,
+        message: ws::Message,
+    ) -> Option<ws::Message> {
+        let peer = session.peer_addr();
+        let upstream = session.upstream();
+        tracing::info!(?peer, %upstream, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
+        match message {
+            ws::Message::Text(text)
+                if !self.tag.is_empty() && direction == ws::Direction::UpstreamToClient =>
+            {
+                Some(ws::Message::text(format!("{}{text}", self.tag)))
+            }
+            other => Some(other),
+        }
+    }
 }

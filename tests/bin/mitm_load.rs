@@ -12,6 +12,7 @@
 //! (verifying the minted certificate for that name) and closes; prints new hosts per second.
 
 use rama::{Host, tls};
+use rama_e2e::load::{Error, num, required, runtime};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -26,28 +27,8 @@ use tokio::{
     net::TcpStream,
 };
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn required(name: &str) -> String {
-    arg(name).unwrap_or_else(|| panic!("{name} is required"))
-}
-
-fn num(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| v.parse().expect("a number"))
-}
-
 fn main() -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let mode = std::env::args().nth(1).unwrap_or_default();
     runtime.block_on(async {
         match mode.as_str() {

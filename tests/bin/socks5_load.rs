@@ -7,6 +7,7 @@
 //! socks5-load idle --proxy ADDR --target ADDR --tunnels N   # prints `ready`, holds until stdin closes
 //! ```
 
+use rama_e2e::load::{Error, addr, num, runtime};
 use std::{
     net::SocketAddr,
     sync::{
@@ -20,31 +21,8 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn addr(name: &str) -> SocketAddr {
-    arg(name)
-        .unwrap_or_else(|| panic!("{name} ADDR is required"))
-        .parse()
-        .expect("an address")
-}
-
-fn num(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| v.parse().expect("a number"))
-}
-
 fn main() -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let mode = std::env::args().nth(1).unwrap_or_default();
     runtime.block_on(async {
         match mode.as_str() {

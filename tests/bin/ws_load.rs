@@ -11,25 +11,15 @@
 //! percentile round trip in microseconds. With `--hold`, the sessions stay open and idle, for
 //! measuring what an idle session costs the server.
 
-use rama_e2e::ws::{FIN, RawWs, TEXT, frame};
+use rama_e2e::{
+    load::{Error, arg, num, runtime},
+    ws::{FIN, RawWs, TEXT, frame},
+};
 use std::{
     collections::VecDeque,
     net::SocketAddr,
     time::{Duration, Instant},
 };
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn num(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| v.parse().expect("a number"))
-}
 
 fn main() -> Result<(), Error> {
     let target: SocketAddr = arg("--target")
@@ -39,10 +29,7 @@ fn main() -> Result<(), Error> {
     let secs = num("--secs", 5);
     let size = usize::try_from(num("--size", 128))?;
     let window = num("--window", 8).max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     if let Some(sessions) = arg("--hold") {
         return runtime.block_on(hold(target, sessions.parse()?));
     }

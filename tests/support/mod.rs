@@ -1,6 +1,9 @@
 //! Shared plumbing of the end-to-end tests: running the examples as real processes, local
-//! origins to relay to, and payload checksums. Everything listens on 127.0.0.1 only.
+//! origins to relay to, bounded curl runs, scratch directories and test certificates, and
+//! payload checksums; [`python`] and [`ws`] hold the Python and WebSocket clients and origins,
+//! [`load`] the command line of the load generators. Everything listens on 127.0.0.1 only.
 
+pub mod load;
 pub mod python;
 pub mod ws;
 
@@ -9,7 +12,7 @@ use std::{
     io::{BufRead, BufReader, Read},
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
@@ -62,6 +65,12 @@ impl Running {
     /// Starts example `name` with `args` and waits for its `listening on ADDR` line.
     pub fn start(name: &str, args: &[&str]) -> Self {
         Self::start_command(Command::new(example(name)), args)
+    }
+
+    /// Starts example `name` listening on `127.0.0.1:0` with one server thread, and `args`.
+    pub fn start_local(name: &str, args: &[&str]) -> Self {
+        let local = ["--listen", "127.0.0.1:0", "--threads", "1"];
+        Self::start(name, &[&local[..], args].concat())
     }
 
     /// Starts example `name` under `sh -c 'ulimit -n LIMIT; exec ...'`.
@@ -225,6 +234,45 @@ where
     origins().spawn(future);
 }
 
+/// Binds 127.0.0.1:0 and runs `serve` with that listener on a thread and current-thread
+/// runtime of its own, for an origin that must never wait on another one's work; returns the
+/// address.
+pub fn origin_thread<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(std::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking origin");
+    let addr = listener.local_addr().expect("the origin's address");
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("origin runtime");
+        runtime.block_on(serve(listener));
+    });
+    addr
+}
+
+/// Binds a rama [`tcp::Server`](rama::tcp::Server) on 127.0.0.1:0 and runs what `serve` makes
+/// of it on the origins' runtime; returns the address.
+pub fn rama_origin<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(rama::tcp::Server) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send,
+{
+    let server = rama::tcp::Server::bind("127.0.0.1:0");
+    let addr = server.local_addr().expect("bind origin");
+    let _guard = origins().enter();
+    let serving = serve(server);
+    origins().spawn(serving);
+    addr
+}
+
 /// Binds an origin listener on 127.0.0.1 inside the origins' runtime.
 pub fn bind_origin() -> (TcpListener, SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
@@ -295,6 +343,22 @@ pub async fn digest_origin(reply: usize) -> SocketAddr {
     addr
 }
 
+/// The request line and headers of `request` as an origin sees them: `METHOD URI VERSION`,
+/// then a `name: value` line per header (what the echoing origins answer).
+pub fn request_text<B>(request: &http::Request<B>) -> String {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "{} {} {:?}\n",
+        request.method(),
+        request.uri(),
+        request.version()
+    );
+    for (name, value) in request.headers() {
+        let _ = writeln!(text, "{name}: {}", value.to_str().unwrap_or("?"));
+    }
+    text
+}
+
 /// `len` deterministic pseudo-random bytes (xorshift from `seed`).
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -344,4 +408,74 @@ pub async fn echo_line(stream: &mut TcpStream, line: &str) -> std::io::Result<St
         Ok(String::from_utf8_lossy(&buf).into_owned())
     };
     tokio::time::timeout(PATIENCE, echo).await?
+}
+
+/// Runs `command` to its end within [`PATIENCE`] and returns what it printed; `what` names it
+/// when it hangs or cannot start.
+pub async fn run_bounded(command: &mut tokio::process::Command, what: &str) -> Output {
+    tokio::time::timeout(PATIENCE, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} took too long"))
+        .unwrap_or_else(|error| panic!("cannot run {what}: {error}"))
+}
+
+/// What a [`curl`] run printed.
+#[derive(Debug)]
+pub struct CurlOutput {
+    /// Standard output up to its last line: the body.
+    pub body: String,
+    /// The last line of standard output: what the `-w "\n..."` format wrote.
+    pub written: String,
+    /// Standard error (curl's `-v` log, its error messages).
+    pub stderr: String,
+}
+
+impl CurlOutput {
+    /// The first `N` numbers of the `-w` line (`%{http_code} %{http_connect}`, say), 0 for
+    /// each that is missing or not a number.
+    pub fn codes<const N: usize>(&self) -> [u16; N] {
+        let mut words = self.written.split(' ');
+        std::array::from_fn(|_| {
+            words
+                .next()
+                .and_then(|word| word.trim().parse().ok())
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// Runs curl with `args` within [`PATIENCE`]; `args` end its output with a `-w "\n..."` line.
+pub async fn curl(args: &[&str]) -> CurlOutput {
+    let output = run_bounded(tokio::process::Command::new("curl").args(args), "curl").await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, written) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    CurlOutput {
+        body: body.to_owned(),
+        written: written.to_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A directory of the calling test's own under the target dir's `tmp` (`NAME-PID`), emptied.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = python::target_dir()
+        .join("tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// A CA of an origin's own (`CN=rama test CA`, `DIR/ca.pem`) and the origin's certificate
+/// for `localhost` and `127.0.0.1` (`DIR/origin.pem`, `DIR/origin.key`), in the
+/// [`scratch`] directory `name`; returns the directory.
+pub fn origin_certificate(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    let ca = rama::tls::dev::Ca::generate("rama test CA").expect("generate the test CA");
+    ca.write(&dir).expect("write the test CA");
+    ca.issue_server(&["localhost", "127.0.0.1"])
+        .expect("issue the origin certificate")
+        .write(&dir, "origin")
+        .expect("write the origin certificate");
+    dir
 }

@@ -129,3 +129,99 @@ impl RawWs {
         String::from_utf8(payload).unwrap()
     }
 }
+
+/// A WebSocket echo origin in Python's `websockets`: prints `listening on ADDR` when ready
+/// (see [`PythonServer`](crate::python::PythonServer)), then for each session the path it was
+/// asked for and, when it ends, the close code and reason it received. `--cert FILE --key
+/// FILE` serve `wss://`; `--headers` makes it require and select the `superchat` subprotocol
+/// and print, after the path, the handshake headers a relay must pass on or drop (`cookie`,
+/// `authorization`, `extensions`) and the subprotocol.
+pub const ECHO_ORIGIN: &str = r#"
+import argparse, asyncio, ssl
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+options = argparse.ArgumentParser()
+options.add_argument("--cert")
+options.add_argument("--key")
+options.add_argument("--headers", action="store_true")
+options = options.parse_args()
+
+async def echo(ws):
+    print("path", ws.request.path, flush=True)
+    if options.headers:
+        h = ws.request.headers
+        print("cookie", h.get("Cookie"), flush=True)
+        print("authorization", h.get("Authorization"), flush=True)
+        print("extensions", h.get("Sec-WebSocket-Extensions"), flush=True)
+        print("subprotocol", ws.subprotocol, flush=True)
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except ConnectionClosed:
+        pass  # a close code other than 1000 or 1001; printed below
+    print("closed", ws.close_code, ws.close_reason, flush=True)
+
+async def main():
+    tls = None
+    if options.cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(options.cert, options.key)
+    subprotocols = ["superchat"] if options.headers else None
+    async with serve(echo, "127.0.0.1", 0, max_size=None, subprotocols=subprotocols,
+                     ssl=tls) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        print(f"listening on {host}:{port}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+asyncio.run(main())
+"#;
+
+/// A WebSocket client session in Python's `websockets` against `URL`: a text message, a 1 MiB
+/// binary one (checksummed), a ping, then a close with code 4001 and a reason; prints a line
+/// for each. `--proxy URL` goes through an HTTP proxy, `--ca FILE` trusts only that CA for
+/// `wss://`, and `--server-close` adds a second session that asks the echo server (`ws_echo`'s
+/// `/close CODE REASON`) to close with 4002.
+pub const SESSION_CLIENT: &str = r#"
+import argparse, asyncio, hashlib, ssl
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+options = argparse.ArgumentParser()
+options.add_argument("url")
+options.add_argument("--proxy")
+options.add_argument("--ca")
+options.add_argument("--server-close", action="store_true")
+options = options.parse_args()
+
+async def main():
+    settings = {"max_size": None}
+    if options.proxy:
+        settings["proxy"] = options.proxy
+    if options.ca:
+        settings["ssl"] = ssl.create_default_context(cafile=options.ca)
+    ws = await connect(options.url, **settings)
+    await ws.send("hello \u2713")
+    print("text", repr(await ws.recv()), flush=True)
+    data = bytes(range(256)) * 4096
+    await ws.send(data)
+    got = await ws.recv()
+    print("binary", isinstance(got, bytes), len(got),
+          hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), flush=True)
+    pong = await ws.ping(b"are you there")
+    await asyncio.wait_for(pong, 10)
+    print("pong", flush=True)
+    await ws.close(4001, "done here")
+    print("close", ws.close_code, ws.close_reason, flush=True)
+
+    if options.server_close:
+        ws = await connect(options.url, **settings)
+        await ws.send("/close 4002 bye now")
+        try:
+            await ws.recv()
+        except ConnectionClosed:
+            pass
+        print("closed by server", ws.close_code, ws.close_reason, flush=True)
+
+asyncio.run(asyncio.wait_for(main(), 20))
+"#;

@@ -71,6 +71,25 @@ impl Body {
     }
 }
 
+impl Body {
+    /// A copy of this body if it can be sent again: no bytes (an empty body, or a client's
+    /// body that has already ended) or rama's own short bytes; `None` for a stream.
+    pub(crate) fn try_clone(&self) -> Option<Self> {
+        match &self.kind {
+            Kind::Empty => Some(Self::empty()),
+            Kind::Full(Some(bytes)) => Some(Self::full(bytes.clone())),
+            Kind::Full(None) => Some(Self::empty()),
+            Kind::Incoming(body) if http_body::Body::is_end_stream(body) => Some(Self::empty()),
+            Kind::Incoming(_) | Kind::Boxed(_) => None,
+        }
+    }
+
+    /// Whether it carries no bytes at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        http_body::Body::size_hint(self).upper() == Some(0)
+    }
+}
+
 impl From<Incoming> for Body {
     fn from(body: Incoming) -> Self {
         Self {

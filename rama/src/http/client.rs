@@ -1,13 +1,17 @@
 //! [`Client`]: the pooled HTTP client behind the forward and reverse proxies, usable on its own.
 
-use super::{Body, Error, connect::Connector};
-use ::http::{Request, Response, Version};
+use super::{Body, Error, connect::Connector, h1_pool, headers};
+use ::http::{
+    HeaderValue, Request, Response, Uri, Version, header,
+    uri::{self, Authority, Scheme},
+};
 use hyper_util::{
     client::legacy::{self, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
 use std::{
     cell::RefCell,
+    error::Error as StdError,
     fmt,
     future::Future,
     pin::Pin,
@@ -27,10 +31,29 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many idle connections per upstream each thread's pool keeps unless told otherwise.
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 1024;
 
+/// How many times a request an HTTP/2 upstream refused unprocessed is sent again.
+const RETRIES: u8 = 10;
+
 /// A pooled HTTP/1.1 (or, with [`http2_only`](ClientBuilder::http2_only), HTTP/2) client:
 /// a tower `Service<http::Request<Body>>`, streaming bodies both ways. `https://` URIs need a
 /// [`tls::Connector`](crate::tls::Connector) ([`ClientBuilder::tls`]); without one they fail
 /// as a connect error.
+///
+/// Per request: hop-by-hop headers are removed (an upgrade request keeps `Upgrade` and
+/// `Connection: upgrade`); a request without an authority in its URI takes it from `Host`.
+/// `Host` and HTTP/2: `:authority` (the URI's) says it there, and some servers (nginx) answer
+/// `400` to both. With `http2_only`, `Host` is dropped (one that names somewhere else than
+/// the URI cannot be said: the URI is also where the connection goes); for `https://`, where
+/// ALPN decides, a `Host` naming the URI's authority is dropped and hyper-util puts it back
+/// from the URI when the connection turns out to be HTTP/1.1 (one naming somewhere else stays,
+/// which an HTTP/2 origin may refuse). A request an HTTP/2 upstream did not
+/// process (it was above the last stream id of the upstream's `GOAWAY`, or refused with
+/// `REFUSED_STREAM`) is sent again, up to 10 times, when it can be: an idempotent method or
+/// no body, and a body that is not a stream.
+///
+/// Plain `http://` without `http2_only` (HTTP/1.1 for sure) goes through a lean path of its
+/// own: per thread and upstream, a list of idle hyper `http1` connection senders; everything
+/// else through hyper-util's legacy pool (one per thread).
 ///
 /// Cheap to clone: clones share one pool **per thread**. Always ready. Its connections run
 /// as tasks on the tokio runtime of the thread that opened them (they hold only `Send` parts:
@@ -60,6 +83,8 @@ pub struct Client {
 struct Config {
     builder: ClientBuilder,
     connector: Connector,
+    /// The plain HTTP/1.1 path's settings.
+    h1: Arc<h1_pool::Settings>,
 }
 
 /// One thread's pool of a [`Client`].
@@ -109,11 +134,6 @@ impl Default for Client {
 }
 
 impl Client {
-    /// Whether it speaks HTTP/2 with prior knowledge to every upstream.
-    pub(crate) fn is_http2_only(&self) -> bool {
-        self.config.builder.http2_only
-    }
-
     /// Sends `request` through this thread's pool (built on the thread's first request).
     fn send(&self, request: Request<Body>) -> legacy::ResponseFuture {
         let pool = POOLS
@@ -168,9 +188,46 @@ where
         let deadline = config
             .response_timeout
             .map(|d| Box::pin(tokio::time::sleep(d)));
+        headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
+        if request.uri().authority().is_none()
+            && let Err(error) = authority_from_host(&mut request)
+        {
+            return ResponseFuture {
+                inner: Inner::Failed(Some(error)),
+                deadline: None,
+                retry: None,
+            };
+        }
+        let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
+        if !may_be_http2 && request.uri().scheme() == Some(&Scheme::HTTP) {
+            return ResponseFuture {
+                inner: Inner::Http1(Box::pin(h1_pool::send(self.config.h1.clone(), request))),
+                deadline,
+                retry: None,
+            };
+        }
+        let retry = if may_be_http2 {
+            if config.http2_only {
+                // `:authority` is the URI's, and a `Host` that differs makes the request
+                // malformed (RFC 9113 8.3.1): it cannot be said over HTTP/2 here.
+                request.headers_mut().remove(header::HOST);
+            } else {
+                drop_matching_host(&mut request);
+            }
+            replay(&request).map(|request| {
+                Box::new(Retry {
+                    client: self.clone(),
+                    request,
+                    left: RETRIES,
+                })
+            })
+        } else {
+            None
+        };
         ResponseFuture {
-            inner: self.send(request),
+            inner: Inner::Pool(self.send(request)),
             deadline,
+            retry,
         }
     }
 }
@@ -225,10 +282,16 @@ impl ClientBuilder {
         http.set_connect_timeout(Some(self.connect_timeout));
         http.set_nodelay(true);
         let connector = Connector::new(http, self.tls.take());
+        let h1 = Arc::new(h1_pool::Settings {
+            connector: connector.clone(),
+            idle_timeout: self.pool_idle_timeout,
+            max_idle: self.pool_max_idle_per_host,
+        });
         Client {
             config: Arc::new(Config {
                 builder: self,
                 connector,
+                h1,
             }),
         }
     }
@@ -250,22 +313,143 @@ impl Config {
     }
 }
 
+/// Gives a request whose URI has no authority (origin-form, `/path`) the one its `Host`
+/// names, over `http`.
+fn authority_from_host(request: &mut Request<Body>) -> Result<(), Error> {
+    let no_host =
+        || Error::upstream("the request names no host: no authority in its URI, no Host".into());
+    let host = request.headers().get(header::HOST).ok_or_else(no_host)?;
+    let authority = Authority::try_from(host.as_bytes()).map_err(|e| Error::upstream(e.into()))?;
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(parts.scheme.unwrap_or(Scheme::HTTP));
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(
+        parts
+            .path_and_query
+            .unwrap_or(uri::PathAndQuery::from_static("/")),
+    );
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|e| Error::upstream(e.into()))?;
+    Ok(())
+}
+
+/// Drops `Host` when it names the URI's authority (the same host, any case, and the same
+/// port, the scheme's default when either has none). A `Host` for somewhere else stays.
+fn drop_matching_host(request: &mut Request<Body>) {
+    let uri = request.uri();
+    let Some(authority) = uri.authority() else {
+        return;
+    };
+    let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let matches = |host: &HeaderValue| {
+        Authority::try_from(host.as_bytes()).is_ok_and(|host| {
+            host.host().eq_ignore_ascii_case(authority.host())
+                && host.port_u16().unwrap_or(default_port)
+                    == authority.port_u16().unwrap_or(default_port)
+        })
+    };
+    if request.headers().get(header::HOST).is_some_and(matches) {
+        request.headers_mut().remove(header::HOST);
+    }
+}
+
+/// A copy of `request` to send again if the upstream refuses it unprocessed: only for an
+/// idempotent method or no body, and a body that can be sent twice (not a stream).
+fn replay(request: &Request<Body>) -> Option<Request<Body>> {
+    let body = request.body().try_clone()?;
+    if !request.method().is_idempotent() && !body.is_empty() {
+        return None;
+    }
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy)
+}
+
+/// Whether an HTTP/2 upstream said it did not process the request: its stream was above the
+/// last stream id of a graceful `GOAWAY` (`NO_ERROR`: the streams at or below it are served
+/// to the end, so only the unprocessed ones fail this way), or was refused (`REFUSED_STREAM`).
+fn unprocessed(error: &legacy::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && match h2.reason() {
+                    Some(h2::Reason::NO_ERROR) => h2.is_go_away(),
+                    Some(h2::Reason::REFUSED_STREAM) => h2.is_reset(),
+                    _ => false,
+                };
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// What a request that may go to HTTP/2 needs to be sent again.
+struct Retry {
+    client: Client,
+    /// The copy to send next.
+    request: Request<Body>,
+    /// How many more times.
+    left: u8,
+}
+
+/// What a [`ResponseFuture`] waits for.
+enum Inner {
+    /// hyper-util's pool (HTTP/2, or TLS where ALPN decides).
+    Pool(legacy::ResponseFuture),
+    /// This thread's plain HTTP/1.1 connections.
+    Http1(Pin<Box<dyn Future<Output = Result<Response<hyper::body::Incoming>, Error>> + Send>>),
+    /// A request that could not be sent.
+    Failed(Option<Error>),
+}
+
 /// The response of a [`Client`] call.
 pub struct ResponseFuture {
-    inner: legacy::ResponseFuture,
+    inner: Inner,
     deadline: Option<Pin<Box<Sleep>>>,
+    retry: Option<Box<Retry>>,
 }
 
 impl Future for ResponseFuture {
     type Output = Result<Response<Body>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The response first: one that is ready wins over a deadline that passed meanwhile.
-        if let Poll::Ready(result) = Pin::new(&mut self.inner).poll(cx) {
-            return Poll::Ready(match result {
-                Ok(response) => Ok(response.map(Body::from)),
-                Err(error) => Err(Error::upstream(error.into())),
-            });
+        let this = &mut *self;
+        loop {
+            let inner = match &mut this.inner {
+                Inner::Pool(inner) => inner,
+                Inner::Http1(inner) => match inner.as_mut().poll(cx) {
+                    Poll::Ready(result) => return Poll::Ready(result.map(|r| r.map(Body::from))),
+                    Poll::Pending => break,
+                },
+                Inner::Failed(error) => {
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
+                }
+            };
+            // The response first: one that is ready wins over a deadline that passed meanwhile.
+            let error = match Pin::new(inner).poll(cx) {
+                Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response.map(Body::from))),
+                Poll::Ready(Err(error)) => error,
+                Poll::Pending => break,
+            };
+            let retry = match this.retry.as_mut() {
+                Some(retry) if retry.left > 0 && unprocessed(&error) => retry,
+                _ => return Poll::Ready(Err(Error::upstream(error.into()))),
+            };
+            retry.left -= 1;
+            let Some(next) = replay(&retry.request) else {
+                return Poll::Ready(Err(Error::upstream(error.into())));
+            };
+            let request = std::mem::replace(&mut retry.request, next);
+            tracing::debug!(uri = %request.uri(), error = %crate::error::Chain(&error), "http client: the upstream did not process the request, sending it again");
+            this.inner = Inner::Pool(retry.client.send(request));
         }
         if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
@@ -279,5 +463,60 @@ impl Future for ResponseFuture {
 impl fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, uri: &str, host: &str, body: Body) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, host)
+            .body(body)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_host_naming_the_uri_is_dropped_and_another_stays() {
+        for (uri, host, dropped) in [
+            ("http://Example.com/", "example.com:80", true),
+            ("https://example.com/", "EXAMPLE.com", true),
+            ("http://127.0.0.1:8080/", "127.0.0.1:8080", true),
+            ("http://127.0.0.1:8080/", "127.0.0.1", false),
+            ("https://example.com/", "front.example", false),
+        ] {
+            let mut request = request("GET", uri, host, Body::empty());
+            drop_matching_host(&mut request);
+            assert_eq!(
+                request.headers().contains_key(header::HOST),
+                !dropped,
+                "{uri} {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_origin_form_request_takes_its_authority_from_host() {
+        let mut request = request("GET", "/a?b", "example.com:8080", Body::empty());
+        authority_from_host(&mut request).unwrap();
+        assert_eq!(request.uri(), "http://example.com:8080/a?b");
+        let mut request = Request::new(Body::empty());
+        assert!(authority_from_host(&mut request).is_err());
+    }
+
+    #[test]
+    fn only_a_body_that_can_go_twice_is_kept_for_a_retry() {
+        let get = request("GET", "http://a/", "a", Body::full("x"));
+        let copy = replay(&get).unwrap();
+        assert_eq!(copy.headers()[header::HOST], "a");
+        assert!(replay(&request("POST", "http://a/", "a", Body::empty())).is_some());
+        // Not idempotent and with a body: the upstream might act twice.
+        assert!(replay(&request("POST", "http://a/", "a", Body::full("x"))).is_none());
+        // A stream cannot be sent again.
+        let stream = Body::new(http_body_util::Full::new(bytes::Bytes::from_static(b"x")));
+        assert!(replay(&request("PUT", "http://a/", "a", stream)).is_none());
     }
 }

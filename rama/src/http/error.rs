@@ -60,6 +60,19 @@ impl Error {
         }
     }
 
+    /// Dialing the upstream failed (timed out, if the cause says so).
+    pub(crate) fn connect(source: BoxError) -> Self {
+        let kind = if is_timed_out(&*source) {
+            Kind::Timeout
+        } else {
+            Kind::Connect
+        };
+        Self {
+            kind,
+            source: Some(source),
+        }
+    }
+
     pub(crate) fn timeout() -> Self {
         Self {
             kind: Kind::Timeout,

@@ -61,6 +61,34 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The `Upgrade` of an upgrade request (or response) that a proxy passes on: `Connection`
+/// names `upgrade` and the protocol is not `h2c` (an upgrade of this hop's own connection to
+/// HTTP/2, which the next hop never asked for).
+pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let h2c = upgrade
+        .to_str()
+        .is_ok_and(|value| value.trim().eq_ignore_ascii_case("h2c"));
+    (asked && !h2c).then_some(upgrade)
+}
+
+/// Removes the hop-by-hop headers as [`remove_hop_by_hop`] does, but keeps an upgrade request's
+/// ([`upgrade_of`]) `Upgrade` and `Connection: upgrade`, which the next hop needs to switch.
+pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) {
+    let upgrade = upgrade_of(headers).cloned();
+    remove_hop_by_hop(headers);
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade);
+    }
+}
+
 /// Appends `Via: <version> rama` (RFC 9110 7.6.3).
 pub fn append_via(headers: &mut HeaderMap, version: Version) {
     let value = match version {
@@ -175,5 +203,41 @@ mod tests {
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 2);
+    }
+
+    #[test]
+    fn an_upgrade_request_keeps_what_asks_for_it() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        remove_hop_by_hop_but_upgrade(&mut headers);
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+        assert_eq!(headers[header::UPGRADE], "websocket");
+
+        // `Upgrade` that `Connection` does not name, and this hop's own `h2c`, go.
+        for connection in ["keep-alive", "Upgrade, HTTP2-Settings"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONNECTION, HeaderValue::from_static(connection));
+            let upgrade = if connection == "keep-alive" {
+                "websocket"
+            } else {
+                "h2c"
+            };
+            headers.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
+            headers.insert(
+                "http2-settings",
+                HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
+            );
+            remove_hop_by_hop_but_upgrade(&mut headers);
+            let left = usize::from(connection == "keep-alive");
+            assert_eq!(headers.len(), left, "{connection}");
+            assert!(!headers.contains_key(header::UPGRADE), "{connection}");
+        }
     }
 }

@@ -75,8 +75,8 @@ struct Inner {
     base: String,
     client: Client,
     preserve_host: bool,
-    /// The `Host` sent to a plain HTTP/1.1 upstream: the URL's authority without user info,
-    /// made once (left to hyper-util, it is formatted anew for every request).
+    /// The `Host` sent upstream: the URL's authority without user info, made once (left to
+    /// hyper-util, it is formatted anew for every HTTP/1.1 request).
     host: HeaderValue,
 }
 
@@ -221,32 +221,22 @@ impl Inner {
             }
         };
 
-        // An upgrade keeps the headers that ask for it; everything else hop-by-hop goes.
-        let upgrade = request.headers().get(header::UPGRADE).cloned();
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        // An upgrade keeps the headers that ask for it; everything else hop-by-hop goes before
+        // the forwarding headers are added (a client's `Connection` must not name them away).
+        let client_upgrade = headers::upgrade_of(request.headers())
+            .is_some()
+            .then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
-        headers::remove_hop_by_hop(headers);
-        if let Some(upgrade) = &upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, upgrade.clone());
-        }
+        headers::remove_hop_by_hop_but_upgrade(headers);
         add_forwarded(headers, peer, host.as_ref(), secure);
         headers::append_via(headers, version);
-        match host {
-            Some(host) if self.preserve_host => {
-                headers.insert(header::HOST, host);
-            }
-            // HTTP/1.1 for sure (plain text, no prior knowledge): the upstream's, made once.
-            _ if self.scheme == Scheme::HTTP && !self.client.is_http2_only() => {
-                headers.insert(header::HOST, self.host.clone());
-            }
-            // Maybe HTTP/2 (prior knowledge, or ALPN over TLS), where `:authority` says it and
-            // a `Host` too is refused by some servers (nginx: 400): the client adds one for
-            // HTTP/1.1 from the URI.
-            _ => {
-                headers.remove(header::HOST);
-            }
-        }
+        // The upstream's `Host`, made once; the client drops it for an HTTP/2 upstream, where
+        // `:authority` (the URI's) says the same.
+        let host = match host {
+            Some(host) if self.preserve_host => host,
+            _ => self.host.clone(),
+        };
+        headers.insert(header::HOST, host);
         *request.uri_mut() = uri;
         tracing::debug!(peer = %log_peer, method = %request.method(), uri = %request.uri(), "reverse proxy: forwarding");
 

@@ -29,10 +29,12 @@ enum Kind {
 }
 
 /// A WebSocket session failed: the peer broke the protocol, sent an oversized message or
-/// went away, or writing to it failed.
+/// went away, or writing to it failed; or the server is shutting down and the session was
+/// closed with `1001` ([`is_shutdown`](SessionError::is_shutdown)).
 #[derive(Debug)]
 pub struct SessionError {
-    source: hyper_tungstenite::tungstenite::Error,
+    /// `None` when the session was closed for the server's shutdown.
+    source: Option<hyper_tungstenite::tungstenite::Error>,
 }
 
 // ===== impl BadUpstream =====
@@ -143,24 +145,43 @@ impl StdError for UpstreamError {
 
 impl SessionError {
     pub(super) fn new(source: hyper_tungstenite::tungstenite::Error) -> Self {
-        Self { source }
+        Self {
+            source: Some(source),
+        }
     }
 
-    /// Whether the session had already ended (closed or failed) when this was tried.
+    pub(super) fn shutdown() -> Self {
+        Self { source: None }
+    }
+
+    /// Whether the session had already ended (closed, failed, or closed for the server's
+    /// shutdown) when this was tried.
     pub fn is_closed(&self) -> bool {
         use hyper_tungstenite::tungstenite::Error;
-        matches!(self.source, Error::ConnectionClosed | Error::AlreadyClosed)
+        matches!(
+            self.source,
+            None | Some(Error::ConnectionClosed | Error::AlreadyClosed)
+        )
+    }
+
+    /// Whether the server is shutting down: the session was closed with `1001` and takes no
+    /// more messages.
+    pub fn is_shutdown(&self) -> bool {
+        self.source.is_none()
     }
 }
 
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("websocket session failed")
+        match self.source {
+            Some(_) => f.write_str("websocket session failed"),
+            None => f.write_str("websocket session closed: the server is shutting down"),
+        }
     }
 }
 
 impl StdError for SessionError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&self.source)
+        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
     }
 }

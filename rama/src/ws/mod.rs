@@ -5,7 +5,11 @@
 //! Both stand behind [`http::Server`](crate::http::Server) (`Stage`: they take
 //! `HttpRequest`s) and run their sessions on the HTTP connection's own task set
 //! ([`http::server::spawn`](crate::http::server::spawn)), so a graceful shutdown waits for
-//! open sessions, and nothing needs to be `Send`.
+//! open sessions, and nothing needs to be `Send`. They do not wait for sessions to end on
+//! their own: when the connection's shutdown signal fires
+//! ([`ConnFacts::shutdown`](crate::http::ConnFacts::shutdown)), every session is closed with
+//! `1001` ("going away"; to both legs of a relay) and ends once the close handshake is done,
+//! within the close timeout, well before the server's drain deadline.
 //!
 //! ```no_run
 //! use rama::{http, proxy, tcp, ws};
@@ -61,10 +65,18 @@
 //!   or frame over [`Relay::max_message_size`] with `1009`; the other side gets `1001`, and a
 //!   warning names the peer. Nothing panics and no other session is touched.
 //!
+//! - **Shutdown.** When the server shuts down gracefully, both legs get close `1001` with the
+//!   reason `the server is shutting down` (what was already relayed is written out first),
+//!   and the relay waits up to [`Relay::close_timeout`] for their replies. The hook does not
+//!   see these closes.
+//!
 //! # `Serve`
 //!
 //! [`Serve::new`]`(handler)` accepts each upgrade (`426` for other requests) and runs
-//! `handler(socket)`; [`Socket::recv`] answers bad input the same way as the relay.
+//! `handler(socket)`; [`Socket::recv`] answers bad input the same way as the relay. On
+//! shutdown the [`Socket`] closes the session with `1001`: `recv` returns `None` and `send`
+//! an error whose [`is_shutdown`](SessionError::is_shutdown) is true, and
+//! [`Socket::shutdown`] tells the handler why (see [`Socket`]'s docs).
 
 mod hook;
 mod relay;

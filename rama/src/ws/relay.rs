@@ -198,7 +198,8 @@ impl<H> Relay<H> {
         self
     }
 
-    /// How long the close handshake on both legs may take once a session ends (default 5 s).
+    /// How long the close handshake on both legs may take once a session ends (default 5 s),
+    /// also the one that follows the `1001` a graceful shutdown sends.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.config.linger = timeout;
         self
@@ -349,9 +350,13 @@ impl<H: Hook + 'static> Relay<H> {
         let session = Session::new(peer.0, destination.uri, protocol);
         let hook = self.hook;
         let linger = self.config.linger;
+        // Outside `http::Server` there are no facts, but then `spawn` refuses the session too.
+        let shutdown = facts.map(|f| f.shutdown().clone()).unwrap_or_default();
         let run = async move {
             match client.await {
-                Ok(client) => session::relay(client, upstream, &*hook, session, linger).await,
+                Ok(client) => {
+                    session::relay(client, upstream, &*hook, session, linger, &shutdown).await
+                }
                 Err(error) => {
                     tracing::debug!(%peer, %error, "ws relay: the client's upgrade failed")
                 }

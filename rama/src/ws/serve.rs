@@ -4,7 +4,10 @@
 use super::{
     CloseFrame, Config, Message, error::SessionError, future::Ready, protocol_header, session,
 };
-use crate::http::{Body, ConnFacts, forward::Peer, server};
+use crate::{
+    graceful,
+    http::{Body, ConnFacts, forward::Peer, server},
+};
 use ::http::{HeaderValue, Request, Response, StatusCode, header};
 use futures_util::{SinkExt, StreamExt};
 use hyper_tungstenite::HyperWebsocketStream;
@@ -27,7 +30,8 @@ use tower::Service;
 /// `Upgrade: websocket`), and a malformed upgrade `400`. `Serve` is an endpoint, not a
 /// router: put a router (tower's `Steer`, say) in front of it to serve other paths.
 ///
-/// Always ready; cheap to clone when the handler is.
+/// Always ready; cheap to clone when the handler is. Neither the handler nor its future needs
+/// to be `Send`: sessions run on the connection's own task.
 ///
 /// ```no_run
 /// use rama::{http, proxy, tcp, ws};
@@ -62,11 +66,26 @@ pub struct Serve<F> {
 /// write) and replies to the peer's close. A peer that breaks the protocol is answered with
 /// close `1002` (`1007` for invalid UTF-8, `1009` for a message over the size limit), logged
 /// with its address, and `recv` returns `None`.
+///
+/// # Shutdown
+///
+/// When the server shuts down gracefully, the socket closes the session with `1001` ("going
+/// away", what browsers expect of a server that leaves) and finishes the close handshake
+/// within the close timeout: a waiting [`recv`](Socket::recv) does so and returns `None`, and
+/// so does the next `recv` of a handler that is busy; a [`send`](Socket::send) does so and
+/// returns an error whose [`is_shutdown`](SessionError::is_shutdown) is true. The handler
+/// learns why its session ended from [`shutdown`](Socket::shutdown)`().is_triggered()`. A
+/// handler that waits on something else between messages (a push feed, say) should also wait
+/// on `shutdown().triggered()`, or its session lives on until its next `send` (or until the
+/// server's drain deadline drops it without a close).
 pub struct Socket {
     ws: HyperWebsocketStream,
     peer: Option<SocketAddr>,
     protocol: Option<String>,
     linger: Duration,
+    shutdown: graceful::Signal,
+    /// Whether the session was closed with `1001` for the shutdown (it is done only once).
+    closed_for_shutdown: bool,
 }
 
 // ===== impl Serve =====
@@ -91,6 +110,13 @@ impl<F> Serve<F> {
     /// one ends its session with close `1009`.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config = self.config.max_message_size(bytes);
+        self
+    }
+
+    /// How long the close handshake may take once a session is closed (by
+    /// [`Socket::close`], a broken peer or the server's shutdown; default 5 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.linger = timeout;
         self
     }
 
@@ -133,10 +159,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Ready {
-        let peer = request
-            .extensions()
-            .get::<ConnFacts>()
-            .map(ConnFacts::peer_addr);
+        let facts = request.extensions().get::<ConnFacts>();
+        let peer = facts.map(ConnFacts::peer_addr);
+        // Outside `http::Server` there are no facts, but then `spawn` refuses the session too.
+        let shutdown = facts.map(|f| f.shutdown().clone()).unwrap_or_default();
         let log_peer = Peer(peer);
         if !hyper_tungstenite::is_upgrade_request(&request) {
             let mut response =
@@ -177,6 +203,8 @@ where
                         peer,
                         protocol,
                         linger,
+                        shutdown,
+                        closed_for_shutdown: false,
                     })
                     .await
                 }
@@ -209,10 +237,25 @@ impl<F> fmt::Debug for Serve<F> {
 
 impl Socket {
     /// The next message from the peer: text, binary, ping, pong, or its close (after which
-    /// `recv` returns `None`). `None` also when the connection is gone or the peer broke the
-    /// protocol (it was answered with a close).
+    /// `recv` returns `None`). `None` also when the connection is gone, the peer broke the
+    /// protocol (it was answered with a close), or the server is shutting down (the session
+    /// was closed with `1001`; see [Shutdown](Socket#shutdown)).
     pub async fn recv(&mut self) -> Option<Message> {
-        match self.ws.next().await? {
+        // A busy session may never wait on the signal below, so the flag is checked first.
+        let item = if self.shutdown.is_triggered() {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                item = self.ws.next() => Some(item),
+                () = self.shutdown.triggered() => None,
+            }
+        };
+        let Some(item) = item else {
+            self.close_for_shutdown().await;
+            return None;
+        };
+        match item? {
             Ok(message) => Some(message),
             Err(error) => {
                 match session::answer(&error) {
@@ -231,8 +274,13 @@ impl Socket {
         }
     }
 
-    /// Sends `message` and flushes it.
+    /// Sends `message` and flushes it. Once the server is shutting down, the session is
+    /// closed with `1001` instead and the error [`is_shutdown`](SessionError::is_shutdown).
     pub async fn send(&mut self, message: Message) -> Result<(), SessionError> {
+        if self.shutdown.is_triggered() {
+            self.close_for_shutdown().await;
+            return Err(SessionError::shutdown());
+        }
         self.ws.send(message).await.map_err(SessionError::new)
     }
 
@@ -243,9 +291,31 @@ impl Socket {
             .send(Message::Close(close))
             .await
             .map_err(SessionError::new)?;
-        let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
-        let _ = tokio::time::timeout(self.linger, drain).await;
+        let _ = tokio::time::timeout(self.linger, session::drain_messages(&mut self.ws)).await;
         Ok(())
+    }
+
+    /// Closes the session with `1001` (once) and reads until the peer's reply, within the
+    /// close timeout.
+    async fn close_for_shutdown(&mut self) {
+        if self.closed_for_shutdown {
+            return;
+        }
+        self.closed_for_shutdown = true;
+        tracing::debug!(peer = %Peer(self.peer), "ws: the server is shutting down, closing the session with 1001");
+        let close = async {
+            let frame = Message::Close(Some(session::shutting_down()));
+            if self.ws.send(frame).await.is_ok() {
+                session::drain_messages(&mut self.ws).await;
+            }
+        };
+        let _ = tokio::time::timeout(self.linger, close).await;
+    }
+
+    /// The server's shutdown signal: triggered once the server shuts down gracefully, which
+    /// ends the session (see [Shutdown](Socket#shutdown)).
+    pub fn shutdown(&self) -> &graceful::Signal {
+        &self.shutdown
     }
 
     /// The client's address (`None` when the request did not come through
@@ -259,8 +329,8 @@ impl Socket {
         self.protocol.as_deref()
     }
 
-    /// The tokio-tungstenite stream underneath, for `Stream`/`Sink` combinators (errors are
-    /// then yours to answer).
+    /// The tokio-tungstenite stream underneath, for `Stream`/`Sink` combinators (errors, and
+    /// the shutdown: keep a clone of [`shutdown`](Socket::shutdown), are then yours to answer).
     pub fn into_inner(self) -> HyperWebsocketStream {
         self.ws
     }

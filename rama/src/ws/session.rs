@@ -5,11 +5,11 @@ use super::{
     CloseCode, CloseFrame, Message,
     hook::{Direction, Hook, Session},
 };
-use crate::{error::Chain, http::forward::Peer};
+use crate::{error::Chain, graceful, http::forward::Peer};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_tungstenite::{HyperWebsocketStream, tungstenite};
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, pin::pin, time::Duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Relayed pings whose pongs are still due, per side; older ones are forgotten (their pong,
@@ -46,17 +46,20 @@ struct Leg {
 }
 
 /// Carries messages between `client` and `upstream` through `hook` until either side closes,
-/// fails or goes away, then ends both legs within `linger`.
+/// fails or goes away, or the server shuts down (both legs then get close `1001`), then ends
+/// both legs within `linger`.
 pub(super) async fn relay<H: Hook>(
     client: HyperWebsocketStream,
     upstream: HyperWebsocketStream,
     hook: &H,
     session: Session,
     linger: Duration,
+    shutdown: &graceful::Signal,
 ) {
     let mut client = Leg::new(client, "client");
     let mut upstream = Leg::new(upstream, "upstream");
-    let (client_end, upstream_end) = carry(&mut client, &mut upstream, hook, &session).await;
+    let (client_end, upstream_end) =
+        carry(&mut client, &mut upstream, hook, &session, shutdown).await;
     let finished = tokio::time::timeout(
         linger,
         futures_util::future::join(
@@ -77,10 +80,20 @@ async fn carry<H: Hook>(
     upstream: &mut Leg,
     hook: &H,
     session: &Session,
+    shutdown: &graceful::Signal,
 ) -> (End, End) {
     let peer = Peer(session.peer_addr());
+    let close_both = || {
+        tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: the server is shutting down, closing both legs with 1001");
+        (End::Close(shutting_down()), End::Close(shutting_down()))
+    };
+    // Polled only while both legs are idle; a busy session sees the flag at its next message.
+    let mut triggered = pin!(shutdown.triggered());
     let mut unflushed = 0;
     loop {
+        if shutdown.is_triggered() {
+            return close_both();
+        }
         // Messages are fed to the other leg unflushed while more are already waiting, and
         // written out once none is: one write for a burst instead of one per message.
         let waiting = if unflushed < MAX_UNFLUSHED {
@@ -95,7 +108,11 @@ async fn carry<H: Hook>(
                     return ends;
                 }
                 unflushed = 0;
-                next(client, upstream).await
+                tokio::select! {
+                    biased;
+                    event = next(client, upstream) => event,
+                    () = &mut triggered => return close_both(),
+                }
             }
         };
         let (from, to) = match direction {
@@ -221,7 +238,7 @@ async fn finish(ws: &mut HyperWebsocketStream, end: End) {
 
 /// Reads (and drops) until the session's connection ends: the close reply, and what the
 /// peer sent before it saw our close.
-async fn drain_messages(ws: &mut HyperWebsocketStream) {
+pub(super) async fn drain_messages(ws: &mut HyperWebsocketStream) {
     while let Some(Ok(_)) = ws.next().await {}
 }
 
@@ -259,6 +276,15 @@ pub(super) async fn fail(ws: &mut HyperWebsocketStream, close: CloseFrame) {
     }
     let mut discard = vec![0; 16 * 1024];
     while let Ok(1..) = io.read(&mut discard).await {}
+}
+
+/// The close every open session gets when the server shuts down: `1001`, as a browser
+/// expects from a server that goes away.
+pub(super) fn shutting_down() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Away,
+        reason: "the server is shutting down".into(),
+    }
 }
 
 /// The close a healthy leg gets when the other one ended without a close of its own.

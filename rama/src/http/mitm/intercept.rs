@@ -172,15 +172,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        // The authority moves from `Host` into the URI, as HTTP/2 carries it (`:authority`):
-        // an HTTP/2 origin refuses a request with both, and an HTTP/1.1 one gets `Host` back
-        // from the URI. A `Host` for somewhere else than the tunnel's destination stays.
+        // The URI names the tunnel's destination as the client's `Host` spells it when that
+        // is the same origin. (`http::Client` drops a `Host` that matches the URI for an
+        // HTTP/2 origin, where `:authority` says it.)
         let authority = match request.headers().get(header::HOST).map(|h| h.to_str()) {
             Some(Ok(host)) => match host.parse::<uri::Authority>() {
-                Ok(host) if same_origin(&host, &self.authority) => {
-                    request.headers_mut().remove(header::HOST);
-                    host
-                }
+                Ok(host) if same_origin(&host, &self.authority) => host,
                 _ => self.authority.clone(),
             },
             _ => self.authority.clone(),

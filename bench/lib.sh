@@ -1,0 +1,49 @@
+# What the bench scripts share; sourced by each (`. bench/lib.sh` after `cd` to the repo root),
+# never run on its own.
+
+# `want COMMAND [PACKAGE]` notes PACKAGE (default: COMMAND) as missing unless COMMAND is on the
+# PATH; `install_missing` installs every noted package with apt.
+missing=()
+want() { command -v "$1" >/dev/null || missing+=("${2:-$1}"); }
+install_missing() {
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# `start_work` makes the scratch directory $work and, on exit, kills the processes in $pids,
+# runs `cleanup_more` if the script defines it, and removes $work.
+start_work() {
+  work=$(mktemp -d)
+  pids=()
+  trap cleanup EXIT
+}
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  if declare -F cleanup_more >/dev/null; then cleanup_more; fi
+  rm -rf "$work"
+}
+
+# `wait_port PORT` waits (20 s at most) until something accepts on 127.0.0.1:PORT.
+wait_port() {
+  for _ in $(seq 400); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "port $1 never opened" >&2
+  exit 1
+}
+
+# `median PLACES VALUE...` prints the median of the values with PLACES decimals.
+median() {
+  local places=$1
+  shift
+  python3 -c 'import sys,statistics; print("%.*f" % (int(sys.argv[1]), statistics.median(map(float, sys.argv[2:]))))' "$places" "$@"
+}
+
+# `nginx_main NAME WORKERS` prints the main context of an nginx config for a copy called NAME
+# with WORKERS worker processes: its pid file and error log in $work, 4096 connections a worker.
+nginx_main() {
+  printf 'worker_processes %s;\npid %s;\nerror_log %s;\nevents { worker_connections 4096; }\n' \
+    "$2" "$work/$1.pid" "$work/$1-error.log"
+}

@@ -1,0 +1,168 @@
+//! The [`Client`](super::Client)'s path for plain `http://` HTTP/1.1 upstreams: one idle list
+//! of hyper's own connection senders (`hyper::client::conn::http1`) per thread and upstream,
+//! instead of hyper-util's legacy pool (its shared map keyed by `(Scheme, Authority)`, its
+//! checkout future raced against a lazy connect, its `Pooled` wrapper) on every request.
+
+use super::{Body, Error, connect::Connector};
+use ::http::{HeaderValue, Request, Response, Uri, header, uri::PathAndQuery};
+use hyper::{body::Incoming, client::conn::http1};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    future::poll_fn,
+    sync::{Arc, Weak},
+    time::{Duration, Instant},
+};
+use tower::{Service, ServiceExt};
+
+/// An idle connection's sender and when it went idle.
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// One client's idle connections on one thread, by upstream authority.
+type Idles = HashMap<Box<str>, Vec<Idle>>;
+
+thread_local! {
+    /// This thread's idle HTTP/1.1 upstream connections, per live client (a short list: a
+    /// program has a client or two; a dead client's list goes when another one arrives).
+    static IDLE: RefCell<Vec<(Weak<Settings>, Idles)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the path needs of the client's settings (shared by the client's clones: its address
+/// keys their idle lists).
+pub(crate) struct Settings {
+    pub(crate) connector: Connector,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_idle: usize,
+}
+
+/// Sends `request` (absolute `http://` URI) on an idle connection of this thread, or a new
+/// one; a pooled connection the upstream closed before the request was written is left for
+/// another (a fresh one is not retried: its failure is the upstream's answer).
+pub(crate) async fn send(
+    settings: Arc<Settings>,
+    mut request: Request<Body>,
+) -> Result<Response<Incoming>, Error> {
+    let uri = request.uri().clone();
+    let Some(authority) = uri.authority() else {
+        return Err(Error::upstream("the request URI has no host".into()));
+    };
+    let key = authority.as_str();
+    if !request.headers().contains_key(header::HOST) {
+        let host = HeaderValue::from_str(authority.as_str().rsplit('@').next().unwrap_or_default())
+            .map_err(|e| Error::upstream(e.into()))?;
+        request.headers_mut().insert(header::HOST, host);
+    }
+    *request.uri_mut() = origin_form(&uri);
+    loop {
+        let (mut sender, reused) = match checkout(&settings, key) {
+            Some(sender) => (sender, true),
+            None => (connect(&settings, uri.clone()).await?, false),
+        };
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                checkin(Arc::downgrade(&settings), key.into(), sender);
+                return Ok(response);
+            }
+            Err(mut error) => match error.take_message() {
+                Some(unsent) if reused => request = unsent,
+                _ => return Err(Error::upstream(error.into_error().into())),
+            },
+        }
+    }
+}
+
+/// The request target for an HTTP/1.1 origin: the path and query of `uri`.
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or(PathAndQuery::from_static("/"));
+    Uri::from(path)
+}
+
+/// An idle sender to `authority` that is still open and not idle longer than the idle
+/// timeout (the others are dropped, which closes their connections).
+fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<http1::SendRequest<Body>> {
+    IDLE.try_with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let (_, idles) = idle
+            .iter_mut()
+            .find(|(client, _)| client.as_ptr() == Arc::as_ptr(settings))?;
+        let list = idles.get_mut(authority)?;
+        let now = Instant::now();
+        while let Some(entry) = list.pop() {
+            if entry.sender.is_ready() && now.duration_since(entry.since) < settings.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    })
+    .ok()
+    .flatten()
+}
+
+/// Puts `sender` back once its connection can take the next request: at once when the
+/// response was read whole with its head (small bodies), else from a task that waits for it.
+fn checkin(client: Weak<Settings>, authority: Box<str>, mut sender: http1::SendRequest<Body>) {
+    if sender.is_ready() {
+        park(client, authority, sender);
+        return;
+    }
+    tokio::spawn(async move {
+        if poll_fn(|cx| sender.poll_ready(cx)).await.is_ok() {
+            park(client, authority, sender);
+        }
+    });
+}
+
+/// Adds an idle sender to this thread's list for `client` and `authority`, unless the list
+/// holds the client's maximum already or the client is gone.
+fn park(client: Weak<Settings>, authority: Box<str>, sender: http1::SendRequest<Body>) {
+    let Some(settings) = client.upgrade() else {
+        return;
+    };
+    let _ = IDLE.try_with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let position = idle.iter().position(|(c, _)| c.ptr_eq(&client));
+        let idles = match position {
+            Some(i) => &mut idle[i].1,
+            None => {
+                // A client new to this thread: first forget the lists of clients that are gone.
+                idle.retain(|(c, _)| c.strong_count() > 0);
+                idle.push((client, Idles::new()));
+                &mut idle.last_mut().expect("just pushed").1
+            }
+        };
+        let list = idles.entry(authority).or_default();
+        if list.len() < settings.max_idle {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    });
+}
+
+/// Dials `uri`'s authority and runs the HTTP/1.1 connection (with upgrades) as a task.
+async fn connect(settings: &Settings, uri: Uri) -> Result<http1::SendRequest<Body>, Error> {
+    let mut connector = settings.connector.clone();
+    let stream = connector
+        .ready()
+        .await
+        .map_err(Error::connect)?
+        .call(uri)
+        .await
+        .map_err(Error::connect)?;
+    let (sender, connection) = http1::handshake(stream)
+        .await
+        .map_err(|e| Error::connect(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(error = %crate::error::Chain(&error), "http client: upstream connection failed");
+        }
+    });
+    Ok(sender)
+}
