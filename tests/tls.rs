@@ -439,6 +439,31 @@ fn tls_echo_origin(acceptor: tls::Acceptor) -> SocketAddr {
     rama_origin(|server| server.serve(acceptor.layer(echo)).spawn_connections())
 }
 
+/// The `tls_upstream` example towards `localhost:port`, trusting `ca` (the webpki roots without).
+fn start_tls_upstream(port: u16, ca: Option<&Path>, extra: &[&str]) -> Running {
+    let upstream = format!("localhost:{port}");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--upstream", &upstream];
+    if let Some(ca) = ca {
+        args.extend(["--upstream-ca", ca.to_str().unwrap()]);
+    }
+    args.extend_from_slice(extra);
+    Running::start("tls_upstream", &args)
+}
+
+/// Sends a line through `proxy` and asserts that nothing comes back before the proxy hangs up;
+/// returns the client's address, for finding the proxy's log line.
+async fn assert_disconnected(proxy: &Running) -> SocketAddr {
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    let _ = stream.write_all(b"hello\n").await;
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "data came back through a refused upstream");
+    me
+}
+
 #[tokio::test]
 async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name() {
     let dir = cert_dir("upstream");
@@ -449,20 +474,9 @@ async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name()
         .write(&dir, "other")
         .unwrap();
     let ca_pem = dir.join("ca.pem");
-    let ca_arg = ca_pem.to_str().unwrap();
 
     let good = tls_echo_origin(tls::Acceptor::from_pem_files(&cert, &key).unwrap());
-    let proxy = Running::start(
-        "tls_upstream",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("localhost:{}", good.port()),
-            "--upstream-ca",
-            ca_arg,
-        ],
-    );
+    let proxy = start_tls_upstream(good.port(), Some(&ca_pem), &[]);
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     assert_eq!(
         echo_line(&mut stream, "over tls\n").await.unwrap(),
@@ -476,25 +490,8 @@ async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name()
 
     // Same CA, but a certificate for another name: refused, the client is disconnected.
     let mismatched = tls_echo_origin(tls::Acceptor::from_pem_files(&wrong, &wrong_key).unwrap());
-    let proxy = Running::start(
-        "tls_upstream",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("localhost:{}", mismatched.port()),
-            "--upstream-ca",
-            ca_arg,
-        ],
-    );
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let me = stream.local_addr().unwrap();
-    let _ = stream.write_all(b"hello\n").await;
-    let mut rest = Vec::new();
-    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    assert!(rest.is_empty(), "data came back through a refused upstream");
+    let proxy = start_tls_upstream(mismatched.port(), Some(&ca_pem), &[]);
+    let me = assert_disconnected(&proxy).await;
     let log = proxy.wait_for_log("connection failed").await;
     let line = log
         .lines()
@@ -508,22 +505,8 @@ async fn tls_upstream_reaches_an_origin_of_its_own_ca_and_refuses_a_wrong_name()
     assert!(line.contains("not valid for name"), "{line}");
 
     // Right name, but the webpki roots do not know this CA: refused too.
-    let proxy = Running::start(
-        "tls_upstream",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("localhost:{}", good.port()),
-        ],
-    );
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let _ = stream.write_all(b"hello\n").await;
-    let mut rest = Vec::new();
-    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    assert!(rest.is_empty());
+    let proxy = start_tls_upstream(good.port(), None, &[]);
+    assert_disconnected(&proxy).await;
     let log = proxy.wait_for_log("connection failed").await;
     assert!(log.contains("UnknownIssuer"), "{log}");
 }
@@ -638,20 +621,10 @@ fn tls_upstream_presents_its_client_certificate_to_an_origin_that_requires_one()
             seen,
             ..
         } = mtls_origin("upstream-mtls");
-        let upstream = format!("localhost:{}", addr.port());
         let tls_upstream = |extra: &[&str]| {
-            let mut args = vec![
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                &upstream,
-                "--upstream-ca",
-                ca_pem.to_str().unwrap(),
-                "--threads",
-                "1",
-            ];
+            let mut args = vec!["--threads", "1"];
             args.extend_from_slice(extra);
-            Running::start("tls_upstream", &args)
+            start_tls_upstream(addr.port(), Some(&ca_pem), &args)
         };
 
         // With the client certificate: the origin verified it and saw alice.
