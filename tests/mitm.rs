@@ -10,6 +10,7 @@ use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, origin_certificate, origin_thread,
     python::{PythonServer, run_script},
+    read_head,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
 };
 use std::{
@@ -106,17 +107,11 @@ async fn connect(proxy: SocketAddr, destination: &str) -> TcpStream {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     let head = format!("CONNECT {destination} HTTP/1.1\r\nHost: {destination}\r\n\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        let n = timeout(PATIENCE, stream.read(&mut byte))
-            .await
-            .expect("the proxy answers the CONNECT")
-            .unwrap();
-        assert_eq!(n, 1, "closed before the CONNECT answer");
-        answer.push(byte[0]);
-    }
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = timeout(PATIENCE, read_head(&mut stream))
+        .await
+        .expect("the proxy answers the CONNECT")
+        .unwrap()
+        .expect("closed before the CONNECT answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     stream
 }

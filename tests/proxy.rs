@@ -2,11 +2,11 @@
 //! first byte, driven by real curl, Python `httpx` and headless Chromium over 127.0.0.1.
 
 use rama::{Conn, tcp, tls, tls::dev};
-use rama_e2e::{PATIENCE, Running, python::python_with_socks, rama_origin};
+use rama_e2e::{PATIENCE, Running, origins, python::python_with_socks, rama_origin, read_head};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -16,33 +16,14 @@ use tokio::{
 };
 use tower::Layer;
 
-/// The runtime the origins run on, apart from each test's own.
-fn origins() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("proxy-origin")
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
 /// Reads a request head, answers `origin says hi` followed by the request line, closes.
 async fn answer_http<S>(mut stream: S) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
+    let Some(head) = read_head(&mut stream).await? else {
+        return Ok(());
+    };
     let line = head.lines().next().unwrap_or_default();
     let body = format!("origin says hi: {line}\n");
     let response = format!(
@@ -323,15 +304,10 @@ fn page_origin() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte).await {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let Ok(Some(head)) = read_head(&mut stream).await else {
+                    return;
+                };
+                let head = head.to_ascii_lowercase();
                 let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
                 let via = if head.contains("\r\nvia: ") {
                     "via"

@@ -12,7 +12,7 @@ use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     PATIENCE, Running, origin_certificate, origin_thread, payload,
     python::{PythonServer, run_script},
-    sha256, vm_rss,
+    read_head, sha256, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
 };
 use std::{
@@ -124,15 +124,10 @@ async fn upgrade_origin() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte).await {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let Ok(Some(head)) = read_head(&mut stream).await else {
+                    return;
+                };
+                let head = head.to_ascii_lowercase();
                 if !head.contains("upgrade: echo") {
                     let _ = stream
                         .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
@@ -321,13 +316,10 @@ async fn an_upgrade_is_carried_end_to_end() {
                 b"GET /ws HTTP/1.1\r\nhost: front\r\nconnection: Upgrade\r\nupgrade: echo\r\n\r\n",
             )
             .await?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).await?;
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let head = read_head(&mut stream)
+            .await?
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?
+            .to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 101"), "{head}");
         assert!(head.contains("upgrade: echo"), "{head}");
         for message in ["ping", "a longer message through the upgraded connection"] {

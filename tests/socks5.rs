@@ -5,11 +5,10 @@ use rama::{
     egress::{EgressLayer, Rules},
     proxy, socks5, tcp,
 };
-use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, python::python_with_socks};
+use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, origins, python::python_with_socks};
 use std::{
     net::SocketAddr,
     process::{Command, Output},
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 use tokio::{
@@ -19,20 +18,6 @@ use tokio::{
 };
 
 // ===== helpers =====
-
-/// The runtime the origins run on (their own threads: a test blocked on a child process must
-/// not stall an origin).
-fn origins() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("socks5-origin")
-            .enable_all()
-            .build()
-            .expect("origin runtime")
-    })
-}
 
 /// A tiny HTTP/1.1 origin on `bind` that answers every request with `origin <addr>` and
 /// closes.

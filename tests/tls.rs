@@ -17,7 +17,7 @@ use rama::{
         },
     },
 };
-use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, rama_origin};
+use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, origins, rama_origin, read_head};
 use std::{
     cell::Cell,
     future::Future,
@@ -26,7 +26,7 @@ use std::{
     pin::Pin,
     process::Output,
     rc::Rc,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
@@ -55,19 +55,6 @@ fn ca_and_server(dir: &Path, stem: &str, names: &[&str]) -> (dev::Ca, PathBuf, P
     (ca, cert, key)
 }
 
-/// The runtime the origins run on, apart from each test's own.
-fn origins() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tls-origin")
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
 /// An HTTP/1.1 origin that answers every request with `body` and closes.
 fn http_origin(body: &'static str) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -87,13 +74,8 @@ async fn answer_http<S>(mut stream: S, body: String) -> std::io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
+    if read_head(&mut stream).await?.is_none() {
+        return Ok(());
     }
     let response = format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -199,7 +199,7 @@ impl Drop for Running {
 
 /// The runtime the origins run on: their own threads, so that a test blocking its own
 /// runtime (waiting on a child process, say) never stalls an origin mid-exchange.
-fn origins() -> &'static tokio::runtime::Runtime {
+pub fn origins() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -224,6 +224,31 @@ pub fn vm_rss(pid: u32) -> Option<u64> {
         .parse::<u64>()
         .ok()?;
     Some(kib * 1024)
+}
+
+/// Reads an HTTP/1.1 head (request or response) up to and including its blank line, byte by
+/// byte so that nothing after it is consumed; `None` when the peer closes first. A head over
+/// 64 KiB is an error.
+pub async fn read_head<S>(stream: &mut S) -> std::io::Result<Option<String>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= 64 * 1024 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "head over 64 KiB",
+            ));
+        }
+        if stream.read(&mut byte).await? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+    }
+    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
 }
 
 /// Runs `future` on the origins' runtime.
