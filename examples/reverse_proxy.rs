@@ -35,6 +35,8 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
   --upstream-ca FILE          verify an https:// upstream against this CA (default: webpki roots)
   --listen ADDR               where to accept connections (default 127.0.0.1:8081)
   --threads N                 servers, one per thread (default: one per core)
+  --sched-batch               run the server threads under SCHED_BATCH (Linux; see
+                              tcp::PerCore::batch_scheduling)
   --http2-upstream            speak HTTP/2 (prior knowledge) to the upstream
   --preserve-host             send the client's Host upstream (default: the upstream's)
   --trace                     tower-http's TraceLayer (RUST_LOG=tower_http=debug shows it)
@@ -44,7 +46,16 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &["http2-upstream", "preserve-host", "trace", "gzip"]);
+    let args = Args::parse(
+        USAGE,
+        &[
+            "http2-upstream",
+            "preserve-host",
+            "trace",
+            "gzip",
+            "sched-batch",
+        ],
+    );
     let trace = args.flag("trace");
     let gzip = args.flag("gzip");
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8081");
@@ -71,7 +82,8 @@ async fn main() -> Result<(), BoxError> {
             format!("try: curl http://{addr}/"),
             format!("try: curl --http2-prior-knowledge http://{addr}/"),
         ]
-    })?;
+    })?
+    .batch_scheduling(args.flag("sched-batch"));
     servers
         .run(move |listener| {
             proxy! {

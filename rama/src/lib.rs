@@ -53,6 +53,7 @@ pub use self::target::{Target, target};
 pub use rama_macros::proxy;
 
 mod shared;
+mod timer;
 
 /// Re-exports of the tower traits every stage is built from.
 pub mod service {

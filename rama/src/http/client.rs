@@ -185,9 +185,6 @@ where
         } else {
             Version::HTTP_11
         };
-        let deadline = config
-            .response_timeout
-            .map(|d| Box::pin(tokio::time::sleep(d)));
         headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
         if request.uri().authority().is_none()
             && let Err(error) = authority_from_host(&mut request)
@@ -201,8 +198,12 @@ where
         let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
         if !may_be_http2 && request.uri().scheme() == Some(&Scheme::HTTP) {
             return ResponseFuture {
-                inner: Inner::Http1(Box::pin(h1_pool::send(self.config.h1.clone(), request))),
-                deadline,
+                inner: Inner::Http1(Box::pin(h1_pool::send(
+                    self.config.h1.clone(),
+                    request,
+                    config.response_timeout,
+                ))),
+                deadline: None,
                 retry: None,
             };
         }
@@ -226,7 +227,9 @@ where
         };
         ResponseFuture {
             inner: Inner::Pool(self.send(request)),
-            deadline,
+            deadline: config
+                .response_timeout
+                .map(|d| Box::pin(tokio::time::sleep(d))),
             retry,
         }
     }

@@ -4,6 +4,7 @@
 //! checkout future raced against a lazy connect, its `Pooled` wrapper) on every request.
 
 use super::{Body, Error, connect::Connector};
+use crate::timer::ConnTimer;
 use ::http::{HeaderValue, Request, Response, Uri, header, uri::PathAndQuery};
 use hyper::{body::Incoming, client::conn::http1};
 use std::{
@@ -15,9 +16,15 @@ use std::{
 };
 use tower::{Service, ServiceExt};
 
-/// An idle connection's sender and when it went idle.
-struct Idle {
+/// A connection's sender and the timer that bounds the wait for each of its responses.
+struct Upstream {
     sender: http1::SendRequest<Body>,
+    timer: ConnTimer,
+}
+
+/// An idle connection and when it went idle.
+struct Idle {
+    upstream: Upstream,
     since: Instant,
 }
 
@@ -40,11 +47,14 @@ pub(crate) struct Settings {
 
 /// Sends `request` (absolute `http://` URI) on an idle connection of this thread, or a new
 /// one; a pooled connection the upstream closed before the request was written is left for
-/// another (a fresh one is not retried: its failure is the upstream's answer).
+/// another (a fresh one is not retried: its failure is the upstream's answer). Dialing and
+/// waiting for the response head share `timeout`.
 pub(crate) async fn send(
     settings: Arc<Settings>,
     mut request: Request<Body>,
+    timeout: Option<Duration>,
 ) -> Result<Response<Incoming>, Error> {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let uri = request.uri().clone();
     let Some(authority) = uri.authority() else {
         return Err(Error::upstream("the request URI has no host".into()));
@@ -57,13 +67,23 @@ pub(crate) async fn send(
     }
     *request.uri_mut() = origin_form(&uri);
     loop {
-        let (mut sender, reused) = match checkout(&settings, key) {
-            Some(sender) => (sender, true),
-            None => (connect(&settings, uri.clone()).await?, false),
+        let (mut upstream, reused) = match checkout(&settings, key) {
+            Some(upstream) => (upstream, true),
+            None => {
+                let timer = ConnTimer::new();
+                let sender = timer
+                    .bound(deadline, connect(&settings, uri.clone()))
+                    .await
+                    .map_err(|()| Error::timeout())??;
+                (Upstream { sender, timer }, false)
+            }
         };
-        match sender.try_send_request(request).await {
+        let sent = upstream.sender.try_send_request(request);
+        let sent = upstream.timer.bound(deadline, sent).await;
+        // A response that did not come in time leaves the connection mid-exchange: it goes.
+        match sent.map_err(|()| Error::timeout())? {
             Ok(response) => {
-                checkin(Arc::downgrade(&settings), key.into(), sender);
+                checkin(Arc::downgrade(&settings), key.into(), upstream);
                 return Ok(response);
             }
             Err(mut error) => match error.take_message() {
@@ -83,9 +103,9 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(path)
 }
 
-/// An idle sender to `authority` that is still open and not idle longer than the idle
-/// timeout (the others are dropped, which closes their connections).
-fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<http1::SendRequest<Body>> {
+/// An idle connection to `authority` that is still open and not idle longer than the idle
+/// timeout (the others are dropped, which closes them).
+fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<Upstream> {
     IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
         let (_, idles) = idle
@@ -94,8 +114,10 @@ fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<http1::SendRequ
         let list = idles.get_mut(authority)?;
         let now = Instant::now();
         while let Some(entry) = list.pop() {
-            if entry.sender.is_ready() && now.duration_since(entry.since) < settings.idle_timeout {
-                return Some(entry.sender);
+            if entry.upstream.sender.is_ready()
+                && now.duration_since(entry.since) < settings.idle_timeout
+            {
+                return Some(entry.upstream);
             }
         }
         None
@@ -104,23 +126,23 @@ fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<http1::SendRequ
     .flatten()
 }
 
-/// Puts `sender` back once its connection can take the next request: at once when the
+/// Puts `upstream` back once its connection can take the next request: at once when the
 /// response was read whole with its head (small bodies), else from a task that waits for it.
-fn checkin(client: Weak<Settings>, authority: Box<str>, mut sender: http1::SendRequest<Body>) {
-    if sender.is_ready() {
-        park(client, authority, sender);
+fn checkin(client: Weak<Settings>, authority: Box<str>, mut upstream: Upstream) {
+    if upstream.sender.is_ready() {
+        park(client, authority, upstream);
         return;
     }
     tokio::spawn(async move {
-        if poll_fn(|cx| sender.poll_ready(cx)).await.is_ok() {
-            park(client, authority, sender);
+        if poll_fn(|cx| upstream.sender.poll_ready(cx)).await.is_ok() {
+            park(client, authority, upstream);
         }
     });
 }
 
-/// Adds an idle sender to this thread's list for `client` and `authority`, unless the list
-/// holds the client's maximum already or the client is gone.
-fn park(client: Weak<Settings>, authority: Box<str>, sender: http1::SendRequest<Body>) {
+/// Adds an idle connection to this thread's list for `client` and `authority`, unless the
+/// list holds the client's maximum already or the client is gone.
+fn park(client: Weak<Settings>, authority: Box<str>, upstream: Upstream) {
     let Some(settings) = client.upgrade() else {
         return;
     };
@@ -139,7 +161,7 @@ fn park(client: Weak<Settings>, authority: Box<str>, sender: http1::SendRequest<
         let list = idles.entry(authority).or_default();
         if list.len() < settings.max_idle {
             list.push(Idle {
-                sender,
+                upstream,
                 since: Instant::now(),
             });
         }

@@ -2,7 +2,7 @@
 
 use super::{ConnFacts, Enter, Server};
 use crate::shared::Shared;
-use crate::{BoxError, Conn, graceful, http::Error};
+use crate::{BoxError, Conn, graceful, http::Error, timer::ConnTimer};
 use ::http::{Request, Response};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use hyper::body::Incoming;
@@ -250,7 +250,7 @@ where
         let mut builder = auto::Builder::new(tasks.clone());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(ConnTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_size)
             .keep_alive(config.keep_alive);
