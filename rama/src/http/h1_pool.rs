@@ -83,7 +83,7 @@ pub(crate) async fn send(
         // A response that did not come in time leaves the connection mid-exchange: it goes.
         match sent.map_err(|()| Error::timeout())? {
             Ok(response) => {
-                checkin(Arc::downgrade(&settings), key.into(), upstream);
+                checkin(&settings, key, upstream);
                 return Ok(response);
             }
             Err(mut error) => match error.take_message() {
@@ -128,37 +128,44 @@ fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<Upstream> {
 
 /// Puts `upstream` back once its connection can take the next request: at once when the
 /// response was read whole with its head (small bodies), else from a task that waits for it.
-fn checkin(client: Weak<Settings>, authority: Box<str>, mut upstream: Upstream) {
+fn checkin(settings: &Arc<Settings>, authority: &str, mut upstream: Upstream) {
     if upstream.sender.is_ready() {
-        park(client, authority, upstream);
+        park(settings, authority, upstream);
         return;
     }
+    let client = Arc::downgrade(settings);
+    let authority: Box<str> = authority.into();
     tokio::spawn(async move {
-        if poll_fn(|cx| upstream.sender.poll_ready(cx)).await.is_ok() {
-            park(client, authority, upstream);
+        if poll_fn(|cx| upstream.sender.poll_ready(cx)).await.is_ok()
+            && let Some(settings) = client.upgrade()
+        {
+            park(&settings, &authority, upstream);
         }
     });
 }
 
 /// Adds an idle connection to this thread's list for `client` and `authority`, unless the
 /// list holds the client's maximum already or the client is gone.
-fn park(client: Weak<Settings>, authority: Box<str>, upstream: Upstream) {
-    let Some(settings) = client.upgrade() else {
-        return;
-    };
+fn park(settings: &Arc<Settings>, authority: &str, upstream: Upstream) {
     let _ = IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
-        let position = idle.iter().position(|(c, _)| c.ptr_eq(&client));
+        let position = idle
+            .iter()
+            .position(|(c, _)| c.as_ptr() == Arc::as_ptr(settings));
         let idles = match position {
             Some(i) => &mut idle[i].1,
             None => {
                 // A client new to this thread: first forget the lists of clients that are gone.
                 idle.retain(|(c, _)| c.strong_count() > 0);
-                idle.push((client, Idles::new()));
+                idle.push((Arc::downgrade(settings), Idles::new()));
                 &mut idle.last_mut().expect("just pushed").1
             }
         };
-        let list = idles.entry(authority).or_default();
+        // The key is copied only for an authority new to the list, not per request.
+        let list = match idles.get_mut(authority) {
+            Some(list) => list,
+            None => idles.entry(authority.into()).or_default(),
+        };
         if list.len() < settings.max_idle {
             list.push(Idle {
                 upstream,

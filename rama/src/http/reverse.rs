@@ -360,11 +360,14 @@ fn add_forwarded(
 ) {
     let proto = if secure { "https" } else { "http" };
     let ip = peer.map(|peer| peer.ip().to_canonical());
+    // Room for the four headers added here and the `Via` and `Host` that follow: the map
+    // hyper parsed is sized for the client's headers, and growing it rehashes them all.
+    headers.reserve(6);
     if let Some(ip) = ip {
-        // Writing into a `String` cannot fail.
         let mut joined = String::with_capacity(48);
         if let Some(earlier) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            let _ = write!(joined, "{earlier}, ");
+            joined.push_str(earlier);
+            joined.push_str(", ");
         }
         push_ip(&mut joined, ip);
         if let Some(value) = header_value(joined) {
@@ -393,7 +396,9 @@ fn add_forwarded(
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.contains(['"', '\\']));
     if let Some(host) = host {
-        let _ = write!(element, "host=\"{host}\";");
+        element.push_str("host=\"");
+        element.push_str(host);
+        element.push_str("\";");
     }
     element.push_str("proto=");
     element.push_str(proto);
