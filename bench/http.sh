@@ -3,7 +3,11 @@
 # tinyproxy and squid) and reverse (rama's reverse_proxy, nginx `proxy_pass` and haproxy
 # `mode http`), all in front of the same local nginx origin serving a small static file, side
 # by side in one run on 127.0.0.1. wrk drives HTTP/1.1 keep-alive load (requests per second and
-# p99 latency); h2load drives the reverse proxies over h2c (prior knowledge).
+# p99 latency); h2load drives the reverse proxies over h2c (prior knowledge). Each rama proxy
+# runs twice: as is, and with `--sched-batch` (its server threads under SCHED_BATCH, see
+# `tcp::PerCore::batch_scheduling`). Next to requests/s, the CPU time each proxy spent per
+# request (user + system, from /proc, summed over its processes) is the steadier figure on a
+# machine where the load generator, the origin and the proxy share two cores.
 # Installs nginx, haproxy, tinyproxy, squid, wrk and h2load (nghttp2-client) with apt.
 #
 # The proxies take turns run by run (a burst of load from elsewhere lands on all of them, not
@@ -26,9 +30,11 @@ ORIGIN=27000
 RAMA_FWD=27001
 TINYPROXY=27002
 SQUID=27003
+RAMA_FWD_BATCH=27004
 RAMA_REV=27011
 NGINX_REV=27012
 HAPROXY_REV=27013
+RAMA_REV_BATCH=27014
 NGINX_H2=27022      # nginx and haproxy speak h2c (prior knowledge) on ports of their own;
 HAPROXY_H2=27023    # rama's reverse_proxy tells h1 from the h2 preface on its one port
 
@@ -47,15 +53,24 @@ chmod 755 "$work"   # squid and tinyproxy drop to unprivileged users and write l
 mkdir -p "$work/www" "$work/nginx" "$work/squid"
 echo ok > "$work/www/small"
 
-# The origin and nginx-the-reverse-proxy in one nginx (one master, $(nproc) workers).
+# The origin, and nginx-the-reverse-proxy in an nginx of its own (so that its CPU time is its
+# own), each with one master and $(nproc) workers.
 cat > "$work/nginx.conf" <<CFG
 $(nginx_main nginx "$(nproc)")
 http {
   access_log off;
   client_body_temp_path $work/nginx;
+  server { listen 127.0.0.1:$ORIGIN; root $work/www; keepalive_requests 1000000; }
+}
+CFG
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+cat > "$work/nginx-rev.conf" <<CFG
+$(nginx_main nginx-rev "$(nproc)")
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
   proxy_temp_path $work/nginx;
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
-  server { listen 127.0.0.1:$ORIGIN; root $work/www; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:$NGINX_REV;
     listen 127.0.0.1:$NGINX_H2 http2;
@@ -68,7 +83,9 @@ http {
   }
 }
 CFG
-nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+nginx -c "$work/nginx-rev.conf" -g 'daemon off;' & pids+=($!)
+declare -A proc   # the process(es) of each path, whose CPU time is counted
+proc[nginx]=$!
 cat > "$work/haproxy.cfg" <<CFG
 global
   maxconn 4000
@@ -85,6 +102,7 @@ listen reverse
   server origin 127.0.0.1:$ORIGIN
 CFG
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
+proc[haproxy]=$!
 cat > "$work/tinyproxy.conf" <<CFG
 User nobody
 Group nogroup
@@ -97,6 +115,7 @@ PidFile "$work/tinyproxy.pid"
 Allow 127.0.0.1
 CFG
 tinyproxy -d -c "$work/tinyproxy.conf" >/dev/null 2>&1 & pids+=($!)
+proc[tinyproxy]=$!
 chown proxy "$work/squid"
 cat > "$work/squid.conf" <<CFG
 http_port 127.0.0.1:$SQUID
@@ -112,23 +131,33 @@ http_access allow localhost
 http_access deny all
 CFG
 squid -N -f "$work/squid.conf" >/dev/null 2>&1 & pids+=($!)
+proc[squid]=$!
 # rama warns on stderr when wrk closes a connection mid-request at the end of a run; keep it aside.
 RUST_LOG=warn "$BIN"/http_proxy --listen 127.0.0.1:$RAMA_FWD >/dev/null \
   2>"$work/rama-fwd.log" & pids+=($!)
+proc[rama-fwd]=$!
+RUST_LOG=warn "$BIN"/http_proxy --listen 127.0.0.1:$RAMA_FWD_BATCH --sched-batch >/dev/null \
+  2>"$work/rama-fwd-batch.log" & pids+=($!)
+proc[rama-fwd-batch]=$!
 RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV \
   --upstream http://127.0.0.1:$ORIGIN $REV_ARGS >/dev/null 2>"$work/rama-rev.log" & pids+=($!)
-for p in $ORIGIN $RAMA_FWD $TINYPROXY $SQUID $RAMA_REV $NGINX_REV $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
+proc[rama-rev]=$!
+RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV_BATCH --sched-batch \
+  --upstream http://127.0.0.1:$ORIGIN $REV_ARGS >/dev/null 2>"$work/rama-rev-batch.log" & pids+=($!)
+proc[rama-rev-batch]=$!
+for p in $ORIGIN $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID $RAMA_REV $RAMA_REV_BATCH $NGINX_REV \
+  $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
 
 # Every path must actually serve the file before it is timed.
-for p in $RAMA_FWD $TINYPROXY $SQUID; do
+for p in $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID; do
   [ "$(curl -sf -m 5 -x http://127.0.0.1:$p http://127.0.0.1:$ORIGIN/small)" = ok ] ||
     { echo "forward proxy on $p does not serve the file" >&2; exit 1; }
 done
-for p in $RAMA_REV $NGINX_REV $HAPROXY_REV; do
+for p in $RAMA_REV $RAMA_REV_BATCH $NGINX_REV $HAPROXY_REV; do
   [ "$(curl -sf -m 5 http://127.0.0.1:$p/small)" = ok ] ||
     { echo "reverse proxy on $p does not serve the file" >&2; exit 1; }
 done
-for p in $RAMA_REV $NGINX_H2 $HAPROXY_H2; do
+for p in $RAMA_REV $RAMA_REV_BATCH $NGINX_H2 $HAPROXY_H2; do
   [ "$(curl -sf -m 5 --http2-prior-knowledge http://127.0.0.1:$p/small)" = ok ] ||
     { echo "reverse proxy on $p does not serve the file over h2c" >&2; exit 1; }
 done
@@ -139,24 +168,33 @@ wrk.path = "http://127.0.0.1:$ORIGIN/small"
 wrk.headers["Host"] = "127.0.0.1:$ORIGIN"
 LUA
 
-# "requests/s p99_ms" of one wrk run against port $1, extra wrk flags after.
+# "requests/s p99_ms requests" of one wrk run against port $1, extra wrk flags after.
 # Non-2xx answers, connect/write errors or timeouts fail the run. Read errors do not: tinyproxy
 # closes the client connection after every response, which wrk counts as a read error and
 # answers by reconnecting, so its figure includes a TCP connect per request.
 wrk_run() {
   wrk -t 2 -c 64 -d "${SECS}s" --timeout 5s --latency "${@:2}" "http://127.0.0.1:$1/small" 2>&1 |
     awk '/Requests\/sec/ {r=$2}
+         / requests in / {n=$1}
          /^ +99%/ {v=$2; m=1; if (v ~ /us$/) m=0.001; else if (v ~ /ms$/) m=1; else if (v ~ /s$/) m=1000;
                    sub(/[a-z]+$/, "", v); p=v*m}
          /Non-2xx/ {bad=1}
          /Socket errors/ {gsub(",", ""); if ($4 + $8 + $10 > 0) bad=1}
-         END {if (bad || r == "") print "FAIL FAIL"; else printf "%s %.2f\n", r, p}'
+         END {if (bad || r == "") print "FAIL FAIL 0"; else printf "%s %.2f %s\n", r, p, n}'
 }
-# "requests/s" of one h2load run (h2c, prior knowledge) against port $1: 64 clients, 10 streams each.
+# "requests/s requests" of one h2load run (h2c, prior knowledge) against port $1: 64 clients,
+# 10 streams each.
 h2_run() {
   h2load -t 2 -c 64 -m 10 -D "$SECS" "http://127.0.0.1:$1/small" 2>&1 |
-    awk '/^finished in/ {gsub(",", ""); r=$4} /^requests:/ {if ($10 + $12 + $14 > 0) bad=1}
-         END {if (bad || r == "") print "FAIL"; else print r}'
+    awk '/^finished in/ {gsub(",", ""); r=$4} /^requests:/ {n=$8; if ($10 + $12 + $14 > 0) bad=1}
+         END {if (bad || r == "") print "FAIL 0"; else print r, n}'
+}
+
+# Microseconds of CPU that the processes of path $1 spent per request: ticks $2 -> $3 over $4
+# requests.
+cpu_per_request() {
+  python3 -c 'import sys; t0, t1, n, hz = map(int, sys.argv[1:]); print("%.1f" % ((t1 - t0) * 1e6 / hz / max(n, 1)))' \
+    "$2" "$3" "$4" "$(getconf CLK_TCK)"
 }
 
 declare -A result runs
@@ -164,70 +202,104 @@ declare -A result runs
 # The paths take turns run by run, so that a burst of load from elsewhere on the machine
 # (other builds) lands on all of them instead of on one path's every run.
 wrk_once() {
-  local out
+  local out before after
+  before=$(ticks "${proc[$1]:-}")
   out=$(wrk_run "$2" "${@:3}")
-  [ "${out% *}" = FAIL ] && { echo "$1: wrk run failed" >&2; exit 1; }
-  runs[$1/rps]+=" ${out% *}"; runs[$1/p99]+=" ${out#* }"
+  after=$(ticks "${proc[$1]:-}")
+  read -r rps p99 n <<<"$out"
+  [ "$rps" = FAIL ] && { echo "$1: wrk run failed" >&2; exit 1; }
+  runs[$1/rps]+=" $rps"; runs[$1/p99]+=" $p99"
+  runs[$1/cpu]+=" $(cpu_per_request "$1" "$before" "$after" "$n")"
 }
 h2_once() {
-  runs[$1/h2]+=" $(h2_run "$2")"
+  local out before after
+  before=$(ticks "${proc[$1]}")
+  out=$(h2_run "$2")
+  after=$(ticks "${proc[$1]}")
+  read -r rps n <<<"$out"
+  runs[$1/h2]+=" $rps"
+  [ "$rps" = FAIL ] || runs[$1/h2cpu]+=" $(cpu_per_request "$1" "$before" "$after" "$n")"
 }
 for _ in $(seq "$RUNS"); do
   wrk_once direct $ORIGIN
   if [ "$ONLY" != reverse ]; then
     wrk_once rama-fwd $RAMA_FWD -s "$work/forward.lua"
+    wrk_once rama-fwd-batch $RAMA_FWD_BATCH -s "$work/forward.lua"
     wrk_once tinyproxy $TINYPROXY -s "$work/forward.lua"
     wrk_once squid $SQUID -s "$work/forward.lua"
   fi
   if [ "$ONLY" != forward ]; then
     wrk_once rama-rev $RAMA_REV
+    wrk_once rama-rev-batch $RAMA_REV_BATCH
     wrk_once nginx $NGINX_REV
     wrk_once haproxy $HAPROXY_REV
     h2_once rama-rev $RAMA_REV
+    h2_once rama-rev-batch $RAMA_REV_BATCH
     h2_once nginx $NGINX_H2
     h2_once haproxy $HAPROXY_H2
   fi
 done
-for path in direct rama-fwd tinyproxy squid rama-rev nginx haproxy; do
-  [ -n "${runs[$path/rps]:-}" ] || continue
-  result[$path/rps]=$(median 0 ${runs[$path/rps]})
-  result[$path/p99]=$(median 2 ${runs[$path/p99]})
-done
-for path in rama-rev nginx haproxy; do
-  [ -n "${runs[$path/h2]:-}" ] || continue
-  case "${runs[$path/h2]} " in *FAIL*) result[$path/h2]=FAIL;; *) result[$path/h2]=$(median 0 ${runs[$path/h2]});; esac
+for key in "${!runs[@]}"; do
+  case "${runs[$key]} " in
+    *FAIL*) result[$key]=FAIL;;
+    *) case $key in */p99|*/cpu|*/h2cpu) places=1;; *) places=0;; esac
+       [ "${key#*/}" = p99 ] && places=2
+       result[$key]=$(median $places ${runs[$key]});;
+  esac
 done
 
-ratio() { python3 -c "print('%.2f' % ($1/$2))"; }
+ratio() { case "$1 $2" in *FAIL*|*-*) echo -;; *) python3 -c "print('%.2f' % ($1/$2))";; esac; }
+name() {
+  case $1 in
+    rama-fwd) echo "rama http_proxy";; rama-fwd-batch) echo "rama http_proxy --sched-batch";;
+    rama-rev) echo "rama reverse_proxy";; rama-rev-batch) echo "rama reverse_proxy --sched-batch";;
+    *) echo "$1";;
+  esac
+}
 echo "HTTP proxying, median of $RUNS x ${SECS}s runs on 127.0.0.1 ($(nproc) cores), $(date -u +%F)"
 echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file from a local nginx origin"
 echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama reverse_proxy flags: ${REV_ARGS:-none})"
+echo "CPU: microseconds of user + system time the proxy spent per request (lower is better)"
+# `compare RAMA PEERS...`: the rows of rama's two runs over each peer.
+compare() {
+  local rama=$1 peer h
+  shift
+  for peer in "$@"; do
+    for r in $rama $rama-batch; do
+      h=-; [ -n "${result[$r/h2]:-}" ] && h=$(ratio "${result[$r/h2]}" "${result[$peer/h2]}")
+      printf '| %s / %s | %s | %s | %s | %s |\n' "$(name "$r")" "$peer" \
+        "$(ratio "${result[$r/rps]}" "${result[$peer/rps]}")" \
+        "$(ratio "${result[$r/p99]}" "${result[$peer/p99]}")" \
+        "$(ratio "${result[$r/cpu]}" "${result[$peer/cpu]}")" "$h"
+    done
+  done
+}
 if [ "$ONLY" != reverse ]; then
 echo
 echo "Forward proxy (absolute-form GET)"
 echo
-echo "| proxy | requests/s | p99 ms | rama / it, requests/s | rama / it, p99 (lower is better) |"
-echo "|---|---|---|---|---|"
-for path in rama-fwd tinyproxy squid; do
-  r=${result[$path/rps]}; p=${result[$path/p99]}
-  name=$path; [ $path = rama-fwd ] && name="rama http_proxy"
-  if [ $path = rama-fwd ]; then printf '| %s | %s | %s | | |\n' "$name" "$r" "$p"; continue; fi
-  printf '| %s | %s | %s | %s | %s |\n' "$name" "$r" "$p" \
-    "$(ratio "${result[rama-fwd/rps]}" "$r")" "$(ratio "${result[rama-fwd/p99]}" "$p")"
+echo "| proxy | requests/s | p99 ms | CPU µs/request |"
+echo "|---|---|---|---|"
+for path in rama-fwd rama-fwd-batch tinyproxy squid; do
+  printf '| %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" "${result[$path/cpu]}"
 done
+echo
+echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c |"
+echo "|---|---|---|---|---|"
+compare rama-fwd tinyproxy squid
 fi
 [ "$ONLY" = forward ] && exit 0
 echo
 echo "Reverse proxy (HTTP/1.1 wrk; h2c: h2load, 64 clients x 10 streams, prior knowledge)"
 echo
-echo "| proxy | requests/s | p99 ms | h2c requests/s | rama / it, requests/s | rama / it, p99 (lower is better) | rama / it, h2c |"
-echo "|---|---|---|---|---|---|---|"
-for path in rama-rev nginx haproxy; do
-  r=${result[$path/rps]}; p=${result[$path/p99]}; h=${result[$path/h2]}
-  name=$path; [ $path = rama-rev ] && name="rama reverse_proxy"
-  hr=-; [ "$h" != FAIL ] && [ "${result[rama-rev/h2]}" != FAIL ] && hr=$(ratio "${result[rama-rev/h2]}" "$h")
-  if [ $path = rama-rev ]; then printf '| %s | %s | %s | %s | | | |\n' "$name" "$r" "$p" "$h"; continue; fi
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$r" "$p" "$h" \
-    "$(ratio "${result[rama-rev/rps]}" "$r")" "$(ratio "${result[rama-rev/p99]}" "$p")" "$hr"
+echo "| proxy | requests/s | p99 ms | CPU µs/request | h2c requests/s | h2c CPU µs/request |"
+echo "|---|---|---|---|---|---|"
+for path in rama-rev rama-rev-batch nginx haproxy; do
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" \
+    "${result[$path/cpu]}" "${result[$path/h2]}" "${result[$path/h2cpu]:--}"
 done
+echo
+echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c requests/s |"
+echo "|---|---|---|---|---|"
+compare rama-rev nginx haproxy

@@ -47,3 +47,14 @@ nginx_main() {
   printf 'worker_processes %s;\npid %s;\nerror_log %s;\nevents { worker_connections 4096; }\n' \
     "$2" "$work/$1.pid" "$work/$1-error.log"
 }
+
+# `ticks "PID..."` prints the user + system clock ticks the processes spent so far, their
+# threads and child processes (nginx's workers, squid's kids) included.
+ticks() {
+  local sum=0 f p
+  for p in $1 $(for p in $1; do pgrep -P "$p"; done); do
+    read -r -a f < "/proc/$p/stat" || continue
+    sum=$((sum + f[13] + f[14]))
+  done
+  echo $sum
+}

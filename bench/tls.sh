@@ -166,7 +166,6 @@ for port in $NGINX_OFF $HAPROXY_OFF $RAMA_OFF; do check "$port" False; done
 
 # One wrk run against port $1, path $2, extra wrk flags after: "REQUESTS_PER_S CPU_US_PER_REQUEST",
 # the second being the user + system time the terminator on that port spent per request.
-ticks() { local sum=0 f p; for p in $1; do read -r -a f < "/proc/$p/stat"; sum=$((sum + f[13] + f[14])); done; echo $sum; }
 run() {
   local before after out
   before=$(ticks "${terminator[$1]}")
