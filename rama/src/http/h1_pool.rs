@@ -144,8 +144,8 @@ fn checkin(settings: &Arc<Settings>, authority: &str, mut upstream: Upstream) {
     });
 }
 
-/// Adds an idle connection to this thread's list for `client` and `authority`, unless the
-/// list holds the client's maximum already or the client is gone.
+/// Adds an idle connection to this thread's list for the client of `settings` and
+/// `authority`, unless the list holds the client's maximum already.
 fn park(settings: &Arc<Settings>, authority: &str, upstream: Upstream) {
     let _ = IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
