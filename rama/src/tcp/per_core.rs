@@ -105,6 +105,17 @@ impl PerCore {
     /// `epoll_wait` per read, about 30% more CPU per request in `bench/http.sh`). The price is
     /// latency when the cores are oversubscribed: a request may wait a scheduler slice (a few
     /// milliseconds at most) for its thread. On cores of their own the servers see no change.
+    ///
+    /// ```no_run
+    /// use rama::{tcp, target};
+    ///
+    /// # async fn run() -> Result<(), rama::BoxError> {
+    /// tcp::PerCore::bind("127.0.0.1:8080")?
+    ///     .batch_scheduling(true)
+    ///     .run(|server| server.serve(target("127.0.0.1:5201")))
+    ///     .await
+    /// # }
+    /// ```
     pub fn batch_scheduling(mut self, enabled: bool) -> Self {
         self.batch_scheduling = enabled;
         self
