@@ -261,14 +261,15 @@ echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file 
 echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama reverse_proxy flags: ${REV_ARGS:-none})"
 echo "CPU: microseconds of user + system time the proxy spent per request (lower is better)"
-# `compare RAMA PEERS...`: the rows of rama's two runs over each peer.
+# `compare RAMA PEERS...`: the rows of rama's two runs over each peer (with an h2c column when
+# rama was run over h2c).
 compare() {
   local rama=$1 peer h
   shift
   for peer in "$@"; do
     for r in $rama $rama-batch; do
-      h=-; [ -n "${result[$r/h2]:-}" ] && h=$(ratio "${result[$r/h2]}" "${result[$peer/h2]}")
-      printf '| %s / %s | %s | %s | %s | %s |\n' "$(name "$r")" "$peer" \
+      h=; [ -n "${result[$r/h2]:-}" ] && h=" $(ratio "${result[$r/h2]}" "${result[$peer/h2]}") |"
+      printf '| %s / %s | %s | %s | %s |%s\n' "$(name "$r")" "$peer" \
         "$(ratio "${result[$r/rps]}" "${result[$peer/rps]}")" \
         "$(ratio "${result[$r/p99]}" "${result[$peer/p99]}")" \
         "$(ratio "${result[$r/cpu]}" "${result[$peer/cpu]}")" "$h"
@@ -285,8 +286,8 @@ for path in rama-fwd rama-fwd-batch tinyproxy squid; do
   printf '| %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" "${result[$path/cpu]}"
 done
 echo
-echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c |"
-echo "|---|---|---|---|---|"
+echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) |"
+echo "|---|---|---|---|"
 compare rama-fwd tinyproxy squid
 fi
 [ "$ONLY" = forward ] && exit 0
