@@ -2,7 +2,8 @@
 //! over 127.0.0.1: HTTP/1.1 and HTTP/2 prior knowledge, the forwarded headers as the origin
 //! sees them, 100 MiB streamed up and down (checksummed, with the proxy's memory staying flat),
 //! an upgrade carried end to end, a real WebSocket session (Python's `websockets` on both ends),
-//! and tower-http's compression in the diagram.
+//! tower-http's compression in the diagram, and `--sched-batch`'s scheduling policy on the
+//! server threads.
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -444,4 +445,65 @@ async fn a_clients_connection_header_cannot_name_the_forwarding_headers_away() {
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     assert!(seen.contains("forwarded: for=127.0.0.1;"), "{seen}");
     assert!(!seen.contains("x-secret"), "{seen}");
+}
+
+/// `SCHED_BATCH` in `/proc/PID/task/TID/stat`'s policy field.
+const SCHED_BATCH: u32 = 3;
+
+/// The name and scheduling policy of each thread of process `pid`.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the threads");
+    tasks
+        .map(|task| {
+            let stat = std::fs::read_to_string(task.expect("a thread").path().join("stat"))
+                .expect("read a thread's stat");
+            // `pid (comm) state ...`: the name may hold spaces, the fields after it do not; the
+            // policy is field 41, the 38th after the name.
+            let (head, rest) = stat.rsplit_once(')').expect("a stat line");
+            let name = head.split_once('(').expect("a stat line").1.to_owned();
+            let policy = rest.split_whitespace().nth(38).expect("the policy field");
+            (name, policy.parse().expect("a policy number"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sched_batch_puts_the_server_threads_and_only_them_under_sched_batch() {
+    let origin = origin();
+    let upstream = format!("http://{origin}");
+    for batch in [true, false] {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--upstream",
+            &upstream,
+        ];
+        if batch {
+            args.push("--sched-batch");
+        }
+        let mut proxy = Running::start("reverse_proxy", &args);
+        let (_, codes) = curl(&[&format!("http://{}/hello", proxy.addr)]).await;
+        assert!(codes.starts_with("200"), "{codes}");
+        let threads = thread_policies(proxy.pid());
+        let servers: Vec<_> = threads
+            .iter()
+            .filter(|(name, _)| name.starts_with("rama-server-"))
+            .collect();
+        assert_eq!(servers.len(), 2, "{threads:?}");
+        let want = if batch { SCHED_BATCH } else { 0 };
+        assert!(
+            servers.iter().all(|(_, policy)| *policy == want),
+            "batch {batch}: {threads:?}"
+        );
+        assert!(
+            threads
+                .iter()
+                .filter(|(name, _)| !name.starts_with("rama-server-"))
+                .all(|(_, policy)| *policy == 0),
+            "other threads keep the default policy: {threads:?}"
+        );
+        assert!(proxy.terminate().await, "exits cleanly on SIGTERM");
+    }
 }
