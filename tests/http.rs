@@ -1,6 +1,6 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
-//! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input and
-//! graceful shutdown with a request in flight, and under load; and `CONNECT` over HTTP/2 with
+//! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input, the
+//! header-read timeout on a keep-alive connection, and graceful shutdown with a request in flight, and under load; and `CONNECT` over HTTP/2 with
 //! hyper's HTTP/2 client (curl 7.88 cannot send it).
 
 use bytes::Bytes;
@@ -328,6 +328,41 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
     );
     let got = curl(&["-x", &x, &url]).await;
     assert_eq!(got.status, 200, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_read_timeout_restarts_with_each_request_of_a_keep_alive_connection() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&["--header-read-timeout", "1"]);
+    let request = format!("GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    let mut stream = BufReader::new(TcpStream::connect(proxy.addr).await.unwrap());
+    // Ten requests 300 ms apart: the connection lives three timeouts long, never waiting for a
+    // head as long as one (the delays are what is tested, not a wait for readiness).
+    for n in 0..10 {
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let answer = timeout(PATIENCE, read_response(&mut stream)).await.unwrap();
+        assert_eq!(answer.map(|(status, _)| status), Ok(200), "request {n}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Then idle: the 408 comes a timeout after the last answer (300 ms of it passed already),
+    // and the connection closes.
+    let started = std::time::Instant::now();
+    let answer = timeout(PATIENCE, read_response(&mut stream)).await.unwrap();
+    assert_eq!(answer.map(|(status, _)| status), Ok(408));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let mut rest = Vec::new();
+    let read = timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert_eq!(read.unwrap(), 0, "closed after the 408");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
