@@ -1,6 +1,6 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
 //! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input, the
-//! header-read timeout on a keep-alive connection, and graceful shutdown with a request in flight, and under load; and `CONNECT` over HTTP/2 with
+//! header-read and upstream timeouts on kept-alive connections, and graceful shutdown with a request in flight, and under load; and `CONNECT` over HTTP/2 with
 //! hyper's HTTP/2 client (curl 7.88 cannot send it).
 
 use bytes::Bytes;
@@ -331,9 +331,11 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_header_read_timeout_restarts_with_each_request_of_a_keep_alive_connection() {
-    let (origin, _) = origin(Behaviour::EchoHead).await;
-    let proxy = proxy(&["--header-read-timeout", "1"]);
+async fn header_read_and_upstream_timeouts_restart_with_each_request_on_kept_alive_connections() {
+    // A keep-alive origin and an upstream timeout as short: the requests share one pooled
+    // upstream connection, whose response timer must move the same way.
+    let (origin, accepted) = counting_origin(false).await;
+    let proxy = proxy(&["--header-read-timeout", "1", "--upstream-timeout", "1"]);
     let request = format!("GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\n\r\n");
     let mut stream = BufReader::new(TcpStream::connect(proxy.addr).await.unwrap());
     // Ten requests 300 ms apart: the connection lives three timeouts long, never waiting for a
@@ -348,6 +350,11 @@ async fn the_header_read_timeout_restarts_with_each_request_of_a_keep_alive_conn
         assert_eq!(answer.map(|(status, _)| status), Ok(200), "request {n}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for all"
+    );
     // Then idle: the 408 comes a timeout after the last answer (300 ms of it passed already),
     // and the connection closes.
     let started = std::time::Instant::now();
