@@ -190,11 +190,10 @@ h2_run() {
          END {if (bad || r == "") print "FAIL 0"; else print r, n}'
 }
 
-# Microseconds of CPU that the processes of path $1 spent per request: ticks $2 -> $3 over $4
-# requests.
+# Microseconds of CPU per request: clock ticks $1 -> $2 over $3 requests.
 cpu_per_request() {
   python3 -c 'import sys; t0, t1, n, hz = map(int, sys.argv[1:]); print("%.1f" % ((t1 - t0) * 1e6 / hz / max(n, 1)))' \
-    "$2" "$3" "$4" "$(getconf CLK_TCK)"
+    "$1" "$2" "$3" "$(getconf CLK_TCK)"
 }
 
 declare -A result runs
@@ -209,7 +208,7 @@ wrk_once() {
   read -r rps p99 n <<<"$out"
   [ "$rps" = FAIL ] && { echo "$1: wrk run failed" >&2; exit 1; }
   runs[$1/rps]+=" $rps"; runs[$1/p99]+=" $p99"
-  runs[$1/cpu]+=" $(cpu_per_request "$1" "$before" "$after" "$n")"
+  runs[$1/cpu]+=" $(cpu_per_request "$before" "$after" "$n")"
 }
 h2_once() {
   local out before after
@@ -218,7 +217,7 @@ h2_once() {
   after=$(ticks "${proc[$1]}")
   read -r rps n <<<"$out"
   runs[$1/h2]+=" $rps"
-  [ "$rps" = FAIL ] || runs[$1/h2cpu]+=" $(cpu_per_request "$1" "$before" "$after" "$n")"
+  [ "$rps" = FAIL ] || runs[$1/h2cpu]+=" $(cpu_per_request "$before" "$after" "$n")"
 }
 for _ in $(seq "$RUNS"); do
   wrk_once direct $ORIGIN
@@ -242,8 +241,7 @@ done
 for key in "${!runs[@]}"; do
   case "${runs[$key]} " in
     *FAIL*) result[$key]=FAIL;;
-    *) case $key in */p99|*/cpu|*/h2cpu) places=1;; *) places=0;; esac
-       [ "${key#*/}" = p99 ] && places=2
+    *) case $key in */p99) places=2;; */cpu|*/h2cpu) places=1;; *) places=0;; esac
        result[$key]=$(median $places ${runs[$key]});;
   esac
 done
