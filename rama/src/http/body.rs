@@ -25,6 +25,9 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
+    /// A response from one of the client's own HTTP/1.1 connections, streaming (boxed: it
+    /// holds the connection, and a body that came whole with its head is `Full`).
+    H1(Box<super::h1::ResponseBody>),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -80,7 +83,24 @@ impl Body {
             Kind::Full(Some(bytes)) => Some(Self::full(bytes.clone())),
             Kind::Full(None) => Some(Self::empty()),
             Kind::Incoming(body) if http_body::Body::is_end_stream(body) => Some(Self::empty()),
-            Kind::Incoming(_) | Kind::Boxed(_) => None,
+            Kind::H1(body) if http_body::Body::is_end_stream(&**body) => Some(Self::empty()),
+            Kind::Incoming(_) | Kind::H1(_) | Kind::Boxed(_) => None,
+        }
+    }
+
+    /// All of its bytes when they are here already (no bytes, or rama's own); otherwise the
+    /// body back.
+    pub(crate) fn into_bytes(self) -> Result<Bytes, Self> {
+        match self.kind {
+            Kind::Full(bytes) => Ok(bytes.unwrap_or_default()),
+            _ if self.try_clone().is_some() => Ok(Bytes::new()),
+            _ => Err(self),
+        }
+    }
+
+    pub(crate) fn h1(body: super::h1::ResponseBody) -> Self {
+        Self {
+            kind: Kind::H1(Box::new(body)),
         }
     }
 
@@ -134,6 +154,7 @@ impl http_body::Body for Body {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::H1(body) => Pin::new(&mut **body).poll_frame(cx),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -143,6 +164,7 @@ impl http_body::Body for Body {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Incoming(body) => body.is_end_stream(),
+            Kind::H1(body) => http_body::Body::is_end_stream(&**body),
             Kind::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -152,6 +174,7 @@ impl http_body::Body for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Incoming(body) => body.size_hint(),
+            Kind::H1(body) => http_body::Body::size_hint(&**body),
             Kind::Boxed(body) => body.size_hint(),
         }
     }
@@ -163,6 +186,7 @@ impl fmt::Debug for Body {
             Kind::Empty => "empty",
             Kind::Full(_) => "full",
             Kind::Incoming(_) => "incoming",
+            Kind::H1(_) => "upstream",
             Kind::Boxed(_) => "boxed",
         };
         f.debug_tuple("Body").field(&kind).finish()

@@ -51,13 +51,16 @@ const RETRIES: u8 = 10;
 /// `REFUSED_STREAM`) is sent again, up to 10 times, when it can be: an idempotent method or
 /// no body, and a body that is not a stream.
 ///
-/// Plain `http://` without `http2_only` (HTTP/1.1 for sure) goes through a lean path of its
-/// own: per thread and upstream, a list of idle hyper `http1` connection senders; everything
-/// else through hyper-util's legacy pool (one per thread).
+/// Plain `http://` without `http2_only` (HTTP/1.1 for sure) and without an upgrade goes
+/// through a lean path of its own: rama's own HTTP/1.1 connections, a list of idle ones per
+/// thread and upstream (closed within a second when the upstream closes them or they idle past
+/// [`pool_idle_timeout`](ClientBuilder::pool_idle_timeout)); everything else through
+/// hyper-util's legacy pool (one per thread).
 ///
-/// Cheap to clone: clones share one pool **per thread**. Always ready. Its connections run
-/// as tasks on the tokio runtime of the thread that opened them (they hold only `Send` parts:
-/// sockets and bodies). A pool per thread keeps each request on the thread that runs its
+/// Cheap to clone: clones share one pool **per thread**. Always ready. hyper-util's
+/// connections run as tasks on the tokio runtime of the thread that opened them (they hold
+/// only `Send` parts: sockets and bodies); rama's own are driven by the request and then its
+/// response body. A pool per thread keeps each request on the thread that runs its
 /// connection: with one pool behind [`tcp::PerCore`](crate::tcp::PerCore)'s threads, a
 /// request on one core would hand every exchange to a connection task on another core and
 /// back, two cross-thread wake-ups per request.
@@ -196,7 +199,11 @@ where
             };
         }
         let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
-        if !may_be_http2 && request.uri().scheme() == Some(&Scheme::HTTP) {
+        // An upgrade goes through hyper-util's pool, whose connections hand over upgrades.
+        if !may_be_http2
+            && request.uri().scheme() == Some(&Scheme::HTTP)
+            && headers::upgrade_of(request.headers()).is_none()
+        {
             return ResponseFuture {
                 inner: Inner::Http1(Box::pin(h1_pool::send(
                     self.config.h1.clone(),
@@ -408,7 +415,7 @@ enum Inner {
     /// hyper-util's pool (HTTP/2, or TLS where ALPN decides).
     Pool(legacy::ResponseFuture),
     /// This thread's plain HTTP/1.1 connections.
-    Http1(Pin<Box<dyn Future<Output = Result<Response<hyper::body::Incoming>, Error>> + Send>>),
+    Http1(Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send>>),
     /// A request that could not be sent.
     Failed(Option<Error>),
 }
@@ -429,7 +436,7 @@ impl Future for ResponseFuture {
             let inner = match &mut this.inner {
                 Inner::Pool(inner) => inner,
                 Inner::Http1(inner) => match inner.as_mut().poll(cx) {
-                    Poll::Ready(result) => return Poll::Ready(result.map(|r| r.map(Body::from))),
+                    Poll::Ready(result) => return Poll::Ready(result),
                     Poll::Pending => break,
                 },
                 Inner::Failed(error) => {

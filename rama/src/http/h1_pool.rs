@@ -1,35 +1,42 @@
-//! The [`Client`](super::Client)'s path for plain `http://` HTTP/1.1 upstreams: one idle list
-//! of hyper's own connection senders (`hyper::client::conn::http1`) per thread and upstream,
-//! instead of hyper-util's legacy pool (its shared map keyed by `(Scheme, Authority)`, its
-//! checkout future raced against a lazy connect, its `Pooled` wrapper) on every request.
+//! The [`Client`](super::Client)'s path for plain `http://` HTTP/1.1 upstreams: rama's own
+//! connections ([`h1`](super::h1)), one idle list per thread, client and upstream, instead of
+//! hyper-util's legacy pool (its shared map keyed by `(Scheme, Authority)`, its checkout
+//! future raced against a lazy connect, its `Pooled` wrapper) on every request.
+//!
+//! An idle connection is nobody's task: nothing reads it, so the upstream closing it shows only
+//! as read readiness the runtime records. A checkout looks at that before it hands a connection
+//! out, and a sweeper task per thread and client looks at every idle connection once a second,
+//! so that those the upstream closed (and those idle longer than the idle timeout) are closed
+//! on this side too, instead of lingering in `CLOSE_WAIT`.
 
-use super::{Body, Error, connect::Connector};
-use crate::timer::ConnTimer;
+use super::{
+    Body, Error,
+    connect::{Connector, Stream},
+    h1::{Connection, ExchangeError},
+};
 use ::http::{HeaderValue, Request, Response, Uri, header, uri::PathAndQuery};
-use hyper::{body::Incoming, client::conn::http1};
 use std::{
+    borrow::Cow,
     cell::RefCell,
     collections::HashMap,
-    future::poll_fn,
-    sync::{Arc, Weak},
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::{Duration, Instant},
 };
 use tower::{Service, ServiceExt};
 
-/// A connection's sender and the timer that bounds the wait for each of its responses.
-struct Upstream {
-    sender: http1::SendRequest<Body>,
-    timer: ConnTimer,
-}
+/// How often the sweeper looks at the idle connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// An idle connection and when it went idle.
 struct Idle {
-    upstream: Upstream,
+    conn: Connection,
     since: Instant,
 }
 
-/// One client's idle connections on one thread, by upstream authority.
-type Idles = HashMap<Box<str>, Vec<Idle>>;
+/// One client's idle connections on one thread, by upstream authority (shared with the
+/// thread's sweeper for that client, which may run on another thread of a multi-threaded
+/// runtime).
+type Idles = Arc<Mutex<HashMap<Box<str>, Vec<Idle>>>>;
 
 thread_local! {
     /// This thread's idle HTTP/1.1 upstream connections, per live client (a short list: a
@@ -45,138 +52,173 @@ pub(crate) struct Settings {
     pub(crate) max_idle: usize,
 }
 
-/// Sends `request` (absolute `http://` URI) on an idle connection of this thread, or a new
-/// one; a pooled connection the upstream closed before the request was written is left for
-/// another (a fresh one is not retried: its failure is the upstream's answer). Dialing and
-/// waiting for the response head share `timeout`.
+/// Sends `request` (absolute `http://` URI, no upgrade asked) on an idle connection of this
+/// thread, or a new one. When a pooled connection turns out closed by the upstream before it
+/// answered, the request goes again on another if it can: it was not written at all, or it
+/// is idempotent, and its body is not a stream (a fresh connection is not retried: its
+/// failure is the upstream's answer). Dialing and waiting for the response head share
+/// `timeout`.
 pub(crate) async fn send(
     settings: Arc<Settings>,
-    mut request: Request<Body>,
+    request: Request<Body>,
     timeout: Option<Duration>,
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<Body>, Error> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let uri = request.uri().clone();
+    let (mut parts, mut body) = request.into_parts();
+    let uri = std::mem::take(&mut parts.uri);
     let Some(authority) = uri.authority() else {
         return Err(Error::upstream("the request URI has no host".into()));
     };
     let key = authority.as_str();
-    if !request.headers().contains_key(header::HOST) {
+    if !parts.headers.contains_key(header::HOST) {
         let host = HeaderValue::from_str(authority.as_str().rsplit('@').next().unwrap_or_default())
             .map_err(|e| Error::upstream(e.into()))?;
-        request.headers_mut().insert(header::HOST, host);
+        parts.headers.insert(header::HOST, host);
     }
-    *request.uri_mut() = origin_form(&uri);
+    let target = origin_form(&uri);
     loop {
-        let (mut upstream, reused) = match checkout(&settings, key) {
-            Some(upstream) => (upstream, true),
+        let (mut conn, reused) = match checkout(&settings, key) {
+            Some(conn) => (conn, true),
             None => {
-                let timer = ConnTimer::new();
-                let sender = timer
-                    .bound(deadline, connect(&settings, uri.clone()))
+                let dial = connect(&settings, uri.clone());
+                let conn = crate::timer::ConnTimer::new()
+                    .bound(deadline, dial)
                     .await
                     .map_err(|()| Error::timeout())??;
-                (Upstream { sender, timer }, false)
+                (conn, false)
             }
         };
-        let sent = upstream.sender.try_send_request(request);
-        let sent = upstream.timer.bound(deadline, sent).await;
-        // A response that did not come in time leaves the connection mid-exchange: it goes.
-        match sent.map_err(|()| Error::timeout())? {
-            Ok(response) => {
-                checkin(&settings, key, upstream);
+        let again = if reused { body.try_clone() } else { None };
+        let timer = conn.timer.clone();
+        let answer = timer
+            .bound(deadline, conn.exchange(&parts, &target, body))
+            .await
+            // A response that did not come in time leaves the connection mid-exchange: it goes.
+            .map_err(|()| Error::timeout())?;
+        let error = match answer {
+            Ok(answer) => {
+                let home = || {
+                    let settings = settings.clone();
+                    let key: Box<str> = key.into();
+                    let home: super::h1::Home = Box::new(move |conn| park(&settings, &key, conn));
+                    home
+                };
+                let (response, free) = conn.into_response(answer, home);
+                if let Some(conn) = free {
+                    park(&settings, key, conn);
+                }
                 return Ok(response);
             }
-            Err(mut error) => match error.take_message() {
-                Some(unsent) if reused => request = unsent,
-                _ => return Err(Error::upstream(error.into_error().into())),
-            },
+            Err(error) => error,
+        };
+        let retry = match &error {
+            ExchangeError::Unsent(_) => true,
+            ExchangeError::Closed(_) => parts.method.is_idempotent(),
+            _ => false,
+        };
+        match again {
+            Some(again) if retry => {
+                tracing::debug!(upstream = %key, error = %crate::error::Chain(&error), "http client: a pooled connection was closed, sending the request again");
+                body = again;
+            }
+            _ => return Err(Error::upstream(error.into())),
         }
     }
 }
 
 /// The request target for an HTTP/1.1 origin: the path and query of `uri`.
-fn origin_form(uri: &Uri) -> Uri {
-    let path = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or(PathAndQuery::from_static("/"));
-    Uri::from(path)
+fn origin_form(uri: &Uri) -> Cow<'_, str> {
+    match uri.path_and_query().map(PathAndQuery::as_str) {
+        Some(path) if path.starts_with('/') => Cow::Borrowed(path),
+        // `http://host?query`: the path is empty, which origin-form says as `/`.
+        Some(query) => Cow::Owned(format!("/{query}")),
+        None => Cow::Borrowed("/"),
+    }
+}
+
+/// The idle lists of the client of `settings` on this thread (made, with their sweeper, the
+/// first time the client is used here).
+fn idles(settings: &Arc<Settings>) -> Option<Idles> {
+    IDLE.try_with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let key = Arc::as_ptr(settings);
+        if let Some((_, idles)) = idle.iter().find(|(client, _)| client.as_ptr() == key) {
+            return idles.clone();
+        }
+        // A client new to this thread: first forget the lists of clients that are gone.
+        idle.retain(|(client, _)| client.strong_count() > 0);
+        let idles = Idles::default();
+        idle.push((Arc::downgrade(settings), idles.clone()));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(settings), Arc::downgrade(&idles)));
+        }
+        idles
+    })
+    .ok()
 }
 
 /// An idle connection to `authority` that is still open and not idle longer than the idle
 /// timeout (the others are dropped, which closes them).
-fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<Upstream> {
-    IDLE.try_with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let (_, idles) = idle
-            .iter_mut()
-            .find(|(client, _)| client.as_ptr() == Arc::as_ptr(settings))?;
-        let list = idles.get_mut(authority)?;
-        let now = Instant::now();
-        while let Some(entry) = list.pop() {
-            if entry.upstream.sender.is_ready()
-                && now.duration_since(entry.since) < settings.idle_timeout
-            {
-                return Some(entry.upstream);
-            }
+fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<Connection> {
+    let idles = idles(settings)?;
+    let mut idles = idles.lock().unwrap_or_else(PoisonError::into_inner);
+    let list = idles.get_mut(authority)?;
+    let now = Instant::now();
+    while let Some(idle) = list.pop() {
+        if now.duration_since(idle.since) < settings.idle_timeout && idle.conn.is_open() {
+            return Some(idle.conn);
         }
-        None
-    })
-    .ok()
-    .flatten()
-}
-
-/// Puts `upstream` back once its connection can take the next request: at once when the
-/// response was read whole with its head (small bodies), else from a task that waits for it.
-fn checkin(settings: &Arc<Settings>, authority: &str, mut upstream: Upstream) {
-    if upstream.sender.is_ready() {
-        park(settings, authority, upstream);
-        return;
     }
-    let client = Arc::downgrade(settings);
-    let authority: Box<str> = authority.into();
-    tokio::spawn(async move {
-        if poll_fn(|cx| upstream.sender.poll_ready(cx)).await.is_ok()
-            && let Some(settings) = client.upgrade()
-        {
-            park(&settings, &authority, upstream);
-        }
-    });
+    None
 }
 
 /// Adds an idle connection to this thread's list for the client of `settings` and
 /// `authority`, unless the list holds the client's maximum already.
-fn park(settings: &Arc<Settings>, authority: &str, upstream: Upstream) {
-    let _ = IDLE.try_with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let position = idle
-            .iter()
-            .position(|(c, _)| c.as_ptr() == Arc::as_ptr(settings));
-        let idles = match position {
-            Some(i) => &mut idle[i].1,
-            None => {
-                // A client new to this thread: first forget the lists of clients that are gone.
-                idle.retain(|(c, _)| c.strong_count() > 0);
-                idle.push((Arc::downgrade(settings), Idles::new()));
-                &mut idle.last_mut().expect("just pushed").1
-            }
-        };
-        // The key is copied only for an authority new to the list, not per request.
-        let list = match idles.get_mut(authority) {
-            Some(list) => list,
-            None => idles.entry(authority.into()).or_default(),
-        };
-        if list.len() < settings.max_idle {
-            list.push(Idle {
-                upstream,
-                since: Instant::now(),
-            });
-        }
-    });
+fn park(settings: &Arc<Settings>, authority: &str, conn: Connection) {
+    let Some(idles) = idles(settings) else {
+        return;
+    };
+    let mut idles = idles.lock().unwrap_or_else(PoisonError::into_inner);
+    // The key is copied only for an authority new to the list, not per request.
+    let list = match idles.get_mut(authority) {
+        Some(list) => list,
+        None => idles.entry(authority.into()).or_default(),
+    };
+    if list.len() < settings.max_idle {
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
 }
 
-/// Dials `uri`'s authority and runs the HTTP/1.1 connection (with upgrades) as a task.
-async fn connect(settings: &Settings, uri: Uri) -> Result<http1::SendRequest<Body>, Error> {
+/// Closes, once a second, the idle connections of one client on one thread that the upstream
+/// closed or that are idle longer than the idle timeout; all of them once the client is gone.
+async fn sweep(settings: Weak<Settings>, idles: Weak<Mutex<HashMap<Box<str>, Vec<Idle>>>>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(idles) = idles.upgrade() else {
+            return;
+        };
+        let mut idles = idles.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(settings) = settings.upgrade() else {
+            idles.clear();
+            return;
+        };
+        let now = Instant::now();
+        idles.retain(|_, list| {
+            list.retain(|idle| {
+                now.duration_since(idle.since) < settings.idle_timeout && idle.conn.is_open()
+            });
+            !list.is_empty()
+        });
+    }
+}
+
+/// Dials `uri`'s authority.
+async fn connect(settings: &Settings, uri: Uri) -> Result<Connection, Error> {
     let mut connector = settings.connector.clone();
     let stream = connector
         .ready()
@@ -185,13 +227,11 @@ async fn connect(settings: &Settings, uri: Uri) -> Result<http1::SendRequest<Bod
         .call(uri)
         .await
         .map_err(Error::connect)?;
-    let (sender, connection) = http1::handshake(stream)
-        .await
-        .map_err(|e| Error::connect(e.into()))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(error = %crate::error::Chain(&error), "http client: upstream connection failed");
-        }
-    });
-    Ok(sender)
+    match stream {
+        Stream::Plain(tcp) => Ok(Connection::new(tcp.into_inner())),
+        // The path takes `http://` URIs only.
+        Stream::Tls(_) => Err(Error::upstream(
+            "an http:// upstream was dialed with TLS".into(),
+        )),
+    }
 }

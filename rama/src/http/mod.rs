@@ -23,6 +23,7 @@ pub mod client;
 mod connect;
 mod error;
 pub mod forward;
+mod h1;
 mod h1_pool;
 pub mod headers;
 pub mod mitm;

@@ -1,0 +1,629 @@
+//! HTTP/1.1 client framing on bytes, without I/O: the request head, the response head, how a
+//! response body is delimited (RFC 9112 section 6.3), and chunked transfer coding both ways.
+
+use super::ParseError;
+use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::SizeHint;
+use std::{io::Write, mem::MaybeUninit};
+
+/// The most header fields a response head may carry (hyper's default).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The most bytes a response head, or a chunk-size line with the trailer section, may take.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the upstream closes the connection (responses only).
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+}
+
+/// Appends the head of a request to `out`: `method target HTTP/1.1`, `headers` as they are
+/// but `Content-Length`, which is written from the framing chosen here and returned. A body of
+/// known size gets `Content-Length` (none for an empty body of a method whose requests carry
+/// none, RFC 9110 section 8.6); one of unknown size `Transfer-Encoding: chunked` (the headers
+/// come with the hop-by-hop ones removed, `Transfer-Encoding` among them).
+pub(crate) fn encode_request_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: &SizeHint,
+    out: &mut Vec<u8>,
+) -> Framing {
+    let framing = match body.exact() {
+        Some(0) if !expects_body(method) && !headers.contains_key(header::CONTENT_LENGTH) => {
+            Framing::Empty
+        }
+        Some(n) => Framing::Length(n),
+        // A stream that says its length in a header the client set: trusted like hyper does.
+        None => match headers.get(header::CONTENT_LENGTH).and_then(parse_length) {
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        },
+    };
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+/// Whether requests of `method` are expected to carry content, so that an empty one says
+/// `Content-Length: 0` rather than nothing.
+fn expects_body(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::CONNECT
+            | Method::TRACE
+    )
+}
+
+/// Appends the line that opens a chunk of `len` bytes.
+pub(crate) fn encode_chunk_start(len: usize, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{len:x}\r\n");
+}
+
+/// What ends a chunk's data.
+pub(crate) const CHUNK_END: &[u8] = b"\r\n";
+
+/// The last chunk with an empty trailer section.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Parses a response head from the front of `buf`: `Ok(None)` while it is incomplete (an
+/// error once it is longer than [`MAX_HEAD`]); when complete, its bytes are split off `buf`
+/// and the header values keep pointing into them (no copy).
+pub(crate) fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ParseError> {
+    // Uninitialized slots: filling 100 of them first would cost more than parsing 10 headers.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => return Err(ParseError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(ParseError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
+        Err(error) => return Err(ParseError::Head(error)),
+    };
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let status = StatusCode::from_u16(response.code.unwrap_or_default())
+        .map_err(|_| ParseError::Head(httparse::Error::Status))?;
+    // Where each header's name and value sit in the head, to slice them off it once it is
+    // frozen; a head is at most 64 KiB, so 16 bits say where.
+    let base = buf.as_ptr() as usize;
+    let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u16;
+    let mut spans = [[0u16; 4]; MAX_HEADERS];
+    let count = response.headers.len();
+    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
+        let name = header.name.as_bytes();
+        *span = [
+            offset(name),
+            name.len() as u16,
+            offset(header.value),
+            header.value.len() as u16,
+        ];
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &[name, name_len, value, value_len] in &spans[..count] {
+        let (name, value) = (usize::from(name), usize::from(value));
+        let name = HeaderName::from_bytes(&head[name..name + usize::from(name_len)])
+            .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(value..value + usize::from(value_len)))
+                .map_err(|_| ParseError::Head(httparse::Error::HeaderValue))?;
+        headers.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// How the body of a response to a `method` request is delimited (RFC 9112 section 6.3).
+pub(crate) fn response_framing(
+    method: &Method,
+    head: &ResponseHead,
+) -> Result<Framing, ParseError> {
+    let status = head.status;
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if let Some(last) = head
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
+        // Chunked must come last; any other final coding runs until the close.
+        let chunked = last
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
+    let mut length = None;
+    for value in head.headers.get_all(header::CONTENT_LENGTH) {
+        // `Content-Length: 5, 5` and repeated equal fields are one length; any other is not.
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_digits(item.trim_ascii()).ok_or(ParseError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ParseError::ContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// Whether the connection can carry another exchange after this response, as far as its head
+/// says: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {
+    let has = |token: &[u8]| {
+        head.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|value| {
+                value
+                    .as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+            })
+    };
+    match head.version {
+        Version::HTTP_11 => !has(b"close"),
+        _ => has(b"keep-alive"),
+    }
+}
+
+fn parse_length(value: &HeaderValue) -> Option<u64> {
+    parse_digits(value.as_bytes())
+}
+
+/// A decimal number of at most 19 digits (no sign, no space).
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Decodes a chunked body (RFC 9112 section 7.1) as its bytes arrive; chunk extensions and
+/// trailer fields are read past.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Before a chunk-size line.
+    #[default]
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    DataEnd,
+    /// In the trailer section, after the last chunk.
+    Trailer,
+    /// The body has ended.
+    Done,
+}
+
+/// One step of [`ChunkedDecoder::decode`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// `buf` holds no complete next step: read more.
+    NeedMore,
+    /// The body (trailer section included) has ended.
+    Done,
+}
+
+impl ChunkedDecoder {
+    /// Takes the next piece of the body off the front of `buf`.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ParseError> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(ParseError::Chunk("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailer => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(Decoded::Done),
+            }
+        }
+    }
+}
+
+/// The line at the front of `buf` without its CRLF, taken off `buf`; `None` while incomplete.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, ParseError> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => {
+            let line = buf.split_to(end);
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_HEAD => Err(ParseError::Chunk("chunk line too long")),
+        None => Ok(None),
+    }
+}
+
+/// The size a chunk-size line gives (hex digits, then optional whitespace and extensions).
+fn chunk_size(line: &[u8]) -> Result<u64, ParseError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = &line[digits..];
+    if digits == 0 || digits > 16 || !matches!(rest.trim_ascii_start().first(), None | Some(b';')) {
+        return Err(ParseError::Chunk("invalid chunk size"));
+    }
+    line[..digits].iter().try_fold(0u64, |n, &d| {
+        let d = (d as char)
+            .to_digit(16)
+            .ok_or(ParseError::Chunk("invalid chunk size"))?;
+        Ok((n << 4) | u64::from(d))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &str) -> ResponseHead {
+        let mut buf = BytesMut::from(bytes);
+        parse_response_head(&mut buf).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_request_head_says_its_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("origin:8080"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        let framing = encode_request_head(
+            &Method::GET,
+            "/p?q",
+            &headers,
+            &SizeHint::with_exact(0),
+            &mut out,
+        );
+        assert_eq!(framing, Framing::Empty);
+        assert_eq!(
+            out,
+            b"GET /p?q HTTP/1.1\r\nhost: origin:8080\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+
+        out.clear();
+        let framing = encode_request_head(
+            &Method::POST,
+            "/",
+            &HeaderMap::new(),
+            &SizeHint::with_exact(0),
+            &mut out,
+        );
+        assert_eq!(framing, Framing::Length(0));
+        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+
+        // The body's exact size wins over a Content-Length header that says otherwise.
+        out.clear();
+        headers.clear();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("9"));
+        let framing = encode_request_head(
+            &Method::PUT,
+            "/",
+            &headers,
+            &SizeHint::with_exact(3),
+            &mut out,
+        );
+        assert_eq!(framing, Framing::Length(3));
+        assert_eq!(out, b"PUT / HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
+
+        // A stream: its Content-Length if it has one, else chunked.
+        out.clear();
+        let framing = encode_request_head(&Method::PUT, "/", &headers, &SizeHint::new(), &mut out);
+        assert_eq!(framing, Framing::Length(9));
+        out.clear();
+        let framing = encode_request_head(
+            &Method::PUT,
+            "/",
+            &HeaderMap::new(),
+            &SizeHint::new(),
+            &mut out,
+        );
+        assert_eq!(framing, Framing::Chunked);
+        assert_eq!(out, b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+
+        out.clear();
+        encode_chunk_start(255, &mut out);
+        assert_eq!(out, b"ff\r\n");
+    }
+
+    #[test]
+    fn a_response_head_is_parsed_in_pieces_and_leaves_the_body() {
+        let whole =
+            b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\n\r\nok";
+        let mut buf = BytesMut::new();
+        for (i, byte) in whole.iter().enumerate() {
+            buf.extend_from_slice(&[*byte]);
+            let parsed = parse_response_head(&mut buf).unwrap();
+            if i + 3 < whole.len() {
+                assert!(parsed.is_none(), "complete at {i}");
+                continue;
+            }
+            let head = parsed.unwrap();
+            assert_eq!(head.status, StatusCode::OK);
+            assert_eq!(head.version, Version::HTTP_11);
+            assert_eq!(head.headers["server"], "nginx");
+            let a: Vec<_> = head.headers.get_all("x-a").iter().collect();
+            assert_eq!(a, ["1", "2"]);
+            assert_eq!(
+                response_framing(&Method::GET, &head).unwrap(),
+                Framing::Length(2)
+            );
+            assert!(keeps_alive(&head));
+            // The head went; the body bytes stay.
+            assert!(buf.is_empty());
+            buf.extend_from_slice(&whole[i + 1..]);
+            break;
+        }
+        assert_eq!(&buf[..], b"ok");
+    }
+
+    #[test]
+    fn bad_response_heads_are_errors() {
+        for bad in [
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx: a\x01b\r\n\r\n",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/2 200\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(bad);
+            assert!(parse_response_head(&mut buf).is_err(), "{bad:?}");
+        }
+        let mut many = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..=MAX_HEADERS {
+            many.push_str(&format!("x-{i}: {i}\r\n"));
+        }
+        many.push_str("\r\n");
+        let mut buf = BytesMut::from(many.as_str());
+        assert!(matches!(
+            parse_response_head(&mut buf),
+            Err(ParseError::TooManyHeaders)
+        ));
+        // A head that never ends is refused once it outgrows the limit.
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\n");
+        buf.extend_from_slice(&vec![b'a'; MAX_HEAD]);
+        assert!(matches!(
+            parse_response_head(&mut buf),
+            Err(ParseError::HeadTooLarge)
+        ));
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let get = Method::GET;
+        let framing = |m: &Method, h: &str| response_framing(m, &head(h));
+        assert_eq!(
+            framing(
+                &Method::HEAD,
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing(&get, "HTTP/1.1 204 No Content\r\n\r\n").unwrap(),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing(
+                &get,
+                "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing(&get, "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap(),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing(&get, "HTTP/1.1 200 OK\r\n\r\n").unwrap(),
+            Framing::Close
+        );
+        assert_eq!(
+            framing(
+                &get,
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            Framing::Chunked
+        );
+        assert_eq!(
+            framing(
+                &get,
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"
+            )
+            .unwrap(),
+            Framing::Close
+        );
+        assert_eq!(
+            framing(
+                &get,
+                "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n"
+            )
+            .unwrap(),
+            Framing::Length(5)
+        );
+        for bad in ["5, 6", "-1", "five", "", "99999999999999999999"] {
+            let h = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(framing(&get, &h).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection() {
+        assert!(keeps_alive(&head("HTTP/1.1 200 OK\r\n\r\n")));
+        assert!(!keeps_alive(&head(
+            "HTTP/1.1 200 OK\r\nConnection: upgrade, Close\r\n\r\n"
+        )));
+        assert!(!keeps_alive(&head("HTTP/1.0 200 OK\r\n\r\n")));
+        assert!(keeps_alive(&head(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n"
+        )));
+    }
+
+    /// Decodes `input` fed in pieces of `step` bytes.
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), ParseError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut pieces = input.chunks(step);
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::NeedMore => match pieces.next() {
+                    Some(piece) => buf.extend_from_slice(piece),
+                    None => return Err(ParseError::Chunk("ended early")),
+                },
+                Decoded::Done => {
+                    // Done stays done.
+                    assert_eq!(decoder.decode(&mut buf)?, Decoded::Done);
+                    return Ok((body, buf.to_vec()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_pieces() {
+        let input = b"5;ext=1\r\nhello\r\nA \r\n, world!!!\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for step in 1..input.len() {
+            let (body, rest) = decode_all(input, step).unwrap();
+            assert_eq!(body, b"hello, world!!!", "step {step}");
+            // What follows the body stays for the next response.
+            assert!(b"NEXT".starts_with(&rest), "step {step}");
+        }
+    }
+
+    #[test]
+    fn bad_chunked_bodies_are_errors() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhelloXY0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"\r\n",
+        ] {
+            assert!(
+                matches!(decode_all(bad, 64), Err(ParseError::Chunk(m)) if m != "ended early"),
+                "{bad:?}"
+            );
+        }
+        let mut long = vec![b'1'; MAX_HEAD + 1];
+        long.insert(0, b'0');
+        assert!(decode_all(&long, MAX_HEAD + 2).is_err());
+    }
+}

@@ -1,0 +1,510 @@
+//! rama's own HTTP/1.1 client connection, behind the [`Client`](super::Client)'s plain
+//! `http://` path (requests that ask for no upgrade).
+//!
+//! Why not hyper's `client::conn::http1`: it runs each connection as a task of its own and
+//! hands every request to it, and every response back, through channels; per exchange that was
+//! two task wake-ups and polls, a oneshot and a want/give handshake, about a fifth of the
+//! reverse proxy's instructions per request. Here the request's own future writes the request
+//! and reads the response head, and the response body reads the rest: the connection belongs to
+//! whoever is using it, and to the pool in between. [`codec`] is the framing on bytes.
+
+mod codec;
+
+use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
+use super::Body;
+use crate::{BoxError, timer::ConnTimer};
+use ::http::{Response, StatusCode, request};
+use bytes::{Bytes, BytesMut};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use std::{
+    fmt, io,
+    pin::Pin,
+    task::{Context, Poll, Waker, ready},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// How much room a read asks for in the connection's buffer (responses of a few hundred bytes
+/// share one allocation, many to a buffer).
+const READ_BUF: usize = 32 * 1024;
+
+/// Request bodies up to this size are copied behind the head and go in its write.
+const COALESCE: usize = 16 * 1024;
+
+/// Why a response from an upstream could not be read: it broke HTTP/1.1's framing.
+#[derive(Debug)]
+pub(crate) enum ParseError {
+    Head(httparse::Error),
+    TooManyHeaders,
+    HeadTooLarge,
+    Upgrade,
+    ContentLength,
+    Chunk(&'static str),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Head(_) => f.write_str("invalid response head"),
+            Self::TooManyHeaders => write!(
+                f,
+                "the response head has more than {} header fields",
+                codec::MAX_HEADERS
+            ),
+            Self::HeadTooLarge => write!(
+                f,
+                "the response head is larger than {} KiB",
+                codec::MAX_HEAD / 1024
+            ),
+            Self::Upgrade => f.write_str("a 101 response to a request that asked for no upgrade"),
+            Self::ContentLength => f.write_str("invalid content-length in the response"),
+            Self::Chunk(what) => write!(f, "invalid chunked response body: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Head(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why an exchange (request out, response head in) failed.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// Writing the request head failed: the upstream did not get the request (on a pooled
+    /// connection, it closed the connection while it was idle).
+    Unsent(io::Error),
+    /// The upstream closed or reset the connection after the request went and before any byte
+    /// of a response (on a pooled connection, maybe while it was idle, maybe while it acted on
+    /// the request).
+    Closed(Option<io::Error>),
+    /// Reading or writing failed after that.
+    Io(io::Error),
+    /// The response broke the framing.
+    Parse(ParseError),
+    /// The request body failed, or did not match its length.
+    RequestBody(BoxError),
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unsent(_) => f.write_str("writing the request to the upstream failed"),
+            Self::Closed(_) => f.write_str("the upstream closed the connection before answering"),
+            Self::Io(_) => f.write_str("the upstream connection failed"),
+            Self::Parse(_) => f.write_str("the upstream's response is not valid HTTP/1.1"),
+            Self::RequestBody(_) => f.write_str("the request body failed"),
+        }
+    }
+}
+
+impl std::error::Error for ExchangeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unsent(error) => Some(error),
+            Self::Closed(error) => error.as_ref().map(|e| e as _),
+            Self::Io(error) => Some(error),
+            Self::Parse(error) => Some(error),
+            Self::RequestBody(error) => Some(&**error),
+        }
+    }
+}
+
+impl From<ParseError> for ExchangeError {
+    fn from(error: ParseError) -> Self {
+        Self::Parse(error)
+    }
+}
+
+/// An HTTP/1.1 connection to an upstream, between exchanges or inside one.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    /// What was read and not yet taken: a response (head, then body) in pieces.
+    read: BytesMut,
+    /// The request head being written (reused from request to request).
+    write: Vec<u8>,
+    /// Bounds the wait for each response head.
+    pub(crate) timer: ConnTimer,
+}
+
+/// What an exchange got: the response head, how its body is delimited, and whether the
+/// connection can carry another exchange after it.
+pub(crate) struct Answer {
+    head: ResponseHead,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Where a connection goes once a response body has been read to its end.
+pub(crate) type Home = Box<dyn FnOnce(Connection) + Send>;
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            timer: ConnTimer::new(),
+        }
+    }
+
+    /// Whether an idle connection can still be used: the upstream has neither closed it nor
+    /// sent anything since its last response (the readiness the runtime recorded; a read only
+    /// when that says something came).
+    pub(crate) fn is_open(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(())) => {
+                let mut byte = [0; 1];
+                matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Poll::Ready(Err(_)) => false,
+        }
+    }
+
+    /// Writes the request (`parts` with the origin-form `target`, and `body`) and reads the
+    /// response head. A streaming body is written while the head is awaited: an upstream
+    /// that answers before it took the whole body ends the exchange there, and the connection
+    /// is not used again.
+    pub(crate) async fn exchange(
+        &mut self,
+        parts: &request::Parts,
+        target: &str,
+        body: Body,
+    ) -> Result<Answer, ExchangeError> {
+        self.write.clear();
+        let hint = http_body::Body::size_hint(&body);
+        let framing = codec::encode_request_head(
+            &parts.method,
+            target,
+            &parts.headers,
+            &hint,
+            &mut self.write,
+        );
+        let method = &parts.method;
+        let body = match body.into_bytes() {
+            Ok(bytes) => {
+                check_length(framing, bytes.len() as u64, true)?;
+                if bytes.len() <= COALESCE {
+                    self.write.extend_from_slice(&bytes);
+                    self.send(&[]).await?;
+                } else {
+                    self.send(&bytes).await?;
+                }
+                return read_head(&mut self.stream, &mut self.read, method).await;
+            }
+            Err(body) => body,
+        };
+        self.send(&[]).await?;
+        let (mut reader, mut writer) = self.stream.split();
+        let mut upload = std::pin::pin!(send_body(&mut writer, body, framing));
+        let mut head = std::pin::pin!(read_head(&mut reader, &mut self.read, method));
+        let mut sent = false;
+        let mut write_error = None;
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut head => {
+                    return match (answer, write_error) {
+                        (Ok(mut answer), _) => {
+                            answer.keep_alive &= sent;
+                            Ok(answer)
+                        }
+                        // The upstream went away: why the write failed says more.
+                        (Err(_), Some(error)) => Err(error),
+                        (Err(error), None) => Err(error),
+                    };
+                }
+                done = &mut upload, if !sent && write_error.is_none() => match done {
+                    Ok(()) => sent = true,
+                    Err(error @ ExchangeError::RequestBody(_)) => return Err(error),
+                    // The upstream may still answer (a 413 before it closed, say).
+                    Err(error) => write_error = Some(error),
+                },
+            }
+        }
+    }
+
+    /// Writes the head buffered in `write` and then `more`.
+    async fn send(&mut self, more: &[u8]) -> Result<(), ExchangeError> {
+        let written = async {
+            self.stream.write_all(&self.write).await?;
+            if !more.is_empty() {
+                self.stream.write_all(more).await?;
+            }
+            Ok(())
+        };
+        written.await.map_err(ExchangeError::Unsent)
+    }
+
+    /// The body of the response `answer` heads, and the connection when that body has been
+    /// read already (nothing, or a length the connection's buffer holds whole) and it can
+    /// carry another exchange; otherwise the body owns the connection and hands it to `home`
+    /// at its end.
+    pub(crate) fn into_response(
+        mut self,
+        answer: Answer,
+        home: impl FnOnce() -> Home,
+    ) -> (Response<Body>, Option<Self>) {
+        let Answer {
+            head,
+            framing,
+            keep_alive,
+        } = answer;
+        let (body, free) = match framing {
+            Framing::Empty => (Body::empty(), Some(self)),
+            Framing::Length(n) if n <= self.read.len() as u64 => {
+                let bytes = self.read.split_to(n as usize).freeze();
+                (Body::full(bytes), Some(self))
+            }
+            framing => {
+                let state = match framing {
+                    Framing::Length(n) => State::Length(n),
+                    Framing::Chunked => State::Chunked(ChunkedDecoder::default()),
+                    _ => State::Close,
+                };
+                let body = ResponseBody {
+                    conn: Some(self),
+                    state,
+                    home: keep_alive.then(home),
+                };
+                (Body::h1(body), None)
+            }
+        };
+        // Bytes after a whole response that came unasked: the connection is not in step.
+        let free = free.filter(|conn| keep_alive && conn.read.is_empty());
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        (response, free)
+    }
+}
+
+/// An error unless `written` bytes fit the framing the head announced (`done`: all of them).
+fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), ExchangeError> {
+    let fits = match framing {
+        Framing::Length(n) => written <= n,
+        Framing::Empty => written == 0,
+        Framing::Chunked | Framing::Close => true,
+    };
+    let short = done && matches!(framing, Framing::Length(n) if written < n);
+    if fits && !short {
+        return Ok(());
+    }
+    Err(ExchangeError::RequestBody(
+        format!("the request body is {written} bytes, not what its head announced").into(),
+    ))
+}
+
+/// Reads until a final response head (informational ones are read past) is in `buf`.
+async fn read_head<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    method: &::http::Method,
+) -> Result<Answer, ExchangeError> {
+    let mut received = !buf.is_empty();
+    loop {
+        while !buf.is_empty()
+            && let Some(head) = codec::parse_response_head(buf)?
+        {
+            if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(ParseError::Upgrade.into());
+            }
+            if head.status.is_informational() {
+                continue;
+            }
+            let framing = codec::response_framing(method, &head)?;
+            let keep_alive = codec::keeps_alive(&head) && framing != Framing::Close;
+            return Ok(Answer {
+                head,
+                framing,
+                keep_alive,
+            });
+        }
+        if buf.capacity() - buf.len() < READ_BUF / 8 {
+            buf.reserve(READ_BUF);
+        }
+        match reader.read_buf(buf).await {
+            Ok(0) if !received => return Err(ExchangeError::Closed(None)),
+            Ok(0) => {
+                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "in the response head");
+                return Err(ExchangeError::Io(eof));
+            }
+            Ok(_) => received = true,
+            Err(error) if !received => return Err(ExchangeError::Closed(Some(error))),
+            Err(error) => return Err(ExchangeError::Io(error)),
+        }
+    }
+}
+
+/// Writes a streaming request body in the framing its head announced.
+async fn send_body<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut body: Body,
+    framing: Framing,
+) -> Result<(), ExchangeError> {
+    let mut written = 0u64;
+    let mut line = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ExchangeError::RequestBody)?;
+        // Trailers have no place in a length-delimited body and are dropped from chunked ones.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        written += data.len() as u64;
+        check_length(framing, written, false)?;
+        if framing == Framing::Chunked {
+            line.clear();
+            codec::encode_chunk_start(data.len(), &mut line);
+            writer.write_all(&line).await.map_err(ExchangeError::Io)?;
+            writer.write_all(&data).await.map_err(ExchangeError::Io)?;
+            writer
+                .write_all(codec::CHUNK_END)
+                .await
+                .map_err(ExchangeError::Io)?;
+        } else {
+            writer.write_all(&data).await.map_err(ExchangeError::Io)?;
+        }
+    }
+    check_length(framing, written, true)?;
+    if framing == Framing::Chunked {
+        writer
+            .write_all(codec::LAST_CHUNK)
+            .await
+            .map_err(ExchangeError::Io)?;
+    }
+    Ok(())
+}
+
+/// How much of a streaming response body is left.
+enum State {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Close,
+}
+
+/// A response body read from its connection as the receiver asks for it; at its end the
+/// connection goes `home` (when it can carry another exchange). Dropped before its end, it
+/// closes the connection.
+pub(crate) struct ResponseBody {
+    conn: Option<Connection>,
+    state: State,
+    home: Option<Home>,
+}
+
+/// The next thing a response body does.
+enum Step {
+    Data(Bytes),
+    Read,
+    Done,
+}
+
+impl ResponseBody {
+    fn step(&mut self) -> Result<Step, BoxError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Step::Done);
+        };
+        let buf = &mut conn.read;
+        Ok(match &mut self.state {
+            State::Length(0) => Step::Done,
+            State::Length(_) | State::Close if buf.is_empty() => Step::Read,
+            State::Length(left) => {
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= n as u64;
+                Step::Data(buf.split_to(n).freeze())
+            }
+            State::Close => Step::Data(buf.split().freeze()),
+            State::Chunked(decoder) => match decoder.decode(buf)? {
+                Decoded::Data(data) => Step::Data(data),
+                Decoded::NeedMore => Step::Read,
+                Decoded::Done => Step::Done,
+            },
+        })
+    }
+
+    /// The body has ended: its connection goes home if it can carry another exchange.
+    fn finish(&mut self) {
+        if let (Some(conn), Some(home)) = (self.conn.take(), self.home.take())
+            && conn.read.is_empty()
+        {
+            home(conn);
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let step = match this.step() {
+                Ok(step) => step,
+                Err(error) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            };
+            match step {
+                Step::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Step::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Step::Read => {}
+            }
+            let conn = this
+                .conn
+                .as_mut()
+                .expect("a body that reads has its connection");
+            if conn.read.capacity() - conn.read.len() < READ_BUF / 8 {
+                conn.read.reserve(READ_BUF);
+            }
+            let read = std::pin::pin!(conn.stream.read_buf(&mut conn.read)).poll(cx);
+            match ready!(read) {
+                Ok(0) if matches!(this.state, State::Close) => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    let eof = "the upstream closed the connection before the end of the body";
+                    return Poll::Ready(Some(Err(eof.into())));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || matches!(self.state, State::Length(0))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.state {
+            State::Length(left) if self.conn.is_some() => http_body::SizeHint::with_exact(left),
+            State::Length(_) => http_body::SizeHint::with_exact(0),
+            _ => http_body::SizeHint::default(),
+        }
+    }
+}

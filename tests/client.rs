@@ -1,0 +1,407 @@
+//! `http::Client`'s own HTTP/1.1 connections (plain `http://` upstreams) against origins that
+//! speak scripted bytes over 127.0.0.1: every way a response body is delimited, on one kept-alive
+//! connection; responses that break HTTP/1.1 (an error, and the client serves on); a request
+//! sent again when a pooled connection turns out closed, and only when that is safe; and idle
+//! connections closed on this side when the origin closes them or when they idle too long.
+//!
+//! Each test runs on one thread: the client keeps its idle connections per thread.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use rama::http::{Body, Client};
+use rama_e2e::{PATIENCE, bind_origin, spawn_origin};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    time::timeout,
+};
+use tower::ServiceExt;
+
+/// Reads one request (head, then a `content-length` body, read past); its head, `None` at
+/// EOF.
+async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(head)
+}
+
+/// What a scripted origin does with a request, given its number over all connections and on
+/// its own: the bytes it answers (written in pieces of at most 1000 bytes, each its own
+/// write), then whether it closes the connection.
+type Script = Arc<dyn Fn(usize, usize) -> (Vec<u8>, bool) + Send + Sync>;
+
+/// An origin that answers with `script`; counts the connections it accepted and keeps the
+/// request heads.
+fn scripted_origin(script: Script) -> (SocketAddr, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+    let (listener, addr) = bind_origin();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (count, seen) = (accepted.clone(), heads.clone());
+    let served = Arc::new(AtomicUsize::new(0));
+    spawn_origin(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let (script, seen, served) = (script.clone(), seen.clone(), served.clone());
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut on_conn = 0;
+                while let Some(request) = read_request(&mut stream).await {
+                    seen.lock().unwrap().push(request);
+                    let n = served.fetch_add(1, Ordering::SeqCst);
+                    let (answer, close) = script(n, on_conn);
+                    on_conn += 1;
+                    for piece in answer.chunks(1000) {
+                        if stream.get_mut().write_all(piece).await.is_err() {
+                            return;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    if close {
+                        let _ = stream.get_mut().shutdown().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, heads)
+}
+
+fn request(method: &str, addr: SocketAddr, path: &str, body: Body) -> http::Request<Body> {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(body)
+        .unwrap()
+}
+
+/// Sends `request` and reads its whole body.
+async fn fetch(client: &Client, request: http::Request<Body>) -> Result<(u16, Bytes), String> {
+    let response = timeout(PATIENCE, client.clone().oneshot(request))
+        .await
+        .expect("an answer in time")
+        .map_err(|e| rama::error::Chain(&e).to_string())?;
+    let status = response.status().as_u16();
+    let body = timeout(PATIENCE, response.into_body().collect())
+        .await
+        .expect("a body in time")
+        .map_err(|e| rama::error::Chain(&*e).to_string())?;
+    Ok((status, body.to_bytes()))
+}
+
+/// A body of `len` bytes that says where it is: no two nearby pieces alike.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in body.chunks(size) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_body_framing_is_read_on_one_kept_alive_connection() {
+    let big = pattern(300_000);
+    let answers: Vec<(&str, Vec<u8>, bool, Vec<u8>)> = vec![
+        // (method, what the origin sends, whether it closes, the body the client must read)
+        ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(), false, b"hello".to_vec()),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n".to_vec(),
+            false,
+            b"hello, world".to_vec(),
+        ),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), false, Vec::new()),
+        ("HEAD", b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n".to_vec(), false, Vec::new()),
+        (
+            "GET",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            false,
+            b"ok".to_vec(),
+        ),
+        (
+            "GET",
+            [format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", big.len()).as_bytes(), &big].concat(),
+            false,
+            big.clone(),
+        ),
+        (
+            "GET",
+            [&b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"[..], &chunked(&big, 3000)].concat(),
+            false,
+            big.clone(),
+        ),
+        // No length: the body runs until the origin closes, and the connection is done.
+        ("GET", b"HTTP/1.1 200 OK\r\n\r\nuntil the close".to_vec(), true, b"until the close".to_vec()),
+        ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext".to_vec(), false, b"next".to_vec()),
+    ];
+    let script: Vec<_> = answers
+        .iter()
+        .map(|(_, sent, close, _)| (sent.clone(), *close))
+        .collect();
+    let (addr, accepted, _) = scripted_origin(Arc::new(move |n, _| script[n].clone()));
+    let client = Client::new();
+    for (i, (method, _, _, expected)) in answers.iter().enumerate() {
+        let (status, body) = fetch(
+            &client,
+            request(method, addr, &format!("/{i}"), Body::empty()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("response {i}: {e}"));
+        assert!(status == 200 || status == 204, "response {i}: {status}");
+        assert!(
+            body == expected[..],
+            "response {i}: {} bytes, not the {} sent",
+            body.len(),
+            expected.len()
+        );
+    }
+    // All but the last on the first connection; the close-delimited one ended it.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn responses_that_break_http1_are_errors_and_the_client_serves_on() {
+    let many_headers: String = (0..101).map(|i| format!("x-{i}: {i}\r\n")).collect();
+    let huge_header = format!("x-big: {}\r\n", "a".repeat(70 * 1024));
+    let bad_heads: Vec<(String, &str)> = vec![
+        (
+            "SSH-2.0-OpenSSH_9.2\r\n\r\n".into(),
+            "invalid response head",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\nhello".into(),
+            "invalid content-length",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n".into(),
+            "invalid content-length",
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n".into(),
+            "a 101 response",
+        ),
+        (
+            format!("HTTP/1.1 200 OK\r\n{many_headers}\r\n"),
+            "more than 100 header fields",
+        ),
+        (
+            format!("HTTP/1.1 200 OK\r\n{huge_header}\r\n"),
+            "larger than 64 KiB",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncont".into(),
+            "upstream connection failed",
+        ),
+    ];
+    let bad_bodies: Vec<(String, &str)> = vec![
+        (
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n".into(),
+            "chunk data not followed by CRLF",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".into(),
+            "invalid chunk size",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort".into(),
+            "before the end of the body",
+        ),
+    ];
+    let mut script: Vec<Vec<u8>> = bad_heads
+        .iter()
+        .chain(&bad_bodies)
+        .map(|(s, _)| s.clone().into_bytes())
+        .collect();
+    script.push(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfine".to_vec());
+    // Every bad answer closes its connection, as an origin that sent garbage would be closed.
+    let (addr, accepted, _) = scripted_origin(Arc::new(move |n, _| (script[n].clone(), true)));
+    let client = Client::new();
+    for (i, (_, why)) in bad_heads.iter().enumerate() {
+        let error = client
+            .clone()
+            .oneshot(request("GET", addr, "/", Body::empty()))
+            .await
+            .expect_err("a bad head is an error");
+        let chain = rama::error::Chain(&error).to_string();
+        assert!(chain.contains(why), "bad head {i}: {chain}");
+    }
+    for (i, (_, why)) in bad_bodies.iter().enumerate() {
+        let got = fetch(&client, request("GET", addr, "/", Body::empty())).await;
+        let chain = got.expect_err("a bad body is an error");
+        assert!(chain.contains(why), "bad body {i}: {chain}");
+    }
+    let (status, body) = fetch(&client, request("GET", addr, "/", Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!((status, &body[..]), (200, &b"fine"[..]));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        bad_heads.len() + bad_bodies.len() + 1
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_goes_again_when_a_pooled_connection_was_closed_and_it_is_safe() {
+    // Each connection answers its first request and closes at the second without a word, as
+    // an origin does that closes an idle connection just as a request arrives on it.
+    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec();
+    let (addr, accepted, heads) = scripted_origin(Arc::new(move |_, on_conn| {
+        if on_conn == 0 {
+            (ok.clone(), false)
+        } else {
+            (Vec::new(), true)
+        }
+    }));
+    let client = Client::new();
+    fetch(&client, request("GET", addr, "/", Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // A GET on the pooled connection meets the close, and goes again on a new connection
+    // (where, being that connection's first, the origin answers it).
+    let got = fetch(&client, request("GET", addr, "/again", Body::empty())).await;
+    let (status, _) = got.expect("an idempotent request goes again");
+    assert_eq!(status, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let sent_twice = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("GET /again "))
+        .count();
+    assert_eq!(sent_twice, 2);
+    // A POST may have been acted on: it is not sent again, the caller hears of the close.
+    let got = fetch(&client, request("POST", addr, "/post", Body::from("data"))).await;
+    let error = got.expect_err("a POST is not sent again");
+    assert!(
+        error.contains("closed the connection before answering"),
+        "{error}"
+    );
+    let posted = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("POST /post "))
+        .count();
+    assert_eq!(posted, 1);
+}
+
+/// An origin whose connections each answer requests until told to close; it reports when the
+/// client closed a connection (its read sees EOF).
+struct IdleOrigin {
+    addr: SocketAddr,
+    /// The origin closes its side of every connection it holds when notified.
+    close: Arc<tokio::sync::Notify>,
+    /// Notified when the client closed a connection.
+    client_closed: Arc<tokio::sync::Notify>,
+}
+
+fn idle_origin() -> IdleOrigin {
+    let (listener, addr) = bind_origin();
+    let close = Arc::new(tokio::sync::Notify::new());
+    let client_closed = Arc::new(tokio::sync::Notify::new());
+    let (closing, closed) = (close.clone(), client_closed.clone());
+    spawn_origin(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (closing, closed) = (closing.clone(), closed.clone());
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    tokio::select! {
+                        request = read_request(&mut stream) => {
+                            if request.is_none() {
+                                closed.notify_one();
+                                return;
+                            }
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.get_mut().write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                        () = closing.notified() => {
+                            // Half-close: the client's close is then seen as EOF here.
+                            let _ = stream.get_mut().shutdown().await;
+                            let mut rest = Vec::new();
+                            let _ = stream.read_to_end(&mut rest).await;
+                            closed.notify_one();
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    IdleOrigin {
+        addr,
+        close,
+        client_closed,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idle_connections_are_closed_here_when_the_origin_closes_them_or_they_idle_too_long() {
+    // The origin closes an idle pooled connection: the client closes its side within about a
+    // second (the sweeper), instead of leaving it in CLOSE_WAIT until the next request.
+    let origin = idle_origin();
+    let client = Client::new();
+    fetch(&client, request("GET", origin.addr, "/", Body::empty()))
+        .await
+        .unwrap();
+    origin.close.notify_waiters();
+    timeout(Duration::from_secs(5), origin.client_closed.notified())
+        .await
+        .expect("the client closes a connection the origin closed");
+    // And the next request dials afresh.
+    let (status, _) = fetch(&client, request("GET", origin.addr, "/", Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+
+    // A connection idle longer than the idle timeout is closed by the client.
+    let origin = idle_origin();
+    let client = Client::builder()
+        .pool_idle_timeout(Duration::from_millis(300))
+        .build();
+    let started = std::time::Instant::now();
+    fetch(&client, request("GET", origin.addr, "/", Body::empty()))
+        .await
+        .unwrap();
+    timeout(Duration::from_secs(5), origin.client_closed.notified())
+        .await
+        .expect("the client closes a connection idle too long");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
