@@ -12,7 +12,6 @@
 //! ```
 
 use ::http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use rama::{
     BoxError, Target,
     egress::EgressLayer,
@@ -140,9 +139,9 @@ impl<S> Layer<S> for InspectLayer {
 
 type Answer<R, E> = Pin<Box<dyn Future<Output = Result<R, E>>>>;
 
-impl<S, B> Service<Request<Incoming>> for Inspect<S>
+impl<S, B> Service<Request<rama::http::Body>> for Inspect<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<rama::http::Body>, Response = Response<B>>,
     S::Future: 'static,
 {
     type Response = Response<B>;
@@ -153,7 +152,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<rama::http::Body>) -> Self::Future {
         let peer = request
             .extensions()
             .get::<ConnFacts>()

@@ -5,7 +5,6 @@
 //! relayed; a ClientHello without SNI; an origin that does not verify) leaving the proxy
 //! serving.
 
-use hyper::body::Incoming;
 use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, origin_certificate, origin_thread,
@@ -28,7 +27,7 @@ use tower::Layer;
 
 /// The origin's answer: the request line and headers as it saw them.
 async fn echo_request(
-    request: http::Request<Incoming>,
+    request: http::Request<rama_http::Body>,
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
     Ok(http::Response::new(rama_e2e::request_text(&request).into()))
 }

@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     PATIENCE, Running, origin_certificate, origin_thread, payload,
@@ -64,7 +63,7 @@ impl http_body::Body for Chunks {
 /// The origin's answers: `/upload` hashes the body as it streams in (`LEN HEX`), `/download`
 /// streams [`download`], anything else echoes the request line and headers.
 async fn answer(
-    request: http::Request<Incoming>,
+    request: http::Request<rama_http::Body>,
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
     let path = request.uri().path().to_owned();
     if path == "/upload" {

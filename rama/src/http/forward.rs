@@ -24,7 +24,7 @@ use crate::{
     tunnel::{self, Handshake, Refusal},
 };
 use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::{body::Incoming, upgrade::OnUpgrade};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
 use std::{
@@ -177,7 +177,7 @@ impl<S, A: Clone> Layer<S> for ForwardProxy<A> {
 
 // ===== impl ForwardProxyService =====
 
-impl<S, A> Service<Request<Incoming>> for ForwardProxyService<S, A>
+impl<S, A> Service<Request<Body>> for ForwardProxyService<S, A>
 where
     S: Service<tunnel::Request<ConnectHandshake>> + Clone + 'static,
     S::Error: Into<BoxError>,
@@ -193,7 +193,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> ResponseFuture {
+    fn call(&mut self, request: Request<Body>) -> ResponseFuture {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let client = self.client.clone();
@@ -204,7 +204,7 @@ where
 }
 
 async fn handle<S, A>(
-    mut request: Request<Incoming>,
+    mut request: Request<Body>,
     inner: S,
     client: Client,
     auth: A,
@@ -252,7 +252,7 @@ where
 }
 
 async fn connect<S>(
-    mut request: Request<Incoming>,
+    mut request: Request<Body>,
     mut inner: S,
     facts: Option<ConnFacts>,
     user: Option<User>,
@@ -324,7 +324,7 @@ where
 }
 
 async fn forward(
-    mut request: Request<Incoming>,
+    mut request: Request<Body>,
     mut client: Client,
     rules: Option<Rules>,
     peer: Peer,
@@ -360,7 +360,7 @@ async fn forward(
         Ok(_) => {}
         Err(error) => return upstream_failed(&error, &destination, peer),
     }
-    match client.call(request.map(Body::from)).await {
+    match client.call(request).await {
         Ok(mut response) => {
             headers::remove_hop_by_hop(response.headers_mut());
             headers::append_via(response.headers_mut(), version);

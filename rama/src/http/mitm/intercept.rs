@@ -15,7 +15,7 @@ use ::http::{
     Request, Response, Uri, header,
     uri::{self, Scheme},
 };
-use hyper::{body::Incoming, upgrade::Upgraded};
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::{
     fmt,
@@ -62,7 +62,7 @@ struct Inside<S> {
 
 impl<S, T, B> Intercept<S, T>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
     S::Error: Into<BoxError>,
     S::Future: 'static,
     B: Into<Body> + 'static,
@@ -71,7 +71,7 @@ where
     T::Future: 'static,
 {
     /// Queues the tunnel's task on the connection and answers the `CONNECT`: `200`.
-    pub(super) fn start(self, mut request: Request<Incoming>) -> Response<Body> {
+    pub(super) fn start(self, mut request: Request<Body>) -> Response<Body> {
         let upgrade = hyper::upgrade::on(&mut request);
         let peer = self.facts.peer_addr();
         tracing::debug!(%peer, destination = %self.destination, "mitm: intercepting");
@@ -155,9 +155,9 @@ where
 
 // ===== impl Inside =====
 
-impl<S, B> Service<Request<Incoming>> for Inside<S>
+impl<S, B> Service<Request<Body>> for Inside<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
     S::Error: Into<BoxError>,
     S::Future: 'static,
     B: Into<Body> + 'static,
@@ -171,7 +171,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         // The URI names the tunnel's destination as the client's `Host` spells it when that
         // is the same origin. (`http::Client` drops a `Host` that matches the URI for an
         // HTTP/2 origin, where `:authority` says it.)

@@ -64,7 +64,6 @@ use crate::{
     tunnel,
 };
 use ::http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use rustls::ServerConfig;
 use std::{
     fmt,
@@ -310,9 +309,9 @@ impl fmt::Debug for Config {
 
 // ===== impl MitmService =====
 
-impl<S, T, B> Service<Request<Incoming>> for MitmService<S, T>
+impl<S, T, B> Service<Request<Body>> for MitmService<S, T>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
     S::Error: Into<BoxError>,
     S::Future: 'static,
     B: Into<Body> + 'static,
@@ -334,7 +333,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> ResponseFuture {
+    fn call(&mut self, request: Request<Body>) -> ResponseFuture {
         if request.method() != Method::CONNECT {
             let shared = self.inner.clone();
             let config = self.config.clone();
@@ -411,12 +410,9 @@ fn answer(response: Response<Body>) -> ResponseFuture {
 /// service behind (an [`http::Client`](super::Client) that cannot reach or verify the
 /// origin) is answered here, `504` when it timed out and `502` otherwise, so that the client
 /// gets a status rather than a reset stream.
-pub(crate) async fn call_shared<S, B>(
-    shared: Shared<S>,
-    request: Request<Incoming>,
-) -> Response<Body>
+pub(crate) async fn call_shared<S, B>(shared: Shared<S>, request: Request<Body>) -> Response<Body>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
     B: Into<Body>,
 {

@@ -2,7 +2,11 @@
 
 use super::{ConnFacts, Enter, Server};
 use crate::shared::Shared;
-use crate::{BoxError, Conn, graceful, http::Error, timer::ConnTimer};
+use crate::{
+    BoxError, Conn, graceful,
+    http::{Body, Error},
+    timer::ConnTimer,
+};
 use ::http::{Request, Response};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use hyper::body::Incoming;
@@ -122,14 +126,15 @@ pub(crate) struct Bridge<S> {
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Bridge<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
 {
     type Response = Response<B>;
     type Error = BoxError;
     type Future = BridgeFuture<S>;
 
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::from);
         request.extensions_mut().insert(self.facts.clone());
         BridgeFuture {
             shared: self.shared.clone(),
@@ -143,15 +148,15 @@ where
 pin_project! {
     /// One request through the shared cell: waits for readiness, calls, then runs the call
     /// (in place: hyper keeps this future inside its own, so it needs no box of its own).
-    pub(crate) struct BridgeFuture<S: Service<Request<Incoming>>> {
+    pub(crate) struct BridgeFuture<S: Service<Request<Body>>> {
         shared: Shared<S>,
-        request: Option<Request<Incoming>>,
+        request: Option<Request<Body>>,
         #[pin]
         future: Option<S::Future>,
         waiting: bool,
     }
 
-    impl<S: Service<Request<Incoming>>> PinnedDrop for BridgeFuture<S> {
+    impl<S: Service<Request<Body>>> PinnedDrop for BridgeFuture<S> {
         fn drop(this: Pin<&mut Self>) {
             if this.waiting {
                 this.shared.wake_waiters();
@@ -162,7 +167,7 @@ pin_project! {
 
 impl<S, B> Future for BridgeFuture<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
 {
     type Output = Result<Response<B>, BoxError>;
@@ -194,7 +199,7 @@ trait Serving {
 impl<IO, S, B> Serving
     for auto::UpgradeableConnection<'static, TokioIo<SharedIo<IO>>, Bridge<S>, Tasks>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
     S::Error: Into<BoxError>,
     S::Future: 'static,
     B: http_body::Body + 'static,
@@ -236,7 +241,7 @@ where
 {
     pub(super) fn new<S, B>(conn: Conn<IO>, shared: Shared<S>, config: &Server) -> Self
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+        S: Service<Request<Body>, Response = Response<B>> + 'static,
         S::Error: Into<BoxError>,
         S::Future: 'static,
         B: http_body::Body + 'static,

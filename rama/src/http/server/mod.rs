@@ -3,8 +3,9 @@
 //! HTTP/1.1 and HTTP/2 are served by hyper (hyper-util's auto builder): the version is the one
 //! TLS negotiated by ALPN ([`tls::Alpn`](crate::tls::Alpn) in the connection's facts), or, on
 //! plain text, HTTP/2 when the client opens with the HTTP/2 preface. Upgrades (`101`,
-//! `CONNECT`) are supported. Each request carries the connection's [`ConnFacts`] in its
-//! extensions (peer, local address, TLS facts, the shutdown signal).
+//! `CONNECT`) are supported. The service gets `http::Request<`[`Body`](super::Body)`>`s (hyper's
+//! `Incoming` inside, streamed, never buffered); each carries the connection's [`ConnFacts`] in
+//! its extensions (peer, local address, TLS facts, the shutdown signal).
 //!
 //! # No `Clone`, no `Send`
 //!
@@ -45,7 +46,6 @@ use self::conn::Tasks;
 use crate::shared::Shared;
 use crate::{BoxError, Conn, ConnInfo, graceful};
 use ::http::{Extensions, Request, Response};
-use hyper::body::Incoming;
 use std::{
     cell::RefCell,
     fmt,
@@ -184,7 +184,7 @@ impl<S> Layer<S> for Server {
 
 impl<S, IO, B> Service<Conn<IO>> for ServerService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S: Service<Request<super::Body>, Response = Response<B>> + 'static,
     S::Error: Into<BoxError>,
     S::Future: 'static,
     B: http_body::Body + 'static,
