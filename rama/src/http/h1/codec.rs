@@ -2,7 +2,7 @@
 //! response body is delimited (RFC 9112 section 6.3), and chunked transfer coding both ways.
 
 use super::ParseError;
-use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
 use std::{io::Write, mem::MaybeUninit};
@@ -137,37 +137,235 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseH
     };
     let status = StatusCode::from_u16(response.code.unwrap_or_default())
         .map_err(|_| ParseError::Head(httparse::Error::Status))?;
-    // Where each header's name and value sit in the head, to slice them off it once it is
-    // frozen; a head is at most 64 KiB, so 16 bits say where.
-    let base = buf.as_ptr() as usize;
-    let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u16;
-    let mut spans = [[0u16; 4]; MAX_HEADERS];
-    let count = response.headers.len();
-    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
-        let name = header.name.as_bytes();
-        *span = [
-            offset(name),
-            name.len() as u16,
-            offset(header.value),
-            header.value.len() as u16,
-        ];
-    }
+    let spans = Spans::of(buf, response.headers);
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &[name, name_len, value, value_len] in &spans[..count] {
-        let (name, value) = (usize::from(name), usize::from(value));
-        let name = HeaderName::from_bytes(&head[name..name + usize::from(name_len)])
-            .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value..value + usize::from(value_len)))
-                .map_err(|_| ParseError::Head(httparse::Error::HeaderValue))?;
-        headers.append(name, value);
-    }
+    let headers = spans
+        .header_map(&head, ROOM_IN_RESPONSE)
+        .map_err(|()| ParseError::Head(httparse::Error::HeaderValue))?;
     Ok(Some(ResponseHead {
         status,
         version,
         headers,
     }))
+}
+
+/// Room for the headers a proxy adds to a request it forwards (`X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded`, `Via`, `Host`).
+const ROOM_IN_REQUEST: usize = 6;
+
+/// Room for the headers a proxy adds to a response (`Via`).
+const ROOM_IN_RESPONSE: usize = 1;
+
+/// Where each header's name and value sit in a head, to slice them off it once it is frozen
+/// (httparse's fields borrow the buffer the head is split from). A head is at most 64 KiB, so
+/// 16 bits say where.
+struct Spans {
+    spans: [[u16; 4]; MAX_HEADERS],
+    count: usize,
+}
+
+impl Spans {
+    fn of(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
+        let base = buf.as_ptr() as usize;
+        let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u16;
+        let mut spans = [[0u16; 4]; MAX_HEADERS];
+        for (span, header) in spans.iter_mut().zip(headers) {
+            let name = header.name.as_bytes();
+            *span = [
+                offset(name),
+                name.len() as u16,
+                offset(header.value),
+                header.value.len() as u16,
+            ];
+        }
+        Self {
+            spans,
+            count: headers.len(),
+        }
+    }
+
+    /// The headers, their values slices of `head` (no copy), with room for `more` (what a
+    /// proxy adds: growing the map later rehashes every header).
+    fn header_map(&self, head: &Bytes, more: usize) -> Result<HeaderMap, ()> {
+        let mut headers = HeaderMap::with_capacity(self.count + more);
+        for &[name, name_len, value, value_len] in &self.spans[..self.count] {
+            let (name, value) = (usize::from(name), usize::from(value));
+            let name = HeaderName::from_bytes(&head[name..name + usize::from(name_len)])
+                .map_err(|_| ())?;
+            let value =
+                HeaderValue::from_maybe_shared(head.slice(value..value + usize::from(value_len)))
+                    .map_err(|_| ())?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
+}
+
+/// A request the server's own HTTP/1.1 path serves: its head, and its body, which came whole
+/// right behind it.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Why [`parse_request`] did not take a request for the server's own path.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NotOwn {
+    /// Something the path leaves to hyper, buffer untouched: `CONNECT`, an upgrade, `Expect`,
+    /// `Transfer-Encoding`, a body that is not all here (or is larger than [`MAX_BODY`]), a
+    /// head larger than `max_head`, anything malformed (hyper answers `400` or `431`), HTTP/2's
+    /// preface.
+    Leave,
+    /// The head was taken off the buffer, and its target or a header is not one `http` takes:
+    /// `400`.
+    Bad(&'static str),
+}
+
+/// The largest body the server's own path waits for behind a head.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// Parses a request at the front of `buf` for the server's own HTTP/1.1 path: `Ok(None)` while
+/// it is incomplete, the request taken off `buf` when complete; see [`NotOwn`] for the rest.
+pub(crate) fn parse_request(
+    buf: &mut BytesMut,
+    max_head: usize,
+) -> Result<Option<RequestHead>, NotOwn> {
+    let max_head = max_head.min(MAX_HEAD);
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+        Ok(httparse::Status::Partial) if buf.len() <= max_head => return Ok(None),
+        _ => return Err(NotOwn::Leave),
+    };
+    let Some(method) = request
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+    else {
+        return Err(NotOwn::Leave);
+    };
+    if method == Method::CONNECT {
+        return Err(NotOwn::Leave);
+    }
+    let version = match request.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut length = None;
+    for header in request.headers.iter() {
+        let name = header.name.as_bytes();
+        let is = |other: &HeaderName| name.eq_ignore_ascii_case(other.as_str().as_bytes());
+        if is(&header::UPGRADE) || is(&header::EXPECT) || is(&header::TRANSFER_ENCODING) {
+            return Err(NotOwn::Leave);
+        }
+        if is(&header::CONTENT_LENGTH) {
+            match parse_digits(header.value.trim_ascii()) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => return Err(NotOwn::Leave),
+            }
+        }
+    }
+    let body_len = match usize::try_from(length.unwrap_or(0)) {
+        Ok(n) if n <= MAX_BODY => n,
+        _ => return Err(NotOwn::Leave),
+    };
+    if buf.len() - len < body_len {
+        return Ok(None);
+    }
+    let target = request.path.unwrap_or("/");
+    let target = (
+        target.as_ptr() as usize - buf.as_ptr() as usize,
+        target.len(),
+    );
+    let spans = Spans::of(buf, request.headers);
+    let head = buf.split_to(len).freeze();
+    let body = buf.split_to(body_len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
+        return Err(NotOwn::Bad("invalid request target"));
+    };
+    let Ok(headers) = spans.header_map(&head, ROOM_IN_REQUEST) else {
+        return Err(NotOwn::Bad("invalid header"));
+    };
+    Ok(Some(RequestHead {
+        method,
+        uri,
+        version,
+        headers,
+        body,
+    }))
+}
+
+/// How a response the server's own path writes is framed, and what it says about the
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseFraming {
+    /// How the body goes (`Empty`: none is written, and the head's own `Content-Length`, a
+    /// `HEAD` or `304` answer's, stays).
+    pub(crate) body: Framing,
+    /// `Connection: close` is added (unless the response says it already).
+    pub(crate) close: bool,
+    /// `Connection: keep-alive` is added (an HTTP/1.0 client that asked for it).
+    pub(crate) keep_alive: bool,
+}
+
+/// Appends a response head to `out`: `HTTP/1.1 status reason`, `headers` (but the framing
+/// ones where this head sets its own), the framing, the connection's fate, and `date` when the
+/// response has no `Date`.
+pub(crate) fn encode_response_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: ResponseFraming,
+    date: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let own_length = framing.body != Framing::Empty;
+    let mut says_close = false;
+    for (name, value) in headers {
+        if own_length && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING) {
+            continue;
+        }
+        if name == header::CONNECTION {
+            says_close |= value.as_bytes().eq_ignore_ascii_case(b"close");
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing.body {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
+    if framing.close && !says_close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if framing.keep_alive && !framing.close {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How the body of a response to a `method` request is delimited (RFC 9112 section 6.3).
@@ -220,20 +418,23 @@ pub(crate) fn response_framing(
 }
 
 /// Whether the connection can carry another exchange after this response, as far as its head
-/// says: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+/// says.
 pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {
+    connection_persists(head.version, &head.headers)
+}
+
+/// Whether a message of `version` with `headers` leaves the connection open after it, as far
+/// as it says: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+pub(crate) fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
     let has = |token: &[u8]| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|value| {
-                value
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-            })
+        headers.get_all(header::CONNECTION).iter().any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
     };
-    match head.version {
+    match version {
         Version::HTTP_11 => !has(b"close"),
         _ => has(b"keep-alive"),
     }
@@ -573,6 +774,131 @@ mod tests {
         assert!(keeps_alive(&head(
             "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n"
         )));
+    }
+
+    #[test]
+    fn a_request_is_taken_whole_with_its_body_and_the_next_one_stays() {
+        let whole = b"POST /a?b HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nhelloGET / HTTP/1.0\r\n\r\n";
+        let first = whole.len() - b"GET / HTTP/1.0\r\n\r\n".len();
+        let mut buf = BytesMut::new();
+        for &byte in &whole[..first - 1] {
+            buf.extend_from_slice(&[byte]);
+            assert_eq!(parse_request(&mut buf, MAX_HEAD).unwrap().map(|_| ()), None);
+        }
+        buf.extend_from_slice(&whole[first - 1..]);
+        let head = parse_request(&mut buf, MAX_HEAD).unwrap().unwrap();
+        assert_eq!(
+            (head.method, head.uri.to_string()),
+            (Method::POST, "/a?b".to_owned())
+        );
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers["host"], "x");
+        assert_eq!(&head.body[..], b"hello");
+        // Room for what a proxy adds, without growing the map.
+        assert!(head.headers.capacity() >= head.headers.len() + ROOM_IN_REQUEST);
+        let next = parse_request(&mut buf, MAX_HEAD).unwrap().unwrap();
+        assert_eq!((next.method, next.version), (Method::GET, Version::HTTP_10));
+        assert!(next.body.is_empty() && buf.is_empty());
+    }
+
+    #[test]
+    fn requests_the_own_path_does_not_serve_are_left_untouched() {
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
+        let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(2000));
+        let large_body = format!("PUT / HTTP/1.1\r\ncontent-length: {}\r\n\r\n", MAX_BODY + 1);
+        for leave in [
+            "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            "GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+            "POST / HTTP/1.1\r\ncontent-length: five\r\n\r\n",
+            &large_body,
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GARBAGE\r\n\r\n",
+            &format!("GET / HTTP/1.1\r\n{many}\r\n"),
+        ] {
+            let mut buf = BytesMut::from(leave);
+            assert_eq!(
+                parse_request(&mut buf, MAX_HEAD).err(),
+                Some(NotOwn::Leave),
+                "{leave:?}"
+            );
+            assert_eq!(&buf[..], leave.as_bytes(), "{leave:?}");
+        }
+        // Larger than the server's limit, whole or not: hyper answers 431.
+        let mut buf = BytesMut::from(big.as_str());
+        assert_eq!(parse_request(&mut buf, 1024).err(), Some(NotOwn::Leave));
+        let mut buf = BytesMut::from(&big.as_bytes()[..1500]);
+        assert_eq!(parse_request(&mut buf, 1024).err(), Some(NotOwn::Leave));
+        // Equal lengths are one length.
+        let mut buf =
+            BytesMut::from("PUT / HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok");
+        assert_eq!(
+            &parse_request(&mut buf, MAX_HEAD).unwrap().unwrap().body[..],
+            b"ok"
+        );
+    }
+
+    #[test]
+    fn a_target_http_does_not_take_is_a_400() {
+        let mut buf = BytesMut::from("GET http://[::1/ HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            parse_request(&mut buf, MAX_HEAD).err(),
+            Some(NotOwn::Bad("invalid request target"))
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_response_head_carries_its_framing_its_fate_and_a_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert("server", HeaderValue::from_static("rama"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let date = b"Thu, 26 Nov 2026 23:00:00 GMT";
+        let encode = |status, headers: &HeaderMap, body, close, keep_alive| {
+            let mut out = Vec::new();
+            let framing = ResponseFraming {
+                body,
+                close,
+                keep_alive,
+            };
+            encode_response_head(status, headers, framing, date, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            encode(StatusCode::OK, &headers, Framing::Length(2), false, false),
+            "HTTP/1.1 200 OK\r\nserver: rama\r\ncontent-length: 2\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\n\r\n"
+        );
+        // No body written (a HEAD answer): the head's own length stays.
+        assert_eq!(
+            encode(StatusCode::OK, &headers, Framing::Empty, true, false),
+            "HTTP/1.1 200 OK\r\nserver: rama\r\ncontent-length: 99\r\nconnection: close\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\n\r\n"
+        );
+        headers.clear();
+        headers.insert(header::DATE, HeaderValue::from_static("earlier"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        assert_eq!(
+            encode(
+                StatusCode::BAD_GATEWAY,
+                &headers,
+                Framing::Chunked,
+                true,
+                false
+            ),
+            "HTTP/1.1 502 Bad Gateway\r\ndate: earlier\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        headers.clear();
+        assert_eq!(
+            encode(
+                StatusCode::from_u16(599).unwrap(),
+                &headers,
+                Framing::Length(0),
+                false,
+                true
+            ),
+            "HTTP/1.1 599 \r\ncontent-length: 0\r\nconnection: keep-alive\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\n\r\n"
+        );
     }
 
     /// Decodes `input` fed in pieces of `step` bytes.

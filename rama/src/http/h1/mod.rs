@@ -8,7 +8,7 @@
 //! and reads the response head, and the response body reads the rest: the connection belongs to
 //! whoever is using it, and to the pool in between. [`codec`] is the framing on bytes.
 
-mod codec;
+pub(crate) mod codec;
 
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::Body;

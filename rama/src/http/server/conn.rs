@@ -1,6 +1,9 @@
 //! One HTTP connection: hyper's connection, the connection's own tasks, the 408 answer.
 
-use super::{ConnFacts, Enter, Server};
+use super::{
+    ConnFacts, Enter, Server,
+    h1::{self, Outcome, Prefixed},
+};
 use crate::shared::Shared;
 use crate::{
     BoxError, Conn, graceful,
@@ -191,7 +194,7 @@ where
 }
 
 /// hyper's connection, with its service and body types erased (one box per connection).
-trait Serving {
+pub(super) trait Serving {
     fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>;
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
@@ -220,8 +223,11 @@ where
 /// signal has let the requests in flight finish; then waits for the connection's tasks
 /// (tunnels it opened).
 pub struct Connection<IO> {
+    /// rama's own HTTP/1.1 path, until it hands the connection to hyper (see `h1.rs`).
+    own: Option<Pin<Box<dyn Future<Output = Outcome<IO>>>>>,
     hyper: Option<Pin<Box<dyn Serving>>>,
-    io: Arc<Mutex<IO>>,
+    /// The stream hyper serves, for the `408` hyper does not write itself.
+    io: Option<Arc<Mutex<Prefixed<IO>>>>,
     timeout_answer: Option<&'static [u8]>,
     tasks: Tasks,
     running: FuturesUnordered<LocalTask>,
@@ -231,15 +237,71 @@ pub struct Connection<IO> {
     failure: Option<Error>,
 }
 
-const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+/// The answer to a client whose request headers did not come in time.
+pub(super) const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 42\r\nconnection: close\r\n\r\n\
 the request headers did not arrive in time";
+
+/// The answer to a request whose target or headers `http` does not take.
+pub(super) const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\nconnection: close\r\n\r\n\
+bad request";
+
+/// hyper serving a connection, and its stream.
+pub(super) type Handed<IO> = (Pin<Box<dyn Serving>>, Arc<Mutex<Prefixed<IO>>>);
+
+/// hyper serving `io` (with what was already read from it in front), and the stream.
+fn hyper<IO, S, B>(
+    io: Prefixed<IO>,
+    shared: Shared<S>,
+    facts: ConnFacts,
+    config: &Server,
+    alpn: Option<&crate::tls::Alpn>,
+    tasks: &Tasks,
+) -> Handed<IO>
+where
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(tasks.clone());
+    builder
+        .http1()
+        .timer(ConnTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_size)
+        .keep_alive(config.keep_alive);
+    // hyper's own limit is the same 100 headers, parsed into stack arrays it need not
+    // fill; an explicit limit, even an equal one, fills a vector of that size per request.
+    if config.max_headers != super::DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(config.max_headers);
+    }
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+        .enable_connect_protocol();
+    let builder = match alpn {
+        Some(alpn) if alpn.is_h2() => builder.http2_only(),
+        Some(_) => builder.http1_only(),
+        None => builder,
+    };
+    let io = Arc::new(Mutex::new(io));
+    let bridge = Bridge { shared, facts };
+    let hyper = builder
+        .serve_connection_with_upgrades(TokioIo::new(SharedIo { io: io.clone() }), bridge)
+        .into_owned();
+    (Box::pin(hyper), io)
+}
 
 impl<IO> Connection<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    pub(super) fn new<S, B>(conn: Conn<IO>, shared: Shared<S>, config: &Server) -> Self
+    pub(super) fn new<S, B>(conn: Conn<IO>, shared: Shared<S>, config: &Arc<Server>) -> Self
     where
         S: Service<Request<Body>, Response = Response<B>> + 'static,
         S::Error: Into<BoxError>,
@@ -251,45 +313,57 @@ where
         let alpn = info.extensions().get::<crate::tls::Alpn>().cloned();
         let facts = ConnFacts::from_info(&info);
         let tasks = Tasks::default();
-
-        let mut builder = auto::Builder::new(tasks.clone());
-        builder
-            .http1()
-            .timer(ConnTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(config.max_header_size)
-            .keep_alive(config.keep_alive);
-        // hyper's own limit is the same 100 headers, parsed into stack arrays it need not
-        // fill; an explicit limit, even an equal one, fills a vector of that size per request.
-        if config.max_headers != super::DEFAULT_MAX_HEADERS {
-            builder.http1().max_headers(config.max_headers);
-        }
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
-            .enable_connect_protocol();
-        let builder = match alpn {
-            Some(alpn) if alpn.is_h2() => builder.http2_only(),
-            Some(_) => builder.http1_only(),
-            None => builder,
-        };
-
-        let io = Arc::new(Mutex::new(io));
-        let bridge = Bridge { shared, facts };
-        let hyper = builder
-            .serve_connection_with_upgrades(TokioIo::new(SharedIo { io: io.clone() }), bridge)
-            .into_owned();
-        Self {
-            hyper: Some(Box::pin(hyper)),
-            io,
+        let mut this = Self {
+            own: None,
+            hyper: None,
+            io: None,
             timeout_answer: None,
-            tasks,
+            tasks: tasks.clone(),
             running: FuturesUnordered::new(),
             shutdown: Box::pin(info.shutdown().triggered()),
             shutting_down: false,
             peer: info.peer_addr(),
             failure: None,
+        };
+        // The own path parses into stack slots for the default 100 headers; HTTP/2 is hyper's.
+        let own = config.max_headers == super::DEFAULT_MAX_HEADERS
+            && !alpn.as_ref().is_some_and(crate::tls::Alpn::is_h2);
+        if !own {
+            let io = Prefixed::new(bytes::Bytes::new(), io);
+            let (serving, io) = hyper(io, shared, facts, config, alpn.as_ref(), &tasks);
+            this.hyper = Some(serving);
+            this.io = Some(io);
+            return this;
+        }
+        let config = config.clone();
+        this.own = Some(Box::pin(async move {
+            match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await {
+                Outcome::HandOff(io, read) => {
+                    let io = Prefixed::new(read, io);
+                    Outcome::Hyper(hyper(io, shared, facts, &config, alpn.as_ref(), &tasks))
+                }
+                outcome => outcome,
+            }
+        }));
+        this
+    }
+
+    /// Polls the own path; when it hands over, hyper takes the connection.
+    fn poll_own(&mut self, cx: &mut Context<'_>) {
+        let Some(own) = self.own.as_mut() else {
+            return;
+        };
+        let Poll::Ready(outcome) = own.as_mut().poll(cx) else {
+            return;
+        };
+        self.own = None;
+        match outcome {
+            Outcome::Hyper((serving, io)) => {
+                self.hyper = Some(serving);
+                self.io = Some(io);
+            }
+            Outcome::Failed(error) => self.failure = Some(error),
+            Outcome::Closed | Outcome::HandOff(..) => {}
         }
     }
 
@@ -322,10 +396,11 @@ where
 
     /// Writes what is left of the `408` answer, then shuts the stream down.
     fn poll_timeout_answer(&mut self, cx: &mut Context<'_>) {
-        let Some(rest) = self.timeout_answer.as_mut() else {
+        let (Some(rest), Some(io)) = (self.timeout_answer.as_mut(), self.io.as_ref()) else {
+            self.timeout_answer = None;
             return;
         };
-        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut io = io.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if rest.is_empty() {
                 match Pin::new(&mut *io).poll_shutdown(cx) {
@@ -353,6 +428,7 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let _enter = Enter::new(&this.tasks);
+        this.poll_own(cx);
         this.poll_hyper(cx);
         this.poll_timeout_answer(cx);
         // Tasks may queue more tasks (a stream opening a tunnel): run until the queue is dry.
@@ -363,7 +439,11 @@ where
                 break;
             }
         }
-        if this.hyper.is_none() && this.timeout_answer.is_none() && this.running.is_empty() {
+        if this.own.is_none()
+            && this.hyper.is_none()
+            && this.timeout_answer.is_none()
+            && this.running.is_empty()
+        {
             return Poll::Ready(this.failure.take().map_or(Ok(()), Err));
         }
         Poll::Pending
@@ -374,7 +454,8 @@ impl<IO> fmt::Debug for Connection<IO> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("peer", &self.peer)
-            .field("serving", &self.hyper.is_some())
+            .field("own", &self.own.is_some())
+            .field("hyper", &self.hyper.is_some())
             .field("tasks", &self.running.len())
             .finish_non_exhaustive()
     }

@@ -1,11 +1,15 @@
 //! [`Server`]: the stage that turns a byte stream into HTTP requests for the service behind it.
 //!
-//! HTTP/1.1 and HTTP/2 are served by hyper (hyper-util's auto builder): the version is the one
-//! TLS negotiated by ALPN ([`tls::Alpn`](crate::tls::Alpn) in the connection's facts), or, on
-//! plain text, HTTP/2 when the client opens with the HTTP/2 preface. Upgrades (`101`,
-//! `CONNECT`) are supported. The service gets `http::Request<`[`Body`](super::Body)`>`s (hyper's
-//! `Incoming` inside, streamed, never buffered); each carries the connection's [`ConnFacts`] in
-//! its extensions (peer, local address, TLS facts, the shutdown signal).
+//! HTTP/1.1 and HTTP/2: the version is the one TLS negotiated by ALPN
+//! ([`tls::Alpn`](crate::tls::Alpn) in the connection's facts), or, on plain text, HTTP/2 when
+//! the client opens with the HTTP/2 preface. HTTP/2 is served by hyper. HTTP/1.1 starts on
+//! rama's own lean path, which serves the requests nearly all proxy traffic is made of (no
+//! `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB); at the
+//! first request that is anything else, or malformed, hyper takes the rest of the connection
+//! (with the bytes already read) and serves it as its own. Upgrades (`101`, `CONNECT`) are
+//! supported. The service gets `http::Request<`[`Body`](super::Body)`>`s (streamed, never
+//! buffered beyond that small body); each carries the connection's [`ConnFacts`] in its
+//! extensions (peer, local address, TLS facts, the shutdown signal).
 //!
 //! # No `Clone`, no `Send`
 //!
@@ -39,6 +43,7 @@
 //! Tunnels already open run until they end or the server's drain deadline drops them.
 
 mod conn;
+mod h1;
 
 pub use self::conn::Connection;
 

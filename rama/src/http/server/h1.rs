@@ -1,0 +1,363 @@
+//! The server's own HTTP/1.1 path: the requests that make up nearly all of a proxy's traffic
+//! (no `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB that
+//! came with the head) are parsed, called and answered here; at the first request that is
+//! anything else, or is malformed, the rest of the connection goes to hyper, starting with
+//! the bytes read so far ([`Prefixed`]), and hyper serves it as if it had been hyper's from
+//! the start (its `400`, `431`, upgrades, streaming uploads).
+//!
+//! Why: hyper's HTTP/1.1 server reads through a dispatcher, a buffered I/O layer and its
+//! `Rewind` wrapper, keeps per-message state for every case above, and encodes each head
+//! through a generic writer; for a proxy's small requests that was a third of rama's
+//! instructions per request. Here a request is one parse into a reused buffer, and a response
+//! with a body that is all there goes out in one write.
+
+use super::{ConnFacts, Server, conn};
+use crate::{
+    BoxError,
+    http::{
+        Body, Error,
+        h1::codec::{self, Framing, NotOwn, ResponseFraming},
+    },
+    shared::{Call, Shared},
+    timer::ConnTimer,
+};
+use ::http::{Method, Request, Response, StatusCode, Version, header};
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::{
+    cell::RefCell,
+    future::poll_fn,
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Instant, SystemTime},
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tower::Service;
+
+/// How much room a read asks for in the request buffer.
+const READ_BUF: usize = 16 * 1024;
+
+/// Response bodies up to this size go in the head's write.
+const COALESCE: usize = 16 * 1024;
+
+/// How the own path ended.
+pub(super) enum Outcome<IO> {
+    /// The connection is done: the client closed it, or it was closed after a response.
+    Closed,
+    /// The rest of the connection is hyper's: `io` with the bytes read and not yet served.
+    HandOff(IO, Bytes),
+    /// It ended in failure (a `408` or `400` was answered first, where one applies).
+    Failed(Error),
+    /// hyper took over (what the connection's future makes of `HandOff`).
+    Hyper(conn::Handed<IO>),
+}
+
+/// Serves `io` until it closes, fails, or has to go to hyper.
+pub(super) async fn serve<IO, S, B>(
+    mut io: IO,
+    shared: Shared<S>,
+    facts: ConnFacts,
+    config: Arc<Server>,
+) -> Outcome<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let peer = facts.peer_addr();
+    let signal = facts.shutdown().clone();
+    let mut shutdown = std::pin::pin!(signal.triggered());
+    let timer = ConnTimer::new();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        // The next request: from what is buffered (a pipelined one), or read under the
+        // header-read timeout, which runs from the end of the previous response, and on a
+        // new connection from its first bytes (as hyper's does).
+        let timeout = config.header_read_timeout;
+        let mut deadline = timeout.filter(|_| !first).map(|t| Instant::now() + t);
+        first = false;
+        let head = loop {
+            match codec::parse_request(&mut buf, config.max_header_size) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(NotOwn::Leave) => return Outcome::HandOff(io, buf.freeze()),
+                Err(NotOwn::Bad(why)) => {
+                    tracing::debug!(%peer, why, "http: bad request, answering 400");
+                    let _ = answer(&mut io, conn::BAD_REQUEST).await;
+                    return Outcome::Failed(Error::protocol(why.into()));
+                }
+            }
+            if buf.capacity() - buf.len() < READ_BUF / 4 {
+                buf.reserve(READ_BUF);
+            }
+            let read = tokio::select! {
+                biased;
+                () = &mut shutdown, if buf.is_empty() => return Outcome::Closed,
+                read = timer.bound(deadline, io.read_buf(&mut buf)) => read,
+            };
+            match read {
+                Ok(Ok(0)) if buf.is_empty() => return Outcome::Closed,
+                Ok(Ok(0)) => {
+                    tracing::debug!(%peer, "http: the client closed the connection inside a request head");
+                    return Outcome::Closed;
+                }
+                Ok(Ok(_)) => {
+                    deadline = deadline.or_else(|| timeout.map(|t| Instant::now() + t));
+                }
+                Ok(Err(error)) => return Outcome::Failed(Error::protocol(error.into())),
+                Err(()) => {
+                    tracing::warn!(%peer, "http: request headers did not arrive in time, answering 408");
+                    let _ = answer(&mut io, conn::REQUEST_TIMEOUT).await;
+                    return Outcome::Failed(Error::header_timeout());
+                }
+            }
+        };
+
+        let persist = config.keep_alive && codec::connection_persists(head.version, &head.headers);
+        let version = head.version;
+        let is_head = head.method == Method::HEAD;
+        let mut request = Request::new(Body::full(head.body));
+        *request.method_mut() = head.method;
+        *request.uri_mut() = head.uri;
+        *request.version_mut() = head.version;
+        *request.headers_mut() = head.headers;
+        request.extensions_mut().insert(facts.clone());
+
+        let mut call = Call::new(shared.clone(), request);
+        let called = match poll_fn(|cx| call.poll(cx)).await {
+            Ok(future) => future.await,
+            Err(error) => Err(error),
+        };
+        drop(call);
+        let response = match called {
+            Ok(response) => response,
+            Err(error) => return Outcome::Failed(Error::service(error.into())),
+        };
+        // A shutdown lets this response finish, then closes (and says so).
+        let close = !persist || signal.is_triggered();
+        let written = write_response(&mut io, &mut out, response, is_head, version, close).await;
+        match written {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = io.shutdown().await;
+                return Outcome::Closed;
+            }
+            Err(error) => {
+                tracing::debug!(%peer, error = %crate::error::Chain(&*error), "http: writing the response failed");
+                return Outcome::Failed(Error::protocol(error));
+            }
+        }
+    }
+}
+
+/// Writes one of the connection's own canned answers and closes.
+async fn answer<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.shutdown().await
+}
+
+/// Writes `response` (only its head for a `HEAD` request); whether the connection stays open
+/// after it.
+async fn write_response<IO, B>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    response: Response<B>,
+    is_head: bool,
+    version: Version,
+    mut close: bool,
+) -> Result<bool, BoxError>
+where
+    IO: AsyncWrite + Unpin,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    close |= !codec::connection_persists(Version::HTTP_11, &parts.headers);
+    let body_framing = if bodiless {
+        Framing::Empty
+    } else {
+        match body.size_hint().exact() {
+            Some(n) => Framing::Length(n),
+            None if version == Version::HTTP_11 => Framing::Chunked,
+            // An HTTP/1.0 client knows no chunks: the body ends with the connection.
+            None => {
+                close = true;
+                Framing::Close
+            }
+        }
+    };
+    // A HEAD answer says the length a GET would get, from the body if the head does not.
+    let head_framing = match body.size_hint().exact() {
+        Some(n) if is_head && n > 0 && !parts.headers.contains_key(header::CONTENT_LENGTH) => {
+            Framing::Length(n)
+        }
+        _ => body_framing,
+    };
+    let framing = ResponseFraming {
+        body: head_framing,
+        close,
+        keep_alive: version == Version::HTTP_10,
+    };
+    out.clear();
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        codec::encode_response_head(status, &parts.headers, framing, date.now(), out);
+    });
+    if bodiless {
+        io.write_all(out).await?;
+        io.flush().await?;
+        return Ok(!close);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut sent = 0u64;
+    // The head waits in `out` for the first bytes of the body (one write for a small one).
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame.map_err(Into::into)?.into_data() else {
+            continue;
+        };
+        if !data.has_remaining() {
+            continue;
+        }
+        sent += data.remaining() as u64;
+        if matches!(body_framing, Framing::Length(n) if sent > n) {
+            return Err("the response body is longer than its length".into());
+        }
+        let chunked = body_framing == Framing::Chunked;
+        if chunked {
+            codec::encode_chunk_start(data.remaining(), out);
+        }
+        if data.remaining() <= COALESCE {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                out.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            while data.has_remaining() {
+                let n = io.write(data.chunk()).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                data.advance(n);
+            }
+        }
+        if chunked {
+            out.extend_from_slice(codec::CHUNK_END);
+        }
+        if !body.is_end_stream() {
+            io.write_all(out).await?;
+            out.clear();
+        }
+    }
+    match body_framing {
+        Framing::Length(n) if sent < n => {
+            return Err("the response body is shorter than its length".into());
+        }
+        Framing::Chunked => out.extend_from_slice(codec::LAST_CHUNK),
+        _ => {}
+    }
+    io.write_all(out).await?;
+    io.flush().await?;
+    Ok(!close)
+}
+
+thread_local! {
+    /// This thread's `Date` value, made once a second.
+    static DATE: RefCell<Date> = const { RefCell::new(Date { second: u64::MAX, text: [0; 29] }) };
+}
+
+/// An HTTP date (IMF-fixdate, 29 bytes) and the second it says.
+struct Date {
+    second: u64,
+    text: [u8; 29],
+}
+
+impl Date {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(text) = text.as_bytes().try_into() {
+                self.text = text;
+                self.second = second;
+            }
+        }
+        &self.text
+    }
+}
+
+/// A stream with bytes already read from it put back in front: what the own path read before
+/// it handed the connection to hyper.
+pub(crate) struct Prefixed<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Prefixed<IO> {
+    pub(crate) fn new(prefix: Bytes, io: IO) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

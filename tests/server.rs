@@ -1,0 +1,287 @@
+//! `http::Server`'s own HTTP/1.1 path, and its hand-over to hyper, over raw sockets on
+//! 127.0.0.1: pipelined requests answered in order, HTTP/1.0 and `Connection: close`, a
+//! chunked upload and `Expect: 100-continue` in the middle of a connection (hyper's from then
+//! on) with the connection serving on, responses framed by their bodies (length, chunked,
+//! `HEAD`, `204`) and dated, and a target `http` does not take answered `400`.
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use rama::{BoxError, http as rama_http, tcp};
+use rama_e2e::{PATIENCE, origin_thread, read_head};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+use tower::Layer;
+
+/// A body of three frames whose length nobody says (so it goes chunked).
+struct Unsized(u8);
+
+impl http_body::Body for Unsized {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.0 == 3 {
+            return Poll::Ready(None);
+        }
+        self.0 += 1;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(format!(
+            "part{};",
+            self.0
+        ))))))
+    }
+}
+
+/// `/stream`: an unsized body; `/none`: `204`; anything else: `METHOD PATH VERSION BODYLEN`.
+async fn answer(
+    request: http::Request<rama_http::Body>,
+) -> Result<http::Response<rama_http::Body>, BoxError> {
+    match request.uri().path() {
+        "/stream" => return Ok(http::Response::new(rama_http::Body::new(Unsized(0)))),
+        "/none" => {
+            let mut response = http::Response::new(rama_http::Body::empty());
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            return Ok(response);
+        }
+        _ => {}
+    }
+    let line = format!(
+        "{} {} {:?} ",
+        request.method(),
+        request.uri(),
+        request.version()
+    );
+    let body = request.into_body().collect().await?.to_bytes();
+    Ok(http::Response::new(format!("{line}{}", body.len()).into()))
+}
+
+fn server() -> SocketAddr {
+    origin_thread(|listener| async move {
+        let stack = rama_http::Server::new().layer(tower::service_fn(answer));
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
+    })
+}
+
+/// One response read off `stream`: its head (lowercase) and its body (by length, chunks, or
+/// none for `HEAD` and `204`).
+async fn response(stream: &mut TcpStream, head_request: bool) -> (String, Vec<u8>) {
+    let head = timeout(PATIENCE, read_head(stream))
+        .await
+        .expect("a response in time")
+        .unwrap()
+        .expect("a response, not EOF")
+        .to_ascii_lowercase();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+    };
+    let mut body = Vec::new();
+    if head_request || head.starts_with("http/1.1 204") || head.starts_with("http/1.1 100") {
+        return (head, body);
+    }
+    if let Some(length) = field("content-length") {
+        body.resize(length.parse().unwrap(), 0);
+        stream.read_exact(&mut body).await.unwrap();
+    } else if field("transfer-encoding").as_deref() == Some("chunked") {
+        loop {
+            let line = read_line(stream).await;
+            let size = usize::from_str_radix(&line, 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            stream.read_exact(&mut chunk).await.unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        stream.read_to_end(&mut body).await.unwrap();
+    }
+    (head, body)
+}
+
+async fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        let mut byte = [0];
+        stream.read_exact(&mut byte).await.unwrap();
+        line.push(byte[0]);
+    }
+    String::from_utf8(line[..line.len() - 2].to_vec()).unwrap()
+}
+
+/// Whether the server closed `stream` (EOF within the patience).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0];
+    matches!(timeout(PATIENCE, stream.read(&mut byte)).await, Ok(Ok(0)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\
+              POST /2 HTTP/1.1\r\nHost: a\r\ncontent-length: 5\r\n\r\nhello\
+              GET /3 HTTP/1.1\r\nHost: a\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    for expected in [
+        "GET /1 HTTP/1.1 0",
+        "POST /2 HTTP/1.1 5",
+        "GET /3 HTTP/1.1 0",
+    ] {
+        let (head, body) = response(&mut stream, false).await;
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+        assert!(head.contains("\r\ndate: "), "{head}");
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_and_connection_close_end_the_connection_and_keep_alive_keeps_it() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.0\r\n\r\n").await.unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, b"GET /a HTTP/1.0 0");
+    assert!(closed(&mut stream).await);
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..2 {
+        let request = b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        stream.write_all(request).await.unwrap();
+        let (head, body) = response(&mut stream, false).await;
+        assert!(head.contains("connection: keep-alive"), "{head}");
+        assert_eq!(body, b"GET /b HTTP/1.0 0");
+    }
+    // An HTTP/1.0 client knows no chunks: an unsized body runs until the close.
+    let request = b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    stream.write_all(request).await.unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_eq!(body, b"part1;part2;part3;");
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    stream.write_all(request).await.unwrap();
+    let (head, _) = response(&mut stream, false).await;
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed(&mut stream).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_and_expect_mid_connection_go_to_hyper_and_it_serves_on() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /own HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(response(&mut stream, false).await.1, b"GET /own HTTP/1.1 0");
+    let upload = b"POST /up HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+                   5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    stream.write_all(upload).await.unwrap();
+    assert_eq!(
+        response(&mut stream, false).await.1,
+        b"POST /up HTTP/1.1 11"
+    );
+    // `Expect: 100-continue`: `100` first, then the body goes, then the answer.
+    let expect =
+        b"PUT /put HTTP/1.1\r\nHost: a\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\n";
+    stream.write_all(expect).await.unwrap();
+    let (head, _) = response(&mut stream, false).await;
+    assert!(head.starts_with("http/1.1 100 continue"), "{head}");
+    stream.write_all(b"abc").await.unwrap();
+    assert_eq!(response(&mut stream, false).await.1, b"PUT /put HTTP/1.1 3");
+    stream
+        .write_all(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        response(&mut stream, false).await.1,
+        b"GET /after HTTP/1.1 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_framed_by_their_bodies_and_dated() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(body, b"part1;part2;part3;");
+
+    stream
+        .write_all(b"HEAD /text HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = response(&mut stream, true).await;
+    assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+    // The length of what a GET would get (`GET /text HTTP/1.1 0` is 20 bytes; HEAD is 21).
+    assert!(head.contains("content-length: 21"), "{head}");
+
+    stream
+        .write_all(b"GET /none HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = response(&mut stream, false).await;
+    assert!(head.starts_with("http/1.1 204 no content"), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ndate: "), "{head}");
+
+    // Still in step: nothing of a body was sent for HEAD or 204.
+    stream
+        .write_all(b"GET /last HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        response(&mut stream, false).await.1,
+        b"GET /last HTTP/1.1 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_http_does_not_take_is_400_and_the_server_serves_on() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert_eq!(body, b"bad request");
+    assert!(closed(&mut stream).await);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        response(&mut stream, false).await.1,
+        b"GET /fine HTTP/1.1 0"
+    );
+}
