@@ -2,7 +2,7 @@
 
 use super::{Body, Error, connect::Connector, h1_pool, headers};
 use ::http::{
-    HeaderValue, Request, Response, Uri, Version, header,
+    HeaderValue, Request, Response, StatusCode, Uri, Version, header,
     uri::{self, Authority, Scheme},
 };
 use hyper_util::{
@@ -40,7 +40,8 @@ const RETRIES: u8 = 10;
 /// as a connect error.
 ///
 /// Per request: hop-by-hop headers are removed (an upgrade request keeps `Upgrade` and
-/// `Connection: upgrade`); a request without an authority in its URI takes it from `Host`.
+/// `Connection: upgrade`), and responses come back without theirs (a `101` keeps the same
+/// two); a request without an authority in its URI takes it from `Host`.
 /// `Host` and HTTP/2: `:authority` (the URI's) says it there, and some servers (nginx) answer
 /// `400` to both. With `http2_only`, `Host` is dropped (one that names somewhere else than
 /// the URI cannot be said: the URI is also where the connection goes); for `https://`, where
@@ -445,7 +446,16 @@ impl Future for ResponseFuture {
             };
             // The response first: one that is ready wins over a deadline that passed meanwhile.
             let error = match Pin::new(inner).poll(cx) {
-                Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response.map(Body::from))),
+                Poll::Ready(Ok(mut response)) => {
+                    // As rama's own HTTP/1.1 path does while parsing (there the fields never
+                    // reach the map): a `101` keeps what its upgrade needs.
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        headers::remove_hop_by_hop_but_upgrade(response.headers_mut());
+                    } else {
+                        headers::remove_hop_by_hop(response.headers_mut());
+                    }
+                    return Poll::Ready(Ok(response.map(Body::from)));
+                }
                 Poll::Ready(Err(error)) => error,
                 Poll::Pending => break,
             };

@@ -361,8 +361,8 @@ async fn forward(
         Err(error) => return upstream_failed(&error, &destination, peer),
     }
     match client.call(request).await {
+        // The client hands responses on without their hop-by-hop headers.
         Ok(mut response) => {
-            headers::remove_hop_by_hop(response.headers_mut());
             headers::append_via(response.headers_mut(), version);
             response
         }

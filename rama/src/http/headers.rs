@@ -22,7 +22,7 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
 /// Where `name` is in [`HOP_BY_HOP`], if it is one. Names are lowercase, so one `match` on the
 /// text (a jump on the length, then one comparison) does what comparing the name with all nine
 /// entries did at several times the cost; it runs on every header of every proxied message.
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     Some(match name.as_str() {
         "connection" => 0,
         "proxy-connection" => 1,

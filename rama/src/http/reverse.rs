@@ -268,7 +268,7 @@ impl Inner {
                 format!("the upstream {destination} switched protocols without being asked"),
             );
         }
-        headers::remove_hop_by_hop(response.headers_mut());
+        // The client hands responses on without their hop-by-hop headers.
         headers::append_via(response.headers_mut(), version);
         response
     }

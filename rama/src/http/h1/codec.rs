@@ -2,6 +2,7 @@
 //! response body is delimited (RFC 9112 section 6.3), and chunked transfer coding both ways.
 
 use super::ParseError;
+use crate::http::headers;
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
@@ -31,7 +32,24 @@ pub(crate) enum Framing {
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
+    /// The fields but the hop-by-hop ones (RFC 9110 7.6.1: `Connection` and those it names,
+    /// `Keep-Alive`, `Transfer-Encoding`, ...), which are about this connection, not the message:
+    /// whoever the response goes on to needs them gone, and removing them from a built map
+    /// costs more than never putting them in.
     pub(crate) headers: HeaderMap,
+    /// What the hop-by-hop fields said.
+    pub(crate) hop: Hop,
+}
+
+/// What a response's hop-by-hop fields said about its framing and its connection.
+#[derive(Debug, Default)]
+pub(crate) struct Hop {
+    /// The last `Transfer-Encoding` field.
+    transfer_encoding: Option<HeaderValue>,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
 }
 
 /// Appends the head of a request to `out`: `method target HTTP/1.1`, `headers` as they are
@@ -139,13 +157,15 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseH
         .map_err(|_| ParseError::Head(httparse::Error::Status))?;
     let spans = Spans::of(buf, response.headers);
     let head = buf.split_to(len).freeze();
+    let mut hop = Hop::default();
     let headers = spans
-        .header_map(&head, ROOM_IN_RESPONSE)
+        .header_map(&head, ROOM_IN_RESPONSE, Some(&mut hop))
         .map_err(|()| ParseError::Head(httparse::Error::HeaderValue))?;
     Ok(Some(ResponseHead {
         status,
         version,
         headers,
+        hop,
     }))
 }
 
@@ -185,9 +205,17 @@ impl Spans {
     }
 
     /// The headers, their values slices of `head` (no copy), with room for `more` (what a
-    /// proxy adds: growing the map later rehashes every header).
-    fn header_map(&self, head: &Bytes, more: usize) -> Result<HeaderMap, ()> {
+    /// proxy adds: growing the map later rehashes every header). With `hop`, the hop-by-hop
+    /// fields stay out of the map and what they say goes to `hop`.
+    fn header_map(
+        &self,
+        head: &Bytes,
+        more: usize,
+        mut hop: Option<&mut Hop>,
+    ) -> Result<HeaderMap, ()> {
         let mut headers = HeaderMap::with_capacity(self.count + more);
+        // Fields `Connection` names besides the usual tokens (rare: no allocation otherwise).
+        let mut named = Vec::new();
         for &[name, name_len, value, value_len] in &self.spans[..self.count] {
             let (name, value) = (usize::from(name), usize::from(value));
             let name = HeaderName::from_bytes(&head[name..name + usize::from(name_len)])
@@ -195,9 +223,41 @@ impl Spans {
             let value =
                 HeaderValue::from_maybe_shared(head.slice(value..value + usize::from(value_len)))
                     .map_err(|_| ())?;
+            if let Some(hop) = hop.as_deref_mut()
+                && headers::hop_by_hop_index(&name).is_some()
+            {
+                hop.note(&name, value, &mut named);
+                continue;
+            }
             headers.append(name, value);
         }
+        for name in named {
+            headers.remove(name);
+        }
         Ok(headers)
+    }
+}
+
+impl Hop {
+    /// Takes in one hop-by-hop field.
+    fn note(&mut self, name: &HeaderName, value: HeaderValue, named: &mut Vec<HeaderName>) {
+        if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = Some(value);
+        } else if name == header::CONNECTION {
+            for token in value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+            {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if let Ok(name) = HeaderName::from_bytes(token) {
+                    named.push(name);
+                }
+            }
+        }
     }
 }
 
@@ -292,7 +352,7 @@ pub(crate) fn parse_request(
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
         return Err(NotOwn::Bad("invalid request target"));
     };
-    let Ok(headers) = spans.header_map(&head, ROOM_IN_REQUEST) else {
+    let Ok(headers) = spans.header_map(&head, ROOM_IN_REQUEST, None) else {
         return Err(NotOwn::Bad("invalid header"));
     };
     Ok(Some(RequestHead {
@@ -381,12 +441,7 @@ pub(crate) fn response_framing(
     {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = head
-        .headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
+    if let Some(last) = &head.hop.transfer_encoding {
         // Chunked must come last; any other final coding runs until the close.
         let chunked = last
             .as_bytes()
@@ -420,7 +475,10 @@ pub(crate) fn response_framing(
 /// Whether the connection can carry another exchange after this response, as far as its head
 /// says.
 pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {
-    connection_persists(head.version, &head.headers)
+    match head.version {
+        Version::HTTP_11 => !head.hop.close,
+        _ => head.hop.keep_alive,
+    }
 }
 
 /// Whether a message of `version` with `headers` leaves the connection open after it, as far
@@ -762,6 +820,22 @@ mod tests {
             let h = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
             assert!(framing(&get, &h).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hop_by_hop_fields_stay_out_of_a_response_and_still_frame_it() {
+        let head = head(
+            "HTTP/1.1 200 OK\r\nx-secret: 1\r\nConnection: keep-alive, X-Secret\r\n\
+             Keep-Alive: timeout=5\r\nServer: nginx\r\nTransfer-Encoding: chunked\r\n\
+             Proxy-Connection: close\r\nUpgrade: h2c\r\n\r\n",
+        );
+        let names: Vec<_> = head.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["server"]);
+        assert_eq!(
+            response_framing(&Method::GET, &head).unwrap(),
+            Framing::Chunked
+        );
+        assert!(keeps_alive(&head));
     }
 
     #[test]
