@@ -9,7 +9,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, sha256,
-    spawn_origin,
+    spawn_origin, until,
 };
 use std::{
     net::SocketAddr,
@@ -462,15 +462,6 @@ impl LoadOrigin {
 
     fn hold(&self, hold: bool) {
         self.hold.send_replace(hold);
-    }
-}
-
-/// Waits (bounded) until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

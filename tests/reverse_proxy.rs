@@ -12,7 +12,7 @@ use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     PATIENCE, Running, origin_certificate, origin_thread, payload,
     python::{PythonServer, run_script},
-    read_head, sha256, vm_rss,
+    read_head, sha256, until, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
 };
 use std::{
@@ -485,13 +485,24 @@ async fn sched_batch_puts_the_server_threads_and_only_them_under_sched_batch() {
         let mut proxy = Running::start("reverse_proxy", &args);
         let (_, codes) = curl(&[&format!("http://{}/hello", proxy.addr)]).await;
         assert!(codes.starts_with("200"), "{codes}");
+        // The port answers as soon as the first server thread runs; a thread takes its name
+        // and its policy from inside, just after it starts.
+        let pid = proxy.pid();
+        let want = if batch { SCHED_BATCH } else { 0 };
+        let settled = || {
+            let threads = thread_policies(pid);
+            let servers = threads
+                .iter()
+                .filter(|(n, _)| n.starts_with("rama-server-"));
+            servers.clone().count() == 2 && servers.clone().all(|(_, policy)| *policy == want)
+        };
+        until("both server threads named, under their policy", settled).await;
         let threads = thread_policies(proxy.pid());
         let servers: Vec<_> = threads
             .iter()
             .filter(|(name, _)| name.starts_with("rama-server-"))
             .collect();
         assert_eq!(servers.len(), 2, "{threads:?}");
-        let want = if batch { SCHED_BATCH } else { 0 };
         assert!(
             servers.iter().all(|(_, policy)| *policy == want),
             "batch {batch}: {threads:?}"

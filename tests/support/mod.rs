@@ -251,6 +251,16 @@ where
     Ok(Some(String::from_utf8_lossy(&head).into_owned()))
 }
 
+/// Waits, bounded by [`PATIENCE`], until `done` holds (for a state with no signal of its own to
+/// wait on, such as a process's threads in `/proc`).
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Runs `future` on the origins' runtime.
 pub fn spawn_origin<F>(future: F)
 where

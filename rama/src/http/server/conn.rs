@@ -2,14 +2,14 @@
 
 use super::{
     ConnFacts, Enter, Server,
-    h1::{self, Outcome, Prefixed},
+    h1::{self, Outcome},
 };
-use crate::shared::Shared;
 use crate::{
     BoxError, Conn, graceful,
     http::{Body, Error},
     timer::ConnTimer,
 };
+use crate::{io::Rewind, shared::Shared};
 use ::http::{Request, Response};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use hyper::body::Incoming;
@@ -227,7 +227,7 @@ pub struct Connection<IO> {
     own: Option<Pin<Box<dyn Future<Output = Outcome<IO>>>>>,
     hyper: Option<Pin<Box<dyn Serving>>>,
     /// The stream hyper serves, for the `408` hyper does not write itself.
-    io: Option<Arc<Mutex<Prefixed<IO>>>>,
+    io: Option<Arc<Mutex<Rewind<IO>>>>,
     timeout_answer: Option<&'static [u8]>,
     tasks: Tasks,
     running: FuturesUnordered<LocalTask>,
@@ -248,11 +248,11 @@ content-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\nconnection: clo
 bad request";
 
 /// hyper serving a connection, and its stream.
-pub(super) type Handed<IO> = (Pin<Box<dyn Serving>>, Arc<Mutex<Prefixed<IO>>>);
+pub(super) type Handed<IO> = (Pin<Box<dyn Serving>>, Arc<Mutex<Rewind<IO>>>);
 
 /// hyper serving `io` (with what was already read from it in front), and the stream.
 fn hyper<IO, S, B>(
-    io: Prefixed<IO>,
+    io: Rewind<IO>,
     shared: Shared<S>,
     facts: ConnFacts,
     config: &Server,
@@ -329,7 +329,7 @@ where
         let own = config.max_headers == super::DEFAULT_MAX_HEADERS
             && !alpn.as_ref().is_some_and(crate::tls::Alpn::is_h2);
         if !own {
-            let io = Prefixed::new(bytes::Bytes::new(), io);
+            let io = Rewind::new(Vec::new(), io);
             let (serving, io) = hyper(io, shared, facts, config, alpn.as_ref(), &tasks);
             this.hyper = Some(serving);
             this.io = Some(io);
@@ -339,7 +339,8 @@ where
         this.own = Some(Box::pin(async move {
             match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await {
                 Outcome::HandOff(io, read) => {
-                    let io = Prefixed::new(read, io);
+                    // Hand-overs are rare: the copy is not worth a prefix type of its own.
+                    let io = Rewind::new(read.to_vec(), io);
                     Outcome::Hyper(hyper(io, shared, facts, &config, alpn.as_ref(), &tasks))
                 }
                 outcome => outcome,

@@ -2,14 +2,14 @@
 //! (no `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB that
 //! came with the head) are parsed, called and answered here; at the first request that is
 //! anything else, or is malformed, the rest of the connection goes to hyper, starting with
-//! the bytes read so far ([`Prefixed`]), and hyper serves it as if it had been hyper's from
-//! the start (its `400`, `431`, upgrades, streaming uploads).
+//! the bytes read so far (in a [`Rewind`](crate::io::Rewind)), and hyper serves it as if it
+//! had been hyper's from the start (its `400`, `431`, upgrades, streaming uploads).
 //!
-//! Why: hyper's HTTP/1.1 server reads through a dispatcher, a buffered I/O layer and its
-//! `Rewind` wrapper, keeps per-message state for every case above, and encodes each head
-//! through a generic writer; for a proxy's small requests that was a third of rama's
-//! instructions per request. Here a request is one parse into a reused buffer, and a response
-//! with a body that is all there goes out in one write.
+//! Why: hyper's HTTP/1.1 server reads through a dispatcher, a buffered I/O layer and
+//! hyper-util's own rewinding wrapper, keeps per-message state for every case above, and
+//! encodes each head through a generic writer; for a proxy's small requests that was about a
+//! third of rama's instructions per request. Here a request is one parse into a reused
+//! buffer, and a response with a body that is all there goes out in one write.
 
 use super::{ConnFacts, Server, conn};
 use crate::{
@@ -22,22 +22,21 @@ use crate::{
     timer::ConnTimer,
 };
 use ::http::{Method, Request, Response, StatusCode, Version, header};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use std::{
     cell::RefCell,
     future::poll_fn,
     io,
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
     time::{Instant, SystemTime},
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::Service;
 
-/// How much room a read asks for in the request buffer.
-const READ_BUF: usize = 16 * 1024;
+/// How much room a read asks for in the request buffer (hyper's first read buffer is as
+/// large; an idle connection holds it).
+const READ_BUF: usize = 8 * 1024;
 
 /// Response bodies up to this size go in the head's write.
 const COALESCE: usize = 16 * 1024;
@@ -47,7 +46,7 @@ pub(super) enum Outcome<IO> {
     /// The connection is done: the client closed it, or it was closed after a response.
     Closed,
     /// The rest of the connection is hyper's: `io` with the bytes read and not yet served.
-    HandOff(IO, Bytes),
+    HandOff(IO, BytesMut),
     /// It ended in failure (a `408` or `400` was answered first, where one applies).
     Failed(Error),
     /// hyper took over (what the connection's future makes of `HandOff`).
@@ -86,7 +85,7 @@ where
             match codec::parse_request(&mut buf, config.max_header_size) {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
-                Err(NotOwn::Leave) => return Outcome::HandOff(io, buf.freeze()),
+                Err(NotOwn::Leave) => return Outcome::HandOff(io, buf),
                 Err(NotOwn::Bad(why)) => {
                     tracing::debug!(%peer, why, "http: bad request, answering 400");
                     let _ = answer(&mut io, conn::BAD_REQUEST).await;
@@ -300,64 +299,5 @@ impl Date {
             }
         }
         &self.text
-    }
-}
-
-/// A stream with bytes already read from it put back in front: what the own path read before
-/// it handed the connection to hyper.
-pub(crate) struct Prefixed<IO> {
-    prefix: Bytes,
-    io: IO,
-}
-
-impl<IO> Prefixed<IO> {
-    pub(crate) fn new(prefix: Bytes, io: IO) -> Self {
-        Self { prefix, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.is_empty() {
-            return Pin::new(&mut self.io).poll_read(cx, buf);
-        }
-        let n = self.prefix.len().min(buf.remaining());
-        buf.put_slice(&self.prefix[..n]);
-        self.prefix.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
