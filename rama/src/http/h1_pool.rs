@@ -12,7 +12,7 @@
 use super::{
     Body, Error,
     connect::{Connector, Stream},
-    h1::{Connection, ExchangeError},
+    h1::{Connection, ExchangeError, codec},
 };
 use ::http::{HeaderValue, Request, Response, Uri, header, uri::PathAndQuery};
 use std::{
@@ -107,6 +107,7 @@ pub(crate) async fn send(
                 if let Some(conn) = free {
                     park(&settings, key, conn);
                 }
+                codec::recycle_map(parts.headers);
                 return Ok(response);
             }
             Err(error) => error,

@@ -6,7 +6,7 @@ use crate::http::headers;
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
-use std::{io::Write, mem::MaybeUninit};
+use std::{cell::RefCell, io::Write, mem::MaybeUninit};
 
 /// The most header fields a response head may carry (hyper's default).
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -213,7 +213,7 @@ impl Spans {
         more: usize,
         mut hop: Option<&mut Hop>,
     ) -> Result<HeaderMap, ()> {
-        let mut headers = HeaderMap::with_capacity(self.count + more);
+        let mut headers = spare_map(self.count + more);
         // Fields `Connection` names besides the usual tokens (rare: no allocation otherwise).
         let mut named = Vec::new();
         for &[name, name_len, value, value_len] in &self.spans[..self.count] {
@@ -259,6 +259,48 @@ impl Hop {
             }
         }
     }
+}
+
+/// How many emptied header maps a thread keeps for the next heads it parses.
+const SPARE_MAPS: usize = 64;
+
+/// Maps with room for more fields than this are not kept (one odd message must not pin a
+/// large map).
+const SPARE_MAP_MAX: usize = 64;
+
+thread_local! {
+    /// Emptied header maps: each exchange parses two heads and drops two maps; taking an
+    /// emptied one saves the two allocations (and two frees) of a new one.
+    static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty header map with room for `fields`: a spare one when this thread has one.
+fn spare_map(fields: usize) -> HeaderMap {
+    let spare = SPARE
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut map) => {
+            map.reserve(fields);
+            map
+        }
+        None => HeaderMap::with_capacity(fields),
+    }
+}
+
+/// Empties `map` and keeps it for [`spare_map`] (unless the thread has enough, or it is large).
+pub(crate) fn recycle_map(mut map: HeaderMap) {
+    if map.capacity() > SPARE_MAP_MAX {
+        return;
+    }
+    map.clear();
+    let _ = SPARE.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_MAPS {
+            spare.push(map);
+        }
+    });
 }
 
 /// A request the server's own HTTP/1.1 path serves: its head, and its body, which came whole
@@ -973,6 +1015,31 @@ mod tests {
             ),
             "HTTP/1.1 599 \r\ncontent-length: 0\r\nconnection: keep-alive\r\ndate: Thu, 26 Nov 2026 23:00:00 GMT\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_recycled_map_comes_back_empty_and_a_large_one_is_not_kept() {
+        // On a thread of its own: the spare list is per thread.
+        std::thread::spawn(|| {
+            let mut map = HeaderMap::with_capacity(8);
+            map.insert(header::HOST, HeaderValue::from_static("a"));
+            let capacity = map.capacity();
+            recycle_map(map);
+            let again = spare_map(4);
+            assert!(again.is_empty());
+            assert_eq!(again.capacity(), capacity);
+            recycle_map(HeaderMap::with_capacity(SPARE_MAP_MAX * 2));
+            assert!(SPARE.with(|spare| spare.borrow().is_empty()));
+            // A head parsed with a spare map has all its fields, and nothing from before.
+            let mut map = HeaderMap::with_capacity(8);
+            map.insert("x-old", HeaderValue::from_static("1"));
+            recycle_map(map);
+            let head = head("HTTP/1.1 200 OK\r\nserver: a\r\n\r\n");
+            let names: Vec<_> = head.headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(names, ["server"]);
+        })
+        .join()
+        .unwrap();
     }
 
     /// Decodes `input` fed in pieces of `step` bytes.

@@ -213,6 +213,7 @@ where
         let mut date = date.borrow_mut();
         codec::encode_response_head(status, &parts.headers, framing, date.now(), out);
     });
+    codec::recycle_map(parts.headers);
     if bodiless {
         io.write_all(out).await?;
         io.flush().await?;
