@@ -413,7 +413,7 @@ struct Retry {
 
 /// What a [`ResponseFuture`] waits for.
 enum Inner {
-    /// hyper-util's pool (HTTP/2, or TLS where ALPN decides).
+    /// hyper-util's pool (HTTP/2, TLS where ALPN decides, and upgrades).
     Pool(legacy::ResponseFuture),
     /// This thread's plain HTTP/1.1 connections.
     Http1(Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send>>),
