@@ -1,5 +1,6 @@
-//! HTTP on hyper 1: the [`Server`] stage, the [`ForwardProxy`] stage, the [`ReverseProxy`]
-//! behind `target("http://host:port")`, and the pooled [`Client`].
+//! HTTP: the [`Server`] stage, the [`ForwardProxy`] stage, the [`ReverseProxy`] behind
+//! `target("http://host:port")`, and the pooled [`Client`]. Plain HTTP/1.1 requests are parsed
+//! and written by rama itself on both sides; HTTP/2, upgrades and everything else by hyper 1.
 //!
 //! ```no_run
 //! use rama::{http, proxy, tcp};
