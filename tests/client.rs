@@ -325,19 +325,21 @@ async fn a_request_goes_again_when_a_pooled_connection_was_closed_and_it_is_safe
 struct IdleOrigin {
     addr: SocketAddr,
     /// The origin closes its side of every connection it holds when notified.
-    close: Arc<tokio::sync::Notify>,
+    /// (A flag, not a notification: a connection task that is between two requests when it is
+    /// raised still sees it.)
+    close: tokio::sync::watch::Sender<bool>,
     /// Notified when the client closed a connection.
     client_closed: Arc<tokio::sync::Notify>,
 }
 
 fn idle_origin() -> IdleOrigin {
     let (listener, addr) = bind_origin();
-    let close = Arc::new(tokio::sync::Notify::new());
+    let (close, closing) = tokio::sync::watch::channel(false);
     let client_closed = Arc::new(tokio::sync::Notify::new());
-    let (closing, closed) = (close.clone(), client_closed.clone());
+    let closed = client_closed.clone();
     spawn_origin(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (closing, closed) = (closing.clone(), closed.clone());
+            let (mut closing, closed) = (closing.clone(), closed.clone());
             tokio::spawn(async move {
                 let mut stream = BufReader::new(stream);
                 loop {
@@ -352,7 +354,8 @@ fn idle_origin() -> IdleOrigin {
                                 return;
                             }
                         }
-                        () = closing.notified() => {
+                        // (The flag's guard is dropped at once: it is not `Send`.)
+                        () = async { drop(closing.wait_for(|&close| close).await) } => {
                             // Half-close: the client's close is then seen as EOF here.
                             let _ = stream.get_mut().shutdown().await;
                             let mut rest = Vec::new();
@@ -381,10 +384,11 @@ async fn idle_connections_are_closed_here_when_the_origin_closes_them_or_they_id
     fetch(&client, request("GET", origin.addr, "/", Body::empty()))
         .await
         .unwrap();
-    origin.close.notify_waiters();
+    origin.close.send_replace(true);
     timeout(Duration::from_secs(5), origin.client_closed.notified())
         .await
         .expect("the client closes a connection the origin closed");
+    origin.close.send_replace(false);
     // And the next request dials afresh.
     let (status, _) = fetch(&client, request("GET", origin.addr, "/", Body::empty()))
         .await

@@ -88,12 +88,12 @@ impl Body {
         }
     }
 
-    /// All of its bytes when they are here already (no bytes, or rama's own); otherwise the
+    /// All of its bytes when they are here already (rama's own, or none left); otherwise the
     /// body back.
     pub(crate) fn into_bytes(self) -> Result<Bytes, Self> {
         match self.kind {
             Kind::Full(bytes) => Ok(bytes.unwrap_or_default()),
-            _ if self.try_clone().is_some() => Ok(Bytes::new()),
+            _ if http_body::Body::is_end_stream(&self) => Ok(Bytes::new()),
             _ => Err(self),
         }
     }

@@ -14,6 +14,7 @@ use super::{
     connect::{Connector, Stream},
     h1::{Connection, ExchangeError, codec},
 };
+use crate::timer::ConnTimer;
 use ::http::{HeaderValue, Request, Response, Uri, header, uri::PathAndQuery};
 use std::{
     borrow::Cow,
@@ -22,6 +23,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError, Weak},
     time::{Duration, Instant},
 };
+use tokio::net::TcpStream;
 use tower::{Service, ServiceExt};
 
 /// How often the sweeper looks at the idle connections.
@@ -36,12 +38,12 @@ struct Idle {
 /// One client's idle connections on one thread, by upstream authority (shared with the
 /// thread's sweeper for that client, which may run on another thread of a multi-threaded
 /// runtime).
-type Idles = Arc<Mutex<HashMap<Box<str>, Vec<Idle>>>>;
+type Idles = Mutex<HashMap<Box<str>, Vec<Idle>>>;
 
 thread_local! {
     /// This thread's idle HTTP/1.1 upstream connections, per live client (a short list: a
     /// program has a client or two; a dead client's list goes when another one arrives).
-    static IDLE: RefCell<Vec<(Weak<Settings>, Idles)>> = const { RefCell::new(Vec::new()) };
+    static IDLE: RefCell<Vec<(Weak<Settings>, Arc<Idles>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What the path needs of the client's settings (shared by the client's clones: its address
@@ -80,21 +82,19 @@ pub(crate) async fn send(
         let (mut conn, reused) = match checkout(&settings, key) {
             Some(conn) => (conn, true),
             None => {
+                // The dial's timer stays the connection's, for its response heads.
+                let timer = ConnTimer::new();
                 let dial = connect(&settings, uri.clone());
-                let conn = crate::timer::ConnTimer::new()
+                let stream = timer
                     .bound(deadline, dial)
                     .await
                     .map_err(|()| Error::timeout())??;
-                (conn, false)
+                (Connection::new(stream, timer), false)
             }
         };
         let again = if reused { body.try_clone() } else { None };
-        let timer = conn.timer.clone();
-        let answer = timer
-            .bound(deadline, conn.exchange(&parts, &target, body))
-            .await
-            // A response that did not come in time leaves the connection mid-exchange: it goes.
-            .map_err(|()| Error::timeout())?;
+        // A response that did not come in time leaves the connection mid-exchange: it goes.
+        let answer = conn.exchange(&parts, &target, body, deadline).await;
         let error = match answer {
             Ok(answer) => {
                 let home = || {
@@ -113,6 +113,7 @@ pub(crate) async fn send(
             Err(error) => error,
         };
         let retry = match &error {
+            ExchangeError::Timeout => return Err(Error::timeout()),
             ExchangeError::Unsent(_) => true,
             ExchangeError::Closed(_) => parts.method.is_idempotent(),
             _ => false,
@@ -137,65 +138,78 @@ fn origin_form(uri: &Uri) -> Cow<'_, str> {
     }
 }
 
-/// The idle lists of the client of `settings` on this thread (made, with their sweeper, the
-/// first time the client is used here).
-fn idles(settings: &Arc<Settings>) -> Option<Idles> {
+impl Idle {
+    /// Whether it can still be used at `now`: idle for less than `timeout`, and open.
+    fn usable(&self, now: Instant, timeout: Duration) -> bool {
+        now.duration_since(self.since) < timeout && self.conn.is_open()
+    }
+}
+
+/// Runs `f` on the idle lists of the client of `settings` on this thread (made, with their
+/// sweeper, the first time the client is used here).
+fn with_idles<R>(
+    settings: &Arc<Settings>,
+    f: impl FnOnce(&mut HashMap<Box<str>, Vec<Idle>>) -> R,
+) -> Option<R> {
     IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
         let key = Arc::as_ptr(settings);
-        if let Some((_, idles)) = idle.iter().find(|(client, _)| client.as_ptr() == key) {
-            return idles.clone();
-        }
-        // A client new to this thread: first forget the lists of clients that are gone.
-        idle.retain(|(client, _)| client.strong_count() > 0);
-        let idles = Idles::default();
-        idle.push((Arc::downgrade(settings), idles.clone()));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweep(Arc::downgrade(settings), Arc::downgrade(&idles)));
-        }
-        idles
+        let position = idle.iter().position(|(client, _)| client.as_ptr() == key);
+        let idles = match position {
+            Some(i) => &idle[i].1,
+            None => {
+                // A client new to this thread: first forget the lists of clients that are gone.
+                idle.retain(|(client, _)| client.strong_count() > 0);
+                let idles = Arc::new(Idles::default());
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(sweep(Arc::downgrade(settings), Arc::downgrade(&idles)));
+                }
+                idle.push((Arc::downgrade(settings), idles));
+                &idle.last().expect("just pushed").1
+            }
+        };
+        f(&mut idles.lock().unwrap_or_else(PoisonError::into_inner))
     })
     .ok()
 }
 
-/// An idle connection to `authority` that is still open and not idle longer than the idle
-/// timeout (the others are dropped, which closes them).
+/// An idle connection to `authority` that is still usable (the others are dropped, which
+/// closes them).
 fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<Connection> {
-    let idles = idles(settings)?;
-    let mut idles = idles.lock().unwrap_or_else(PoisonError::into_inner);
-    let list = idles.get_mut(authority)?;
-    let now = Instant::now();
-    while let Some(idle) = list.pop() {
-        if now.duration_since(idle.since) < settings.idle_timeout && idle.conn.is_open() {
-            return Some(idle.conn);
+    with_idles(settings, |idles| {
+        let list = idles.get_mut(authority)?;
+        let now = Instant::now();
+        while let Some(idle) = list.pop() {
+            if idle.usable(now, settings.idle_timeout) {
+                return Some(idle.conn);
+            }
         }
-    }
-    None
+        None
+    })
+    .flatten()
 }
 
 /// Adds an idle connection to this thread's list for the client of `settings` and
 /// `authority`, unless the list holds the client's maximum already.
 fn park(settings: &Arc<Settings>, authority: &str, conn: Connection) {
-    let Some(idles) = idles(settings) else {
-        return;
-    };
-    let mut idles = idles.lock().unwrap_or_else(PoisonError::into_inner);
-    // The key is copied only for an authority new to the list, not per request.
-    let list = match idles.get_mut(authority) {
-        Some(list) => list,
-        None => idles.entry(authority.into()).or_default(),
-    };
-    if list.len() < settings.max_idle {
-        list.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
-    }
+    with_idles(settings, |idles| {
+        // The key is copied only for an authority new to the list, not per request.
+        let list = match idles.get_mut(authority) {
+            Some(list) => list,
+            None => idles.entry(authority.into()).or_default(),
+        };
+        if list.len() < settings.max_idle {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    });
 }
 
 /// Closes, once a second, the idle connections of one client on one thread that the upstream
 /// closed or that are idle longer than the idle timeout; all of them once the client is gone.
-async fn sweep(settings: Weak<Settings>, idles: Weak<Mutex<HashMap<Box<str>, Vec<Idle>>>>) {
+async fn sweep(settings: Weak<Settings>, idles: Weak<Idles>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -210,16 +224,14 @@ async fn sweep(settings: Weak<Settings>, idles: Weak<Mutex<HashMap<Box<str>, Vec
         };
         let now = Instant::now();
         idles.retain(|_, list| {
-            list.retain(|idle| {
-                now.duration_since(idle.since) < settings.idle_timeout && idle.conn.is_open()
-            });
+            list.retain(|idle| idle.usable(now, settings.idle_timeout));
             !list.is_empty()
         });
     }
 }
 
 /// Dials `uri`'s authority.
-async fn connect(settings: &Settings, uri: Uri) -> Result<Connection, Error> {
+async fn connect(settings: &Settings, uri: Uri) -> Result<TcpStream, Error> {
     let mut connector = settings.connector.clone();
     let stream = connector
         .ready()
@@ -229,7 +241,7 @@ async fn connect(settings: &Settings, uri: Uri) -> Result<Connection, Error> {
         .await
         .map_err(Error::connect)?;
     match stream {
-        Stream::Plain(tcp) => Ok(Connection::new(tcp.into_inner())),
+        Stream::Plain(tcp) => Ok(tcp.into_inner()),
         // The path takes `http://` URIs only.
         Stream::Tls(_) => Err(Error::upstream(
             "an http:// upstream was dialed with TLS".into(),

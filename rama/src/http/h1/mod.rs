@@ -14,16 +14,17 @@ use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::Body;
 use crate::{BoxError, timer::ConnTimer};
 use ::http::{Response, StatusCode, request};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use std::{
     fmt, io,
     pin::Pin,
     task::{Context, Poll, Waker, ready},
+    time::Instant,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
@@ -31,7 +32,8 @@ use tokio::{
 /// share one allocation, many to a buffer).
 const READ_BUF: usize = 32 * 1024;
 
-/// Request bodies up to this size are copied behind the head and go in its write.
+/// Body bytes up to this size are copied behind what is waiting to be written (a head, a
+/// chunk's start) and go in its write; larger ones are written as they are.
 const COALESCE: usize = 16 * 1024;
 
 /// Why a response from an upstream could not be read: it broke HTTP/1.1's framing.
@@ -91,6 +93,8 @@ pub(crate) enum ExchangeError {
     Parse(ParseError),
     /// The request body failed, or did not match its length.
     RequestBody(BoxError),
+    /// The response head did not come before the deadline.
+    Timeout,
 }
 
 impl fmt::Display for ExchangeError {
@@ -101,6 +105,7 @@ impl fmt::Display for ExchangeError {
             Self::Io(_) => f.write_str("the upstream connection failed"),
             Self::Parse(_) => f.write_str("the upstream's response is not valid HTTP/1.1"),
             Self::RequestBody(_) => f.write_str("the request body failed"),
+            Self::Timeout => f.write_str("the upstream did not answer in time"),
         }
     }
 }
@@ -113,6 +118,7 @@ impl std::error::Error for ExchangeError {
             Self::Io(error) => Some(error),
             Self::Parse(error) => Some(error),
             Self::RequestBody(error) => Some(&**error),
+            Self::Timeout => None,
         }
     }
 }
@@ -131,7 +137,7 @@ pub(crate) struct Connection {
     /// The request head being written (reused from request to request).
     write: Vec<u8>,
     /// Bounds the wait for each response head.
-    pub(crate) timer: ConnTimer,
+    timer: ConnTimer,
 }
 
 /// What an exchange got: the response head, how its body is delimited, and whether the
@@ -146,12 +152,14 @@ pub(crate) struct Answer {
 pub(crate) type Home = Box<dyn FnOnce(Connection) + Send>;
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    /// A connection on `stream`, whose response heads `timer` bounds (the one that bounded
+    /// the dial).
+    pub(crate) fn new(stream: TcpStream, timer: ConnTimer) -> Self {
         Self {
             stream,
             read: BytesMut::new(),
             write: Vec::new(),
-            timer: ConnTimer::new(),
+            timer,
         }
     }
 
@@ -171,78 +179,27 @@ impl Connection {
     }
 
     /// Writes the request (`parts` with the origin-form `target`, and `body`) and reads the
-    /// response head. A streaming body is written while the head is awaited: an upstream
-    /// that answers before it took the whole body ends the exchange there, and the connection
-    /// is not used again.
+    /// response head, by `deadline`. A streaming body is written while the head is awaited: an
+    /// upstream that answers before it took the whole body ends the exchange there, and the
+    /// connection is not used again.
     pub(crate) async fn exchange(
         &mut self,
         parts: &request::Parts,
         target: &str,
         body: Body,
+        deadline: Option<Instant>,
     ) -> Result<Answer, ExchangeError> {
-        self.write.clear();
-        let hint = http_body::Body::size_hint(&body);
-        let framing = codec::encode_request_head(
-            &parts.method,
-            target,
-            &parts.headers,
-            &hint,
-            &mut self.write,
-        );
-        let method = &parts.method;
-        let body = match body.into_bytes() {
-            Ok(bytes) => {
-                check_length(framing, bytes.len() as u64, true)?;
-                if bytes.len() <= COALESCE {
-                    self.write.extend_from_slice(&bytes);
-                    self.send(&[]).await?;
-                } else {
-                    self.send(&bytes).await?;
-                }
-                return read_head(&mut self.stream, &mut self.read, method).await;
-            }
-            Err(body) => body,
-        };
-        self.send(&[]).await?;
-        let (mut reader, mut writer) = self.stream.split();
-        let mut upload = std::pin::pin!(send_body(&mut writer, body, framing));
-        let mut head = std::pin::pin!(read_head(&mut reader, &mut self.read, method));
-        let mut sent = false;
-        let mut write_error = None;
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut head => {
-                    return match (answer, write_error) {
-                        (Ok(mut answer), _) => {
-                            answer.keep_alive &= sent;
-                            Ok(answer)
-                        }
-                        // The upstream went away: why the write failed says more.
-                        (Err(_), Some(error)) => Err(error),
-                        (Err(error), None) => Err(error),
-                    };
-                }
-                done = &mut upload, if !sent && write_error.is_none() => match done {
-                    Ok(()) => sent = true,
-                    Err(error @ ExchangeError::RequestBody(_)) => return Err(error),
-                    // The upstream may still answer (a 413 before it closed, say).
-                    Err(error) => write_error = Some(error),
-                },
-            }
-        }
-    }
-
-    /// Writes the head buffered in `write` and then `more`.
-    async fn send(&mut self, more: &[u8]) -> Result<(), ExchangeError> {
-        let written = async {
-            self.stream.write_all(&self.write).await?;
-            if !more.is_empty() {
-                self.stream.write_all(more).await?;
-            }
-            Ok(())
-        };
-        written.await.map_err(ExchangeError::Unsent)
+        let Self {
+            stream,
+            read,
+            write,
+            timer,
+        } = self;
+        let exchange = exchange(stream, read, write, parts, target, body);
+        timer
+            .bound(deadline, exchange)
+            .await
+            .unwrap_or(Err(ExchangeError::Timeout))
     }
 
     /// The body of the response `answer` heads, and the connection when that body has been
@@ -289,15 +246,106 @@ impl Connection {
     }
 }
 
+/// [`Connection::exchange`] without the deadline, on the connection's parts.
+async fn exchange(
+    stream: &mut TcpStream,
+    read: &mut BytesMut,
+    write: &mut Vec<u8>,
+    parts: &request::Parts,
+    target: &str,
+    body: Body,
+) -> Result<Answer, ExchangeError> {
+    write.clear();
+    let hint = http_body::Body::size_hint(&body);
+    let framing = codec::encode_request_head(&parts.method, target, &parts.headers, &hint, write);
+    let method = &parts.method;
+    let body = match body.into_bytes() {
+        Ok(bytes) => {
+            check_length(framing, bytes.len() as u64, true)?;
+            // The head, and the body behind it (in the same write when it is small; most
+            // requests have none).
+            if !bytes.is_empty() {
+                put_data(stream, write, bytes, false)
+                    .await
+                    .map_err(ExchangeError::Unsent)?;
+            }
+            stream
+                .write_all(write)
+                .await
+                .map_err(ExchangeError::Unsent)?;
+            return read_head(stream, read, method).await;
+        }
+        Err(body) => body,
+    };
+    stream
+        .write_all(write)
+        .await
+        .map_err(ExchangeError::Unsent)?;
+    write.clear();
+    let (mut reader, mut writer) = stream.split();
+    let mut upload = std::pin::pin!(send_body(&mut writer, write, body, framing));
+    let mut head = std::pin::pin!(read_head(&mut reader, read, method));
+    let mut sent = false;
+    let mut write_error = None;
+    loop {
+        tokio::select! {
+            biased;
+            answer = &mut head => {
+                return match (answer, write_error) {
+                    (Ok(mut answer), _) => {
+                        answer.keep_alive &= sent;
+                        Ok(answer)
+                    }
+                    // The upstream went away: why the write failed says more.
+                    (Err(_), Some(error)) => Err(error),
+                    (Err(error), None) => Err(error),
+                };
+            }
+            done = &mut upload, if !sent && write_error.is_none() => match done {
+                Ok(()) => sent = true,
+                Err(error @ ExchangeError::RequestBody(_)) => return Err(error),
+                // The upstream may still answer (a 413 before it closed, say).
+                Err(error) => write_error = Some(error),
+            },
+        }
+    }
+}
+
+/// Puts `data` behind what `out` holds, as the next piece of a body (a chunk of its own when
+/// `chunked`): copied when it is small, so that it goes in `out`'s next write; else `out` is
+/// written and then `data`, as it is. What ends a chunk stays in `out`. The client's request
+/// bodies and the server's response bodies go out through here.
+pub(crate) async fn put_data<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut Vec<u8>,
+    mut data: impl Buf,
+    chunked: bool,
+) -> io::Result<()> {
+    if chunked {
+        codec::encode_chunk_start(data.remaining(), out);
+    }
+    if data.remaining() <= COALESCE {
+        out.put(data);
+    } else {
+        io.write_all(out).await?;
+        out.clear();
+        io.write_all_buf(&mut data).await?;
+    }
+    if chunked {
+        out.extend_from_slice(codec::CHUNK_END);
+    }
+    Ok(())
+}
+
 /// An error unless `written` bytes fit the framing the head announced (`done`: all of them).
 fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), ExchangeError> {
     let fits = match framing {
+        Framing::Length(n) if done => written == n,
         Framing::Length(n) => written <= n,
         Framing::Empty => written == 0,
         Framing::Chunked | Framing::Close => true,
     };
-    let short = done && matches!(framing, Framing::Length(n) if written < n);
-    if fits && !short {
+    if fits {
         return Ok(());
     }
     Err(ExchangeError::RequestBody(
@@ -306,7 +354,7 @@ fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), Exchan
 }
 
 /// Reads until a final response head (informational ones are read past) is in `buf`.
-async fn read_head<R: tokio::io::AsyncRead + Unpin>(
+async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     method: &::http::Method,
@@ -346,14 +394,16 @@ async fn read_head<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// Writes a streaming request body in the framing its head announced.
-async fn send_body<W: tokio::io::AsyncWrite + Unpin>(
+/// Writes a streaming request body in the framing its head announced (`out`: an empty
+/// buffer to write through).
+async fn send_body<W: AsyncWrite + Unpin>(
     writer: &mut W,
+    out: &mut Vec<u8>,
     mut body: Body,
     framing: Framing,
 ) -> Result<(), ExchangeError> {
+    let chunked = framing == Framing::Chunked;
     let mut written = 0u64;
-    let mut line = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(ExchangeError::RequestBody)?;
         // Trailers have no place in a length-delimited body and are dropped from chunked ones.
@@ -365,21 +415,14 @@ async fn send_body<W: tokio::io::AsyncWrite + Unpin>(
         }
         written += data.len() as u64;
         check_length(framing, written, false)?;
-        if framing == Framing::Chunked {
-            line.clear();
-            codec::encode_chunk_start(data.len(), &mut line);
-            writer.write_all(&line).await.map_err(ExchangeError::Io)?;
-            writer.write_all(&data).await.map_err(ExchangeError::Io)?;
-            writer
-                .write_all(codec::CHUNK_END)
-                .await
-                .map_err(ExchangeError::Io)?;
-        } else {
-            writer.write_all(&data).await.map_err(ExchangeError::Io)?;
-        }
+        put_data(writer, out, data, chunked)
+            .await
+            .map_err(ExchangeError::Io)?;
+        writer.write_all(out).await.map_err(ExchangeError::Io)?;
+        out.clear();
     }
     check_length(framing, written, true)?;
-    if framing == Framing::Chunked {
+    if chunked {
         writer
             .write_all(codec::LAST_CHUNK)
             .await

@@ -7,9 +7,10 @@ use super::{
 use crate::{
     BoxError, Conn, graceful,
     http::{Body, Error},
+    io::Rewind,
+    shared::Shared,
     timer::ConnTimer,
 };
-use crate::{io::Rewind, shared::Shared};
 use ::http::{Request, Response};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use hyper::body::Incoming;
@@ -194,7 +195,7 @@ where
 }
 
 /// hyper's connection, with its service and body types erased (one box per connection).
-pub(super) trait Serving {
+trait Serving {
     fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>;
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
@@ -223,8 +224,9 @@ where
 /// signal has let the requests in flight finish; then waits for the connection's tasks
 /// (tunnels it opened).
 pub struct Connection<IO> {
-    /// rama's own HTTP/1.1 path, until it hands the connection to hyper (see `h1.rs`).
-    own: Option<Pin<Box<dyn Future<Output = Outcome<IO>>>>>,
+    /// rama's own HTTP/1.1 path (see `h1.rs`): it ends with the connection closed, in failure,
+    /// or with hyper serving the rest of it.
+    own: Option<Own<IO>>,
     hyper: Option<Pin<Box<dyn Serving>>>,
     /// The stream hyper serves, for the `408` hyper does not write itself.
     io: Option<Arc<Mutex<Rewind<IO>>>>,
@@ -247,8 +249,12 @@ pub(super) const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\nconnection: close\r\n\r\n\
 bad request";
 
+/// The own path's future: `Ok(None)` when the connection is closed, `Ok(Some(..))` when hyper
+/// serves the rest of it.
+type Own<IO> = Pin<Box<dyn Future<Output = Result<Option<Handed<IO>>, Error>>>>;
+
 /// hyper serving a connection, and its stream.
-pub(super) type Handed<IO> = (Pin<Box<dyn Serving>>, Arc<Mutex<Rewind<IO>>>);
+type Handed<IO> = (Pin<Box<dyn Serving>>, Arc<Mutex<Rewind<IO>>>);
 
 /// hyper serving `io` (with what was already read from it in front), and the stream.
 fn hyper<IO, S, B>(
@@ -341,9 +347,17 @@ where
                 Outcome::HandOff(io, read) => {
                     // Hand-overs are rare: the copy is not worth a prefix type of its own.
                     let io = Rewind::new(read.to_vec(), io);
-                    Outcome::Hyper(hyper(io, shared, facts, &config, alpn.as_ref(), &tasks))
+                    Ok(Some(hyper(
+                        io,
+                        shared,
+                        facts,
+                        &config,
+                        alpn.as_ref(),
+                        &tasks,
+                    )))
                 }
-                outcome => outcome,
+                Outcome::Closed => Ok(None),
+                Outcome::Failed(error) => Err(error),
             }
         }));
         this
@@ -359,12 +373,12 @@ where
         };
         self.own = None;
         match outcome {
-            Outcome::Hyper((serving, io)) => {
+            Ok(Some((serving, io))) => {
                 self.hyper = Some(serving);
                 self.io = Some(io);
             }
-            Outcome::Failed(error) => self.failure = Some(error),
-            Outcome::Closed | Outcome::HandOff(..) => {}
+            Ok(None) => {}
+            Err(error) => self.failure = Some(error),
         }
     }
 
@@ -464,11 +478,18 @@ impl<IO> fmt::Debug for Connection<IO> {
 
 #[cfg(test)]
 mod tests {
-    use super::REQUEST_TIMEOUT;
+    use super::{BAD_REQUEST, REQUEST_TIMEOUT};
 
     #[test]
     fn the_408_answer_has_the_right_length() {
         let text = std::str::from_utf8(REQUEST_TIMEOUT).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn the_400_answer_has_the_right_length() {
+        let text = std::str::from_utf8(BAD_REQUEST).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
     }

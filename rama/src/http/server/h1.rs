@@ -16,7 +16,10 @@ use crate::{
     BoxError,
     http::{
         Body, Error,
-        h1::codec::{self, Framing, NotOwn, ResponseFraming},
+        h1::{
+            self,
+            codec::{self, Framing, NotOwn, ResponseFraming},
+        },
     },
     shared::{Call, Shared},
     timer::ConnTimer,
@@ -38,9 +41,6 @@ use tower::Service;
 /// large; an idle connection holds it).
 const READ_BUF: usize = 8 * 1024;
 
-/// Response bodies up to this size go in the head's write.
-const COALESCE: usize = 16 * 1024;
-
 /// How the own path ended.
 pub(super) enum Outcome<IO> {
     /// The connection is done: the client closed it, or it was closed after a response.
@@ -49,8 +49,6 @@ pub(super) enum Outcome<IO> {
     HandOff(IO, BytesMut),
     /// It ended in failure (a `408` or `400` was answered first, where one applies).
     Failed(Error),
-    /// hyper took over (what the connection's future makes of `HandOff`).
-    Hyper(conn::Handed<IO>),
 }
 
 /// Serves `io` until it closes, fails, or has to go to hyper.
@@ -223,7 +221,7 @@ where
     let mut sent = 0u64;
     // The head waits in `out` for the first bytes of the body (one write for a small one).
     while let Some(frame) = body.frame().await {
-        let Ok(mut data) = frame.map_err(Into::into)?.into_data() else {
+        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
             continue;
         };
         if !data.has_remaining() {
@@ -233,31 +231,7 @@ where
         if matches!(body_framing, Framing::Length(n) if sent > n) {
             return Err("the response body is longer than its length".into());
         }
-        let chunked = body_framing == Framing::Chunked;
-        if chunked {
-            codec::encode_chunk_start(data.remaining(), out);
-        }
-        if data.remaining() <= COALESCE {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                out.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
-        } else {
-            io.write_all(out).await?;
-            out.clear();
-            while data.has_remaining() {
-                let n = io.write(data.chunk()).await?;
-                if n == 0 {
-                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
-                }
-                data.advance(n);
-            }
-        }
-        if chunked {
-            out.extend_from_slice(codec::CHUNK_END);
-        }
+        h1::put_data(io, out, data, body_framing == Framing::Chunked).await?;
         if !body.is_end_stream() {
             io.write_all(out).await?;
             out.clear();
