@@ -46,24 +46,38 @@ impl ConnTimer {
     }
 
     /// Runs `future` until `deadline` (none: no bound); `Err(())` when the deadline came first.
-    pub(crate) async fn bound<F: Future>(
-        &self,
-        deadline: Option<Instant>,
+    pub(crate) fn bound<F: Future>(&self, deadline: Option<Instant>, future: F) -> Bounded<F> {
+        Bounded {
+            future,
+            sleep: deadline.map(|deadline| self.sleep_until(deadline)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`ConnTimer::bound`]. A plain struct rather than an `async fn`: the
+    /// state machine of one held `future` twice (as the argument and as the awaited local),
+    /// and a response's whole exchange is bounded by it.
+    pub(crate) struct Bounded<F> {
+        #[pin]
         future: F,
-    ) -> Result<F::Output, ()> {
-        let Some(deadline) = deadline else {
-            return Ok(future.await);
-        };
-        let mut future = std::pin::pin!(future);
-        let mut sleep = self.sleep_until(deadline);
-        std::future::poll_fn(|cx| {
-            // The future first: an answer that is ready wins over a deadline passed meanwhile.
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Ok(output));
-            }
-            Pin::new(&mut sleep).poll(cx).map(Err)
-        })
-        .await
+        sleep: Option<ConnSleep>,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The future first: an answer that is ready wins over a deadline passed meanwhile.
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match this.sleep {
+            Some(sleep) => Pin::new(sleep).poll(cx).map(Err),
+            None => Poll::Pending,
+        }
     }
 }
 

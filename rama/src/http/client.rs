@@ -205,10 +205,12 @@ where
             && request.uri().scheme() == Some(&Scheme::HTTP)
             && headers::upgrade_of(request.headers()).is_none()
         {
+            let (parts, body) = request.into_parts();
             return ResponseFuture {
                 inner: Inner::Http1(Box::pin(h1_pool::send(
                     self.config.h1.clone(),
-                    request,
+                    parts,
+                    body,
                     config.response_timeout,
                 ))),
                 deadline: None,

@@ -15,7 +15,7 @@ use super::{
     h1::{Connection, ExchangeError, codec},
 };
 use crate::timer::ConnTimer;
-use ::http::{HeaderValue, Request, Response, Uri, header, uri::PathAndQuery};
+use ::http::{HeaderValue, Response, Uri, header, request, uri::PathAndQuery};
 use std::{
     borrow::Cow,
     cell::RefCell,
@@ -54,30 +54,33 @@ pub(crate) struct Settings {
     pub(crate) max_idle: usize,
 }
 
-/// Sends `request` (absolute `http://` URI, no upgrade asked) on an idle connection of this
-/// thread, or a new one. When a pooled connection turns out closed by the upstream before it
-/// answered, the request goes again on another if it can: it was not written at all, or it
-/// is idempotent, and its body is not a stream (a fresh connection is not retried: its
-/// failure is the upstream's answer). Dialing and waiting for the response head share
-/// `timeout`.
+/// Sends a request (`parts` with an absolute `http://` URI and no upgrade asked, and `body`)
+/// on an idle connection of this thread, or a new one. When a pooled connection turns out
+/// closed by the upstream before it answered, the request goes again on another if it can: it
+/// was not written at all, or it is idempotent, and its body is not a stream (a fresh
+/// connection is not retried: its failure is the upstream's answer). Dialing and waiting for
+/// the response head share `timeout`.
+///
+/// The request comes in parts and the URI stays in them: a value an `async fn` takes apart
+/// keeps a slot of its own beside its pieces, and this future is allocated for every request.
 pub(crate) async fn send(
     settings: Arc<Settings>,
-    request: Request<Body>,
+    mut parts: request::Parts,
+    mut body: Body,
     timeout: Option<Duration>,
 ) -> Result<Response<Body>, Error> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let (mut parts, mut body) = request.into_parts();
-    let uri = std::mem::take(&mut parts.uri);
-    let Some(authority) = uri.authority() else {
+    let Some(authority) = parts.uri.authority() else {
         return Err(Error::upstream("the request URI has no host".into()));
     };
-    let key = authority.as_str();
     if !parts.headers.contains_key(header::HOST) {
         let host = HeaderValue::from_str(authority.as_str().rsplit('@').next().unwrap_or_default())
             .map_err(|e| Error::upstream(e.into()))?;
         parts.headers.insert(header::HOST, host);
     }
-    let target = origin_form(&uri);
+    let uri = &parts.uri;
+    let key = authority.as_str();
+    let target = origin_form(uri);
     loop {
         let (mut conn, reused) = match checkout(&settings, key) {
             Some(conn) => (conn, true),

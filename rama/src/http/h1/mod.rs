@@ -15,6 +15,7 @@ use super::Body;
 use crate::{BoxError, timer::ConnTimer};
 use ::http::{Response, StatusCode, request};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use std::{
@@ -182,13 +183,16 @@ impl Connection {
     /// response head, by `deadline`. A streaming body is written while the head is awaited: an
     /// upstream that answers before it took the whole body ends the exchange there, and the
     /// connection is not used again.
-    pub(crate) async fn exchange(
-        &mut self,
-        parts: &request::Parts,
-        target: &str,
+    ///
+    /// Not an `async fn`: its state machine would hold the exchange twice (built, then
+    /// awaited), and the whole request's future carries it.
+    pub(crate) fn exchange<'a>(
+        &'a mut self,
+        parts: &'a request::Parts,
+        target: &'a str,
         body: Body,
         deadline: Option<Instant>,
-    ) -> Result<Answer, ExchangeError> {
+    ) -> impl Future<Output = Result<Answer, ExchangeError>> + 'a {
         let Self {
             stream,
             read,
@@ -198,8 +202,7 @@ impl Connection {
         let exchange = exchange(stream, read, write, parts, target, body);
         timer
             .bound(deadline, exchange)
-            .await
-            .unwrap_or(Err(ExchangeError::Timeout))
+            .map(|bounded| bounded.unwrap_or(Err(ExchangeError::Timeout)))
     }
 
     /// The body of the response `answer` heads, and the connection when that body has been
@@ -259,7 +262,7 @@ async fn exchange(
     let hint = http_body::Body::size_hint(&body);
     let framing = codec::encode_request_head(&parts.method, target, &parts.headers, &hint, write);
     let method = &parts.method;
-    let body = match body.into_bytes() {
+    let streaming = match body.into_bytes() {
         Ok(bytes) => {
             check_length(framing, bytes.len() as u64, true)?;
             // The head, and the body behind it (in the same write when it is small; most
@@ -275,8 +278,22 @@ async fn exchange(
                 .map_err(ExchangeError::Unsent)?;
             return read_head(stream, read, method).await;
         }
-        Err(body) => body,
+        // Boxed: the streaming exchange holds much more than the common one above, and the
+        // common one would carry its room too.
+        Err(body) => exchange_streaming(stream, read, write, method, body, framing),
     };
+    Box::pin(streaming).await
+}
+
+/// [`exchange`] with a body that streams, once the head is in `write`.
+async fn exchange_streaming(
+    stream: &mut TcpStream,
+    read: &mut BytesMut,
+    write: &mut Vec<u8>,
+    method: &::http::Method,
+    body: Body,
+    framing: Framing,
+) -> Result<Answer, ExchangeError> {
     stream
         .write_all(write)
         .await
