@@ -37,6 +37,7 @@ use ::http::{
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::{
+    cell::RefCell,
     convert::Infallible,
     error::Error as StdError,
     fmt::{self, Write as _},
@@ -363,14 +364,20 @@ fn add_forwarded(
     // Room for the four headers added here and the `Via` and `Host` that follow: the map
     // hyper parsed is sized for the client's headers, and growing it rehashes them all.
     headers.reserve(6);
+    let Forwarding { alone, element, .. } = Forwarding::of(ip, host, secure);
     if let Some(ip) = ip {
-        let mut joined = String::with_capacity(48);
-        if let Some(earlier) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            joined.push_str(earlier);
-            joined.push_str(", ");
-        }
-        push_ip(&mut joined, ip);
-        if let Some(value) = header_value(joined) {
+        let earlier = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        let value = match earlier {
+            Some(earlier) => {
+                let mut joined = String::with_capacity(earlier.len() + 2 + 39);
+                joined.push_str(earlier);
+                joined.push_str(", ");
+                push_ip(&mut joined, ip);
+                header_value(joined)
+            }
+            None => alone,
+        };
+        if let Some(value) = value {
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
@@ -378,32 +385,86 @@ fn add_forwarded(
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
-    let mut element = String::with_capacity(64);
-    match ip {
-        Some(ip @ IpAddr::V4(_)) => {
-            element.push_str("for=");
-            push_ip(&mut element, ip);
-            element.push(';');
-        }
-        Some(ip @ IpAddr::V6(_)) => {
-            element.push_str("for=\"[");
-            push_ip(&mut element, ip);
-            element.push_str("]\";");
-        }
-        None => {}
+    if let Some(element) = element {
+        headers.append(header::FORWARDED, element);
     }
-    let host = host
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.contains(['"', '\\']));
-    if let Some(host) = host {
-        element.push_str("host=\"");
-        element.push_str(host);
-        element.push_str("\";");
+}
+
+thread_local! {
+    /// The forwarding values of the last request this thread forwarded.
+    static LAST_FORWARDING: RefCell<Option<Forwarding>> = const { RefCell::new(None) };
+}
+
+/// What the forwarding headers say of a client at `ip` that asked for `host`: a function of
+/// the three, which a thread's requests mostly repeat from one to the next (keep-alive
+/// connections, a load balancer in front), so the last ones are kept. Made anew for each
+/// request, they were two allocations apiece and half of [`add_forwarded`].
+#[derive(Clone)]
+struct Forwarding {
+    ip: Option<IpAddr>,
+    host: Option<HeaderValue>,
+    secure: bool,
+    /// `X-Forwarded-For` when the request has none: the client's address.
+    alone: Option<HeaderValue>,
+    /// The `Forwarded` element (RFC 7239: `for`, `host`, `proto`).
+    element: Option<HeaderValue>,
+}
+
+impl Forwarding {
+    /// This thread's last values when they are for the same client, host and scheme, else
+    /// new ones (which become the last).
+    fn of(ip: Option<IpAddr>, host: Option<&HeaderValue>, secure: bool) -> Self {
+        let same =
+            |last: &Self| last.ip == ip && last.secure == secure && last.host.as_ref() == host;
+        LAST_FORWARDING
+            .try_with(|last| {
+                let mut last = last.borrow_mut();
+                match last.as_ref() {
+                    Some(last) if same(last) => last.clone(),
+                    _ => last.insert(Self::new(ip, host, secure)).clone(),
+                }
+            })
+            // The thread is going away: make them without keeping.
+            .unwrap_or_else(|_| Self::new(ip, host, secure))
     }
-    element.push_str("proto=");
-    element.push_str(proto);
-    if let Some(value) = header_value(element) {
-        headers.append(header::FORWARDED, value);
+
+    fn new(ip: Option<IpAddr>, host: Option<&HeaderValue>, secure: bool) -> Self {
+        let alone = ip.and_then(|ip| {
+            let mut text = String::with_capacity(39);
+            push_ip(&mut text, ip);
+            header_value(text)
+        });
+        let mut element = String::with_capacity(64);
+        match ip {
+            Some(ip @ IpAddr::V4(_)) => {
+                element.push_str("for=");
+                push_ip(&mut element, ip);
+                element.push(';');
+            }
+            Some(ip @ IpAddr::V6(_)) => {
+                element.push_str("for=\"[");
+                push_ip(&mut element, ip);
+                element.push_str("]\";");
+            }
+            None => {}
+        }
+        let quotable = host
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.contains(['"', '\\']));
+        if let Some(host) = quotable {
+            element.push_str("host=\"");
+            element.push_str(host);
+            element.push_str("\";");
+        }
+        element.push_str("proto=");
+        element.push_str(if secure { "https" } else { "http" });
+        Self {
+            ip,
+            host: host.cloned(),
+            secure,
+            alone,
+            element: header_value(element),
+        }
     }
 }
 
@@ -491,5 +552,46 @@ mod tests {
         let mut headers = HeaderMap::new();
         add_forwarded(&mut headers, Some("[::1]:1".parse().unwrap()), None, true);
         assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=https");
+    }
+
+    /// The kept values are only handed out for the same client, host and scheme.
+    #[test]
+    fn forwarding_values_follow_client_host_and_scheme() {
+        let forwarded = |peer: &str, host: Option<&'static str>, secure| {
+            let mut headers = HeaderMap::new();
+            let host = host.map(HeaderValue::from_static);
+            add_forwarded(
+                &mut headers,
+                Some(peer.parse().unwrap()),
+                host.as_ref(),
+                secure,
+            );
+            let field = |name| {
+                headers
+                    .get(name)
+                    .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+            };
+            (field(X_FORWARDED_FOR), field(header::FORWARDED))
+        };
+        let values = |xff: &str, element: &str| (Some(xff.to_owned()), Some(element.to_owned()));
+        let a = values("192.0.2.1", "for=192.0.2.1;host=\"a.example\";proto=http");
+        assert_eq!(forwarded("192.0.2.1:1", Some("a.example"), false), a);
+        assert_eq!(forwarded("192.0.2.1:2", Some("a.example"), false), a);
+        assert_eq!(
+            forwarded("192.0.2.1:2", Some("b.example"), false),
+            values("192.0.2.1", "for=192.0.2.1;host=\"b.example\";proto=http")
+        );
+        assert_eq!(
+            forwarded("192.0.2.1:2", Some("b.example"), true),
+            values("192.0.2.1", "for=192.0.2.1;host=\"b.example\";proto=https")
+        );
+        assert_eq!(
+            forwarded("192.0.2.9:2", Some("b.example"), true),
+            values("192.0.2.9", "for=192.0.2.9;host=\"b.example\";proto=https")
+        );
+        assert_eq!(
+            forwarded("192.0.2.9:2", None, true),
+            values("192.0.2.9", "for=192.0.2.9;proto=https")
+        );
     }
 }
