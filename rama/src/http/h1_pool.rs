@@ -111,6 +111,7 @@ pub(crate) async fn send(
                     park(&settings, key, conn);
                 }
                 codec::recycle_map(parts.headers);
+                codec::recycle_extensions(parts.extensions);
                 return Ok(response);
             }
             Err(error) => error,

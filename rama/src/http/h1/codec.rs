@@ -3,7 +3,9 @@
 
 use super::ParseError;
 use crate::http::headers;
-use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use ::http::{
+    Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header,
+};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
 use std::{cell::RefCell, io::Write, mem::MaybeUninit};
@@ -303,6 +305,40 @@ pub(crate) fn recycle_map(mut map: HeaderMap) {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARE_MAPS {
             spare.push(map);
+        }
+    });
+}
+
+thread_local! {
+    /// Emptied extension sets: the server puts the connection's facts into each request's,
+    /// which costs a new set three allocations (its map, the map's table, the value); the
+    /// client empties the set of each request it sent.
+    static SPARE_EXTENSIONS: RefCell<Vec<Extensions>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets that held more values than this are not kept.
+const SPARE_EXTENSIONS_MAX: usize = 8;
+
+/// An empty extension set: a spare one when this thread has one.
+pub(crate) fn spare_extensions() -> Extensions {
+    SPARE_EXTENSIONS
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Empties `extensions` and keeps it for [`spare_extensions`] (unless the thread has enough,
+/// or it held many values).
+pub(crate) fn recycle_extensions(mut extensions: Extensions) {
+    if extensions.is_empty() || extensions.len() > SPARE_EXTENSIONS_MAX {
+        return;
+    }
+    extensions.clear();
+    let _ = SPARE_EXTENSIONS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_MAPS {
+            spare.push(extensions);
         }
     });
 }
@@ -1067,6 +1103,36 @@ mod tests {
             let head = head("HTTP/1.1 200 OK\r\nserver: a\r\n\r\n");
             let names: Vec<_> = head.headers.keys().map(HeaderName::as_str).collect();
             assert_eq!(names, ["server"]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_recycled_extension_set_comes_back_empty() {
+        std::thread::spawn(|| {
+            let mut extensions = Extensions::new();
+            extensions.insert(7u8);
+            recycle_extensions(extensions);
+            let mut again = spare_extensions();
+            assert!(again.is_empty());
+            assert_eq!(again.insert(8u8), None);
+            // An empty set (no allocation to save) and a large one are not kept.
+            recycle_extensions(Extensions::new());
+            // One value of each of 9 types: more than a set kept may have held.
+            let mut large = Extensions::new();
+            large.insert(1u16);
+            large.insert(1u32);
+            large.insert(1u64);
+            large.insert(1u128);
+            large.insert(1i8);
+            large.insert(1i16);
+            large.insert(1i32);
+            large.insert(1i64);
+            large.insert(1i128);
+            assert!(large.len() > SPARE_EXTENSIONS_MAX);
+            recycle_extensions(large);
+            assert!(SPARE_EXTENSIONS.with(|spare| spare.borrow().is_empty()));
         })
         .join()
         .unwrap();

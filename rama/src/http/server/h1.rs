@@ -124,7 +124,9 @@ where
         *request.uri_mut() = head.uri;
         *request.version_mut() = head.version;
         *request.headers_mut() = head.headers;
-        request.extensions_mut().insert(facts.clone());
+        let mut extensions = codec::spare_extensions();
+        extensions.insert(facts.clone());
+        *request.extensions_mut() = extensions;
 
         let mut call = Call::new(shared.clone(), request);
         let called = match poll_fn(|cx| call.poll(cx)).await {
