@@ -8,7 +8,7 @@ use ::http::{
 };
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
-use std::{cell::RefCell, io::Write, mem::MaybeUninit};
+use std::{cell::RefCell, io::Write, mem::MaybeUninit, thread::LocalKey};
 
 /// The most header fields a response head may carry (hyper's default).
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -267,26 +267,51 @@ impl Hop {
     }
 }
 
-/// How many emptied header maps a thread keeps for the next heads it parses.
-const SPARE_MAPS: usize = 64;
+/// How many emptied header maps (and, apart, extension sets) a thread keeps.
+const SPARES: usize = 64;
 
 /// Maps with room for more fields than this are not kept (one odd message must not pin a
 /// large map).
 const SPARE_MAP_MAX: usize = 64;
 
+/// Sets that held more values than this are not kept.
+const SPARE_EXTENSIONS_MAX: usize = 8;
+
+/// A thread's list of emptied values kept for reuse.
+type Spares<T> = LocalKey<RefCell<Vec<T>>>;
+
 thread_local! {
     /// Emptied header maps: each exchange parses two heads and drops two maps; taking an
     /// emptied one saves the two allocations (and two frees) of a new one.
     static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+
+    /// Emptied extension sets: the server puts the connection's facts into each request's,
+    /// which costs a new set three allocations (its map, the map's table, the value); the
+    /// client empties the set of each request it sent.
+    static SPARE_EXTENSIONS: RefCell<Vec<Extensions>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One of this thread's `spares`, if it has one.
+fn take_spare<T: 'static>(spares: &'static Spares<T>) -> Option<T> {
+    spares
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
+}
+
+/// Keeps the emptied `value` in this thread's `spares`, unless it has enough.
+fn keep_spare<T: 'static>(spares: &'static Spares<T>, value: T) {
+    let _ = spares.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARES {
+            spare.push(value);
+        }
+    });
 }
 
 /// An empty header map with room for `fields`: a spare one when this thread has one.
 fn spare_map(fields: usize) -> HeaderMap {
-    let spare = SPARE
-        .try_with(|spare| spare.borrow_mut().pop())
-        .ok()
-        .flatten();
-    match spare {
+    match take_spare(&SPARE) {
         Some(mut map) => {
             map.reserve(fields);
             map
@@ -301,31 +326,12 @@ pub(crate) fn recycle_map(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    let _ = SPARE.try_with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARE_MAPS {
-            spare.push(map);
-        }
-    });
+    keep_spare(&SPARE, map);
 }
-
-thread_local! {
-    /// Emptied extension sets: the server puts the connection's facts into each request's,
-    /// which costs a new set three allocations (its map, the map's table, the value); the
-    /// client empties the set of each request it sent.
-    static SPARE_EXTENSIONS: RefCell<Vec<Extensions>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Sets that held more values than this are not kept.
-const SPARE_EXTENSIONS_MAX: usize = 8;
 
 /// An empty extension set: a spare one when this thread has one.
 pub(crate) fn spare_extensions() -> Extensions {
-    SPARE_EXTENSIONS
-        .try_with(|spare| spare.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    take_spare(&SPARE_EXTENSIONS).unwrap_or_default()
 }
 
 /// Empties `extensions` and keeps it for [`spare_extensions`] (unless the thread has enough,
@@ -335,12 +341,7 @@ pub(crate) fn recycle_extensions(mut extensions: Extensions) {
         return;
     }
     extensions.clear();
-    let _ = SPARE_EXTENSIONS.try_with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARE_MAPS {
-            spare.push(extensions);
-        }
-    });
+    keep_spare(&SPARE_EXTENSIONS, extensions);
 }
 
 /// A request the server's own HTTP/1.1 path serves: its head, and its body, which came whole
