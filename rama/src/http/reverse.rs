@@ -364,7 +364,7 @@ fn add_forwarded(
     // Room for the four headers added here and the `Via` and `Host` that follow: the map
     // hyper parsed is sized for the client's headers, and growing it rehashes them all.
     headers.reserve(6);
-    let Forwarding { alone, element, .. } = Forwarding::of(ip, host, secure);
+    let (alone, element) = Forwarding::of(ip, host, secure);
     if let Some(ip) = ip {
         let earlier = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
         let value = match earlier {
@@ -399,7 +399,6 @@ thread_local! {
 /// the three, which a thread's requests mostly repeat from one to the next (keep-alive
 /// connections, a load balancer in front), so the last ones are kept. Made anew for each
 /// request, they were two allocations apiece and half of [`add_forwarded`].
-#[derive(Clone)]
 struct Forwarding {
     ip: Option<IpAddr>,
     host: Option<HeaderValue>,
@@ -411,21 +410,26 @@ struct Forwarding {
 }
 
 impl Forwarding {
-    /// This thread's last values when they are for the same client, host and scheme, else
-    /// new ones (which become the last).
-    fn of(ip: Option<IpAddr>, host: Option<&HeaderValue>, secure: bool) -> Self {
+    /// `X-Forwarded-For` alone and the `Forwarded` element: this thread's last ones when they
+    /// are for the same client, host and scheme, else new ones (which become the last).
+    fn of(
+        ip: Option<IpAddr>,
+        host: Option<&HeaderValue>,
+        secure: bool,
+    ) -> (Option<HeaderValue>, Option<HeaderValue>) {
         let same =
             |last: &Self| last.ip == ip && last.secure == secure && last.host.as_ref() == host;
+        let values = |made: &Self| (made.alone.clone(), made.element.clone());
         LAST_FORWARDING
             .try_with(|last| {
                 let mut last = last.borrow_mut();
                 match last.as_ref() {
-                    Some(last) if same(last) => last.clone(),
-                    _ => last.insert(Self::new(ip, host, secure)).clone(),
+                    Some(last) if same(last) => values(last),
+                    _ => values(last.insert(Self::new(ip, host, secure))),
                 }
             })
             // The thread is going away: make them without keeping.
-            .unwrap_or_else(|_| Self::new(ip, host, secure))
+            .unwrap_or_else(|_| values(&Self::new(ip, host, secure)))
     }
 
     fn new(ip: Option<IpAddr>, host: Option<&HeaderValue>, secure: bool) -> Self {
