@@ -346,6 +346,11 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// The scheme the client used, as the forwarding headers say it.
+fn proto(secure: bool) -> &'static str {
+    if secure { "https" } else { "http" }
+}
+
 /// A header value of `text`, without copying it.
 fn header_value(text: String) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
@@ -359,7 +364,6 @@ fn add_forwarded(
     host: Option<&HeaderValue>,
     secure: bool,
 ) {
-    let proto = if secure { "https" } else { "http" };
     let ip = peer.map(|peer| peer.ip().to_canonical());
     // Room for the four headers added here and the `Via` and `Host` that follow: the map
     // hyper parsed is sized for the client's headers, and growing it rehashes them all.
@@ -381,7 +385,7 @@ fn add_forwarded(
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto(secure)));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
@@ -461,7 +465,7 @@ impl Forwarding {
             element.push_str("\";");
         }
         element.push_str("proto=");
-        element.push_str(if secure { "https" } else { "http" });
+        element.push_str(proto(secure));
         Self {
             ip,
             host: host.cloned(),
