@@ -1,6 +1,7 @@
 //! Byte-stream plumbing: the bidirectional [`Relay`] that every tunnel ends in, and on Linux
 //! a zero-copy [`SpliceRelay`] for TCP-to-TCP.
 
+pub(crate) mod batch;
 mod pool;
 mod rewind;
 mod tcp_relay;

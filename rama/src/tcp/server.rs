@@ -447,13 +447,17 @@ impl<F: Future<Output = ()>> Connections<F> for FuturesUnordered<F> {
     }
 
     fn poll_all(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
+        // The connections' writes wait for the end of the pass, and go out in one burst.
+        let pass = crate::io::batch::Pass::open();
+        let polled = loop {
             match self.poll_next_unpin(cx) {
                 Poll::Ready(Some(())) => {}
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => break Poll::Ready(()),
+                Poll::Pending => break Poll::Pending,
             }
-        }
+        };
+        pass.finish(cx);
+        polled
     }
 
     fn count(&self) -> usize {

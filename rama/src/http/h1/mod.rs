@@ -12,7 +12,7 @@ pub(crate) mod codec;
 
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::Body;
-use crate::{BoxError, timer::ConnTimer};
+use crate::{BoxError, io::batch, timer::ConnTimer};
 use ::http::{Response, StatusCode, request};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -132,7 +132,7 @@ impl From<ParseError> for ExchangeError {
 
 /// An HTTP/1.1 connection to an upstream, between exchanges or inside one.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: batch::Stream,
     /// What was read and not yet taken: a response (head, then body) in pieces.
     read: BytesMut,
     /// The request head being written (reused from request to request).
@@ -157,7 +157,7 @@ impl Connection {
     /// the dial).
     pub(crate) fn new(stream: TcpStream, timer: ConnTimer) -> Self {
         Self {
-            stream,
+            stream: batch::Stream::new(stream),
             read: BytesMut::new(),
             write: Vec::new(),
             timer,
@@ -169,11 +169,11 @@ impl Connection {
     /// when that says something came).
     pub(crate) fn is_open(&self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
+        match self.stream.get_ref().poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Ok(())) => {
                 let mut byte = [0; 1];
-                matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                matches!(self.stream.get_ref().try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
             Poll::Ready(Err(_)) => false,
         }
@@ -251,7 +251,7 @@ impl Connection {
 
 /// [`Connection::exchange`] without the deadline, on the connection's parts.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut batch::Stream,
     read: &mut BytesMut,
     write: &mut Vec<u8>,
     parts: &request::Parts,
@@ -287,7 +287,7 @@ async fn exchange(
 
 /// [`exchange`] with a body that streams, once the head is in `write`.
 async fn exchange_streaming(
-    stream: &mut TcpStream,
+    stream: &mut batch::Stream,
     read: &mut BytesMut,
     write: &mut Vec<u8>,
     method: &::http::Method,

@@ -7,7 +7,7 @@ use super::{
 use crate::{
     BoxError, Conn, graceful,
     http::{Body, Error},
-    io::Rewind,
+    io::{Rewind, batch},
     shared::Shared,
     timer::ConnTimer,
 };
@@ -343,22 +343,35 @@ where
         }
         let config = config.clone();
         this.own = Some(Box::pin(async move {
-            match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await {
-                Outcome::HandOff(io, read) => {
-                    // Hand-overs are rare: the copy is not worth a prefix type of its own.
-                    let io = Rewind::new(read.to_vec(), io);
-                    Ok(Some(hyper(
-                        io,
-                        shared,
-                        facts,
-                        &config,
-                        alpn.as_ref(),
-                        &tasks,
-                    )))
+            // A plain TCP connection writes at the end of the server's pass (see `io::batch`).
+            let (io, read) = match batch::Stream::accepted(io) {
+                Ok(stream) => {
+                    match h1::serve(stream, shared.clone(), facts.clone(), config.clone()).await {
+                        Outcome::HandOff(stream, read) => {
+                            let io = stream.into_accepted().await;
+                            (io.map_err(|error| Error::protocol(error.into()))?, read)
+                        }
+                        Outcome::Closed => return Ok(None),
+                        Outcome::Failed(error) => return Err(error),
+                    }
                 }
-                Outcome::Closed => Ok(None),
-                Outcome::Failed(error) => Err(error),
-            }
+                Err(io) => match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await
+                {
+                    Outcome::HandOff(io, read) => (io, read),
+                    Outcome::Closed => return Ok(None),
+                    Outcome::Failed(error) => return Err(error),
+                },
+            };
+            // Hand-overs are rare: the copy is not worth a prefix type of its own.
+            let io = Rewind::new(read.to_vec(), io);
+            Ok(Some(hyper(
+                io,
+                shared,
+                facts,
+                &config,
+                alpn.as_ref(),
+                &tasks,
+            )))
         }));
         this
     }

@@ -1,0 +1,576 @@
+//! Writes held to the end of the server's pass over its ready connections, then made in one
+//! burst.
+//!
+//! Why: a proxy that shares its cores with its peers (the load generator, the origin) wakes a
+//! peer with every write. Written the moment each is ready, one answer at a time between the
+//! reads of the next requests, every write finds its peer asleep and pays a wake-up, and the
+//! peer pays a sleep and a wake-up per message. haproxy reads all that one `epoll_wait` gave it
+//! before it writes anything, and its peers find several messages per wake-up (wrk and the
+//! origin of `bench/http.sh` slept 0.4 times per request behind haproxy, 0.7 times behind
+//! rama before this; `bench/README.md`, stop 12).
+//!
+//! A local [`Serve`](crate::tcp::Serve) polls its ready connections inside a [`Pass`]. A
+//! [`Stream`] written during a pass keeps the bytes, up to [`HOLD`], and puts itself on this
+//! thread's list; when the pass ends the list is written out, each stream in one `send`.
+//! Outside a pass (a spawned connection, a client on its own) a [`Stream`] writes at once.
+//!
+//! What a pass could not write (a peer that does not read) stays listed: the server's task
+//! waits for the socket's room and writes it at the end of its next pass, and a writer that
+//! wants more room, a flush, or the shutdown waits for that. A stream dropped with bytes held
+//! is closed once they are written, or, when its socket has no room for them, at once.
+
+use crate::tcp::{self, Activity};
+use std::{
+    any::Any,
+    cell::RefCell,
+    future::poll_fn,
+    io,
+    net::Shutdown,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+};
+
+/// The most a stream holds for the end of a pass; a writer that wants more waits for it.
+const HOLD: usize = 64 * 1024;
+
+/// A write this long, with nothing held before it, is not held: batching is for messages, and
+/// a bulk body gains nothing by a copy.
+const BULK: usize = 16 * 1024;
+
+thread_local! {
+    static LIST: RefCell<List> = const { RefCell::new(List { open: false, held: Vec::new(), spare: Vec::new() }) };
+}
+
+/// This thread's streams with bytes held.
+struct List {
+    /// Whether a pass is open: writes are held only inside one.
+    open: bool,
+    held: Vec<Arc<Shared>>,
+    /// An emptied vector, swapped with `held` at the end of a pass to keep both allocations.
+    spare: Vec<Arc<Shared>>,
+}
+
+/// A server's pass over its ready connections; see the [module](self). Dropped without
+/// [`finish`](Pass::finish), it closes (the held bytes wait for the next pass's end).
+pub(crate) struct Pass(());
+
+impl Pass {
+    /// Opens a pass on this thread.
+    pub(crate) fn open() -> Self {
+        LIST.with(|list| list.borrow_mut().open = true);
+        Self(())
+    }
+
+    /// Ends the pass: writes what the streams hold. A stream whose socket has no room stays
+    /// listed, and `cx` is woken when it has.
+    pub(crate) fn finish(self, cx: &mut Context<'_>) {
+        drop(self);
+        let mut held = LIST.with(|list| {
+            let mut list = list.borrow_mut();
+            let spare = std::mem::take(&mut list.spare);
+            std::mem::replace(&mut list.held, spare)
+        });
+        if held.is_empty() {
+            LIST.with(|list| list.borrow_mut().spare = held);
+            return;
+        }
+        // Written apart from the list: the wakers of waiting writers run in between, and no
+        // borrow of the list is held over foreign code. A stream that could not be written
+        // and that nobody owns any more (its connection ended by a timeout or an error) is
+        // closed with what it held: a peer that does not read keeps nothing alive.
+        held.retain(|shared| !shared.write_out(cx) && Arc::strong_count(shared) > 1);
+        LIST.with(|list| {
+            let mut list = list.borrow_mut();
+            list.held.append(&mut held);
+            list.spare = held;
+        });
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        LIST.with(|list| list.borrow_mut().open = false);
+    }
+}
+
+/// A TCP stream whose writes inside a [`Pass`] are held to its end.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    read: OwnedReadHalf,
+    shared: Arc<Shared>,
+    /// The idle clock of an accepted stream (see [`tcp::Stream`]).
+    activity: Option<Arc<Activity>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    write: OwnedWriteHalf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The bytes held.
+    out: Vec<u8>,
+    /// On this thread's list: `out` is written at the end of the pass.
+    listed: bool,
+    /// A pass ended before `out` was written whole: the socket has no room.
+    stalled: bool,
+    /// Why a write at the end of a pass failed, for the writer's next call.
+    error: Option<io::Error>,
+    /// A writer waiting for `out` to be written.
+    waiter: Option<Waker>,
+}
+
+impl Stream {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self::with_activity(stream, None)
+    }
+
+    fn with_activity(stream: TcpStream, activity: Option<Arc<Activity>>) -> Self {
+        let (read, write) = stream.into_split();
+        Self {
+            read,
+            shared: Arc::new(Shared {
+                write,
+                state: Mutex::new(State::default()),
+            }),
+            activity,
+        }
+    }
+
+    /// `io` batched, when it is an accepted [`tcp::Stream`] (a server's plain connection);
+    /// otherwise `io` back.
+    pub(crate) fn accepted<IO: 'static>(io: IO) -> Result<Self, IO> {
+        let mut io = Some(io);
+        match (&mut io as &mut dyn Any)
+            .downcast_mut::<Option<tcp::Stream>>()
+            .and_then(Option::take)
+        {
+            Some(accepted) => {
+                let (stream, activity) = accepted.into_parts();
+                Ok(Self::with_activity(stream, activity))
+            }
+            None => Err(io.expect("only a matching type is taken out")),
+        }
+    }
+
+    /// The [`tcp::Stream`] that [`accepted`](Self::accepted) took, as `IO` again, once what
+    /// this stream holds is written.
+    pub(crate) async fn into_accepted<IO: 'static>(self) -> io::Result<IO> {
+        poll_fn(|cx| self.shared.poll_written(cx, true)).await?;
+        let Self {
+            read,
+            shared,
+            activity,
+        } = self;
+        // Written whole, the stream is off the list: this is the last handle.
+        let shared = Arc::try_unwrap(shared)
+            .map_err(|_| io::Error::other("a batched stream is still listed"))?;
+        let stream = read.reunite(shared.write).map_err(io::Error::other)?;
+        let mut io = Some(tcp::Stream::new(stream, activity));
+        (&mut io as &mut dyn Any)
+            .downcast_mut::<Option<IO>>()
+            .and_then(Option::take)
+            .ok_or_else(|| io::Error::other("not the type the stream was accepted as"))
+    }
+
+    fn touch(&self) {
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
+    }
+
+    /// The socket, for what needs no `&mut` (addresses, readiness).
+    pub(crate) fn get_ref(&self) -> &TcpStream {
+        self.read.as_ref()
+    }
+
+    /// The two directions apart, to read and write at once.
+    pub(crate) fn split(&mut self) -> (&mut OwnedReadHalf, WriteHalf<'_>) {
+        (&mut self.read, WriteHalf(&self.shared))
+    }
+}
+
+/// The writing side of a [`Stream`], from [`Stream::split`].
+#[derive(Debug)]
+pub(crate) struct WriteHalf<'a>(&'a Arc<Shared>);
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock left plain bytes and flags behind, nothing half-made.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Holds `buf` (what fits) for the end of the pass when that is open or bytes are held
+    /// already; `None` to write at once.
+    fn hold(self: &Arc<Self>, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        let mut state = self.state();
+        if let Some(error) = state.error.take() {
+            return Some(Poll::Ready(Err(error)));
+        }
+        if !state.listed {
+            let open = LIST.with(|list| list.borrow().open);
+            if !open || buf.len() >= BULK {
+                return None;
+            }
+            state.listed = true;
+            LIST.with(|list| list.borrow_mut().held.push(self.clone()));
+        }
+        let room = HOLD.saturating_sub(state.out.len());
+        if room == 0 {
+            state.waiter = Some(cx.waker().clone());
+            return Some(Poll::Pending);
+        }
+        let n = buf.len().min(room);
+        state.out.extend_from_slice(&buf[..n]);
+        Some(Poll::Ready(Ok(n)))
+    }
+
+    fn poll_write(self: &Arc<Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(held) = self.hold(cx, buf) {
+            return held;
+        }
+        let socket = self.write.as_ref();
+        loop {
+            std::task::ready!(socket.poll_write_ready(cx))?;
+            match socket.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    /// Ready once nothing is held that a pass could not write; `listed_too`: nor anything
+    /// held at all.
+    fn poll_written(&self, cx: &mut Context<'_>, listed_too: bool) -> Poll<io::Result<()>> {
+        let mut state = self.state();
+        if let Some(error) = state.error.take() {
+            return Poll::Ready(Err(error));
+        }
+        if state.stalled || (listed_too && state.listed) {
+            state.waiter = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // What a pass holds is written before the thread waits for more events: as good as
+        // flushed, as long as the socket takes it.
+        self.poll_written(cx, false)
+    }
+
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_written(cx, true))?;
+        Poll::Ready(socket2::SockRef::from(self.write.as_ref()).shutdown(Shutdown::Write))
+    }
+
+    /// Writes what is held; whether the stream is done with (written whole, or failed). When
+    /// the socket has no room, `cx` is woken once it has.
+    fn write_out(&self, cx: &mut Context<'_>) -> bool {
+        let mut state = self.state();
+        let socket = self.write.as_ref();
+        let mut written = 0;
+        let outcome = loop {
+            if written == state.out.len() {
+                break Ok(true);
+            }
+            match socket.try_write(&state.out[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match socket.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(error)) => break Err(error),
+                        Poll::Pending => break Ok(false),
+                    }
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        state.out.drain(..written);
+        let done = match outcome {
+            Ok(done) => done,
+            Err(error) => {
+                state.out.clear();
+                state.error = Some(error);
+                true
+            }
+        };
+        state.stalled = !done;
+        if done {
+            state.listed = false;
+            // Room for one bulk write's worth stays; what a stalled peer made grow does not.
+            if state.out.capacity() > BULK {
+                state.out = Vec::new();
+            }
+            if let Some(waiter) = state.waiter.take() {
+                drop(state);
+                waiter.wake();
+            }
+        }
+        done
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.read).poll_read(cx, buf);
+        if buf.filled().len() != before {
+            self.touch();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = self.shared.poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_shutdown(cx)
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    /// A connected pair on loopback: the batched side and its peer.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (ours.unwrap(), accepted.unwrap().0)
+    }
+
+    fn write(stream: &mut Stream, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(stream).poll_write(cx, bytes)
+    }
+
+    /// Bytes with an order to check: byte `i` is `i % 251`.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Reads `peer` to its end, bounded in time.
+    async fn read_to_end(peer: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
+            .await
+            .expect("the peer saw the end in time")
+            .expect("reading the peer");
+        got
+    }
+
+    #[tokio::test]
+    async fn writes_in_a_pass_go_out_together_at_its_end() {
+        let (ours, mut peer) = pair().await;
+        let mut stream = Stream::new(ours);
+        poll_fn(|cx| {
+            let pass = Pass::open();
+            for piece in [&b"one "[..], b"two ", b"three"] {
+                let written = write(&mut stream, cx, piece);
+                assert!(matches!(written, Poll::Ready(Ok(n)) if n == piece.len()));
+            }
+            assert!(Pin::new(&mut stream).poll_flush(cx).is_ready());
+            let mut byte = [0; 1];
+            let early = peer.try_read(&mut byte).unwrap_err();
+            assert_eq!(
+                early.kind(),
+                io::ErrorKind::WouldBlock,
+                "held until the pass ends"
+            );
+            pass.finish(cx);
+            Poll::Ready(())
+        })
+        .await;
+        let mut got = [0; 64];
+        let n = peer.read(&mut got).await.unwrap();
+        assert_eq!(
+            &got[..n],
+            b"one two three",
+            "one send at the end of the pass"
+        );
+    }
+
+    #[tokio::test]
+    async fn outside_a_pass_writes_go_at_once() {
+        let (ours, mut peer) = pair().await;
+        let mut stream = Stream::new(ours);
+        stream.write_all(b"now").await.unwrap();
+        let mut got = [0; 3];
+        let read = tokio::time::timeout(Duration::from_secs(10), peer.read_exact(&mut got));
+        read.await.expect("written without a pass").unwrap();
+        assert_eq!(&got, b"now");
+    }
+
+    /// Drives `stream` as a local server would: each poll one pass, in which as much of
+    /// `bytes` is written as is taken, in pieces small enough to be held; ready once all is
+    /// written and the stream shut down. `stalled` is told when a pass could not write all
+    /// it held.
+    async fn serve_pattern(
+        stream: &mut Stream,
+        bytes: &[u8],
+        stalled: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
+        let mut written = 0;
+        poll_fn(|cx| {
+            let pass = Pass::open();
+            while written < bytes.len() {
+                let piece = &bytes[written..bytes.len().min(written + 4096)];
+                match write(stream, cx, piece) {
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(error)) => panic!("writing: {error}"),
+                    Poll::Pending => break,
+                }
+            }
+            let done = if written == bytes.len() {
+                Pin::new(&mut *stream).poll_shutdown(cx)
+            } else {
+                Poll::Pending
+            };
+            pass.finish(cx);
+            if stream.shared.state().stalled
+                && let Some(tell) = stalled.take()
+            {
+                let _ = tell.send(());
+            }
+            done
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_peer_does_not_read_waits_and_keeps_the_order() {
+        let (ours, mut peer) = pair().await;
+        let mut stream = Stream::new(ours);
+        // More than loopback's socket buffers take: the peer must read before it all goes.
+        let bytes = pattern(16 * 1024 * 1024);
+        let (tell, stalled) = tokio::sync::oneshot::channel();
+        let reader = tokio::spawn(async move {
+            stalled.await.expect("the writer stalled");
+            read_to_end(&mut peer).await
+        });
+        serve_pattern(&mut stream, &bytes, &mut Some(tell)).await;
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), bytes.len());
+        assert!(got == bytes, "the bytes came in order");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_that_cannot_be_written_is_closed() {
+        let (ours, mut peer) = pair().await;
+        let mut stream = Stream::new(ours);
+        let bytes = pattern(16 * 1024 * 1024);
+        let (tell, stalled) = tokio::sync::oneshot::channel();
+        let mut tell = Some(tell);
+        let serving = async {
+            tokio::select! {
+                () = serve_pattern(&mut stream, &bytes, &mut tell) => panic!("written whole"),
+                _ = stalled => {}
+            }
+        };
+        serving.await;
+        drop(stream);
+        // The pass after the drop gives the stream up instead of waiting for room.
+        poll_fn(|cx| {
+            Pass::open().finish(cx);
+            Poll::Ready(())
+        })
+        .await;
+        let got = read_to_end(&mut peer).await;
+        assert!(got.len() < bytes.len(), "the held bytes were given up");
+        assert!(got == bytes[..got.len()], "what came, came in order");
+    }
+
+    #[tokio::test]
+    async fn an_accepted_stream_comes_back_once_what_it_held_is_written() {
+        let (ours, mut peer) = pair().await;
+        let accepted = tcp::Stream::new(ours, None);
+        let mut stream = Stream::accepted(accepted).expect("a tcp::Stream is batched");
+        let mut back = std::pin::pin!(async {
+            poll_fn(|cx| {
+                let pass = Pass::open();
+                assert!(write(&mut stream, cx, b"held ").is_ready());
+                // Dropped without its end: the bytes stay listed, for the next pass.
+                drop(pass);
+                Poll::Ready(())
+            })
+            .await;
+            stream.into_accepted::<tcp::Stream>().await
+        });
+        poll_fn(|cx| {
+            assert!(
+                back.as_mut().poll(cx).is_pending(),
+                "waits for the held bytes"
+            );
+            Pass::open().finish(cx);
+            Poll::Ready(())
+        })
+        .await;
+        let mut tcp = back.await.expect("the stream comes back");
+        tcp.write_all(b"then direct").await.unwrap();
+        drop(tcp);
+        assert_eq!(read_to_end(&mut peer).await, b"held then direct");
+    }
+
+    #[test]
+    fn other_streams_are_not_batched() {
+        let (duplex, _other) = tokio::io::duplex(64);
+        assert!(Stream::accepted(duplex).is_err());
+    }
+}
