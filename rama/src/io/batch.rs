@@ -23,7 +23,6 @@ use crate::tcp::{self, Activity};
 use std::{
     any::Any,
     cell::RefCell,
-    future::poll_fn,
     io,
     net::Shutdown,
     pin::Pin,
@@ -161,26 +160,6 @@ impl Stream {
             }
             None => Err(io.expect("only a matching type is taken out")),
         }
-    }
-
-    /// The [`tcp::Stream`] that [`accepted`](Self::accepted) took, as `IO` again, once what
-    /// this stream holds is written.
-    pub(crate) async fn into_accepted<IO: 'static>(self) -> io::Result<IO> {
-        poll_fn(|cx| self.shared.poll_written(cx, true)).await?;
-        let Self {
-            read,
-            shared,
-            activity,
-        } = self;
-        // Written whole, the stream is off the list: this is the last handle.
-        let shared = Arc::try_unwrap(shared)
-            .map_err(|_| io::Error::other("a batched stream is still listed"))?;
-        let stream = read.reunite(shared.write).map_err(io::Error::other)?;
-        let mut io = Some(tcp::Stream::new(stream, activity));
-        (&mut io as &mut dyn Any)
-            .downcast_mut::<Option<IO>>()
-            .and_then(Option::take)
-            .ok_or_else(|| io::Error::other("not the type the stream was accepted as"))
     }
 
     fn touch(&self) {
@@ -382,7 +361,7 @@ impl AsyncWrite for WriteHalf<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::{future::poll_fn, time::Duration};
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
         net::TcpListener,
@@ -538,34 +517,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_accepted_stream_comes_back_once_what_it_held_is_written() {
+    async fn a_shutdown_waits_for_what_the_pass_holds() {
         let (ours, mut peer) = pair().await;
         let accepted = tcp::Stream::new(ours, None);
         let mut stream = Stream::accepted(accepted).expect("a tcp::Stream is batched");
-        let mut back = std::pin::pin!(async {
-            poll_fn(|cx| {
-                let pass = Pass::open();
-                assert!(write(&mut stream, cx, b"held ").is_ready());
-                // Dropped without its end: the bytes stay listed, for the next pass.
-                drop(pass);
-                Poll::Ready(())
-            })
-            .await;
-            stream.into_accepted::<tcp::Stream>().await
-        });
         poll_fn(|cx| {
-            assert!(
-                back.as_mut().poll(cx).is_pending(),
-                "waits for the held bytes"
-            );
-            Pass::open().finish(cx);
+            let pass = Pass::open();
+            assert!(write(&mut stream, cx, b"held, then the end").is_ready());
+            let shutdown = Pin::new(&mut stream).poll_shutdown(cx);
+            assert!(shutdown.is_pending(), "the end waits for the held bytes");
+            pass.finish(cx);
             Poll::Ready(())
         })
         .await;
-        let mut tcp = back.await.expect("the stream comes back");
-        tcp.write_all(b"then direct").await.unwrap();
-        drop(tcp);
-        assert_eq!(read_to_end(&mut peer).await, b"held then direct");
+        stream.shutdown().await.unwrap();
+        assert_eq!(read_to_end(&mut peer).await, b"held, then the end");
     }
 
     #[test]

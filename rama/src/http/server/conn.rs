@@ -24,6 +24,7 @@ use std::{
     fmt,
     future::Future,
     io,
+    marker::PhantomData,
     net::SocketAddr,
     pin::Pin,
     rc::Rc,
@@ -226,10 +227,10 @@ where
 pub struct Connection<IO> {
     /// rama's own HTTP/1.1 path (see `h1.rs`): it ends with the connection closed, in failure,
     /// or with hyper serving the rest of it.
-    own: Option<Own<IO>>,
+    own: Option<Own>,
     hyper: Option<Pin<Box<dyn Serving>>>,
     /// The stream hyper serves, for the `408` hyper does not write itself.
-    io: Option<Arc<Mutex<Rewind<IO>>>>,
+    io: Option<Arc<Mutex<dyn AsyncWrite + Unpin + Send>>>,
     timeout_answer: Option<&'static [u8]>,
     tasks: Tasks,
     running: FuturesUnordered<LocalTask>,
@@ -237,6 +238,8 @@ pub struct Connection<IO> {
     shutting_down: bool,
     peer: SocketAddr,
     failure: Option<Error>,
+    /// The stream's type, which the fields above have erased.
+    _io: PhantomData<fn(IO)>,
 }
 
 /// The answer to a client whose request headers did not come in time.
@@ -251,20 +254,55 @@ bad request";
 
 /// The own path's future: `Ok(None)` when the connection is closed, `Ok(Some(..))` when hyper
 /// serves the rest of it.
-type Own<IO> = Pin<Box<dyn Future<Output = Result<Option<Handed<IO>>, Error>>>>;
+type Own = Pin<Box<dyn Future<Output = Result<Option<Handed>, Error>>>>;
 
 /// hyper serving a connection, and its stream.
-type Handed<IO> = (Pin<Box<dyn Serving>>, Arc<Mutex<Rewind<IO>>>);
+type Handed = (
+    Pin<Box<dyn Serving>>,
+    Arc<Mutex<dyn AsyncWrite + Unpin + Send>>,
+);
 
-/// hyper serving `io` (with what was already read from it in front), and the stream.
+/// hyper serving `io` (with `read`, what was already read from it, in front), and the stream;
+/// a plain TCP connection writes at the end of the server's pass (see `io::batch`).
 fn hyper<IO, S, B>(
+    io: IO,
+    read: Vec<u8>,
+    shared: Shared<S>,
+    facts: ConnFacts,
+    config: &Server,
+    alpn: Option<&crate::tls::Alpn>,
+    tasks: &Tasks,
+) -> Handed
+where
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match batch::Stream::accepted(io) {
+        Ok(stream) => hyper_on(
+            Rewind::new(read, stream),
+            shared,
+            facts,
+            config,
+            alpn,
+            tasks,
+        ),
+        Err(io) => hyper_on(Rewind::new(read, io), shared, facts, config, alpn, tasks),
+    }
+}
+
+/// [`hyper`] on the stream as it is.
+fn hyper_on<IO, S, B>(
     io: Rewind<IO>,
     shared: Shared<S>,
     facts: ConnFacts,
     config: &Server,
     alpn: Option<&crate::tls::Alpn>,
     tasks: &Tasks,
-) -> Handed<IO>
+) -> Handed
 where
     S: Service<Request<Body>, Response = Response<B>> + 'static,
     S::Error: Into<BoxError>,
@@ -303,6 +341,39 @@ where
     (Box::pin(hyper), io)
 }
 
+/// rama's own HTTP/1.1 path on `io`, and hyper after it when it hands the connection over.
+async fn serve_own<IO, S, B>(
+    io: IO,
+    shared: Shared<S>,
+    facts: ConnFacts,
+    config: Arc<Server>,
+    alpn: Option<crate::tls::Alpn>,
+    tasks: Tasks,
+) -> Result<Option<Handed>, Error>
+where
+    S: Service<Request<Body>, Response = Response<B>> + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await {
+        // Hand-overs are rare: the copy is not worth a prefix type of its own.
+        Outcome::HandOff(io, read) => Ok(Some(hyper(
+            io,
+            read.to_vec(),
+            shared,
+            facts,
+            &config,
+            alpn.as_ref(),
+            &tasks,
+        ))),
+        Outcome::Closed => Ok(None),
+        Outcome::Failed(error) => Err(error),
+    }
+}
+
 impl<IO> Connection<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -330,49 +401,23 @@ where
             shutting_down: false,
             peer: info.peer_addr(),
             failure: None,
+            _io: PhantomData,
         };
         // The own path parses into stack slots for the default 100 headers; HTTP/2 is hyper's.
         let own = config.max_headers == super::DEFAULT_MAX_HEADERS
             && !alpn.as_ref().is_some_and(crate::tls::Alpn::is_h2);
         if !own {
-            let io = Rewind::new(Vec::new(), io);
-            let (serving, io) = hyper(io, shared, facts, config, alpn.as_ref(), &tasks);
+            let (serving, io) = hyper(io, Vec::new(), shared, facts, config, alpn.as_ref(), &tasks);
             this.hyper = Some(serving);
             this.io = Some(io);
             return this;
         }
         let config = config.clone();
-        this.own = Some(Box::pin(async move {
+        this.own = Some(match batch::Stream::accepted(io) {
             // A plain TCP connection writes at the end of the server's pass (see `io::batch`).
-            let (io, read) = match batch::Stream::accepted(io) {
-                Ok(stream) => {
-                    match h1::serve(stream, shared.clone(), facts.clone(), config.clone()).await {
-                        Outcome::HandOff(stream, read) => {
-                            let io = stream.into_accepted().await;
-                            (io.map_err(|error| Error::protocol(error.into()))?, read)
-                        }
-                        Outcome::Closed => return Ok(None),
-                        Outcome::Failed(error) => return Err(error),
-                    }
-                }
-                Err(io) => match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await
-                {
-                    Outcome::HandOff(io, read) => (io, read),
-                    Outcome::Closed => return Ok(None),
-                    Outcome::Failed(error) => return Err(error),
-                },
-            };
-            // Hand-overs are rare: the copy is not worth a prefix type of its own.
-            let io = Rewind::new(read.to_vec(), io);
-            Ok(Some(hyper(
-                io,
-                shared,
-                facts,
-                &config,
-                alpn.as_ref(),
-                &tasks,
-            )))
-        }));
+            Ok(stream) => Box::pin(serve_own(stream, shared, facts, config, alpn, tasks)),
+            Err(io) => Box::pin(serve_own(io, shared, facts, config, alpn, tasks)),
+        });
         this
     }
 
