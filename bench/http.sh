@@ -11,7 +11,8 @@
 # Installs nginx, haproxy, tinyproxy, squid, wrk and h2load (nghttp2-client) with apt.
 #
 # The proxies take turns run by run (a burst of load from elsewhere lands on all of them, not
-# on one proxy's every run); the table gives each one's median.
+# on one proxy's every run), each round starting one step later than the one before; the table
+# gives each one's median, and every run's requests/s follow it.
 #
 #   bench/http.sh              # 5 runs of 5 s per proxy, medians
 #   RUNS=3 SECS=4 bench/http.sh
@@ -236,24 +237,31 @@ h2_once() {
   runs[$1/h2]+=" $rps"
   [ "$rps" = FAIL ] || runs[$1/h2cpu]+=" $(cpu_per_request "$before" "$after" "$n")"
 }
-for _ in $(seq "$RUNS"); do
-  wrk_once direct $ORIGIN
-  if [ "$ONLY" != reverse ]; then
-    wrk_once rama-fwd $RAMA_FWD -s "$work/forward.lua"
-    wrk_once rama-fwd-batch $RAMA_FWD_BATCH -s "$work/forward.lua"
-    wrk_once tinyproxy $TINYPROXY -s "$work/forward.lua"
-    wrk_once squid $SQUID -s "$work/forward.lua"
-  fi
-  if [ "$ONLY" != forward ]; then
-    wrk_once rama-rev $RAMA_REV
-    wrk_once rama-rev-batch $RAMA_REV_BATCH
-    wrk_once nginx $NGINX_REV
-    wrk_once haproxy $HAPROXY_REV
-    h2_once rama-rev $RAMA_REV
-    h2_once rama-rev-batch $RAMA_REV_BATCH
-    h2_once nginx $NGINX_H2
-    h2_once haproxy $HAPROXY_H2
-  fi
+# Each round's steps, one per line: "wrk PATH PORT [wrk flags]" or "h2 PATH PORT".
+steps=("wrk direct $ORIGIN")
+if [ "$ONLY" != reverse ]; then
+  for path in rama-fwd:$RAMA_FWD rama-fwd-batch:$RAMA_FWD_BATCH tinyproxy:$TINYPROXY squid:$SQUID; do
+    steps+=("wrk ${path%%:*} ${path#*:} -s $work/forward.lua")
+  done
+fi
+if [ "$ONLY" != forward ]; then
+  for kind in wrk h2; do
+    for path in rama-rev:$RAMA_REV rama-rev-batch:$RAMA_REV_BATCH nginx:$NGINX_REV haproxy:$HAPROXY_REV; do
+      port=${path#*:}
+      [ $kind = h2 ] && case ${path%%:*} in nginx) port=$NGINX_H2;; haproxy) port=$HAPROXY_H2;; esac
+      steps+=("$kind ${path%%:*} $port")
+    done
+  done
+fi
+# Round r starts at step r: no path always runs first, or always right after another one.
+for round in $(seq 0 $((RUNS - 1))); do
+  for i in $(seq 0 $((${#steps[@]} - 1))); do
+    read -r -a step <<<"${steps[$(((round + i) % ${#steps[@]}))]}"
+    case ${step[0]} in
+      wrk) wrk_once "${step[@]:1}";;
+      h2) h2_once "${step[@]:1}";;
+    esac
+  done
 done
 for key in "${!runs[@]}"; do
   case "${runs[$key]} " in
@@ -291,6 +299,16 @@ compare() {
     done
   done
 }
+# Every run's requests/s under the tables, to show the spread behind the medians.
+every_run() {
+  local path
+  echo
+  echo "Every run's requests/s, in the order run:"
+  for path in rama-fwd rama-fwd-batch tinyproxy squid rama-rev rama-rev-batch nginx haproxy; do
+    [ -n "${runs[$path/rps]:-}" ] || continue
+    echo "  $(name "$path"): HTTP/1.1${runs[$path/rps]}${runs[$path/h2]:+; h2c${runs[$path/h2]}}"
+  done
+}
 if [ "$ONLY" != reverse ]; then
 echo
 echo "Forward proxy (absolute-form GET)"
@@ -305,7 +323,7 @@ echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) |"
 echo "|---|---|---|---|"
 compare rama-fwd tinyproxy squid
 fi
-[ "$ONLY" = forward ] && exit 0
+[ "$ONLY" = forward ] && { every_run; exit 0; }
 echo
 echo "Reverse proxy (HTTP/1.1 wrk; h2c: h2load, 64 clients x 10 streams, prior knowledge)"
 echo
@@ -319,3 +337,4 @@ echo
 echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c requests/s |"
 echo "|---|---|---|---|---|"
 compare rama-rev nginx haproxy
+every_run
