@@ -14,10 +14,11 @@
 //! thread's list; when the pass ends the list is written out, each stream in one `send`.
 //! Outside a pass (a spawned connection, a client on its own) a [`Stream`] writes at once.
 //!
-//! What a pass could not write (a peer that does not read) stays listed: the server's task
-//! waits for the socket's room and writes it at the end of its next pass, and a writer that
-//! wants more room, a flush, or the shutdown waits for that. A stream dropped with bytes held
-//! is closed once they are written, or, when its socket has no room for them, at once.
+//! What a pass could not write whole (a peer that does not read) is the stream's own again: the
+//! socket wakes the stream's writer when it has room, and the stream's next read, write, flush
+//! or shutdown writes it first; until then writes wait, as on a full socket. A stream dropped
+//! with bytes held is closed once the pass wrote them, or, when its socket had no room for
+//! them, with them: a peer that does not read keeps nothing alive.
 
 use crate::tcp::{self, Activity};
 use std::{
@@ -45,20 +46,18 @@ const HOLD: usize = 64 * 1024;
 const BULK: usize = 16 * 1024;
 
 thread_local! {
-    static LIST: RefCell<List> = const { RefCell::new(List { open: false, held: Vec::new(), spare: Vec::new() }) };
+    static LIST: RefCell<List> = const { RefCell::new(List { open: false, held: Vec::new() }) };
 }
 
-/// This thread's streams with bytes held.
+/// This thread's streams with bytes held in the open pass.
 struct List {
     /// Whether a pass is open: writes are held only inside one.
     open: bool,
     held: Vec<Arc<Shared>>,
-    /// An emptied vector, swapped with `held` at the end of a pass to keep both allocations.
-    spare: Vec<Arc<Shared>>,
 }
 
-/// A server's pass over its ready connections; see the [module](self). Dropped without
-/// [`finish`](Pass::finish), it closes (the held bytes wait for the next pass's end).
+/// A server's pass over its ready connections; see the [module](self). It ends when dropped
+/// (a panic in the pass included).
 pub(crate) struct Pass(());
 
 impl Pass {
@@ -68,35 +67,31 @@ impl Pass {
         Self(())
     }
 
-    /// Ends the pass: writes what the streams hold. A stream whose socket has no room stays
-    /// listed, and `cx` is woken when it has.
-    pub(crate) fn finish(self, cx: &mut Context<'_>) {
+    /// Ends the pass: writes what the streams hold.
+    pub(crate) fn finish(self) {
         drop(self);
-        let mut held = LIST.with(|list| {
-            let mut list = list.borrow_mut();
-            let spare = std::mem::take(&mut list.spare);
-            std::mem::replace(&mut list.held, spare)
-        });
-        if held.is_empty() {
-            LIST.with(|list| list.borrow_mut().spare = held);
-            return;
-        }
-        // Written apart from the list: the wakers of waiting writers run in between, and no
-        // borrow of the list is held over foreign code. A stream that could not be written
-        // and that nobody owns any more (its connection ended by a timeout or an error) is
-        // closed with what it held: a peer that does not read keeps nothing alive.
-        held.retain(|shared| !shared.write_out(cx) && Arc::strong_count(shared) > 1);
-        LIST.with(|list| {
-            let mut list = list.borrow_mut();
-            list.held.append(&mut held);
-            list.spare = held;
-        });
     }
 }
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        LIST.with(|list| list.borrow_mut().open = false);
+        let mut held = LIST.with(|list| {
+            let mut list = list.borrow_mut();
+            list.open = false;
+            std::mem::take(&mut list.held)
+        });
+        // Written apart from the list: no borrow of it is held over the socket calls and the
+        // drops of streams whose owners are gone.
+        for shared in held.drain(..) {
+            shared.write_held();
+        }
+        // The emptied vector goes back, to keep its room for the next pass.
+        LIST.with(|list| {
+            let mut list = list.borrow_mut();
+            if list.held.is_empty() {
+                list.held = held;
+            }
+        });
     }
 }
 
@@ -117,16 +112,14 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The bytes held.
+    /// The bytes held: for the end of the pass when `listed`, else what a pass could not write.
     out: Vec<u8>,
     /// On this thread's list: `out` is written at the end of the pass.
     listed: bool,
-    /// A pass ended before `out` was written whole: the socket has no room.
-    stalled: bool,
     /// Why a write at the end of a pass failed, for the writer's next call.
     error: Option<io::Error>,
-    /// A writer waiting for `out` to be written.
-    waiter: Option<Waker>,
+    /// The task that wrote last: woken when the socket has room for what a pass left.
+    writer: Option<Waker>,
 }
 
 impl Stream {
@@ -191,35 +184,38 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Holds `buf` (what fits) for the end of the pass when that is open or bytes are held
-    /// already; `None` to write at once.
-    fn hold(self: &Arc<Self>, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
-        let mut state = self.state();
-        if let Some(error) = state.error.take() {
-            return Some(Poll::Ready(Err(error)));
-        }
+    /// Holds `buf` for the end of the open pass; `None` to write it at once instead.
+    fn hold(self: &Arc<Self>, state: &mut State, cx: &Context<'_>, buf: &[u8]) -> Option<usize> {
         if !state.listed {
-            let open = LIST.with(|list| list.borrow().open);
-            if !open || buf.len() >= BULK {
+            if buf.len() >= BULK || !LIST.with(|list| list.borrow().open) {
                 return None;
             }
             state.listed = true;
             LIST.with(|list| list.borrow_mut().held.push(self.clone()));
         }
-        let room = HOLD.saturating_sub(state.out.len());
-        if room == 0 {
-            state.waiter = Some(cx.waker().clone());
-            return Some(Poll::Pending);
+        if state.out.len() + buf.len() > HOLD {
+            return None;
         }
-        let n = buf.len().min(room);
-        state.out.extend_from_slice(&buf[..n]);
-        Some(Poll::Ready(Ok(n)))
+        if !state
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.writer = Some(cx.waker().clone());
+        }
+        state.out.extend_from_slice(buf);
+        Some(buf.len())
     }
 
     fn poll_write(self: &Arc<Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if let Some(held) = self.hold(cx, buf) {
-            return held;
+        let mut state = self.state();
+        std::task::ready!(self.poll_out(&mut state, cx))?;
+        if let Some(n) = self.hold(&mut state, cx, buf) {
+            return Poll::Ready(Ok(n));
         }
+        // Too much to hold: what the pass holds goes first, then `buf`, at once.
+        std::task::ready!(self.poll_write_out(&mut state, cx))?;
+        drop(state);
         let socket = self.write.as_ref();
         loop {
             std::task::ready!(socket.poll_write_ready(cx))?;
@@ -230,76 +226,90 @@ impl Shared {
         }
     }
 
-    /// Ready once nothing is held that a pass could not write; `listed_too`: nor anything
-    /// held at all.
-    fn poll_written(&self, cx: &mut Context<'_>, listed_too: bool) -> Poll<io::Result<()>> {
-        let mut state = self.state();
+    /// Ready once nothing is left from a pass: the error of its write, or the bytes it could
+    /// not write (written now, or the socket wakes `cx` when it has room).
+    fn poll_out(&self, state: &mut State, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(error) = state.error.take() {
             return Poll::Ready(Err(error));
         }
-        if state.stalled || (listed_too && state.listed) {
-            state.waiter = Some(cx.waker().clone());
-            return Poll::Pending;
+        if state.listed {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        self.poll_write_out(state, cx)
     }
 
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // What a pass holds is written before the thread waits for more events: as good as
-        // flushed, as long as the socket takes it.
-        self.poll_written(cx, false)
-    }
-
-    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_written(cx, true))?;
-        Poll::Ready(socket2::SockRef::from(self.write.as_ref()).shutdown(Shutdown::Write))
-    }
-
-    /// Writes what is held; whether the stream is done with (written whole, or failed). When
-    /// the socket has no room, `cx` is woken once it has.
-    fn write_out(&self, cx: &mut Context<'_>) -> bool {
-        let mut state = self.state();
+    /// Writes `out` whole, or the socket wakes `cx` when it has room.
+    fn poll_write_out(&self, state: &mut State, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let socket = self.write.as_ref();
         let mut written = 0;
-        let outcome = loop {
+        let result = loop {
             if written == state.out.len() {
-                break Ok(true);
+                break Poll::Ready(Ok(()));
             }
             match socket.try_write(&state.out[written..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match socket.poll_write_ready(cx) {
                         Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(error)) => break Err(error),
-                        Poll::Pending => break Ok(false),
+                        Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
+                        Poll::Pending => break Poll::Pending,
                     }
                 }
-                Err(error) => break Err(error),
+                Err(error) => break Poll::Ready(Err(error)),
             }
         };
         state.out.drain(..written);
-        let done = match outcome {
-            Ok(done) => done,
-            Err(error) => {
-                state.out.clear();
-                state.error = Some(error);
-                true
-            }
-        };
-        state.stalled = !done;
-        if done {
+        if result.is_ready() {
+            state.out.clear();
             state.listed = false;
             // Room for one bulk write's worth stays; what a stalled peer made grow does not.
             if state.out.capacity() > BULK {
                 state.out = Vec::new();
             }
-            if let Some(waiter) = state.waiter.take() {
-                drop(state);
-                waiter.wake();
-            }
         }
-        done
+        result
+    }
+
+    /// The end of the pass for this stream: writes what it holds. What the socket has no room
+    /// for stays, and the last writer is woken when there is.
+    fn write_held(&self) {
+        let mut state = self.state();
+        state.listed = false;
+        let writer = state.writer.take();
+        let mut cx = Context::from_waker(writer.as_ref().unwrap_or(Waker::noop()));
+        if let Poll::Ready(Err(error)) = self.poll_write_out(&mut state, &mut cx) {
+            state.error = Some(error);
+        }
+        state.writer = writer;
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // What the pass holds is written before the thread waits for more events: as good as
+        // flushed, as long as the socket takes it.
+        self.poll_out(&mut self.state(), cx)
+    }
+
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.state();
+        if let Some(error) = state.error.take() {
+            return Poll::Ready(Err(error));
+        }
+        // The end goes behind the held bytes: they go now, not at the end of the pass.
+        std::task::ready!(self.poll_write_out(&mut state, cx))?;
+        Poll::Ready(socket2::SockRef::from(self.write.as_ref()).shutdown(Shutdown::Write))
+    }
+
+    /// Before a read: what a pass left goes first if the socket has room (else the socket
+    /// wakes `cx` when it has; the read goes on either way).
+    fn write_left(&self, cx: &mut Context<'_>) {
+        let mut state = self.state();
+        if !state.listed
+            && !state.out.is_empty()
+            && let Poll::Ready(Err(error)) = self.poll_write_out(&mut state, cx)
+        {
+            state.error = Some(error);
+        }
     }
 }
 
@@ -309,6 +319,7 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.shared.write_left(cx);
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.read).poll_read(cx, buf);
         if buf.filled().len() != before {
@@ -412,7 +423,7 @@ mod tests {
                 io::ErrorKind::WouldBlock,
                 "held until the pass ends"
             );
-            pass.finish(cx);
+            pass.finish();
             Poll::Ready(())
         })
         .await;
@@ -446,7 +457,7 @@ mod tests {
         stalled: &mut Option<tokio::sync::oneshot::Sender<()>>,
     ) {
         let mut written = 0;
-        poll_fn(|cx| {
+        let serving = poll_fn(|cx| {
             let pass = Pass::open();
             while written < bytes.len() {
                 let piece = &bytes[written..bytes.len().min(written + 4096)];
@@ -461,16 +472,19 @@ mod tests {
             } else {
                 Poll::Pending
             };
-            pass.finish(cx);
-            if stream.shared.state().stalled
+            pass.finish();
+            let left = stream.shared.state().out.len();
+            if left > 0
                 && let Some(tell) = stalled.take()
             {
                 let _ = tell.send(());
             }
             done
-        })
-        .await
-        .unwrap();
+        });
+        tokio::time::timeout(Duration::from_secs(20), serving)
+            .await
+            .expect("written and shut down in time")
+            .unwrap();
     }
 
     #[tokio::test]
@@ -504,34 +518,65 @@ mod tests {
             }
         };
         serving.await;
+        // Nothing else holds the stream: its socket closes with what the pass left.
         drop(stream);
-        // The pass after the drop gives the stream up instead of waiting for room.
-        poll_fn(|cx| {
-            Pass::open().finish(cx);
-            Poll::Ready(())
-        })
-        .await;
         let got = read_to_end(&mut peer).await;
         assert!(got.len() < bytes.len(), "the held bytes were given up");
         assert!(got == bytes[..got.len()], "what came, came in order");
     }
 
     #[tokio::test]
-    async fn a_shutdown_waits_for_what_the_pass_holds() {
+    async fn a_shutdown_goes_behind_the_held_bytes() {
         let (ours, mut peer) = pair().await;
         let accepted = tcp::Stream::new(ours, None);
         let mut stream = Stream::accepted(accepted).expect("a tcp::Stream is batched");
         poll_fn(|cx| {
             let pass = Pass::open();
             assert!(write(&mut stream, cx, b"held, then the end").is_ready());
-            let shutdown = Pin::new(&mut stream).poll_shutdown(cx);
-            assert!(shutdown.is_pending(), "the end waits for the held bytes");
-            pass.finish(cx);
+            assert!(Pin::new(&mut stream).poll_shutdown(cx).is_ready());
+            pass.finish();
             Poll::Ready(())
         })
         .await;
-        stream.shutdown().await.unwrap();
         assert_eq!(read_to_end(&mut peer).await, b"held, then the end");
+    }
+
+    #[tokio::test]
+    async fn what_a_pass_left_goes_out_while_its_stream_only_reads() {
+        let (ours, mut peer) = pair().await;
+        let mut stream = Stream::new(ours);
+        // The socket full, straight through...
+        let chunk = [7u8; 64 * 1024];
+        let mut filled = 0;
+        loop {
+            match stream.get_ref().try_write(&chunk) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => panic!("filling the socket: {error}"),
+            }
+        }
+        // ...then a pass that cannot write what it holds.
+        poll_fn(|cx| {
+            let pass = Pass::open();
+            assert!(write(&mut stream, cx, b"tail").is_ready());
+            pass.finish();
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(stream.shared.state().out, b"tail", "left by the pass");
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; filled + 4];
+            peer.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got[filled..], b"tail");
+            peer.write_all(b"next").await.unwrap();
+            peer
+        });
+        // The stream only reads now: the room its peer makes must get the tail out.
+        let mut next = [0; 4];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut next));
+        read.await.expect("the tail went out").unwrap();
+        assert_eq!(&next, b"next");
+        reader.await.unwrap();
     }
 
     #[test]

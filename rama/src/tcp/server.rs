@@ -456,7 +456,7 @@ impl<F: Future<Output = ()>> Connections<F> for FuturesUnordered<F> {
                 Poll::Pending => break Poll::Pending,
             }
         };
-        pass.finish(cx);
+        pass.finish();
         polled
     }
 
