@@ -155,12 +155,6 @@ impl Stream {
         }
     }
 
-    fn touch(&self) {
-        if let Some(activity) = &self.activity {
-            activity.touch();
-        }
-    }
-
     /// The socket, for what needs no `&mut` (addresses, readiness).
     pub(crate) fn get_ref(&self) -> &TcpStream {
         self.read.as_ref()
@@ -320,12 +314,10 @@ impl AsyncRead for Stream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.shared.write_left(cx);
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.read).poll_read(cx, buf);
-        if buf.filled().len() != before {
-            self.touch();
-        }
-        poll
+        let Self { read, activity, .. } = &mut *self;
+        tcp::note_read(activity.as_deref(), buf, |buf| {
+            Pin::new(read).poll_read(cx, buf)
+        })
     }
 }
 
@@ -336,10 +328,7 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = self.shared.poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
+        tcp::note_write(self.activity.as_deref(), poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -45,5 +45,5 @@ mod stream;
 pub use self::connect::{Connect, ConnectError, connect};
 pub use self::per_core::PerCore;
 pub use self::server::{Connections, Local, Mode, Serve, Server, Spawn};
-pub(crate) use self::stream::Activity;
 pub use self::stream::Stream;
+pub(crate) use self::stream::{Activity, note_read, note_write};

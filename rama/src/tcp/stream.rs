@@ -68,12 +68,35 @@ impl Stream {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
 
-    fn touch(&self) {
-        if let Some(activity) = &self.activity {
-            activity.touch();
-        }
+/// `read` into `buf`, and the time of it on `activity` when it filled anything.
+pub(crate) fn note_read(
+    activity: Option<&Activity>,
+    buf: &mut ReadBuf<'_>,
+    read: impl FnOnce(&mut ReadBuf<'_>) -> Poll<io::Result<()>>,
+) -> Poll<io::Result<()>> {
+    let before = buf.filled().len();
+    let poll = read(buf);
+    if let Some(activity) = activity
+        && buf.filled().len() != before
+    {
+        activity.touch();
     }
+    poll
+}
+
+/// `poll`, a write's outcome, after noting its time on `activity` when it wrote anything.
+pub(crate) fn note_write(
+    activity: Option<&Activity>,
+    poll: Poll<io::Result<usize>>,
+) -> Poll<io::Result<usize>> {
+    if let Some(activity) = activity
+        && matches!(poll, Poll::Ready(Ok(n)) if n > 0)
+    {
+        activity.touch();
+    }
+    poll
 }
 
 impl AsyncRead for Stream {
@@ -82,12 +105,10 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() != before {
-            self.touch();
-        }
-        poll
+        let Self { inner, activity } = &mut *self;
+        note_read(activity.as_deref(), buf, |buf| {
+            Pin::new(inner).poll_read(cx, buf)
+        })
     }
 }
 
@@ -98,10 +119,7 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
+        note_write(self.activity.as_deref(), poll)
     }
 
     fn poll_write_vectored(
@@ -110,10 +128,7 @@ impl AsyncWrite for Stream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
+        note_write(self.activity.as_deref(), poll)
     }
 
     fn is_write_vectored(&self) -> bool {

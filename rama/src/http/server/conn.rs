@@ -226,7 +226,7 @@ where
 /// (tunnels it opened).
 pub struct Connection<IO> {
     /// rama's own HTTP/1.1 path (see `h1.rs`): it ends with the connection closed, in failure,
-    /// or with hyper serving the rest of it.
+    /// or with hyper serving the rest of it (or all of it, where the own path does not apply).
     own: Option<Own>,
     hyper: Option<Pin<Box<dyn Serving>>>,
     /// The stream hyper serves, for the `408` hyper does not write itself.
@@ -262,40 +262,8 @@ type Handed = (
     Arc<Mutex<dyn AsyncWrite + Unpin + Send>>,
 );
 
-/// hyper serving `io` (with `read`, what was already read from it, in front), and the stream;
-/// a plain TCP connection writes at the end of the server's pass (see `io::batch`).
+/// hyper serving `io` (with what was already read from it in front), and the stream.
 fn hyper<IO, S, B>(
-    io: IO,
-    read: Vec<u8>,
-    shared: Shared<S>,
-    facts: ConnFacts,
-    config: &Server,
-    alpn: Option<&crate::tls::Alpn>,
-    tasks: &Tasks,
-) -> Handed
-where
-    S: Service<Request<Body>, Response = Response<B>> + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: 'static,
-    B: http_body::Body + 'static,
-    B::Error: Into<BoxError>,
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    match batch::Stream::accepted(io) {
-        Ok(stream) => hyper_on(
-            Rewind::new(read, stream),
-            shared,
-            facts,
-            config,
-            alpn,
-            tasks,
-        ),
-        Err(io) => hyper_on(Rewind::new(read, io), shared, facts, config, alpn, tasks),
-    }
-}
-
-/// [`hyper`] on the stream as it is.
-fn hyper_on<IO, S, B>(
     io: Rewind<IO>,
     shared: Shared<S>,
     facts: ConnFacts,
@@ -341,8 +309,9 @@ where
     (Box::pin(hyper), io)
 }
 
-/// rama's own HTTP/1.1 path on `io`, and hyper after it when it hands the connection over.
-async fn serve_own<IO, S, B>(
+/// Serves `io`: on rama's own HTTP/1.1 path, and with hyper after it when it hands the
+/// connection over; with hyper from the start when the own path does not apply.
+async fn serve<IO, S, B>(
     io: IO,
     shared: Shared<S>,
     facts: ConnFacts,
@@ -358,20 +327,22 @@ where
     B::Error: Into<BoxError>,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await {
-        // Hand-overs are rare: the copy is not worth a prefix type of its own.
-        Outcome::HandOff(io, read) => Ok(Some(hyper(
-            io,
-            read.to_vec(),
-            shared,
-            facts,
-            &config,
-            alpn.as_ref(),
-            &tasks,
-        ))),
-        Outcome::Closed => Ok(None),
-        Outcome::Failed(error) => Err(error),
-    }
+    // The own path parses into stack slots for the default 100 headers; HTTP/2 is hyper's.
+    let own = config.max_headers == super::DEFAULT_MAX_HEADERS
+        && !alpn.as_ref().is_some_and(crate::tls::Alpn::is_h2);
+    let (io, read) = if own {
+        match h1::serve(io, shared.clone(), facts.clone(), config.clone()).await {
+            // Hand-overs are rare: the copy is not worth a prefix type of its own.
+            Outcome::HandOff(io, read) => (io, read.to_vec()),
+            Outcome::Closed => return Ok(None),
+            Outcome::Failed(error) => return Err(error),
+        }
+    } else {
+        (io, Vec::new())
+    };
+    let io = Rewind::new(read, io);
+    let alpn = alpn.as_ref();
+    Ok(Some(hyper(io, shared, facts, &config, alpn, &tasks)))
 }
 
 impl<IO> Connection<IO>
@@ -403,20 +374,11 @@ where
             failure: None,
             _io: PhantomData,
         };
-        // The own path parses into stack slots for the default 100 headers; HTTP/2 is hyper's.
-        let own = config.max_headers == super::DEFAULT_MAX_HEADERS
-            && !alpn.as_ref().is_some_and(crate::tls::Alpn::is_h2);
-        if !own {
-            let (serving, io) = hyper(io, Vec::new(), shared, facts, config, alpn.as_ref(), &tasks);
-            this.hyper = Some(serving);
-            this.io = Some(io);
-            return this;
-        }
         let config = config.clone();
         this.own = Some(match batch::Stream::accepted(io) {
             // A plain TCP connection writes at the end of the server's pass (see `io::batch`).
-            Ok(stream) => Box::pin(serve_own(stream, shared, facts, config, alpn, tasks)),
-            Err(io) => Box::pin(serve_own(io, shared, facts, config, alpn, tasks)),
+            Ok(stream) => Box::pin(serve(stream, shared, facts, config, alpn, tasks)),
+            Err(io) => Box::pin(serve(io, shared, facts, config, alpn, tasks)),
         });
         this
     }
