@@ -20,7 +20,10 @@
 //! with bytes held is closed once the pass wrote them, or, when its socket had no room for
 //! them, with them: a peer that does not read keeps nothing alive.
 
-use crate::tcp::{self, Activity};
+use crate::{
+    io::Rewind,
+    tcp::{self, Activity},
+};
 use std::{
     any::Any,
     cell::RefCell,
@@ -95,6 +98,44 @@ impl Drop for Pass {
     }
 }
 
+/// A server's stream, batched where it can be: see [`batched`].
+pub(crate) enum Batched<IO> {
+    /// An accepted [`tcp::Stream`].
+    Plain(Stream),
+    /// An accepted [`tcp::Stream`] behind the bytes a detector peeked.
+    Rewound(Rewind<Stream>),
+    /// Anything else (a TLS stream, say), as it was.
+    Other(IO),
+}
+
+/// `io` batched when it is an accepted [`tcp::Stream`] (a server's plain connection), bare or
+/// behind a [`Rewind`] (a branch of `detect`).
+pub(crate) fn batched<IO: 'static>(io: IO) -> Batched<IO> {
+    let io = match downcast::<tcp::Stream, _>(io) {
+        Ok(accepted) => return Batched::Plain(Stream::accepted(accepted)),
+        Err(io) => io,
+    };
+    match downcast::<Rewind<tcp::Stream>, _>(io) {
+        Ok(rewound) => {
+            let (prefix, accepted) = rewound.into_parts();
+            Batched::Rewound(Rewind::new(prefix, Stream::accepted(accepted)))
+        }
+        Err(io) => Batched::Other(io),
+    }
+}
+
+/// `io` as a `T`, when that is its type.
+fn downcast<T: 'static, IO: 'static>(io: IO) -> Result<T, IO> {
+    let mut io = Some(io);
+    match (&mut io as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+    {
+        Some(t) => Ok(t),
+        None => Err(io.expect("only a matching type is taken out")),
+    }
+}
+
 /// A TCP stream whose writes inside a [`Pass`] are held to its end.
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -139,20 +180,10 @@ impl Stream {
         }
     }
 
-    /// `io` batched, when it is an accepted [`tcp::Stream`] (a server's plain connection);
-    /// otherwise `io` back.
-    pub(crate) fn accepted<IO: 'static>(io: IO) -> Result<Self, IO> {
-        let mut io = Some(io);
-        match (&mut io as &mut dyn Any)
-            .downcast_mut::<Option<tcp::Stream>>()
-            .and_then(Option::take)
-        {
-            Some(accepted) => {
-                let (stream, activity) = accepted.into_parts();
-                Ok(Self::with_activity(stream, activity))
-            }
-            None => Err(io.expect("only a matching type is taken out")),
-        }
+    /// A server's accepted stream, batched.
+    fn accepted(accepted: tcp::Stream) -> Self {
+        let (stream, activity) = accepted.into_parts();
+        Self::with_activity(stream, activity)
     }
 
     /// The socket, for what needs no `&mut` (addresses, readiness).
@@ -517,8 +548,9 @@ mod tests {
     #[tokio::test]
     async fn a_shutdown_goes_behind_the_held_bytes() {
         let (ours, mut peer) = pair().await;
-        let accepted = tcp::Stream::new(ours, None);
-        let mut stream = Stream::accepted(accepted).expect("a tcp::Stream is batched");
+        let Batched::Plain(mut stream) = batched(tcp::Stream::new(ours, None)) else {
+            panic!("a tcp::Stream is batched");
+        };
         poll_fn(|cx| {
             let pass = Pass::open();
             assert!(write(&mut stream, cx, b"held, then the end").is_ready());
@@ -568,9 +600,39 @@ mod tests {
         reader.await.unwrap();
     }
 
+    #[tokio::test]
+    async fn a_rewound_stream_is_batched_behind_its_prefix() {
+        let (ours, mut peer) = pair().await;
+        let rewound = Rewind::new(b"peeked ".to_vec(), tcp::Stream::new(ours, None));
+        let Batched::Rewound(mut stream) = batched(rewound) else {
+            panic!("a rewound tcp::Stream is batched");
+        };
+        peer.write_all(b"rest").await.unwrap();
+        let mut got = [0; 11];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"peeked rest");
+        poll_fn(|cx| {
+            let pass = Pass::open();
+            assert!(Pin::new(&mut stream).poll_write(cx, b"answer").is_ready());
+            let mut byte = [0; 1];
+            let early = peer.try_read(&mut byte).unwrap_err();
+            assert_eq!(
+                early.kind(),
+                io::ErrorKind::WouldBlock,
+                "held until the pass ends"
+            );
+            pass.finish();
+            Poll::Ready(())
+        })
+        .await;
+        let mut answer = [0; 6];
+        peer.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"answer");
+    }
+
     #[test]
     fn other_streams_are_not_batched() {
         let (duplex, _other) = tokio::io::duplex(64);
-        assert!(Stream::accepted(duplex).is_err());
+        assert!(matches!(batched(duplex), Batched::Other(_)));
     }
 }

@@ -7,7 +7,10 @@ use super::{
 use crate::{
     BoxError, Conn, graceful,
     http::{Body, Error},
-    io::{Rewind, batch},
+    io::{
+        Rewind,
+        batch::{self, Batched},
+    },
     shared::Shared,
     timer::ConnTimer,
 };
@@ -375,10 +378,11 @@ where
             _io: PhantomData,
         };
         let config = config.clone();
-        this.own = Some(match batch::Stream::accepted(io) {
-            // A plain TCP connection writes at the end of the server's pass (see `io::batch`).
-            Ok(stream) => Box::pin(serve(stream, shared, facts, config, alpn, tasks)),
-            Err(io) => Box::pin(serve(io, shared, facts, config, alpn, tasks)),
+        // A plain TCP connection writes at the end of the server's pass (see `io::batch`).
+        this.own = Some(match batch::batched(io) {
+            Batched::Plain(stream) => Box::pin(serve(stream, shared, facts, config, alpn, tasks)),
+            Batched::Rewound(stream) => Box::pin(serve(stream, shared, facts, config, alpn, tasks)),
+            Batched::Other(io) => Box::pin(serve(io, shared, facts, config, alpn, tasks)),
         });
         this
     }
