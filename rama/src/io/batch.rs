@@ -10,8 +10,9 @@
 //! rama before this; `bench/README.md`, stop 12).
 //!
 //! A local [`Serve`](crate::tcp::Serve) polls its ready connections inside a [`Pass`]. A
-//! [`Stream`] written during a pass keeps the bytes, up to [`HOLD`], and puts itself on this
-//! thread's list; when the pass ends the list is written out, each stream in one `send`.
+//! [`Stream`] written during a pass keeps the bytes (up to [`HOLD`]; a bulk write with nothing
+//! held goes at once) and puts itself on this thread's list; when the pass ends the list is
+//! written out, each stream in one `send`.
 //! Outside a pass (a spawned connection, a client on its own) a [`Stream`] writes at once.
 //!
 //! What a pass could not write whole (a peer that does not read) is the stream's own again: the
@@ -41,7 +42,8 @@ use tokio::{
     },
 };
 
-/// The most a stream holds for the end of a pass; a writer that wants more waits for it.
+/// The most a stream holds for the end of a pass; a write that would go past it sends what is
+/// held at once, then itself.
 const HOLD: usize = 64 * 1024;
 
 /// A write this long, with nothing held before it, is not held: batching is for messages, and
@@ -415,6 +417,17 @@ mod tests {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
+    /// Checks that nothing came to `peer` yet: what was written is held until the pass ends.
+    fn assert_nothing_came(peer: &TcpStream) {
+        let mut byte = [0; 1];
+        let early = peer.try_read(&mut byte).unwrap_err();
+        assert_eq!(
+            early.kind(),
+            io::ErrorKind::WouldBlock,
+            "held until the pass ends"
+        );
+    }
+
     /// Reads `peer` to its end, bounded in time.
     async fn read_to_end(peer: &mut TcpStream) -> Vec<u8> {
         let mut got = Vec::new();
@@ -436,13 +449,7 @@ mod tests {
                 assert!(matches!(written, Poll::Ready(Ok(n)) if n == piece.len()));
             }
             assert!(Pin::new(&mut stream).poll_flush(cx).is_ready());
-            let mut byte = [0; 1];
-            let early = peer.try_read(&mut byte).unwrap_err();
-            assert_eq!(
-                early.kind(),
-                io::ErrorKind::WouldBlock,
-                "held until the pass ends"
-            );
+            assert_nothing_came(&peer);
             pass.finish();
             Poll::Ready(())
         })
@@ -614,13 +621,7 @@ mod tests {
         poll_fn(|cx| {
             let pass = Pass::open();
             assert!(Pin::new(&mut stream).poll_write(cx, b"answer").is_ready());
-            let mut byte = [0; 1];
-            let early = peer.try_read(&mut byte).unwrap_err();
-            assert_eq!(
-                early.kind(),
-                io::ErrorKind::WouldBlock,
-                "held until the pass ends"
-            );
+            assert_nothing_came(&peer);
             pass.finish();
             Poll::Ready(())
         })
