@@ -214,11 +214,20 @@ impl Shared {
     /// Holds `buf` for the end of the open pass; `None` to write it at once instead.
     fn hold(self: &Arc<Self>, state: &mut State, cx: &Context<'_>, buf: &[u8]) -> Option<usize> {
         if !state.listed {
-            if buf.len() >= BULK || !LIST.with(|list| list.borrow().open) {
+            if buf.len() >= BULK {
+                return None;
+            }
+            let listed = LIST.with(|list| {
+                let mut list = list.borrow_mut();
+                if list.open {
+                    list.held.push(self.clone());
+                }
+                list.open
+            });
+            if !listed {
                 return None;
             }
             state.listed = true;
-            LIST.with(|list| list.borrow_mut().held.push(self.clone()));
         }
         if state.out.len() + buf.len() > HOLD {
             return None;
