@@ -12,9 +12,10 @@
 #
 # The proxies take turns run by run (a burst of load from elsewhere lands on all of them, not
 # on one proxy's every run), each round starting one step later than the one before; the table
-# gives each one's median, and every run's requests/s follow it.
+# gives each one's median, the ratio table also in how many rounds rama did better than the peer
+# (the runs of one round shared the machine's state), and every run's requests/s follow it.
 #
-#   bench/http.sh              # 5 runs of 5 s per proxy, medians
+#   bench/http.sh              # 7 runs of 5 s per proxy, medians
 #   RUNS=3 SECS=4 bench/http.sh
 #   ONLY=reverse bench/http.sh # only the reverse proxies (ONLY=forward: only the forward ones)
 #   REV_ARGS="--trace --gzip" bench/http.sh   # extra flags for rama's reverse_proxy
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-7}
 SECS=${SECS:-5}
 ONLY=${ONLY:-}
 REV_ARGS=${REV_ARGS:-}
@@ -272,6 +273,17 @@ for key in "${!runs[@]}"; do
 done
 
 ratio() { case "$1 $2" in *FAIL*|*-*) echo -;; *) python3 -c "print('%.2f' % ($1/$2))";; esac; }
+# `ahead higher|lower "RUNS" "PEER_RUNS"`: in how many rounds the first did better than the
+# peer ("5/7"). Both ran in every round, minutes apart at most, so this pairs the runs that
+# shared the machine's state of the moment; the medians alone mix a quiet round of one with a
+# busy round of the other.
+ahead() {
+  case "$2 $3" in *FAIL*) echo -; return;; esac
+  python3 -c 'import sys
+a, b = (list(map(float, x.split())) for x in sys.argv[2:])
+won = sum((x > y) if sys.argv[1] == "higher" else (x < y) for x, y in zip(a, b))
+print("%d/%d" % (won, len(a)))' "$1" "$2" "$3"
+}
 name() {
   case $1 in
     rama-fwd) echo "rama http_proxy";; rama-fwd-batch) echo "rama http_proxy --sched-batch";;
@@ -284,18 +296,24 @@ echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file 
 echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama reverse_proxy flags: ${REV_ARGS:-none})"
 echo "CPU: microseconds of user + system time the proxy spent per request (lower is better)"
-# `compare RAMA PEERS...`: the rows of rama's two runs over each peer (with an h2c column when
-# rama was run over h2c).
+# `compare RAMA PEERS...`: the rows of rama's two runs over each peer (with h2c columns when
+# rama was run over h2c): the ratios of the medians, then the rounds rama won.
 compare() {
-  local rama=$1 peer h
+  local rama=$1 peer h rounds
   shift
   for peer in "$@"; do
     for r in $rama $rama-batch; do
-      h=; [ -n "${result[$r/h2]:-}" ] && h=" $(ratio "${result[$r/h2]}" "${result[$peer/h2]}") |"
-      printf '| %s / %s | %s | %s | %s |%s\n' "$(name "$r")" "$peer" \
+      h=; rounds=
+      if [ -n "${result[$r/h2]:-}" ]; then
+        h=" $(ratio "${result[$r/h2]}" "${result[$peer/h2]}") |"
+        rounds=" $(ahead higher "${runs[$r/h2]}" "${runs[$peer/h2]}") |"
+      fi
+      printf '| %s / %s | %s | %s | %s |%s %s | %s |%s\n' "$(name "$r")" "$peer" \
         "$(ratio "${result[$r/rps]}" "${result[$peer/rps]}")" \
         "$(ratio "${result[$r/p99]}" "${result[$peer/p99]}")" \
-        "$(ratio "${result[$r/cpu]}" "${result[$peer/cpu]}")" "$h"
+        "$(ratio "${result[$r/cpu]}" "${result[$peer/cpu]}")" "$h" \
+        "$(ahead higher "${runs[$r/rps]}" "${runs[$peer/rps]}")" \
+        "$(ahead lower "${runs[$r/p99]}" "${runs[$peer/p99]}")" "$rounds"
     done
   done
 }
@@ -319,8 +337,8 @@ for path in rama-fwd rama-fwd-batch tinyproxy squid; do
   printf '| %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" "${result[$path/cpu]}"
 done
 echo
-echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) |"
-echo "|---|---|---|---|"
+echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | rounds ahead: requests/s | rounds ahead: p99 |"
+echo "|---|---|---|---|---|---|"
 compare rama-fwd tinyproxy squid
 fi
 [ "$ONLY" = forward ] && { every_run; exit 0; }
@@ -334,7 +352,7 @@ for path in rama-rev rama-rev-batch nginx haproxy; do
     "${result[$path/cpu]}" "${result[$path/h2]}" "${result[$path/h2cpu]:--}"
 done
 echo
-echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c requests/s |"
-echo "|---|---|---|---|---|"
+echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c requests/s | rounds ahead: requests/s | rounds ahead: p99 | rounds ahead: h2c |"
+echo "|---|---|---|---|---|---|---|---|"
 compare rama-rev nginx haproxy
 every_run
