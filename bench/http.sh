@@ -3,9 +3,9 @@
 # tinyproxy and squid) and reverse (rama's reverse_proxy, nginx `proxy_pass` and haproxy
 # `mode http`), all in front of the same local nginx origin serving a small static file, side
 # by side in one run on 127.0.0.1. wrk drives HTTP/1.1 keep-alive load (requests per second and
-# p99 latency); h2load drives the reverse proxies over h2c (prior knowledge). Each rama proxy
-# runs twice: as is, and with `--sched-batch` (its server threads under SCHED_BATCH, see
-# `tcp::PerCore::batch_scheduling`). Next to requests/s, the CPU time each proxy spent per
+# p99 latency); h2load drives the reverse proxies over h2c (prior knowledge; requests per second
+# and, from its per-request log, p99 latency). Each rama proxy runs twice: as is, and with
+# `--sched-batch` (its server threads under SCHED_BATCH, see `tcp::PerCore::batch_scheduling`). Next to requests/s, the CPU time each proxy spent per
 # request (user + system, from /proc, summed over its processes) is the steadier figure on a
 # machine where the load generator, the origin and the proxy share two cores.
 # Installs nginx, haproxy, tinyproxy, squid, wrk and h2load (nghttp2-client) with apt.
@@ -201,12 +201,19 @@ wrk_run() {
          /Socket errors/ {gsub(",", ""); if ($4 + $8 + $10 > 0) bad=1}
          END {if (bad || r == "") print "FAIL FAIL 0"; else printf "%s %.2f %s\n", r, p, n}'
 }
-# "requests/s requests" of one h2load run (h2c, prior knowledge) against port $1: 64 clients,
-# 10 streams each.
+# "requests/s p99-ms requests" of one h2load run (h2c, prior knowledge) against port $1: 64
+# clients, 10 streams each. h2load prints no percentiles; its per-request log (start,
+# status, microseconds to the end of the response) gives the p99.
 h2_run() {
-  h2load -t 2 -c 64 -m 10 -D "$SECS" "http://127.0.0.1:$1/small" 2>&1 |
+  local stats p99
+  rm -f "$work/h2load.log"
+  stats=$(h2load -t 2 -c 64 -m 10 -D "$SECS" --log-file="$work/h2load.log" "http://127.0.0.1:$1/small" 2>&1 |
     awk '/^finished in/ {gsub(",", ""); r=$4} /^requests:/ {n=$8; if ($10 + $12 + $14 > 0) bad=1}
-         END {if (bad || r == "") print "FAIL 0"; else print r, n}'
+         END {if (bad || r == "") print "FAIL 0"; else print r, n}')
+  p99=$({ sort -n -k3,3 "$work/h2load.log" 2>/dev/null || true; } |
+    awk '{d[NR]=$3} END {i=int(NR*0.99); if (i < 1) i=1; printf "%.2f", d[i] / 1000}')
+  read -r rps n <<<"$stats"
+  echo "$rps $p99 $n"
 }
 
 # Microseconds of CPU per request: clock ticks $1 -> $2 over $3 requests.
@@ -234,8 +241,8 @@ h2_once() {
   before=$(ticks "${proc[$1]}")
   out=$(h2_run "$2")
   after=$(ticks "${proc[$1]}")
-  read -r rps n <<<"$out"
-  runs[$1/h2]+=" $rps"
+  read -r rps p99 n <<<"$out"
+  runs[$1/h2]+=" $rps"; runs[$1/h2p99]+=" $p99"
   [ "$rps" = FAIL ] || runs[$1/h2cpu]+=" $(cpu_per_request "$before" "$after" "$n")"
 }
 # Each round's steps, one per line: "wrk PATH PORT [wrk flags]" or "h2 PATH PORT".
@@ -267,7 +274,7 @@ done
 for key in "${!runs[@]}"; do
   case "${runs[$key]} " in
     *FAIL*) result[$key]=FAIL;;
-    *) case $key in */p99) places=2;; */cpu|*/h2cpu) places=1;; *) places=0;; esac
+    *) case $key in */p99|*/h2p99) places=2;; */cpu|*/h2cpu) places=1;; *) places=0;; esac
        result[$key]=$(median $places ${runs[$key]});;
   esac
 done
@@ -305,8 +312,8 @@ compare() {
     for r in $rama $rama-batch; do
       h=; rounds=
       if [ -n "${result[$r/h2]:-}" ]; then
-        h=" $(ratio "${result[$r/h2]}" "${result[$peer/h2]}") |"
-        rounds=" $(ahead higher "${runs[$r/h2]}" "${runs[$peer/h2]}") |"
+        h=" $(ratio "${result[$r/h2]}" "${result[$peer/h2]}") | $(ratio "${result[$r/h2p99]}" "${result[$peer/h2p99]}") |"
+        rounds=" $(ahead higher "${runs[$r/h2]}" "${runs[$peer/h2]}") | $(ahead lower "${runs[$r/h2p99]}" "${runs[$peer/h2p99]}") |"
       fi
       printf '| %s / %s | %s | %s | %s |%s %s | %s |%s\n' "$(name "$r")" "$peer" \
         "$(ratio "${result[$r/rps]}" "${result[$peer/rps]}")" \
@@ -345,14 +352,14 @@ fi
 echo
 echo "Reverse proxy (HTTP/1.1 wrk; h2c: h2load, 64 clients x 10 streams, prior knowledge)"
 echo
-echo "| proxy | requests/s | p99 ms | CPU µs/request | h2c requests/s | h2c CPU µs/request |"
-echo "|---|---|---|---|---|---|"
+echo "| proxy | requests/s | p99 ms | CPU µs/request | h2c requests/s | h2c p99 ms | h2c CPU µs/request |"
+echo "|---|---|---|---|---|---|---|"
 for path in rama-rev rama-rev-batch nginx haproxy; do
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" \
-    "${result[$path/cpu]}" "${result[$path/h2]}" "${result[$path/h2cpu]:--}"
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" \
+    "${result[$path/cpu]}" "${result[$path/h2]}" "${result[$path/h2p99]}" "${result[$path/h2cpu]:--}"
 done
 echo
-echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c requests/s | rounds ahead: requests/s | rounds ahead: p99 | rounds ahead: h2c |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| ratio | requests/s | p99 (lower is better) | CPU (lower is better) | h2c requests/s | h2c p99 (lower is better) | rounds ahead: requests/s | rounds ahead: p99 | rounds ahead: h2c | rounds ahead: h2c p99 |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 compare rama-rev nginx haproxy
 every_run
