@@ -166,6 +166,7 @@ RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV_BATCH --sched-ba
 proc[rama-rev-batch]=$!
 for p in $ORIGIN $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID $RAMA_REV $RAMA_REV_BATCH $NGINX_REV \
   $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
+same_autogroup
 
 # Every path must actually serve the file before it is timed.
 for p in $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID; do

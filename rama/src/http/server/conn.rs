@@ -6,7 +6,7 @@ use super::{
 };
 use crate::{
     BoxError, Conn, graceful,
-    http::{Body, Error},
+    http::{Body, Error, h1::codec},
     io::{
         Rewind,
         batch::{self, Batched},
@@ -143,7 +143,13 @@ where
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
-        request.extensions_mut().insert(self.facts.clone());
+        let extensions = request.extensions_mut();
+        // hyper's requests come with none: a spare set instead of a new one saves the
+        // allocation of its table (the h1 upstream path gives the set back once sent).
+        if extensions.is_empty() {
+            *extensions = codec::spare_extensions();
+        }
+        extensions.insert(self.facts.clone());
         BridgeFuture {
             shared: self.shared.clone(),
             request: Some(request),
