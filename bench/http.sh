@@ -166,7 +166,8 @@ RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV_BATCH --sched-ba
 proc[rama-rev-batch]=$!
 for p in $ORIGIN $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID $RAMA_REV $RAMA_REV_BATCH $NGINX_REV \
   $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
-same_autogroup
+same_autogroup $ORIGIN $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID $RAMA_REV $RAMA_REV_BATCH \
+  $NGINX_REV $HAPROXY_REV
 
 # Every path must actually serve the file before it is timed.
 for p in $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID; do
@@ -299,7 +300,7 @@ name() {
     *) echo "$1";;
   esac
 }
-echo "HTTP proxying, median of $RUNS x ${SECS}s runs on 127.0.0.1 ($(nproc) cores), $(date -u +%F)"
+echo "HTTP proxying, median of $RUNS x ${SECS}s runs on 127.0.0.1 ($(nproc) cores), $(date -u "+%F, %H:%M UTC")"
 echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file from a local nginx origin"
 echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama reverse_proxy flags: ${REV_ARGS:-none})"

@@ -34,20 +34,23 @@ wait_port() {
   exit 1
 }
 
-# `same_autogroup` stops the bench when one of the processes in $pids (or a child of one)
-# runs in another scheduler autogroup than the bench. With `kernel.sched_autogroup_enabled`
-# (Debian's default) each session shares the CPU as one: a peer that daemonizes (`setsid`)
+# `same_autogroup PORT...` stops the bench when a process listening on one of the ports runs
+# in another scheduler autogroup than the bench. With `kernel.sched_autogroup_enabled`
+# (Debian's default) each session shares the CPU as one: a server that daemonizes (`setsid`)
 # gets as much CPU as the load generator and every other process together, which skews every
-# figure of the run (an origin nginx left to daemonize made rama and haproxy alike 1.5x slower
-# per request, and bimodal).
+# figure of the run (an origin nginx left to daemonize made rama and haproxy alike up to 1.5x
+# slower per request, and bimodal). Idle helpers of their own session (squid's `pinger`) do
+# not listen and are not counted.
 same_autogroup() {
-  local mine p
+  local mine port p
   [ -r /proc/$$/autogroup ] || return 0
   mine=$(cut -d' ' -f1 /proc/$$/autogroup)
-  for p in "${pids[@]}" $(for p in "${pids[@]}"; do pgrep -P "$p" || true; done); do
-    [ "$(cut -d' ' -f1 "/proc/$p/autogroup" 2>/dev/null || echo "$mine")" = "$mine" ] && continue
-    echo "process $p ($(cat "/proc/$p/comm")) runs in another autogroup than the bench" >&2
-    exit 1
+  for port in "$@"; do
+    for p in $(ss -ltnpH "sport = :$port" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+      [ "$(cut -d' ' -f1 "/proc/$p/autogroup" 2>/dev/null || echo "$mine")" = "$mine" ] && continue
+      echo "$(cat "/proc/$p/comm") (pid $p, port $port) runs in another autogroup than the bench" >&2
+      exit 1
+    done
   done
 }
 

@@ -97,7 +97,7 @@ MITM_PID=$!
 pids+=($MITM_PID)
 
 for port in $ORIGIN $RAMA $RAMA_ALL $MITMDUMP; do wait_port $port; done
-same_autogroup
+same_autogroup $ORIGIN $RAMA $RAMA_ALL $MITMDUMP
 declare -A CA=(
   [rama]=$work/rama-ca/ca.pem
   [rama-all]=$work/rama-ca-all/ca.pem

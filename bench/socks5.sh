@@ -52,7 +52,7 @@ danted -f "$work/danted.conf" -p "$work/danted.pid" -N 2 >/dev/null 2>&1 & pids+
 microsocks -i 127.0.0.1 -p $MICRO >/dev/null 2>&1 & pids+=($!)
 micro_pid=$!
 for port in $SMALL $BULK $HOLD $RAMA $DANTE $MICRO; do wait_port $port; done
-same_autogroup
+same_autogroup $SMALL $BULK $HOLD $RAMA $DANTE $MICRO
 
 field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # Resident memory (MiB) of a process tree's root and its children.

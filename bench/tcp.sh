@@ -48,7 +48,7 @@ RUST_LOG=warn target/release/examples/tcp_forward --listen 127.0.0.1:$RAMA_HAND_
   --upstream 127.0.0.1:$IPERF_PORT --relay splice --hand-built >/dev/null & pids+=($!)
 wait_port $IPERF_PORT; wait_port $HAPROXY_PORT; wait_port $RAMA_PORT; wait_port $RAMA_COPY_PORT
 wait_port $RAMA_HAND_PORT
-same_autogroup
+same_autogroup $IPERF_PORT $HAPROXY_PORT $RAMA_PORT $RAMA_COPY_PORT $RAMA_HAND_PORT
 
 # Gbit/s of one iperf3 run (receiver side).
 gbps() {

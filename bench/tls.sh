@@ -127,7 +127,7 @@ rama_tls() {
 rama_tls $RAMA
 rama_tls $RAMA_OFF --no-resumption
 for port in $ORIGIN $NGINX $HAPROXY $RAMA $NGINX_OFF $HAPROXY_OFF $RAMA_OFF; do wait_port "$port"; done
-same_autogroup
+same_autogroup $ORIGIN $NGINX $HAPROXY $RAMA $NGINX_OFF $HAPROXY_OFF $RAMA_OFF
 # nginx's workers do the work (the master only forks them); both nginx setups share them.
 terminator[$NGINX]=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 terminator[$NGINX_OFF]=${terminator[$NGINX]}

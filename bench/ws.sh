@@ -73,7 +73,7 @@ listen ws
 CFG
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
 for p in $ECHO $RAMA $NGINX $HAPROXY; do wait_port $p; done
-same_autogroup
+same_autogroup $ECHO $RAMA $NGINX $HAPROXY
 
 declare -A result
 measure() { # name port
