@@ -6,7 +6,7 @@ use super::{
 };
 use crate::{
     BoxError, Conn, graceful,
-    http::{Body, Error, h1::codec},
+    http::{Body, Error},
     io::{
         Rewind,
         batch::{self, Batched},
@@ -143,13 +143,7 @@ where
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
-        let extensions = request.extensions_mut();
-        // hyper's requests come with none: a spare set instead of a new one saves the
-        // allocation of its table (the h1 upstream path gives the set back once sent).
-        if extensions.is_empty() {
-            *extensions = codec::spare_extensions();
-        }
-        extensions.insert(self.facts.clone());
+        self.facts.add_to(request.extensions_mut());
         BridgeFuture {
             shared: self.shared.clone(),
             request: Some(request),

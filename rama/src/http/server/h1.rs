@@ -124,9 +124,7 @@ where
         *request.uri_mut() = head.uri;
         *request.version_mut() = head.version;
         *request.headers_mut() = head.headers;
-        let mut extensions = codec::spare_extensions();
-        extensions.insert(facts.clone());
-        *request.extensions_mut() = extensions;
+        facts.add_to(request.extensions_mut());
 
         let mut call = Call::new(shared.clone(), request);
         let called = match poll_fn(|cx| call.poll(cx)).await {

@@ -233,6 +233,16 @@ impl ConnFacts {
         }
     }
 
+    /// Puts these facts into a request's `extensions`. A request's set is most often new and
+    /// empty (the own HTTP/1.1 path's, and all of hyper's): a spare one, which the h1 upstream
+    /// path gives back once it sent the request, saves allocating a new map and table.
+    pub(crate) fn add_to(&self, extensions: &mut Extensions) {
+        if extensions.is_empty() {
+            *extensions = super::h1::codec::spare_extensions();
+        }
+        extensions.insert(self.clone());
+    }
+
     /// The client's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer
