@@ -5,9 +5,10 @@
 # by side in one run on 127.0.0.1. wrk drives HTTP/1.1 keep-alive load (requests per second and
 # p99 latency); h2load drives the reverse proxies over h2c (prior knowledge; requests per second
 # and, from its per-request log, p99 latency). Each rama proxy runs twice: as is, and with
-# `--sched-batch` (its server threads under SCHED_BATCH, see `tcp::PerCore::batch_scheduling`). Next to requests/s, the CPU time each proxy spent per
-# request (user + system, from /proc, summed over its processes) is the steadier figure on a
-# machine where the load generator, the origin and the proxy share two cores.
+# `--sched-batch` (its server threads under SCHED_BATCH, see `tcp::PerCore::batch_scheduling`).
+# Next to requests/s, the CPU time each proxy spent per request (user + system, from /proc,
+# summed over its processes) is the steadier figure on a machine where the load generator, the
+# origin and the proxy share two cores.
 # Installs nginx, haproxy, tinyproxy, squid, wrk and h2load (nghttp2-client) with apt.
 #
 # The proxies take turns run by run (a burst of load from elsewhere lands on all of them, not
@@ -207,14 +208,16 @@ wrk_run() {
 # clients, 10 streams each. h2load prints no percentiles; its per-request log (start,
 # status, microseconds to the end of the response) gives the p99.
 h2_run() {
-  local stats p99
+  local stats p99 rps n
   rm -f "$work/h2load.log"
   stats=$(h2load -t 2 -c 64 -m 10 -D "$SECS" --log-file="$work/h2load.log" "http://127.0.0.1:$1/small" 2>&1 |
     awk '/^finished in/ {gsub(",", ""); r=$4} /^requests:/ {n=$8; if ($10 + $12 + $14 > 0) bad=1}
          END {if (bad || r == "") print "FAIL 0"; else print r, n}')
-  p99=$({ sort -n -k3,3 "$work/h2load.log" 2>/dev/null || true; } |
-    awk '{d[NR]=$3} END {i=int(NR*0.99); if (i < 1) i=1; printf "%.2f", d[i] / 1000}')
   read -r rps n <<<"$stats"
+  # A failed run has no latency to speak of: FAIL for both, as `wrk_run` says.
+  [ "$rps" = FAIL ] && { echo "FAIL FAIL 0"; return; }
+  p99=$(sort -n -k3,3 "$work/h2load.log" |
+    awk '{d[NR]=$3} END {i=int(NR*0.99); if (i < 1) i=1; printf "%.2f", d[i] / 1000}')
   echo "$rps $p99 $n"
 }
 
