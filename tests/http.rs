@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, sha256,
+    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, raw, sha256,
     spawn_origin, until,
 };
 use std::{
@@ -142,18 +142,6 @@ fn plain(log: &str) -> String {
     out
 }
 
-/// Sends `bytes` on a raw connection and reads the answer until the proxy closes.
-async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(proxy).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut answer = Vec::new();
-    timeout(PATIENCE, stream.read_to_end(&mut answer))
-        .await
-        .expect("the proxy never closed")
-        .ok();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_and_connect_through_curl() {
     let (origin, _) = origin(Behaviour::EchoHead).await;
@@ -192,6 +180,48 @@ async fn absolute_form_and_connect_through_curl() {
         "a tunnel is bytes: {got:?}"
     );
     proxy.wait_for_log("http proxy: CONNECT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_gets_the_targets_host_and_a_bad_host_is_400() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/host");
+
+    // curl puts its `-H Host` into the absolute-form request as given: the origin must still
+    // get the target's (RFC 9112 3.2.2), the one the egress rules judged.
+    let got = curl(&["-x", &x, "-H", "Host: other.example", &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let seen = got.body.to_ascii_lowercase();
+    let hosts: Vec<&str> = seen
+        .lines()
+        .filter(|line| line.starts_with("host:"))
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(hosts, [format!("host: {origin}")], "{seen}");
+
+    // Without `Host` at all, the target's too.
+    let got = curl(&["-x", &x, "-H", "Host:", &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(
+        got.body
+            .to_ascii_lowercase()
+            .contains(&format!("host: {origin}\r\n")),
+        "{got:?}"
+    );
+
+    let got = curl(&["-x", &x, "-H", "Host: a.example@other.example", &url]).await;
+    assert_eq!(got.status, 400, "{got:?}");
+    assert!(got.body.contains("not host[:port]"), "{got:?}");
+    // curl sends one `Host` only; two take a raw client. The answer closes the connection.
+    let twice = format!("GET {url} HTTP/1.1\r\nHost: {origin}\r\nHost: other.example\r\n\r\n");
+    let answer = raw(proxy.addr, twice.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("more than one Host"), "{answer}");
+    let log = plain(&proxy.wait_for_log("bad Host, answering 400").await);
+    let line = log.lines().find(|l| l.contains("bad Host")).unwrap();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

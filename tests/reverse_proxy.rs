@@ -12,7 +12,7 @@ use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     PATIENCE, Running, origin_certificate, origin_thread, payload,
     python::{PythonServer, run_script},
-    read_head, sha256, until, vm_rss,
+    raw, read_head, sha256, until, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
 };
 use std::{
@@ -444,6 +444,43 @@ async fn a_clients_connection_header_cannot_name_the_forwarding_headers_away() {
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     assert!(seen.contains("forwarded: for=127.0.0.1;"), "{seen}");
     assert!(!seen.contains("x-secret"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_invalid_or_missing_host_is_400_and_preserve_host_keeps_a_good_one() {
+    let origin = origin();
+    let proxy = reverse_proxy(origin, &[]);
+    let url = format!("http://{}/host", proxy.addr);
+    // curl sends each `-H Host` as given, and none for `-H Host:`.
+    let cases = [
+        ("Host: a.example/other", "not host[:port]"),
+        ("Host:", "needs a Host"),
+    ];
+    for (host, why) in cases {
+        let (body, codes) = curl(&["-H", host, &url]).await;
+        assert_eq!(codes, "400 1.1", "{host}: {body}");
+        assert!(body.contains(why), "{host}: {body}");
+    }
+    // Two take a raw client (curl sends one); the answer closes the connection.
+    let twice = b"GET /host HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n";
+    let answer = raw(proxy.addr, twice).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("more than one Host"), "{answer}");
+    proxy.wait_for_log("bad Host, answering 400").await;
+
+    // HTTP/1.0 needs no `Host`; the upstream gets its own.
+    let (body, codes) = curl(&["-0", "-H", "Host:", &url]).await;
+    assert!(codes.starts_with("200 "), "{codes}: {body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.contains(&format!("host: {origin}\n")), "{seen}");
+    assert!(!seen.contains("x-forwarded-host"), "{seen}");
+
+    let proxy = reverse_proxy(origin, &["--preserve-host"]);
+    let url = format!("http://{}/host", proxy.addr);
+    let (body, codes) = curl(&["-H", "Host: site.example:8080", &url]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.contains("host: site.example:8080\n"), "{seen}");
 }
 
 /// `SCHED_BATCH` in `/proc/PID/task/TID/stat`'s policy field.

@@ -433,6 +433,19 @@ async fn exchange_unbounded(addr: SocketAddr, data: &[u8]) -> std::io::Result<Ve
     Ok(got)
 }
 
+/// Sends `bytes` on a raw connection, its sending side left open, and reads the answer until
+/// the server closes (which it must, within [`PATIENCE`]).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server never closed")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Writes one line and reads back the echo of it (within [`PATIENCE`]): proof a relay
 /// through `stream` works.
 pub async fn echo_line(stream: &mut TcpStream, line: &str) -> std::io::Result<String> {

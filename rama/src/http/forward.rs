@@ -6,8 +6,10 @@
 //!   dialed and the connection becomes a byte tunnel (HTTP/1.1 and HTTP/2), or answers the
 //!   dial's [`Refusal`]: `403` denied, `504` timed out, `502` otherwise.
 //! - Absolute-form requests (`GET http://host/path`) are forwarded through a pooled
-//!   [`Client`], bodies streaming both ways, hop-by-hop headers removed, `Via` added. The
-//!   upstream's failures become `502` (cannot connect, closed) and `504` (timed out).
+//!   [`Client`], bodies streaming both ways, hop-by-hop headers removed, `Via` added, and
+//!   `Host` the target's (RFC 9112 3.2.2; a request with two, or one that is not
+//!   `host[:port]`, gets `400`). The upstream's failures become `502` (cannot connect,
+//!   closed) and `504` (timed out).
 //! - With [`with_auth`](ForwardProxy::with_auth), `Proxy-Authorization: Basic` is checked
 //!   first (the same checks as SOCKS5's: [`Users`](crate::socks5::auth::Users), a closure, any
 //!   async service); a client without valid credentials gets `407` with `Proxy-Authenticate`.
@@ -23,7 +25,7 @@ use crate::{
     socks5::auth::{Authenticator, Credentials, NoAuth, User},
     tunnel::{self, Handshake, Refusal},
 };
-use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use ::http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -346,6 +348,14 @@ async fn forward(
         }
     };
     let destination = format!("{host}:{port}");
+    if let Err(bad) = headers::single_host(request.headers()) {
+        tracing::debug!(%peer, %destination, reason = bad.message(), "http proxy: bad Host, answering 400");
+        return bad_request_closing(request.version(), bad.message());
+    }
+    // The target names the host, and the origin gets that one as `Host` (RFC 9112 3.2.2: the
+    // client's is replaced; the client writes the target's): forwarded as it came, a `Host`
+    // for another site on the same address would reach what the egress rules never judged.
+    request.headers_mut().remove(header::HOST);
     if let Some(rules) = rules
         && let Err(response) = judge(&rules, &host, port).await
     {
@@ -474,6 +484,18 @@ pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<B
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response
+}
+
+/// A `400` for bad input, which also ends an HTTP/1 connection (as the server's own `400`s
+/// do): what else the client sent on it is not to be trusted either.
+pub(crate) fn bad_request_closing(version: Version, message: &str) -> Response<Body> {
+    let mut response = text(StatusCode::BAD_REQUEST, message);
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -74,7 +74,7 @@ pub(crate) async fn send(
         return Err(Error::upstream("the request URI has no host".into()));
     };
     if !parts.headers.contains_key(header::HOST) {
-        let host = HeaderValue::from_str(authority.as_str().rsplit('@').next().unwrap_or_default())
+        let host = HeaderValue::from_str(super::headers::host_port(authority))
             .map_err(|e| Error::upstream(e.into()))?;
         parts.headers.insert(header::HOST, host);
     }

@@ -1,6 +1,7 @@
-//! Header work shared by the proxies: hop-by-hop removal, `Via`, Basic credentials.
+//! Header work shared by the proxies: hop-by-hop removal, `Via`, `Host` checks, Basic
+//! credentials.
 
-use ::http::{HeaderMap, HeaderName, HeaderValue, Version, header};
+use ::http::{HeaderMap, HeaderName, HeaderValue, Version, header, uri::Authority};
 
 /// How many names [`HOP_BY_HOP`] has.
 const HOP_BY_HOP_COUNT: usize = 9;
@@ -141,6 +142,54 @@ pub fn append_via(headers: &mut HeaderMap, version: Version) {
     headers.append(header::VIA, value);
 }
 
+/// What is wrong with a request's `Host`; the proxies answer it with `400` (RFC 9112 3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadHost {
+    /// More than one `Host` field line: two hops that each read another one of them would
+    /// send the same request to two different hosts.
+    Repeated,
+    /// A value that is not `host[:port]`.
+    Invalid,
+    /// An HTTP/1.1 request in origin-form without `Host`: it names no host at all.
+    Missing,
+}
+
+impl BadHost {
+    /// The answer's text.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Repeated => "the request has more than one Host header",
+            Self::Invalid => "the request's Host header is not host[:port]",
+            Self::Missing => "an HTTP/1.1 request needs a Host header",
+        }
+    }
+}
+
+/// The request's `Host` field (`None` when it has none), if it has at most one and that one
+/// is a `host[:port]`: the bytes of RFC 3986's `reg-name`, IP literals and port, nothing else
+/// (no `/`, `@`, `?`, `#` or white space that a later hop could read another host out of).
+pub(crate) fn single_host(headers: &HeaderMap) -> Result<Option<&HeaderValue>, BadHost> {
+    let mut all = headers.get_all(header::HOST).iter();
+    let Some(host) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(BadHost::Repeated);
+    }
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(b);
+    if host.as_bytes().iter().all(allowed) {
+        Ok(Some(host))
+    } else {
+        Err(BadHost::Invalid)
+    }
+}
+
+/// An authority's `host[:port]`, without the `user@` an absolute-form target may carry.
+pub(crate) fn host_port(authority: &Authority) -> &str {
+    let all = authority.as_str();
+    all.rsplit_once('@').map_or(all, |(_, host)| host)
+}
+
 /// The username and password of a `Basic` credentials header value, if it is one.
 pub(crate) fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
     let value = value.to_str().ok()?.trim();
@@ -194,6 +243,43 @@ mod tests {
         assert_eq!(HOP_BY_HOP[HOP_BY_HOP_COUNT - 1], header::UPGRADE);
         assert_eq!(hop_by_hop_index(&header::HOST), None);
         assert_eq!(hop_by_hop_index(&HeaderName::from_static("x-te")), None);
+    }
+
+    #[test]
+    fn single_host_takes_one_host_port_and_nothing_else() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(single_host(&headers), Ok(None));
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "[::1]:80",
+            "127.0.0.1",
+            "a_b-c.d~e",
+            "",
+        ] {
+            headers.insert(header::HOST, HeaderValue::from_static(good));
+            assert_eq!(
+                single_host(&headers).map(|h| h.cloned()),
+                Ok(Some(HeaderValue::from_static(good))),
+                "{good}"
+            );
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "evil@a",
+            "a?b",
+            "a#b",
+            "a\tb",
+            "\u{e9}t\u{e9}",
+        ] {
+            let value = HeaderValue::from_bytes(bad.as_bytes()).unwrap();
+            headers.insert(header::HOST, value);
+            assert_eq!(single_host(&headers), Err(BadHost::Invalid), "{bad}");
+        }
+        headers.insert(header::HOST, HeaderValue::from_static("a"));
+        headers.append(header::HOST, HeaderValue::from_static("a"));
+        assert_eq!(single_host(&headers), Err(BadHost::Repeated));
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!   connection's own task ([`http::server::spawn`](super::server::spawn)), so the server's
 //!   graceful drain waits for them.
 //! - An upstream that cannot be reached answers `502`, one that takes too long `504`, each with
-//!   a one-line text body.
+//!   a one-line text body; a request with more than one `Host`, a `Host` that is not
+//!   `host[:port]`, or (HTTP/1.1 in origin-form) none, `400` (RFC 9112 3.2).
 //!
 //! ```no_run
 //! use rama::{http, proxy, tcp};
@@ -123,7 +124,7 @@ impl ReverseProxy {
             return Err(error("the upstream URL cannot have a query", None));
         }
         let base = uri.path().trim_end_matches('/').to_owned();
-        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let host = headers::host_port(&authority);
         let host = HeaderValue::from_str(host)
             .map_err(|_| error("the URL's host is not a valid Host", None))?;
         Ok(Self {
@@ -212,7 +213,13 @@ impl Inner {
         let peer = facts.map(ConnFacts::peer_addr);
         let log_peer = forward::Peer(peer);
         let secure = is_secure(&request, facts);
-        let host = original_host(&request);
+        let host = match original_host(&request) {
+            Ok(host) => host,
+            Err(bad) => {
+                tracing::debug!(peer = %log_peer, reason = bad.message(), "reverse proxy: bad Host, answering 400");
+                return forward::bad_request_closing(request.version(), bad.message());
+            }
+        };
         let version = request.version();
         let uri = match self.upstream_uri(std::mem::take(request.uri_mut())) {
             Ok(uri) => uri,
@@ -314,13 +321,18 @@ fn is_secure<B>(request: &Request<B>, facts: Option<&ConnFacts>) -> bool {
     tls || request.uri().scheme() == Some(&Scheme::HTTPS)
 }
 
-/// The host the client asked for: the request target's authority (HTTP/2, absolute-form),
-/// else `Host` (a shared copy of the header's bytes).
-fn original_host<B>(request: &Request<B>) -> Option<HeaderValue> {
-    match request.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => request.headers().get(header::HOST).cloned(),
-    }
+/// The host the client asked for (RFC 9112 3.2.2): the request target's authority (HTTP/2,
+/// absolute-form) without user information, else `Host` (a shared copy of the header's
+/// bytes); `None` for an empty `Host` or an HTTP/1.0 request without one.
+fn original_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, headers::BadHost> {
+    let host = headers::single_host(request.headers())?;
+    Ok(match request.uri().authority() {
+        Some(authority) => HeaderValue::from_str(headers::host_port(authority)).ok(),
+        None if host.is_none() && request.version() == ::http::Version::HTTP_11 => {
+            return Err(headers::BadHost::Missing);
+        }
+        None => host.filter(|host| !host.is_empty()).cloned(),
+    })
 }
 
 /// Appends `ip` to `out`. IPv4 by hand: `Display` (with its padding support) cost more than
