@@ -361,6 +361,30 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_upload_is_400_and_not_the_upstreams_fault() {
+    // The origin never answers, so the body's failure is what ends the request.
+    let (silent, arrived) = origin(Behaviour::Silent).await;
+    let proxy = proxy(&[]);
+    let request = format!(
+        "POST http://{silent}/up HTTP/1.1\r\nHost: {silent}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhelloXX3\r\nabc\r\n0\r\n\r\n"
+    );
+    let answer = raw(proxy.addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("the request body failed"), "{answer}");
+    assert!(answer.contains("chunk"), "the cause is named: {answer}");
+    timeout(PATIENCE, arrived.notified()).await.unwrap();
+    let log = plain(
+        &proxy
+            .wait_for_log("the request body failed, answering 400")
+            .await,
+    );
+    let line = log.lines().find(|l| l.contains("answering 400")).unwrap();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(!log.contains("upstream failed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_read_and_upstream_timeouts_restart_with_each_request_on_kept_alive_connections() {
     // A keep-alive origin and an upstream timeout as short: the requests share one pooled
     // upstream connection, whose response timer must move the same way.

@@ -20,6 +20,7 @@ enum Kind {
     Connect,
     Timeout,
     Upstream,
+    RequestBody,
 }
 
 impl Error {
@@ -73,6 +74,14 @@ impl Error {
         }
     }
 
+    /// The request's own body failed while it was sent upstream.
+    pub(crate) fn request_body(source: BoxError) -> Self {
+        Self {
+            kind: Kind::RequestBody,
+            source: Some(source),
+        }
+    }
+
     pub(crate) fn timeout() -> Self {
         Self {
             kind: Kind::Timeout,
@@ -97,6 +106,13 @@ impl Error {
         self.kind == Kind::Protocol
     }
 
+    /// The request's own body failed while the client sent it upstream: it came malformed
+    /// or cut short from whoever sent it, or it was longer or shorter than its
+    /// `Content-Length` said. Not the upstream's fault.
+    pub fn is_request_body(&self) -> bool {
+        self.kind == Kind::RequestBody
+    }
+
     /// The service behind the HTTP stage failed.
     pub fn is_service(&self) -> bool {
         self.kind == Kind::Service
@@ -112,6 +128,7 @@ impl fmt::Display for Error {
             Kind::Connect => "cannot connect to the upstream",
             Kind::Timeout => "the upstream timed out",
             Kind::Upstream => "the upstream request failed",
+            Kind::RequestBody => "the request body failed",
         })
     }
 }

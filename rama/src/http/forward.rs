@@ -424,11 +424,21 @@ pub(crate) async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Re
     }
 }
 
+/// The answer to a request the client could not complete: `400` when the request's own body
+/// failed, `504` when the upstream timed out, `502` otherwise.
 pub(crate) fn upstream_failed(
     error: &super::Error,
     destination: &str,
     peer: Peer,
 ) -> Response<Body> {
+    if error.is_request_body() {
+        // The client's fault, not the upstream's: answered as a malformed request is.
+        tracing::debug!(%peer, %destination, error = %Chain(error), "http proxy: the request body failed, answering 400");
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("the request body failed: {}", Causes(error)),
+        );
+    }
     tracing::warn!(%peer, %destination, error = %Chain(error), "http proxy: upstream failed");
     if error.is_timeout() {
         text(

@@ -116,8 +116,9 @@ pub(crate) async fn send(
             }
             Err(error) => error,
         };
-        let retry = match &error {
+        let retry = match error {
             ExchangeError::Timeout => return Err(Error::timeout()),
+            ExchangeError::RequestBody(error) => return Err(Error::request_body(error)),
             ExchangeError::Unsent(_) => true,
             ExchangeError::Closed(_) => parts.method.is_idempotent(),
             _ => false,
