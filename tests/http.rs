@@ -8,8 +8,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, raw, sha256,
-    spawn_origin, until,
+    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, plain, raw,
+    sha256, spawn_origin, until,
 };
 use std::{
     net::SocketAddr,
@@ -126,20 +126,6 @@ fn tempfile_path() -> String {
 
 fn proxy(args: &[&str]) -> Running {
     Running::start_local("http_proxy", args)
-}
-
-/// The log without its colours.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

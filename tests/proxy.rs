@@ -2,7 +2,10 @@
 //! first byte, driven by real curl, Python `httpx` and headless Chromium over 127.0.0.1.
 
 use rama::{Conn, tcp, tls, tls::dev};
-use rama_e2e::{PATIENCE, Running, origins, python::python_with_socks, rama_origin, read_head};
+use rama_e2e::{
+    PATIENCE, Running, accepted, origins, plain, python::python_with_socks, rama_origin, read_head,
+    until,
+};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -238,6 +241,55 @@ async fn denied_ports_are_refused_in_each_protocol_and_sigterm_stops_it() {
         proxy.terminate().await,
         "the proxy exits cleanly on SIGTERM"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_to_the_proxy_itself_is_refused_in_each_protocol() {
+    let proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let socks = proxy.addr.to_string();
+    // By address, and by a name that resolves to it (localhost: ::1 first or last).
+    for own in [
+        proxy.addr.to_string(),
+        format!("localhost:{}", proxy.addr.port()),
+    ] {
+        let url = format!("http://{own}/");
+        let got = curl(&["-p", "-x", &x, &url]).await;
+        assert_eq!(got.connect, 403, "{own}: {got:?}");
+        let got = curl(&["--socks5-hostname", &socks, &url]).await;
+        assert_eq!(got.status, 0, "{own}: {got:?}");
+        assert!(
+            got.stderr.contains("not allowed") || got.stderr.contains("(2)"),
+            "curl names SOCKS5 reply 0x02: {got:?}"
+        );
+    }
+    // CONNECTs to the proxy nested in one write (each would carry the next into the tunnel it
+    // opened, two file descriptors a level): each is answered where it stands.
+    let nested = format!("CONNECT {socks} HTTP/1.1\r\nHost: {socks}\r\n\r\n").repeat(50);
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(nested.as_bytes()).await.unwrap();
+    let mut answers = String::new();
+    let mut buf = [0u8; 16 * 1024];
+    while answers.matches("403 Forbidden").count() < 50 {
+        let n = timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("the proxy stopped answering")
+            .unwrap();
+        assert!(n > 0, "the proxy closed after: {answers}");
+        answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!answers.contains("200"), "{answers}");
+    let log = plain(&proxy.wait_for_log("it is this proxy's own address").await);
+    let line = log.lines().find(|l| l.contains("own address")).unwrap();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    // With the nested client still connected, the proxy holds its connection and no tunnel
+    // (curl's connections may take a moment to be seen closed).
+    let port = proxy.addr.port();
+    until("no connection to the proxy but the client's", || {
+        accepted(port) == 1
+    })
+    .await;
+    drop(stream);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

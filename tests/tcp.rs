@@ -2,7 +2,8 @@
 
 use rama::{Address, BoxError, Conn, target::Target, tcp};
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, digest_origin, echo_line, exchange, payload, sha256,
+    EchoOrigin, PATIENCE, Running, accepted, digest_origin, echo_line, exchange, payload, sha256,
+    until,
 };
 use std::{
     cell::Cell,
@@ -463,4 +464,30 @@ async fn failed_dials_touch_no_other_connection() {
         assert!(rest.is_empty(), "{bad}: got bytes from a failed dial");
     }
     assert_eq!(echo_line(&mut good, "after\n").await.unwrap(), "after\n");
+}
+
+#[tokio::test]
+async fn a_relay_to_its_own_address_refuses_instead_of_looping() {
+    // A free port, then a forwarder told to relay to the address it listens on: each
+    // connection it made to itself would be relayed again, until no file descriptor is left.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let own = format!("127.0.0.1:{port}");
+    let forward = Running::start(
+        "tcp_forward",
+        &["--listen", &own, "--upstream", &own, "--threads", "1"],
+    );
+    // Closed without a byte (reset, when the close finds "hello" unread).
+    match exchange(forward.addr, b"hello").await {
+        Ok(got) => assert!(got.is_empty(), "{got:?}"),
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    forward.wait_for_log("it is this proxy's own address").await;
+    until("no connection to the forwarder left", || {
+        accepted(port) == 0
+    })
+    .await;
 }

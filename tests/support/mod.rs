@@ -433,6 +433,34 @@ async fn exchange_unbounded(addr: SocketAddr, data: &[u8]) -> std::io::Result<Ve
     Ok(got)
 }
 
+/// The log without its colours.
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How many established TCP connections on this machine have `port` as their local port
+/// (`/proc/net/tcp`, IPv4): a server's end of each connection it accepted there.
+pub fn accepted(port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "01"
+        })
+        .count()
+}
+
 /// Sends `bytes` on a raw connection, its sending side left open, and reads the answer until
 /// the server closes (which it must, within [`PATIENCE`]).
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {

@@ -48,7 +48,7 @@ impl<S> ResponseFuture<S> {
         let (client, info) = conn.into_parts();
         let state = match &upstream {
             Some(addr) => State::Dialing {
-                connect: tcp::connect(addr, target.connect_timeout),
+                connect: tcp::connect(addr, target.connect_timeout).refusing(info.local_addr()),
                 client: Some(client),
                 tls: target.tls.clone(),
             },

@@ -284,6 +284,7 @@ where
         let destination = self.fixed.clone().unwrap_or(requested);
         use futures_util::TryFutureExt;
         let dial: future::Dial = crate::tcp::connect(&destination, self.connect_timeout)
+            .refusing(info.local_addr())
             .map_err(Error::connect as fn(crate::tcp::ConnectError) -> Error);
         let relay = tunnel::RelayConfig {
             buffer_size: self.buffer_size,

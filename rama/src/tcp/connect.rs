@@ -45,6 +45,7 @@ pub fn connect(addr: &Address, timeout: Duration) -> Connect {
         addr: Some(addr.clone()),
         state,
         deadline: tokio::time::sleep(timeout),
+        own: None,
     }
 }
 
@@ -56,6 +57,7 @@ pin_project! {
         state: State,
         #[pin]
         deadline: Sleep,
+        own: Option<SocketAddr>,
     }
 }
 
@@ -93,6 +95,19 @@ enum Kind {
 
 // ===== impl Connect =====
 
+impl Connect {
+    /// Never dials `own`, the address the client reached the proxy on (resolved names
+    /// included): a connection from the proxy to itself would be served like the client's,
+    /// and one client request could nest them (a `CONNECT` to the proxy carries the next
+    /// one) or a relay to itself repeat them until the proxy runs out of file descriptors.
+    /// A name that resolves to it fails, whatever its other addresses, as refused by the rules ([`io::ErrorKind::PermissionDenied`]:
+    /// SOCKS5 `0x02`, HTTP `403`).
+    pub fn refusing(mut self, own: SocketAddr) -> Self {
+        self.own = Some(own);
+        self
+    }
+}
+
 impl Future for Connect {
     type Output = Result<TcpStream, ConnectError>;
 
@@ -100,7 +115,7 @@ impl Future for Connect {
         let mut this = self.project();
         // Progress first, the deadline second: a connect that completes together with the
         // timer still counts.
-        let progress = Self::poll_state(this.state, cx);
+        let progress = Self::poll_state(this.state, *this.own, cx);
         let (kind, source) = match progress {
             Poll::Ready(Ok(stream)) => return Poll::Ready(Ok(stream)),
             Poll::Ready(Err((kind, source))) => (kind, source),
@@ -118,6 +133,7 @@ impl Future for Connect {
 impl Connect {
     fn poll_state(
         state: &mut State,
+        own: Option<SocketAddr>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<TcpStream, (Kind, Option<io::Error>)>> {
         loop {
@@ -152,6 +168,16 @@ impl Connect {
                         *state = State::Done;
                         return Poll::Ready(Err((kind, Some(error))));
                     };
+                    // Refused whatever the name's other addresses would do, so that the
+                    // answer does not depend on the order they resolved in.
+                    if own == Some(addr) {
+                        *state = State::Done;
+                        let error = io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            "it is this proxy's own address",
+                        );
+                        return Poll::Ready(Err((Kind::Connect, Some(error))));
+                    }
                     match start_connect(addr) {
                         Ok(stream) => {
                             let addrs = std::mem::take(addrs);
