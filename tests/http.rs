@@ -410,6 +410,12 @@ async fn header_read_and_upstream_timeouts_restart_with_each_request_on_kept_ali
         .await
         .unwrap();
     assert_eq!(read.unwrap(), 0, "closed after the 408");
+    // An idle connection is not a slow client: no warning, no failure.
+    let log = proxy
+        .wait_for_log("idle past the header-read timeout")
+        .await;
+    assert!(!log.contains("did not arrive in time"), "{log}");
+    assert!(!log.contains("connection failed"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

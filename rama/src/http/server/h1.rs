@@ -108,6 +108,15 @@ where
                     deadline = deadline.or_else(|| timeout.map(|t| Instant::now() + t));
                 }
                 Ok(Err(error)) => return Outcome::Failed(Error::protocol(error.into())),
+                // Nothing of a next request: a kept-alive connection left idle, which is how
+                // clients keep them, not a slow client. Closed all the same (with the `408`
+                // that says so, RFC 9110 15.5.9), without a warning for every idle browser
+                // connection.
+                Err(()) if buf.is_empty() => {
+                    tracing::debug!(%peer, "http: kept-alive connection idle past the header-read timeout, closing with 408");
+                    let _ = answer(&mut io, conn::REQUEST_TIMEOUT).await;
+                    return Outcome::Closed;
+                }
                 Err(()) => {
                     tracing::warn!(%peer, "http: request headers did not arrive in time, answering 408");
                     let _ = answer(&mut io, conn::REQUEST_TIMEOUT).await;
