@@ -19,7 +19,9 @@ use rama::{
     socks5::auth::Users,
     tls,
 };
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing};
+use rama_examples::{
+    Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
+};
 use std::{net::SocketAddr, time::Duration};
 use tower::util::{MapErrLayer, option_layer};
 
@@ -97,6 +99,7 @@ async fn main() -> Result<(), BoxError> {
                         => EgressLayer::new(rules.clone())
                         => dial.clone()
                 }
+                .idle_timeout(IDLE_TIMEOUT)
                 .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
@@ -112,6 +115,7 @@ async fn main() -> Result<(), BoxError> {
                         => EgressLayer::new(rules.clone())
                         => dial.clone()
                 }
+                .idle_timeout(IDLE_TIMEOUT)
                 .drain_timeout(DRAIN_TIMEOUT)
             })
             .await

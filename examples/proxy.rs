@@ -22,7 +22,9 @@ use rama::{
     http, proxy,
     socks5::{self, auth::Users},
 };
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing};
+use rama_examples::{
+    Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
+};
 use std::{net::SocketAddr, time::Duration};
 use tower::ServiceBuilder;
 
@@ -80,7 +82,7 @@ async fn main() -> Result<(), BoxError> {
                     .layer(egress.clone())
                     .service(dial.clone());
                 proxy! { server => detect::socks5_or_http(socks5, http) }
-                    .idle_timeout(Duration::from_secs(300))
+                    .idle_timeout(IDLE_TIMEOUT)
                     .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
@@ -97,7 +99,7 @@ async fn main() -> Result<(), BoxError> {
                     .layer(egress.clone())
                     .service(dial.clone());
                 proxy! { server => detect::socks5_or_http(socks5, http) }
-                    .idle_timeout(Duration::from_secs(300))
+                    .idle_timeout(IDLE_TIMEOUT)
                     .drain_timeout(DRAIN_TIMEOUT)
             })
             .await

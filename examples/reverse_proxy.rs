@@ -21,7 +21,7 @@ use rama::{
     http::{self, Body, Client, ReverseProxy},
     proxy, tls,
 };
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
 use std::{net::SocketAddr, time::Duration};
 use tower::util::{MapResponseLayer, option_layer};
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
@@ -99,7 +99,7 @@ async fn main() -> Result<(), BoxError> {
                     )))
                     => reverse.clone()
             }
-            .idle_timeout(Duration::from_secs(300))
+            .idle_timeout(IDLE_TIMEOUT)
             .drain_timeout(DRAIN_TIMEOUT)
         })
         .await

@@ -9,7 +9,7 @@
 //! ```
 
 use rama::{Address, BoxError, proxy, tls};
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -81,7 +81,7 @@ async fn main() -> Result<(), BoxError> {
     servers
         .run(move |server| {
             proxy! { server => tls(acceptor.clone()) => target(upstream.clone()) }
-                .idle_timeout(Duration::from_secs(300))
+                .idle_timeout(IDLE_TIMEOUT)
                 .drain_timeout(DRAIN_TIMEOUT)
         })
         .await

@@ -8,8 +8,7 @@
 //! ```
 
 use rama::{Address, BoxError, proxy, tls};
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
-use std::time::Duration;
+use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
 
 const USAGE: &str = "\
 tls_upstream: relay every plain TCP connection over TLS to one upstream
@@ -68,7 +67,7 @@ async fn main() -> Result<(), BoxError> {
     servers
         .run(move |server| {
             proxy! { server => target(upstream.clone()).tls(connector.clone()) }
-                .idle_timeout(Duration::from_secs(300))
+                .idle_timeout(IDLE_TIMEOUT)
                 .drain_timeout(DRAIN_TIMEOUT)
         })
         .await

@@ -197,3 +197,8 @@ impl ws::Hook for TagTexts {
         }
     }
 }
+
+/// How long a connection may stay idle (no byte either way) before it is closed: what keeps
+/// clients that open connections and never use them from holding descriptors for good
+/// (an idle HTTP/2 connection has no header-read timeout to end it).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
