@@ -16,8 +16,9 @@
 //!   connection's own task ([`http::server::spawn`](super::server::spawn)), so the server's
 //!   graceful drain waits for them.
 //! - An upstream that cannot be reached answers `502`, one that takes too long `504`, each with
-//!   a one-line text body; a request with more than one `Host`, a `Host` that is not
-//!   `host[:port]`, or (HTTP/1.1 in origin-form) none, `400` (RFC 9112 3.2).
+//!   a one-line text body; a request in origin-form with more than one `Host`, a `Host`
+//!   that is not `host[:port]`, or (HTTP/1.1) none, `400` (RFC 9112 3.2; with an authority
+//!   in the target, `Host` is ignored and replaced).
 //!
 //! ```no_run
 //! use rama::{http, proxy, tcp};
@@ -324,15 +325,18 @@ fn is_secure<B>(request: &Request<B>, facts: Option<&ConnFacts>) -> bool {
 /// The host the client asked for (RFC 9112 3.2.2): the request target's authority (HTTP/2,
 /// absolute-form) without user information, else `Host` (a shared copy of the header's
 /// bytes); `None` for an empty `Host` or an HTTP/1.0 request without one.
+///
+/// `Host` is checked only when it is what names the host: with an authority in the target it
+/// is ignored and then replaced, so no hop can read another host out of it, and the lookup is
+/// left out of every HTTP/2 request.
 fn original_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, headers::BadHost> {
-    let host = headers::single_host(request.headers())?;
-    Ok(match request.uri().authority() {
-        Some(authority) => HeaderValue::from_str(headers::host_port(authority)).ok(),
-        None if host.is_none() && request.version() == ::http::Version::HTTP_11 => {
-            return Err(headers::BadHost::Missing);
-        }
-        None => host.filter(|host| !host.is_empty()).cloned(),
-    })
+    if let Some(authority) = request.uri().authority() {
+        return Ok(HeaderValue::from_str(headers::host_port(authority)).ok());
+    }
+    match headers::single_host(request.headers())? {
+        None if request.version() == ::http::Version::HTTP_11 => Err(headers::BadHost::Missing),
+        host => Ok(host.filter(|host| !host.is_empty()).cloned()),
+    }
 }
 
 /// Appends `ip` to `out`. IPv4 by hand: `Display` (with its padding support) cost more than
