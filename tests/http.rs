@@ -7,9 +7,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rama::target::Target;
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, payload, plain, raw,
-    sha256, spawn_origin, until,
+    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, origin_thread, payload,
+    plain, raw, sha256, spawn_origin, until,
 };
 use std::{
     net::SocketAddr,
@@ -26,6 +27,7 @@ use tokio::{
     sync::{Notify, watch},
     time::timeout,
 };
+use tower::Layer;
 
 /// What an origin does with each request.
 #[derive(Clone, Copy)]
@@ -208,6 +210,39 @@ async fn the_origin_gets_the_targets_host_and_a_bad_host_is_400() {
     let log = plain(&proxy.wait_for_log("bad Host, answering 400").await);
     let line = log.lines().find(|l| l.contains("bad Host")).unwrap();
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
+}
+
+/// A forward proxy (on a thread of its own) whose rules deny 10.0.0.0/8: a name has to be
+/// resolved to be judged.
+fn proxy_judging_addresses() -> SocketAddr {
+    use rama::egress::{Cidr, Match, Rules};
+    origin_thread(|listener| async move {
+        let private = Cidr::new("10.0.0.0".parse().unwrap(), 8).unwrap();
+        let rules = Rules::allow_by_default().deny(Match::cidr(private));
+        let forward = rama::http::ForwardProxy::new().rules(rules);
+        let stack = rama::http::Server::new().layer(forward.layer(Target::requested()));
+        let _ = rama::tcp::Server::from_std(listener).serve(stack).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_rules_resolved_is_dialed_on_the_addresses_they_judged() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let x = format!("http://{}", proxy_judging_addresses());
+    // The rules resolve `localhost` to judge it, and the client dials only what they judged
+    // (in turn: where `localhost` is ::1 first, the origin listens on 127.0.0.1 only;
+    // `tcp::connect_any`'s unit test covers the turn). The origin still gets the name.
+    let url = format!("http://localhost:{}/judged", origin.port());
+    let got = curl(&["-x", &x, &url]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    let seen = got.body.to_ascii_lowercase();
+    assert!(seen.starts_with("get /judged http/1.1"), "{seen}");
+    assert!(
+        seen.contains(&format!("host: localhost:{}\r\n", origin.port())),
+        "the origin gets the name: {seen}"
+    );
+    let got = curl(&["-x", &x, "http://10.1.2.3/"]).await;
+    assert_eq!(got.status, 403, "{got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -297,6 +297,7 @@ impl ClientBuilder {
         let connector = Connector::new(http, self.tls.take());
         let h1 = Arc::new(h1_pool::Settings {
             connector: connector.clone(),
+            connect_timeout: self.connect_timeout,
             idle_timeout: self.pool_idle_timeout,
             max_idle: self.pool_max_idle_per_host,
         });

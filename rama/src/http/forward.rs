@@ -356,11 +356,32 @@ async fn forward(
     // client's is replaced; the client writes the target's): forwarded as it came, a `Host`
     // for another site on the same address would reach what the egress rules never judged.
     request.headers_mut().remove(header::HOST);
-    if let Some(rules) = rules
-        && let Err(response) = judge(&rules, &host, port).await
-    {
-        tracing::warn!(%peer, %destination, "http proxy: denied by the egress rules");
-        return response;
+    if let Some(rules) = rules {
+        match judge(&rules, &host, port).await {
+            Ok(Some(judged)) => {
+                tracing::debug!(%peer, %destination, ?judged, "http proxy: dialing only the addresses the rules judged");
+                // hyper-util's pool, which carries upgrades, dials by URI only.
+                let upgrade = headers::upgrade_of(request.headers()).is_some();
+                match judged.first() {
+                    Some(&first) if upgrade => {
+                        if let Err(error) = pin(&mut request, first) {
+                            let error = super::Error::upstream(error);
+                            return upstream_failed(&error, &destination, peer);
+                        }
+                    }
+                    _ => {
+                        request
+                            .extensions_mut()
+                            .insert(super::h1_pool::DialOnly(judged));
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(response) => {
+                tracing::warn!(%peer, %destination, "http proxy: denied by the egress rules");
+                return response;
+            }
+        }
     }
     let version = request.version();
     headers::remove_hop_by_hop(request.headers_mut());
@@ -380,8 +401,30 @@ async fn forward(
     }
 }
 
-/// Applies the egress rules to an absolute-form destination.
-pub(crate) async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Response<Body>> {
+/// Points an absolute-form request at `judged`, an address the egress rules passed, with its
+/// `Host` the target's: the client then dials that address rather than resolving the name
+/// again, which could answer with one the rules deny (a name with a short TTL that first
+/// resolves somewhere public, then to a loopback or private address: DNS rebinding). For
+/// upgrades, which go through hyper-util's pool; other requests carry the judged addresses to
+/// the client's own HTTP/1.1 path, which tries each of them in turn.
+fn pin(request: &mut Request<Body>, judged: SocketAddr) -> Result<(), BoxError> {
+    let uri = request.uri();
+    let authority = uri.authority().ok_or("the request target has no host")?;
+    let host = HeaderValue::from_str(headers::host_port(authority))?;
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(judged.to_string().parse()?);
+    *request.uri_mut() = ::http::Uri::from_parts(parts)?;
+    request.headers_mut().insert(header::HOST, host);
+    Ok(())
+}
+
+/// Applies the egress rules to an absolute-form destination. When they had to resolve a name
+/// to judge it (every address must pass), its addresses: the only ones to dial.
+pub(crate) async fn judge(
+    rules: &Rules,
+    host: &str,
+    port: u16,
+) -> Result<Option<Vec<SocketAddr>>, Response<Body>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let (name, ip) = match bare.parse::<IpAddr>() {
         Ok(ip) => (None, Some(ip)),
@@ -394,7 +437,7 @@ pub(crate) async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Re
         )
     };
     match rules.verdict(name, ip, port) {
-        Verdict::Allow => Ok(()),
+        Verdict::Allow => Ok(None),
         Verdict::Deny => Err(denied()),
         Verdict::NeedsAddress => {
             let resolved =
@@ -419,7 +462,11 @@ pub(crate) async fn judge(rules: &Rules, host: &str, port: u16) -> Result<(), Re
                 && addrs
                     .iter()
                     .all(|a| rules.verdict(name, Some(a.ip()), port) == Verdict::Allow);
-            if all_allowed { Ok(()) } else { Err(denied()) }
+            if all_allowed {
+                Ok(Some(addrs))
+            } else {
+                Err(denied())
+            }
         }
     }
 }
@@ -626,5 +673,35 @@ impl Future for Accept {
 impl fmt::Debug for Accept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accept").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_dials_the_judged_address_and_keeps_the_name_as_host() {
+        let cases = [
+            (
+                "http://user@example.com:8080/a?b=1",
+                "10.1.2.3:8080",
+                "http://10.1.2.3:8080/a?b=1",
+                "example.com:8080",
+            ),
+            (
+                "http://example.com/",
+                "[::1]:80",
+                "http://[::1]:80/",
+                "example.com",
+            ),
+        ];
+        for (target, judged, uri, host) in cases {
+            let mut request = Request::new(Body::full(""));
+            *request.uri_mut() = target.parse().unwrap();
+            pin(&mut request, judged.parse().unwrap()).unwrap();
+            assert_eq!(request.uri(), uri);
+            assert_eq!(request.headers()[header::HOST], host);
+        }
     }
 }

@@ -46,10 +46,19 @@ thread_local! {
     static IDLE: RefCell<Vec<(Weak<Settings>, Arc<Idles>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The addresses a request's new upstream connection may be dialed on, instead of resolving
+/// its authority: the forward proxy's egress rules judged them, and another lookup could
+/// answer with one they deny (DNS rebinding). Pooled connections to the authority are reused
+/// as usual.
+#[derive(Clone, Debug)]
+pub(crate) struct DialOnly(pub(crate) Vec<std::net::SocketAddr>);
+
 /// What the path needs of the client's settings (shared by the client's clones: its address
 /// keys their idle lists).
 pub(crate) struct Settings {
     pub(crate) connector: Connector,
+    /// How long dialing may take (the connector has its own copy).
+    pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_idle: usize,
 }
@@ -87,7 +96,7 @@ pub(crate) async fn send(
             None => {
                 // The dial's timer stays the connection's, for its response heads.
                 let timer = ConnTimer::new();
-                let dial = connect(&settings, uri.clone());
+                let dial = connect(&settings, uri.clone(), parts.extensions.get::<DialOnly>());
                 let stream = timer
                     .bound(deadline, dial)
                     .await
@@ -236,7 +245,26 @@ async fn sweep(settings: Weak<Settings>, idles: Weak<Idles>) {
 }
 
 /// Dials `uri`'s authority.
-async fn connect(settings: &Settings, uri: Uri) -> Result<TcpStream, Error> {
+async fn connect(
+    settings: &Settings,
+    uri: Uri,
+    only: Option<&DialOnly>,
+) -> Result<TcpStream, Error> {
+    if let Some(only) = only {
+        // Boxed: only requests the forward proxy pinned come this way, and the request
+        // future, allocated for every request, need not grow for them.
+        let dial = Box::pin(crate::tcp::connect_any(
+            only.0.clone(),
+            settings.connect_timeout,
+        ));
+        return dial.await.map_err(|error| {
+            if error.is_timeout() {
+                Error::timeout()
+            } else {
+                Error::connect(error.into())
+            }
+        });
+    }
     let mut connector = settings.connector.clone();
     let stream = connector
         .ready()

@@ -49,6 +49,24 @@ pub fn connect(addr: &Address, timeout: Duration) -> Connect {
     }
 }
 
+/// Dials the first of `addrs` that connects, in order, within `timeout`: addresses resolved
+/// (and checked) before, which must not be resolved again. Errors name the first of them.
+pub(crate) fn connect_any(addrs: Vec<SocketAddr>, timeout: Duration) -> Connect {
+    let addr = addrs.first().map_or_else(
+        || Address::from(SocketAddr::from(([0, 0, 0, 0], 0))),
+        |a| (*a).into(),
+    );
+    Connect {
+        addr: Some(addr),
+        state: State::Next {
+            addrs: addrs.into_iter(),
+            last: None,
+        },
+        deadline: tokio::time::sleep(timeout),
+        own: None,
+    }
+}
+
 pin_project! {
     /// The future returned by [`connect`].
     #[derive(Debug)]
@@ -268,5 +286,31 @@ impl fmt::Display for ConnectError {
 impl StdError for ConnectError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source.as_ref().map(|e| e as _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_any_tries_each_address_in_turn_and_names_the_first() {
+        // A port just released: nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap();
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = open.local_addr().unwrap();
+        let timeout = Duration::from_secs(10);
+
+        let stream = connect_any(vec![closed, open], timeout).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), open);
+
+        let error = connect_any(vec![closed], timeout).await.unwrap_err();
+        assert_eq!(error.addr(), &Address::from(closed));
+        assert_eq!(
+            error.io_error().map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
     }
 }

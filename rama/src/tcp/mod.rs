@@ -42,6 +42,7 @@ mod per_core;
 mod server;
 mod stream;
 
+pub(crate) use self::connect::connect_any;
 pub use self::connect::{Connect, ConnectError, connect};
 pub use self::per_core::PerCore;
 pub use self::server::{Connections, Local, Mode, Serve, Server, Spawn};
