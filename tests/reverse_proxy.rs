@@ -483,6 +483,46 @@ async fn a_repeated_invalid_or_missing_host_is_400_and_preserve_host_keeps_a_goo
     assert!(seen.contains("host: site.example:8080\n"), "{seen}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
+    let proxy = reverse_proxy(origin(), &[]);
+    // Content-Length and Transfer-Encoding both: the chunks count (RFC 9112 6.3), the upstream
+    // gets them without the Content-Length, and the connection closes after the answer, so
+    // the request behind it (which a hop reading the Content-Length would have seen
+    // elsewhere) is never served.
+    let both = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+                 GET /behind HTTP/1.1\r\nHost: a\r\n\r\n";
+    let answer = raw(proxy.addr, both).await;
+    let hello = sha256(b"hello").iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(&format!("5 {hello}")), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(!answer.contains("/behind"), "{answer}");
+
+    // Framing that two hops could read two ways: refused before anything is forwarded (the
+    // origin would have answered 200).
+    let refused: [&[u8]; 6] = [
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for request in refused {
+        let answer = raw(proxy.addr, request).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{}: {answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
+
 /// `SCHED_BATCH` in `/proc/PID/task/TID/stat`'s policy field.
 const SCHED_BATCH: u32 = 3;
 
