@@ -169,6 +169,52 @@ async fn http_absolute_form_connect_and_socks5_share_one_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_a_line_per_request_and_per_tunnel() {
+    let origin = http_origin();
+    let proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let url = format!("http://{origin}/logged");
+    for args in [
+        &["-x", x.as_str()][..],
+        &["-p", "-x", x.as_str()],
+        &["--socks5-hostname", &proxy.addr.to_string()],
+    ] {
+        let got = curl(&[args, &[url.as_str()]].concat()).await;
+        assert_eq!(got.status, 200, "{args:?}: {got:?}");
+    }
+    let access = |what: &str| {
+        plain(&proxy.stderr())
+            .lines()
+            .filter(|line| line.contains("rama::access") && line.contains(what))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    // The CONNECT's and the SOCKS5 tunnel's relays end once curl closes them.
+    until("two tunnels in the access log", || {
+        access("relay finished").len() == 2
+    })
+    .await;
+    for line in access("relay finished") {
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(line.contains(&format!("upstream={origin}")), "{line}");
+        assert!(!line.contains("received=0 "), "{line}");
+    }
+    let answered = access("answered");
+    assert_eq!(answered.len(), 2, "{answered:?}");
+    let get = format!("method=GET uri=http://{origin}/logged status=200");
+    assert!(answered.iter().any(|l| l.contains(&get)), "{answered:?}");
+    let connect = format!("method=CONNECT uri={origin} status=200");
+    assert!(
+        answered.iter().any(|l| l.contains(&connect)),
+        "{answered:?}"
+    );
+    assert!(
+        answered.iter().all(|l| l.contains("peer=127.0.0.1:")),
+        "{answered:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_user_works_for_both_protocols_and_a_wrong_password_is_refused() {
     let origin = http_origin();
     let proxy = proxy(&["--user", "alice:s3cret"]);

@@ -17,6 +17,10 @@
 //! # }
 //! ```
 //!
+//! Logging is [`tracing`](https://docs.rs/tracing), every event with the client's address.
+//! The access log (one `info` event per request a proxy stage answers and per tunnel or relay
+//! when it ends) has a target of its own, `rama::access`.
+//!
 //! See `ARCHITECTURE.md` in the repository for the runtime contract: the server calls
 //! `poll_ready` before every `call`, never clones the service, and does not require the
 //! per-connection future to be `Send` unless asked to spawn.
@@ -30,6 +34,7 @@
 )]
 #![deny(unsafe_code)]
 
+mod access;
 mod address;
 mod conn;
 pub mod detect;

@@ -201,7 +201,14 @@ where
         let client = self.client.clone();
         let auth = self.auth.clone();
         let rules = self.rules.clone();
-        Box::pin(async move { Ok(handle(request, inner, client, auth, rules).await) })
+        Box::pin(async move {
+            let access = crate::access::Exchange::start(&request);
+            let response = handle(request, inner, client, auth, rules).await;
+            if let Some(access) = access {
+                access.answered(response.status());
+            }
+            Ok(response)
+        })
     }
 }
 

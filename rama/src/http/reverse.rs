@@ -204,7 +204,14 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let request = request.map(Into::into);
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(inner.forward(request).await) })
+        Box::pin(async move {
+            let access = crate::access::Exchange::start(&request);
+            let response = inner.forward(request).await;
+            if let Some(access) = access {
+                access.answered(response.status());
+            }
+            Ok(response)
+        })
     }
 }
 

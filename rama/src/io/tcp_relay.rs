@@ -115,7 +115,8 @@ pub(crate) fn relay_finished(
     result: io::Result<Relayed>,
 ) -> io::Result<Relayed> {
     if let Ok(moved) = &result {
-        tracing::debug!(
+        tracing::info!(
+            target: crate::access::TARGET,
             %peer,
             %upstream,
             sent = moved.sent,

@@ -1,0 +1,55 @@
+//! The access log: an `info` event under the target [`TARGET`] for each request an HTTP proxy
+//! stage answers and for each tunnel or relay when it ends, with the client's address, as
+//! squid's `access.log` or nginx's `access_log` keep. Its own target lets a subscriber's
+//! filter turn it on or off alone (`RUST_LOG=info,rama::access=off`).
+
+use crate::http::ConnFacts;
+use ::http::{Method, Request, StatusCode, Uri};
+use std::{net::SocketAddr, time::Instant};
+
+/// The tracing target of access events.
+pub(crate) const TARGET: &str = "rama::access";
+
+/// What an HTTP access event says of a request, taken before the request is handed on.
+pub(crate) struct Exchange {
+    started: Instant,
+    method: Method,
+    uri: Uri,
+    peer: Option<SocketAddr>,
+}
+
+impl Exchange {
+    /// `None`, with nothing cloned and no clock read, while the access log is off: the
+    /// request path pays one cached level check for it. Boxed: it waits inside each
+    /// request's future, which grew past glibc's per-thread cache sizes with it in place
+    /// (+470 instructions per request with the log off).
+    pub(crate) fn start<B>(request: &Request<B>) -> Option<Box<Self>> {
+        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            return None;
+        }
+        Some(Box::new(Self {
+            started: Instant::now(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            peer: request
+                .extensions()
+                .get::<ConnFacts>()
+                .map(ConnFacts::peer_addr),
+        }))
+    }
+
+    /// Logs the request with the status it was answered with, and how long the answer took
+    /// (to its head: a body streams on after).
+    pub(crate) fn answered(self, status: StatusCode) {
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            target: TARGET,
+            peer = %crate::http::forward::Peer(self.peer),
+            method = %self.method,
+            uri = %self.uri,
+            status = status.as_u16(),
+            ms = format_args!("{ms:.1}"),
+            "answered"
+        );
+    }
+}
