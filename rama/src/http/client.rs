@@ -138,6 +138,16 @@ impl Default for Client {
 }
 
 impl Client {
+    /// Whether `request` goes out on the client's own HTTP/1.1 path (`h1_pool`): a plain
+    /// `http://` request asking for no upgrade, from a client not set to HTTP/2 only. The rest
+    /// goes through hyper-util's pool (an upgrade there, whose connections hand upgrades
+    /// over), which dials by the URI alone.
+    pub(crate) fn takes_own_http1_path<B>(&self, request: &Request<B>) -> bool {
+        !self.config.builder.http2_only
+            && request.uri().scheme() == Some(&Scheme::HTTP)
+            && headers::upgrade_of(request.headers()).is_none()
+    }
+
     /// Sends `request` through this thread's pool (built on the thread's first request).
     fn send(&self, request: Request<Body>) -> legacy::ResponseFuture {
         let pool = POOLS
@@ -200,11 +210,7 @@ where
             };
         }
         let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
-        // An upgrade goes through hyper-util's pool, whose connections hand over upgrades.
-        if !may_be_http2
-            && request.uri().scheme() == Some(&Scheme::HTTP)
-            && headers::upgrade_of(request.headers()).is_none()
-        {
+        if self.takes_own_http1_path(&request) {
             let (parts, body) = request.into_parts();
             return ResponseFuture {
                 inner: Inner::Http1(Box::pin(h1_pool::send(

@@ -367,10 +367,9 @@ async fn forward(
         match judge(&rules, &host, port).await {
             Ok(Some(judged)) => {
                 tracing::debug!(%peer, %destination, ?judged, "http proxy: dialing only the addresses the rules judged");
-                // hyper-util's pool, which carries upgrades, dials by URI only.
-                let upgrade = headers::upgrade_of(request.headers()).is_some();
+                let by_uri = !client.takes_own_http1_path(&request);
                 match judged.first() {
-                    Some(&first) if upgrade => {
+                    Some(&first) if by_uri => {
                         if let Err(error) = pin(&mut request, first) {
                             let error = super::Error::upstream(error);
                             return upstream_failed(&error, &destination, peer);
@@ -412,8 +411,9 @@ async fn forward(
 /// `Host` the target's: the client then dials that address rather than resolving the name
 /// again, which could answer with one the rules deny (a name with a short TTL that first
 /// resolves somewhere public, then to a loopback or private address: DNS rebinding). For
-/// upgrades, which go through hyper-util's pool; other requests carry the judged addresses to
-/// the client's own HTTP/1.1 path, which tries each of them in turn.
+/// what goes through hyper-util's pool (upgrades, an HTTP/2-only client), which dials by URI
+/// alone; other requests carry the judged addresses to the client's own HTTP/1.1 path, which
+/// tries each of them in turn.
 fn pin(request: &mut Request<Body>, judged: SocketAddr) -> Result<(), BoxError> {
     let uri = request.uri();
     let authority = uri.authority().ok_or("the request target has no host")?;
