@@ -10,7 +10,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
-    PATIENCE, Running, origin_certificate, origin_thread, payload,
+    PATIENCE, Running, accepted, origin_certificate, origin_thread, payload,
     python::{PythonServer, run_script},
     raw, read_head, sha256, until, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
@@ -521,6 +521,29 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
             String::from_utf8_lossy(request)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_the_proxy_itself_is_502_not_a_loop() {
+    // A free port, then a reverse proxy told to forward to the address it listens on: each
+    // request would come back to it as a new one, a connection more each time.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let own = format!("127.0.0.1:{port}");
+    let upstream = format!("http://{own}");
+    let proxy = Running::start(
+        "reverse_proxy",
+        &["--listen", &own, "--upstream", &upstream, "--threads", "1"],
+    );
+    let (body, codes) = curl(&[&format!("http://{own}/loop")]).await;
+    assert_eq!(codes, "502 1.1", "{body}");
+    assert!(body.contains("own address"), "{body}");
+    // The one request, and no connection to itself left open.
+    until("only curl's connection came", || accepted(port) == 0).await;
+    let log = proxy.stderr();
+    assert_eq!(log.matches("reverse proxy: forwarding").count(), 1, "{log}");
 }
 
 /// `SCHED_BATCH` in `/proc/PID/task/TID/stat`'s policy field.

@@ -10,7 +10,7 @@
 //! on this side too, instead of lingering in `CLOSE_WAIT`.
 
 use super::{
-    Body, Error,
+    Body, ConnFacts, Error,
     connect::{Connector, Stream},
     h1::{Connection, ExchangeError, codec},
 };
@@ -96,7 +96,7 @@ pub(crate) async fn send(
             None => {
                 // The dial's timer stays the connection's, for its response heads.
                 let timer = ConnTimer::new();
-                let dial = connect(&settings, uri.clone(), parts.extensions.get::<DialOnly>());
+                let dial = connect(&settings, uri.clone(), &parts.extensions);
                 let stream = timer
                     .bound(deadline, dial)
                     .await
@@ -244,20 +244,24 @@ async fn sweep(settings: Weak<Settings>, idles: Weak<Idles>) {
     }
 }
 
-/// Dials `uri`'s authority.
+/// Dials `uri`'s authority, or only the addresses a [`DialOnly`] in `extensions` names. Never
+/// the address the request's client reached this proxy on (its [`ConnFacts`]): a proxy whose
+/// upstream is itself would otherwise send each request around again, a connection and a
+/// future more each time, until the headers it adds outgrow the limit.
 async fn connect(
     settings: &Settings,
     uri: Uri,
-    only: Option<&DialOnly>,
+    extensions: &::http::Extensions,
 ) -> Result<TcpStream, Error> {
-    if let Some(only) = only {
+    let own = extensions.get::<ConnFacts>().map(ConnFacts::local_addr);
+    if let Some(only) = extensions.get::<DialOnly>() {
         // Boxed: only requests the forward proxy pinned come this way, and the request
         // future, allocated for every request, need not grow for them.
-        let dial = Box::pin(crate::tcp::connect_any(
-            only.0.clone(),
-            settings.connect_timeout,
-        ));
-        return dial.await.map_err(|error| {
+        let mut dial = crate::tcp::connect_any(only.0.clone(), settings.connect_timeout);
+        if let Some(own) = own {
+            dial = dial.refusing(own);
+        }
+        return Box::pin(dial).await.map_err(|error| {
             if error.is_timeout() {
                 Error::timeout()
             } else {
@@ -274,7 +278,14 @@ async fn connect(
         .await
         .map_err(Error::connect)?;
     match stream {
-        Stream::Plain(tcp) => Ok(tcp.into_inner()),
+        Stream::Plain(tcp) => {
+            let tcp = tcp.into_inner();
+            // Dialed by name, the address shows only now (one call per new connection).
+            if own.is_some() && tcp.peer_addr().ok() == own {
+                return Err(Error::connect(crate::tcp::own_address().into()));
+            }
+            Ok(tcp)
+        }
         // The path takes `http://` URIs only.
         Stream::Tls(_) => Err(Error::upstream(
             "an http:// upstream was dialed with TLS".into(),

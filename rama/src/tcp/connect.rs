@@ -190,11 +190,7 @@ impl Connect {
                     // answer does not depend on the order they resolved in.
                     if own == Some(addr) {
                         *state = State::Done;
-                        let error = io::Error::new(
-                            io::ErrorKind::PermissionDenied,
-                            "it is this proxy's own address",
-                        );
-                        return Poll::Ready(Err((Kind::Connect, Some(error))));
+                        return Poll::Ready(Err((Kind::Connect, Some(own_address()))));
                     }
                     match start_connect(addr) {
                         Ok(stream) => {
@@ -234,6 +230,14 @@ impl Connect {
             }
         }
     }
+}
+
+/// The error of a dial refused because it would reach the proxy itself.
+pub(crate) fn own_address() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "it is this proxy's own address",
+    )
 }
 
 /// Starts a non-blocking connect; completion is signalled by writability.

@@ -42,8 +42,8 @@ mod per_core;
 mod server;
 mod stream;
 
-pub(crate) use self::connect::connect_any;
 pub use self::connect::{Connect, ConnectError, connect};
+pub(crate) use self::connect::{connect_any, own_address};
 pub use self::per_core::PerCore;
 pub use self::server::{Connections, Local, Mode, Serve, Server, Spawn};
 pub use self::stream::Stream;
