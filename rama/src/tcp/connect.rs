@@ -114,12 +114,12 @@ enum Kind {
 // ===== impl Connect =====
 
 impl Connect {
-    /// Never dials `own`, the address the client reached the proxy on (resolved names
-    /// included): a connection from the proxy to itself would be served like the client's,
-    /// and one client request could nest them (a `CONNECT` to the proxy carries the next
-    /// one) or a relay to itself repeat them until the proxy runs out of file descriptors.
-    /// A name that resolves to it fails, whatever its other addresses, as refused by the rules ([`io::ErrorKind::PermissionDenied`]:
-    /// SOCKS5 `0x02`, HTTP `403`).
+    /// Never dials `own`, the address the client reached the proxy on: a connection from
+    /// the proxy to itself would be served like the client's, and one client request could
+    /// nest them (a `CONNECT` to the proxy carries the next one) or a relay to itself repeat
+    /// them until the proxy runs out of file descriptors. The dial (of a name that resolves
+    /// to `own` too, whatever its other addresses) fails as refused by the rules
+    /// ([`io::ErrorKind::PermissionDenied`]: SOCKS5 `0x02`, HTTP `403`).
     pub fn refusing(mut self, own: SocketAddr) -> Self {
         self.own = Some(own);
         self
