@@ -11,7 +11,7 @@
 //!
 //! # The contract table
 //!
-//! What flows along an arrow is described by a [`Kind`](kind::Kind): a [byte
+//! What flows along an arrow is described by a [`Kind`]: a [byte
 //! stream](kind::ByteStream) after a TCP server, and whatever later protocol stages hand on.
 //!
 //! | item                        | role     | takes                          | hands on                    |

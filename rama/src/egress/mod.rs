@@ -2,8 +2,9 @@
 //! `Service<tunnel::Request<H>>`, so that it stands between any protocol stage that parses a
 //! CONNECT (SOCKS5, HTTP) and the terminal.
 //!
-//! A denied request is rejected through its handshake with [`Refusal::Denied`] (SOCKS5 reply
-//! 0x02, HTTP 403) and never reaches the inner service.
+//! A denied request is rejected through its handshake with
+//! [`Refusal::Denied`](crate::tunnel::Refusal::Denied) (SOCKS5 reply 0x02, HTTP 403) and never
+//! reaches the inner service.
 //!
 //! **Names are resolved here when an address rule must judge them**, and the request is
 //! rewritten to the address that passed, so the terminal dials exactly what was checked: a

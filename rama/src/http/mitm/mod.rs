@@ -22,7 +22,7 @@
 //! certificate.
 //!
 //! The service behind forwards with an [`http::Client`](super::Client) whose
-//! [`tls::Connector`](crate::tls::Connector) verifies the origin (the webpki roots, or a CA
+//! [`tls::Connector`] verifies the origin (the webpki roots, or a CA
 //! of your own); an origin that does not verify is answered `502`.
 //!
 //! ```no_run
