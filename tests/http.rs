@@ -9,8 +9,8 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rama::target::Target;
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, bind_origin, digest_origin, echo_line, origin_thread, payload,
-    plain, raw, sha256, spawn_origin, until,
+    EchoOrigin, PATIENCE, Running, bind_origin, closed_port, digest_origin, echo_line,
+    origin_thread, payload, plain, raw, sha256, spawn_origin, until,
 };
 use std::{
     net::SocketAddr,
@@ -81,12 +81,6 @@ async fn origin(behaviour: Behaviour) -> (SocketAddr, Arc<Notify>) {
         }
     });
     (addr, arrived)
-}
-
-/// A port nothing listens on.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
 }
 
 /// What curl saw: the status of the final response, the proxy's answer to `CONNECT` (0 when
@@ -285,7 +279,7 @@ async fn denied_refused_closed_and_silent_upstreams() {
     let (denied, _) = origin(Behaviour::EchoHead).await;
     let (silent, _) = origin(Behaviour::Silent).await;
     let (closing, _) = origin(Behaviour::Close).await;
-    let refused = closed_port().await;
+    let refused = closed_port();
     let deny = denied.port().to_string();
     let proxy = proxy(&["--deny-port", &deny, "--upstream-timeout", "1"]);
     let x = format!("http://{}", proxy.addr);

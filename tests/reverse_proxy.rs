@@ -10,7 +10,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
-    PATIENCE, Running, accepted, origin_certificate, origin_thread, payload,
+    PATIENCE, Running, accepted, closed_port, origin_certificate, origin_thread, payload,
     python::{PythonServer, run_script},
     raw, read_head, sha256, until, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
@@ -527,10 +527,7 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
 async fn an_upstream_that_is_the_proxy_itself_is_502_not_a_loop() {
     // A free port, then a reverse proxy told to forward to the address it listens on: each
     // request would come back to it as a new one, a connection more each time.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap()
-        .port();
+    let port = closed_port().port();
     let own = format!("127.0.0.1:{port}");
     let upstream = format!("http://{own}");
     let proxy = Running::start(

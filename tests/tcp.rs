@@ -2,8 +2,8 @@
 
 use rama::{Address, BoxError, Conn, target::Target, tcp};
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, accepted, digest_origin, echo_line, exchange, payload, sha256,
-    until,
+    EchoOrigin, PATIENCE, Running, accepted, closed_port, digest_origin, echo_line, exchange,
+    payload, sha256, until,
 };
 use std::{
     cell::Cell,
@@ -470,11 +470,7 @@ async fn failed_dials_touch_no_other_connection() {
 async fn a_relay_to_its_own_address_refuses_instead_of_looping() {
     // A free port, then a forwarder told to relay to the address it listens on: each
     // connection it made to itself would be relayed again, until no file descriptor is left.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port().port();
     let own = format!("127.0.0.1:{port}");
     let forward = Running::start(
         "tcp_forward",

@@ -447,6 +447,13 @@ pub fn plain(log: &str) -> String {
     out
 }
 
+/// An address on 127.0.0.1 that nothing listens on: a port bound, then released.
+pub fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
 /// How many established TCP connections on this machine have `port` as their local port
 /// (`/proc/net/tcp`, IPv4): a server's end of each connection it accepted there.
 pub fn accepted(port: u16) -> usize {

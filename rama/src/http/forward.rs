@@ -367,19 +367,9 @@ async fn forward(
         match judge(&rules, &host, port).await {
             Ok(Some(judged)) => {
                 tracing::debug!(%peer, %destination, ?judged, "http proxy: dialing only the addresses the rules judged");
-                let by_uri = !client.takes_own_http1_path(&request);
-                match judged.first() {
-                    Some(&first) if by_uri => {
-                        if let Err(error) = pin(&mut request, first) {
-                            let error = super::Error::upstream(error);
-                            return upstream_failed(&error, &destination, peer);
-                        }
-                    }
-                    _ => {
-                        request
-                            .extensions_mut()
-                            .insert(super::h1_pool::DialOnly(judged));
-                    }
+                if let Err(error) = dial_only(&mut request, &client, judged) {
+                    let error = super::Error::upstream(error);
+                    return upstream_failed(&error, &destination, peer);
                 }
             }
             Ok(None) => {}
@@ -407,13 +397,31 @@ async fn forward(
     }
 }
 
-/// Points an absolute-form request at `judged`, an address the egress rules passed, with its
-/// `Host` the target's: the client then dials that address rather than resolving the name
-/// again, which could answer with one the rules deny (a name with a short TTL that first
-/// resolves somewhere public, then to a loopback or private address: DNS rebinding). For
-/// what goes through hyper-util's pool (upgrades, an HTTP/2-only client), which dials by URI
-/// alone; other requests carry the judged addresses to the client's own HTTP/1.1 path, which
-/// tries each of them in turn.
+/// Makes `client` dial only `judged`, the addresses the egress rules passed, rather than
+/// resolve the name again, which could answer with one the rules deny (a name with a short
+/// TTL that first resolves somewhere public, then to a loopback or private address: DNS
+/// rebinding). The client's own HTTP/1.1 path takes them along ([`DialOnly`], tried in
+/// turn); hyper-util's pool (upgrades, an HTTP/2-only client) dials by URI alone, so the URI
+/// is [pinned](pin) to the first.
+///
+/// [`DialOnly`]: super::h1_pool::DialOnly
+fn dial_only(
+    request: &mut Request<Body>,
+    client: &Client,
+    judged: Vec<SocketAddr>,
+) -> Result<(), BoxError> {
+    match judged.first() {
+        Some(&first) if !client.takes_own_http1_path(request) => pin(request, first),
+        _ => {
+            request
+                .extensions_mut()
+                .insert(super::h1_pool::DialOnly(judged));
+            Ok(())
+        }
+    }
+}
+
+/// Points an absolute-form request at `judged`, keeping the target's host as its `Host`.
 fn pin(request: &mut Request<Body>, judged: SocketAddr) -> Result<(), BoxError> {
     let uri = request.uri();
     let authority = uri.authority().ok_or("the request target has no host")?;
