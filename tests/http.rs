@@ -6,11 +6,11 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rama::target::Target;
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, bind_origin, closed_port, digest_origin, echo_line,
-    origin_thread, payload, plain, raw, sha256, spawn_origin, until,
+    h2_handshake, origin_thread, payload, plain, raw, sha256, spawn_origin, until,
 };
 use std::{
     net::SocketAddr,
@@ -711,27 +711,6 @@ async fn graceful_shutdown_under_load_fails_no_request() {
     assert!(proxy.wait_exit().await, "the proxy exits cleanly");
     let log = proxy.stderr();
     assert!(!log.contains("ERROR"), "{log}");
-}
-
-/// hyper's HTTP/2 client over `io`: the handle to send requests with, and the connection's
-/// task (it ends once every handle is dropped).
-async fn h2_handshake<IO>(
-    io: IO,
-) -> (
-    SendRequest<Empty<Bytes>>,
-    tokio::task::JoinHandle<hyper::Result<()>>,
-)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (send, connection) = timeout(
-        PATIENCE,
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
-    )
-    .await
-    .expect("the HTTP/2 handshake in time")
-    .expect("the HTTP/2 handshake");
-    (send, tokio::spawn(connection))
 }
 
 /// What [`echo_three_lines`] sends, and an echo gives back.

@@ -562,3 +562,27 @@ pub fn origin_certificate(name: &str) -> PathBuf {
         .expect("write the origin certificate");
     dir
 }
+
+/// hyper's HTTP/2 client over `io`: the handle to send requests with, and the connection's
+/// task (it ends once every handle is dropped).
+pub async fn h2_handshake<IO>(
+    io: IO,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = tokio::time::timeout(
+        PATIENCE,
+        hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(io),
+        ),
+    )
+    .await
+    .expect("the HTTP/2 handshake in time")
+    .expect("the HTTP/2 handshake");
+    (send, tokio::spawn(connection))
+}

@@ -1,4 +1,5 @@
-//! One HTTP connection: hyper's connection, the connection's own tasks, the 408 answer.
+//! One HTTP connection: hyper's connection, the connection's own tasks, the 408 answer, the
+//! HTTP/2 idle check.
 
 use super::{
     ConnFacts, Enter, Server,
@@ -31,10 +32,17 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     rc::Rc,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
+    time::Duration,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
 use tower::Service;
 
 type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
@@ -51,12 +59,12 @@ impl Tasks {
         self.queue.borrow_mut().push(task);
     }
 
-    /// Moves what was queued into `set`; whether there was anything.
-    fn drain_into(&self, set: &mut FuturesUnordered<LocalTask>) -> bool {
+    /// Moves what was queued into `set`; how many tasks that was.
+    fn drain_into(&self, set: &mut FuturesUnordered<LocalTask>) -> usize {
         let mut queue = self.queue.borrow_mut();
-        let any = !queue.is_empty();
+        let queued = queue.len();
         set.extend(queue.drain(..));
-        any
+        queued
     }
 }
 
@@ -69,11 +77,22 @@ where
     }
 }
 
+/// What an HTTP/2 connection opens with (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// The stream, shared between hyper and the connection, so that the connection can still
 /// answer `408` after hyper gave up on a slow client (hyper closes without a word). The lock
 /// is taken per I/O call on the connection's own task and is never contended.
+///
+/// It also watches the first bytes hyper reads for the HTTP/2 preface, which is how hyper
+/// itself tells the versions apart (or ALPN made hyper expect it): the connection's idle
+/// check applies to HTTP/2 only.
 struct SharedIo<IO> {
     io: Arc<Mutex<IO>>,
+    /// How much of the preface the bytes read so far matched; `None` once that is decided.
+    preface: Option<usize>,
+    /// Set when the whole preface came.
+    h2: Arc<AtomicBool>,
 }
 
 impl<IO> SharedIo<IO> {
@@ -84,6 +103,20 @@ impl<IO> SharedIo<IO> {
         let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
         f(Pin::new(&mut *io))
     }
+
+    /// Matches `read`, the next bytes hyper read, against the rest of the preface.
+    fn watch_preface(&mut self, matched: usize, read: &[u8]) {
+        let rest = &H2_PREFACE[matched..];
+        let n = read.len().min(rest.len());
+        self.preface = if read[..n] != rest[..n] {
+            None
+        } else if matched + n == H2_PREFACE.len() {
+            self.h2.store(true, Ordering::Relaxed);
+            None
+        } else {
+            Some(matched + n)
+        };
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for SharedIo<IO> {
@@ -92,7 +125,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for SharedIo<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.with(|io| io.poll_read(cx, buf))
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = this.with(|io| io.poll_read(cx, buf));
+        if let Some(matched) = this.preface
+            && buf.filled().len() > before
+        {
+            this.watch_preface(matched, &buf.filled()[before..]);
+        }
+        poll
     }
 }
 
@@ -239,10 +280,31 @@ pub struct Connection<IO> {
     running: FuturesUnordered<LocalTask>,
     shutdown: Pin<Box<graceful::Triggered>>,
     shutting_down: bool,
+    /// Whether hyper's stream opened with the HTTP/2 preface (see `SharedIo`).
+    h2: Option<Arc<AtomicBool>>,
+    /// The period of the HTTP/2 idle check: the server's header-read timeout.
+    idle_period: Option<Duration>,
+    idle: Option<Idle>,
+    /// How many tasks (HTTP/2 streams, tunnels) the connection has queued so far.
+    queued: usize,
     peer: SocketAddr,
     failure: Option<Error>,
     /// The stream's type, which the fields above have erased.
     _io: PhantomData<fn(IO)>,
+}
+
+/// The idle check of an HTTP/2 connection. HTTP/1.1 has its header-read timeout for a client
+/// that sends nothing, or half a request head; HTTP/2 has no such timer in hyper, and a
+/// connection without a stream (a client that sent half a header block and stopped) would be
+/// held until the peer closes it. Every period the check asks whether a stream or tunnel ran
+/// since the last one: the first period without sends `GOAWAY` (hyper's graceful shutdown,
+/// which a client that reads closes on), the second, for a client that kept the connection
+/// all the same, drops it. One timer per connection, moved once a period, nothing per stream.
+struct Idle {
+    sleep: Pin<Box<Sleep>>,
+    /// `queued` at the last check.
+    seen: usize,
+    going_away: bool,
 }
 
 /// The answer to a client whose request headers did not come in time.
@@ -259,10 +321,11 @@ bad request";
 /// serves the rest of it.
 type Own = Pin<Box<dyn Future<Output = Result<Option<Handed>, Error>>>>;
 
-/// hyper serving a connection, and its stream.
+/// hyper serving a connection, its stream, and whether that opened with the HTTP/2 preface.
 type Handed = (
     Pin<Box<dyn Serving>>,
     Arc<Mutex<dyn AsyncWrite + Unpin + Send>>,
+    Arc<AtomicBool>,
 );
 
 /// hyper serving `io` (with what was already read from it in front), and the stream.
@@ -305,11 +368,17 @@ where
         None => builder,
     };
     let io = Arc::new(Mutex::new(io));
+    let h2 = Arc::new(AtomicBool::new(false));
+    let shared_io = SharedIo {
+        io: io.clone(),
+        preface: Some(0),
+        h2: h2.clone(),
+    };
     let bridge = Bridge { shared, facts };
     let hyper = builder
-        .serve_connection_with_upgrades(TokioIo::new(SharedIo { io: io.clone() }), bridge)
+        .serve_connection_with_upgrades(TokioIo::new(shared_io), bridge)
         .into_owned();
-    (Box::pin(hyper), io)
+    (Box::pin(hyper), io, h2)
 }
 
 /// Serves `io`: on rama's own HTTP/1.1 path, and with hyper after it when it hands the
@@ -373,6 +442,10 @@ where
             running: FuturesUnordered::new(),
             shutdown: Box::pin(info.shutdown().triggered()),
             shutting_down: false,
+            h2: None,
+            idle_period: config.header_read_timeout,
+            idle: None,
+            queued: 0,
             peer: info.peer_addr(),
             failure: None,
             _io: PhantomData,
@@ -397,9 +470,10 @@ where
         };
         self.own = None;
         match outcome {
-            Ok(Some((serving, io))) => {
+            Ok(Some((serving, io, h2))) => {
                 self.hyper = Some(serving);
                 self.io = Some(io);
+                self.h2 = Some(h2);
             }
             Ok(None) => {}
             Err(error) => self.failure = Some(error),
@@ -431,6 +505,50 @@ where
         } else {
             self.failure = Some(Error::protocol(error));
         }
+    }
+
+    /// The HTTP/2 idle check (see [`Idle`]); after the connection's tasks ran, so that it
+    /// counts the streams this poll queued.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) {
+        let (Some(hyper), Some(period)) = (self.hyper.as_mut(), self.idle_period) else {
+            return;
+        };
+        let idle = match self.idle.as_mut() {
+            Some(idle) if !idle.sleep.is_elapsed() => return,
+            Some(idle) => idle,
+            None if self
+                .h2
+                .as_ref()
+                .is_some_and(|h2| h2.load(Ordering::Relaxed)) =>
+            {
+                self.idle.insert(Idle {
+                    sleep: Box::pin(tokio::time::sleep(period)),
+                    seen: self.queued,
+                    going_away: false,
+                })
+            }
+            None => return,
+        };
+        if idle.sleep.is_elapsed() {
+            let quiet = self.running.is_empty() && self.queued == idle.seen;
+            idle.seen = self.queued;
+            idle.sleep.as_mut().reset(Instant::now() + period);
+            if quiet && idle.going_away {
+                tracing::warn!(peer = %self.peer, "http2: no stream since GOAWAY and the client kept the connection, closing");
+                self.hyper = None;
+                self.failure = Some(Error::header_timeout());
+                return;
+            }
+            if quiet {
+                tracing::debug!(peer = %self.peer, ?period, "http2: no stream for the header-read timeout, sending GOAWAY");
+                idle.going_away = true;
+                if !self.shutting_down {
+                    hyper.as_mut().graceful_shutdown();
+                }
+            }
+        }
+        // Registers the connection's waker with the timer, armed or moved.
+        let _ = idle.sleep.as_mut().poll(cx);
     }
 
     /// Writes what is left of the `408` answer, then shuts the stream down.
@@ -473,11 +591,13 @@ where
         // Tasks may queue more tasks (a stream opening a tunnel): run until the queue is dry.
         loop {
             let queued = this.tasks.drain_into(&mut this.running);
+            this.queued += queued;
             while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {}
-            if !queued {
+            if queued == 0 {
                 break;
             }
         }
+        this.poll_idle(cx);
         if this.own.is_none()
             && this.hyper.is_none()
             && this.timeout_answer.is_none()
@@ -502,7 +622,36 @@ impl<IO> fmt::Debug for Connection<IO> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BAD_REQUEST, REQUEST_TIMEOUT};
+    use super::{BAD_REQUEST, H2_PREFACE, REQUEST_TIMEOUT, SharedIo};
+    use std::sync::{Arc, Mutex, atomic::Ordering};
+
+    /// Whether `SharedIo` takes the reads `chunks` for the HTTP/2 preface.
+    fn is_h2(chunks: &[&[u8]]) -> bool {
+        let mut io = SharedIo {
+            io: Arc::new(Mutex::new(())),
+            preface: Some(0),
+            h2: Arc::default(),
+        };
+        for chunk in chunks {
+            if let Some(matched) = io.preface {
+                io.watch_preface(matched, chunk);
+            }
+        }
+        io.h2.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_preface_is_told_across_reads_and_nothing_else_is_taken_for_it() {
+        assert!(is_h2(&[H2_PREFACE]));
+        assert!(is_h2(&[
+            b"PRI * HT",
+            b"TP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0"
+        ]));
+        assert!(is_h2(&[b"P", b"RI * HTTP/2.0\r\n\r\nSM\r\n\r", b"\n"]));
+        assert!(!is_h2(&[b"GET / HTTP/1.1\r\n"]));
+        assert!(!is_h2(&[b"PRI * HTTP/2.0\r\n", b"\r\nSM\r\n\r"]));
+        assert!(!is_h2(&[b"PRI * HTTP/2.0\r\n", b"\r\nXX\r\n\r\n"]));
+    }
 
     #[test]
     fn the_408_answer_has_the_right_length() {

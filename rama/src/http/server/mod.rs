@@ -36,6 +36,15 @@
 //!
 //! Each of these ends that connection only; the tcp server logs it with the peer address.
 //!
+//! HTTP/2 answers in its own terms (hyper and the `h2` crate do): a malformed request resets
+//! its stream (`RST_STREAM PROTOCOL_ERROR`) and the connection serves on; a header list over
+//! `max_header_size` gets `431` on its stream; a frame that breaks the protocol gets
+//! `GOAWAY PROTOCOL_ERROR`; a flood of streams the client resets before they are served
+//! ("rapid reset"), or of empty `CONTINUATION` frames, gets `GOAWAY ENHANCE_YOUR_CALM`; each
+//! closes the connection. A connection without a stream for the header-read timeout (a
+//! client that sent half a header block, or nothing, and stopped) is sent `GOAWAY`, and
+//! dropped when it is still there, without a stream, as long again.
+//!
 //! # Graceful shutdown
 //!
 //! When the server's [`Signal`](crate::graceful::Signal) fires, each connection finishes the
@@ -142,7 +151,9 @@ impl Server {
     }
 
     /// How long a client may take to send a request's headers (HTTP/1.1) before it gets
-    /// `408` and is closed; `None` waits forever. Default [`DEFAULT_HEADER_READ_TIMEOUT`].
+    /// `408` and is closed; also how long an HTTP/2 connection may go without a stream before
+    /// it is sent `GOAWAY` (see the [module docs](self)). `None` waits forever. Default
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.header_read_timeout = timeout.into();
         self

@@ -1,0 +1,381 @@
+//! `http::Server`'s HTTP/2 side under hostile input, in raw frames over 127.0.0.1 (no h2
+//! client would send them): malformed streams are reset and oversized header lists get `431`
+//! while the connection serves on; frames that break the protocol, a rapid-reset flood and a
+//! `CONTINUATION` flood get `GOAWAY` and a close, touching no other connection; a connection
+//! without a stream (half a header block, then nothing) is sent `GOAWAY` after the
+//! header-read timeout and dropped one period later, while a stream that runs longer than
+//! that period is served to its end.
+
+use http_body_util::{BodyExt, Empty};
+use rama::{BoxError, http as rama_http, tcp};
+use rama_e2e::{PATIENCE, h2_handshake, origin_thread};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+use tower::Layer;
+
+/// The servers' header-read timeout, the period of the HTTP/2 idle check.
+const PERIOD: Duration = Duration::from_millis(400);
+
+/// What a client opens an HTTP/2 connection with.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// Frame types and flags (RFC 9113 6).
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+// Error codes (RFC 9113 7).
+const NO_ERROR: u32 = 0;
+const PROTOCOL_ERROR: u32 = 1;
+const ENHANCE_YOUR_CALM: u32 = 11;
+
+/// A server with the short header-read timeout whose service counts its calls: `/slow`
+/// answers after three idle-check periods, anything else at once, with `ok`.
+fn server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let addr = origin_thread(move |listener| async move {
+        let answer = tower::service_fn(move |request: http::Request<rama_http::Body>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if request.uri().path() == "/slow" {
+                    tokio::time::sleep(PERIOD * 3).await;
+                }
+                Ok::<_, BoxError>(http::Response::new(rama_http::Body::from("ok")))
+            }
+        });
+        let stack = rama_http::Server::new()
+            .header_read_timeout(PERIOD)
+            .layer(answer);
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
+    });
+    (addr, calls)
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut bytes = vec![len[1], len[2], len[3], kind, flags];
+    bytes.extend_from_slice(&stream.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// An HPACK integer with an `n`-bit prefix, `first` holding the bits above it (RFC 7541 5.1).
+fn integer(mut value: usize, n: u32, first: u8) -> Vec<u8> {
+    let max = (1 << n) - 1;
+    if value < max {
+        return vec![first | value as u8];
+    }
+    let mut bytes = vec![first | max as u8];
+    value -= max;
+    while value >= 128 {
+        bytes.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    bytes.push(value as u8);
+    bytes
+}
+
+/// A literal field, never indexed by the server, with a name from the static table.
+fn literal(index: u8, value: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![index];
+    bytes.extend(integer(value.len(), 7, 0));
+    bytes.extend_from_slice(value);
+    bytes
+}
+
+/// The header block of `GET path` (`:method GET` and `:scheme http` are static-table
+/// entries 2 and 6; `:path` and `:authority` literals named by entries 4 and 1).
+fn get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86];
+    block.extend(literal(4, path.as_bytes()));
+    block.extend(literal(1, b"localhost"));
+    block
+}
+
+/// A connection that has sent the preface and its (empty) settings.
+async fn open(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    stream.write_all(&hello).await.unwrap();
+    stream
+}
+
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    /// A `GOAWAY`'s or `RST_STREAM`'s error code.
+    fn code(&self) -> u32 {
+        let at = if self.kind == GOAWAY { 4 } else { 0 };
+        u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
+    }
+}
+
+/// The next frame, `None` at EOF (or a reset: the server closed, either way).
+async fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
+    let mut head = [0u8; 9];
+    timeout(PATIENCE, stream.read_exact(&mut head))
+        .await
+        .expect("a frame or EOF in time")
+        .ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0; len];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some(Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
+        payload,
+    })
+}
+
+/// Reads until the server closes: the `GOAWAY`'s error code, if one came.
+async fn goaway_then_eof(stream: &mut TcpStream) -> Option<u32> {
+    let mut code = None;
+    while let Some(frame) = read_frame(stream).await {
+        if frame.kind == GOAWAY {
+            code = Some(frame.code());
+        }
+    }
+    code
+}
+
+/// How stream `id` ended: its status and body, or the code of its `RST_STREAM`.
+async fn outcome(stream: &mut TcpStream, id: u32) -> Result<(u16, Vec<u8>), u32> {
+    let mut status = None;
+    let mut body = Vec::new();
+    loop {
+        let frame = read_frame(stream).await.expect("the stream's end, not EOF");
+        if frame.stream != id {
+            continue;
+        }
+        match frame.kind {
+            RST_STREAM => return Err(frame.code()),
+            HEADERS => status = Some(status_of(&frame.payload)),
+            DATA => body.extend_from_slice(&frame.payload),
+            _ => {}
+        }
+        if frame.flags & END_STREAM != 0 {
+            return Ok((status.expect("HEADERS before the end"), body));
+        }
+    }
+}
+
+/// The `:status` of a response header block, hyper's first field: a static-table entry
+/// (8-14) or a literal named by entry 8, plain or Huffman-coded.
+fn status_of(block: &[u8]) -> u16 {
+    const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
+    if block[0] & 0x80 != 0 {
+        return STATIC[usize::from(block[0] & 0x7f) - 8];
+    }
+    let name = if block[0] & 0x40 != 0 {
+        block[0] & 0x3f
+    } else {
+        block[0] & 0x0f
+    };
+    assert_eq!(name, 8, "the first field is :status");
+    let len = usize::from(block[1] & 0x7f);
+    let value = &block[2..2 + len];
+    let digits = if block[1] & 0x80 != 0 {
+        huffman_digits(value)
+    } else {
+        String::from_utf8(value.to_vec()).unwrap()
+    };
+    digits.parse().unwrap()
+}
+
+/// Decodes Huffman-coded digits (RFC 7541 Appendix B: `0`-`2` are the 5-bit codes 0-2, `3`-`9`
+/// the 6-bit codes 25-31), as a status is.
+fn huffman_digits(bytes: &[u8]) -> String {
+    let mut digits = String::new();
+    let (mut code, mut len) = (0u8, 0);
+    for bit in bytes
+        .iter()
+        .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1))
+    {
+        code = code << 1 | bit;
+        len += 1;
+        match (len, code) {
+            (5, 0..=2) => digits.push(char::from(b'0' + code)),
+            (6, 25..=31) => digits.push(char::from(b'3' + code - 25)),
+            _ if len < 6 => continue,
+            // The padding: the most significant bits of the end-of-string code, all ones.
+            _ => break,
+        }
+        (code, len) = (0, 0);
+    }
+    digits
+}
+
+#[tokio::test]
+async fn the_status_decoder_reads_what_hpack_encodes() {
+    // hyper's `431`: literal with incremental indexing, name 8, Huffman "431".
+    assert_eq!(status_of(&[0x48, 0x83, 0x69, 0x90, 0xff]), 431);
+    assert_eq!(status_of(&[0x88]), 200);
+    assert_eq!(status_of(&[0x08, 0x03, b'5', b'0', b'2']), 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_streams_are_reset_and_the_connection_serves_on() {
+    let (addr, calls) = server();
+    let mut stream = open(addr).await;
+    // Stream 1 has an authority and no `:path`; stream 3 a header list over the 64 KiB limit,
+    // in a HEADERS frame and CONTINUATIONs; stream 5 is a plain GET.
+    let mut no_path = vec![0x82, 0x86];
+    no_path.extend(literal(1, b"localhost"));
+    let mut bytes = frame(HEADERS, END_STREAM | END_HEADERS, 1, &no_path);
+    let mut big = get("/big");
+    big.extend([0x00, 5]);
+    big.extend_from_slice(b"x-big");
+    big.extend(integer(70_000, 7, 0));
+    big.extend(std::iter::repeat_n(b'a', 70_000));
+    let chunks: Vec<&[u8]> = big.chunks(16_384).collect();
+    bytes.extend(frame(HEADERS, END_STREAM, 3, chunks[0]));
+    for (i, chunk) in chunks.iter().enumerate().skip(1) {
+        let last = if i + 1 == chunks.len() {
+            END_HEADERS
+        } else {
+            0
+        };
+        bytes.extend(frame(CONTINUATION, last, 3, chunk));
+    }
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 5, &get("/")));
+    stream.write_all(&bytes).await.unwrap();
+
+    assert_eq!(outcome(&mut stream, 1).await, Err(PROTOCOL_ERROR));
+    assert_eq!(outcome(&mut stream, 3).await, Ok((431, Vec::new())));
+    assert_eq!(outcome(&mut stream, 5).await, Ok((200, b"ok".to_vec())));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only stream 5 reached the service"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_and_floods_get_goaway_and_touch_no_other_connection() {
+    let (addr, calls) = server();
+    let mut bystander = open(addr).await;
+
+    // HEADERS on stream 0, which is the connection's.
+    let mut zero = open(addr).await;
+    zero.write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 0, &get("/")))
+        .await
+        .unwrap();
+    assert_eq!(goaway_then_eof(&mut zero).await, Some(PROTOCOL_ERROR));
+
+    // Rapid reset: 5,000 streams opened and reset at once.
+    let mut reset = open(addr).await;
+    let mut flood = Vec::new();
+    for id in (1..10_000).step_by(2) {
+        flood.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/")));
+        flood.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+    }
+    // The server may close before it has read it all.
+    let _ = reset.write_all(&flood).await;
+    assert_eq!(goaway_then_eof(&mut reset).await, Some(ENHANCE_YOUR_CALM));
+    let served = calls.load(Ordering::SeqCst);
+    assert!(
+        served < 100,
+        "{served} of 5000 reset streams reached the service"
+    );
+
+    // A header block that never ends: empty CONTINUATIONs, up to 10,000 of them.
+    let mut endless = open(addr).await;
+    let mut flood = frame(HEADERS, END_STREAM, 1, &get("/"));
+    for _ in 0..10_000 {
+        flood.extend(frame(CONTINUATION, 0, 1, &[]));
+    }
+    let _ = endless.write_all(&flood).await;
+    assert_eq!(goaway_then_eof(&mut endless).await, Some(ENHANCE_YOUR_CALM));
+
+    // The connection opened before all that is served as if nothing happened.
+    let before = calls.load(Ordering::SeqCst);
+    bystander
+        .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &get("/")))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&mut bystander, 1).await, Ok((200, b"ok".to_vec())));
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_stream_gets_goaway_then_is_dropped_and_a_long_stream_is_not() {
+    let (addr, calls) = server();
+
+    // Half a header block, then nothing: GOAWAY after one quiet period, dropped after the
+    // next (this client answers nothing, so hyper's graceful close never completes).
+    let started = Instant::now();
+    let mut half = open(addr).await;
+    half.write_all(&frame(HEADERS, END_STREAM, 1, &get("/")))
+        .await
+        .unwrap();
+    let mut goaway = None;
+    while let Some(frame) = read_frame(&mut half).await {
+        if frame.kind == GOAWAY {
+            assert!(
+                started.elapsed() >= PERIOD,
+                "GOAWAY after {:?}",
+                started.elapsed()
+            );
+            goaway = Some(frame.code());
+        }
+    }
+    assert_eq!(goaway, Some(NO_ERROR));
+    assert!(
+        started.elapsed() >= PERIOD * 2,
+        "dropped after {:?}",
+        started.elapsed()
+    );
+
+    // A client that reads (hyper's) closes on the GOAWAY of an idle connection: its
+    // connection task ends without an error.
+    let (mut send, connection) = h2_handshake(TcpStream::connect(addr).await.unwrap()).await;
+    // A stream of three periods on it is served to its end: the connection was busy.
+    let request = http::Request::get(format!("http://{addr}/slow"))
+        .body(Empty::new())
+        .unwrap();
+    let response = timeout(PATIENCE, send.send_request(request))
+        .await
+        .expect("the slow answer in time")
+        .expect("the slow answer");
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    let idle = Instant::now();
+    timeout(PATIENCE, connection)
+        .await
+        .expect("the idle connection closed in time")
+        .unwrap()
+        .expect("a clean close");
+    assert!(
+        idle.elapsed() >= PERIOD,
+        "closed after {:?}",
+        idle.elapsed()
+    );
+    drop(send);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
