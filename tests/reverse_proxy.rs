@@ -2,8 +2,9 @@
 //! over 127.0.0.1: HTTP/1.1 and HTTP/2 prior knowledge, the forwarded headers as the origin
 //! sees them, 100 MiB streamed up and down (checksummed, with the proxy's memory staying flat),
 //! an upgrade carried end to end, a real WebSocket session (Python's `websockets` on both ends),
-//! tower-http's compression in the diagram, and `--sched-batch`'s scheduling policy on the
-//! server threads.
+//! tower-http's compression in the diagram, `--sched-batch`'s scheduling policy on the
+//! server threads, and an upstream that breaks HTTP/1.1 (`502`, a cut-short body cut short for
+//! the client, no answer left behind on a pooled connection).
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -369,6 +370,102 @@ async fn tower_http_layers_stand_in_the_diagram_when_asked() {
         .to_ascii_lowercase();
     let _ = std::fs::remove_file(&headers);
     assert!(!head.contains("content-encoding"), "{head}");
+}
+
+/// What [`hostile_origin`] answers to each path: HTTP/1.1 broken the ways a broken or
+/// hostile upstream breaks it.
+fn hostile_answer(path: &str) -> &'static [u8] {
+    match path {
+        "/garbage" => b"HELLO THERE\r\n\r\n",
+        "/two-lengths" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "/nul" => b"HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok",
+        "/both" => {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     5\r\nhello\r\n0\r\n\r\n"
+        }
+        // A second response behind the first, unasked for: whoever reads it next is fooled.
+        "/smuggle" => {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
+                        HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
+        }
+        // Cut short: the origin closes after these bytes.
+        "/truncated" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain",
+    }
+}
+
+/// An origin that answers each request on a kept-alive connection with [`hostile_answer`].
+async fn hostile_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                loop {
+                    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut buf = [0u8; 4096];
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&read[..end]).into_owned();
+                    read.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("/");
+                    if stream.write_all(hostile_answer(path)).await.is_err() || path == "/truncated"
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_upstream_answer_is_502_cut_short_or_reframed_and_never_answers_another_request() {
+    let proxy = reverse_proxy(hostile_origin().await, &[]);
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    // A head that is not HTTP, two lengths, a NUL in a value: 502, saying so.
+    for path in ["/garbage", "/two-lengths", "/nul"] {
+        let answer = raw(proxy.addr, get(path).as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{path}: {answer}");
+        assert!(
+            answer.contains("the upstream's response is not valid"),
+            "{path}: {answer}"
+        );
+    }
+    // Content-Length and Transfer-Encoding: the chunks count, and the length is not passed on.
+    let answer = raw(proxy.addr, get("/both").as_bytes())
+        .await
+        .to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(!answer.contains("content-length: 3"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body == "5\r\nhello\r\n0\r\n\r\n" || body == "hello",
+        "{answer}"
+    );
+    // The unasked-for response behind `ok` stays on a connection that is not reused: the
+    // request pipelined behind gets its own answer, not `extra`.
+    let pipelined = format!("GET /smuggle HTTP/1.1\r\nHost: a\r\n\r\n{}", get("/plain"));
+    let answer = raw(proxy.addr, pipelined.as_bytes()).await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    assert!(
+        answer.contains("\r\n\r\nok") && answer.ends_with("plain"),
+        "{answer}"
+    );
+    assert!(!answer.contains("extra"), "{answer}");
+    // A body cut short is cut short for the client too: its length as sent, fewer bytes, and
+    // the connection closed.
+    let answer = raw(proxy.addr, get("/truncated").as_bytes())
+        .await
+        .to_ascii_lowercase();
+    assert!(answer.contains("content-length: 100\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nonly this"), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
