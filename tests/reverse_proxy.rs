@@ -388,6 +388,7 @@ fn hostile_answer(path: &str) -> &'static [u8] {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
                         HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
         }
+        "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
         // Cut short: the origin closes after these bytes.
         "/truncated" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain",
@@ -438,6 +439,9 @@ async fn a_broken_upstream_answer_is_502_cut_short_or_reframed_and_never_answers
             "{path}: {answer}"
         );
     }
+    // A first chunk that is not one: nothing had reached the client, so it gets a 502.
+    let answer = raw(proxy.addr, get("/bad-chunk").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
     // Content-Length and Transfer-Encoding: the chunks count, and the length is not passed on.
     let answer = raw(proxy.addr, get("/both").as_bytes())
         .await

@@ -2,7 +2,8 @@
 //! 127.0.0.1: pipelined requests answered in order, HTTP/1.0 and `Connection: close`, a
 //! chunked upload and `Expect: 100-continue` in the middle of a connection (hyper's from then
 //! on) with the connection serving on, responses framed by their bodies (length, chunked,
-//! `HEAD`, `204`) and dated, and a target `http` does not take answered `400`.
+//! `HEAD`, `204`) and dated, a head sent without waiting for a slow body, a body that fails
+//! before its first byte answered `502`, and a target `http` does not take answered `400`.
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -44,12 +45,33 @@ impl http_body::Body for Unsized {
     }
 }
 
-/// `/stream`: an unsized body; `/none`: `204`; anything else: `METHOD PATH VERSION BODYLEN`.
+/// A body whose first frame never comes, or, `Broken(true)`, fails.
+struct Stalled(bool);
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.0 {
+            return Poll::Ready(Some(Err("broken before its first byte".into())));
+        }
+        Poll::Pending
+    }
+}
+
+/// `/stream`: an unsized body; `/none`: `204`; `/stalled`: a body that never starts;
+/// `/broken`: one that fails at once; anything else: `METHOD PATH VERSION BODYLEN`.
 async fn answer(
     request: http::Request<rama_http::Body>,
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
     match request.uri().path() {
         "/stream" => return Ok(http::Response::new(rama_http::Body::new(Unsized(0)))),
+        "/stalled" => return Ok(http::Response::new(rama_http::Body::new(Stalled(false)))),
+        "/broken" => return Ok(http::Response::new(rama_http::Body::new(Stalled(true)))),
         "/none" => {
             let mut response = http::Response::new(rama_http::Body::empty());
             *response.status_mut() = http::StatusCode::NO_CONTENT;
@@ -261,6 +283,37 @@ async fn responses_are_framed_by_their_bodies_and_dated() {
         response(&mut stream, false).await.1,
         b"GET /last HTTP/1.1 0"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_does_not_wait_for_a_slow_body_and_a_body_broken_before_it_began_is_502() {
+    let addr = server();
+    // The head alone, while the body has nothing to give.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /stalled HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let head = timeout(PATIENCE, read_head(&mut stream))
+        .await
+        .expect("the head before the body")
+        .unwrap()
+        .expect("a head, not EOF")
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+
+    // Nothing of the response had left when its body failed: a 502, and the close.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /broken HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, b"the response failed before its first byte");
+    assert!(closed(&mut stream).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

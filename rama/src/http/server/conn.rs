@@ -317,6 +317,11 @@ pub(super) const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\nconnection: close\r\n\r\n\
 bad request";
 
+/// The answer to a request whose response body failed before its first byte left.
+pub(super) const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 41\r\nconnection: close\r\n\r\n\
+the response failed before its first byte";
+
 /// The own path's future: `Ok(None)` when the connection is closed, `Ok(Some(..))` when hyper
 /// serves the rest of it.
 type Own = Pin<Box<dyn Future<Output = Result<Option<Handed>, Error>>>>;
@@ -622,7 +627,7 @@ impl<IO> fmt::Debug for Connection<IO> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BAD_REQUEST, H2_PREFACE, REQUEST_TIMEOUT, SharedIo};
+    use super::{BAD_GATEWAY, BAD_REQUEST, H2_PREFACE, REQUEST_TIMEOUT, SharedIo};
     use std::sync::{Arc, Mutex, atomic::Ordering};
 
     /// Whether `SharedIo` takes the reads `chunks` for the HTTP/2 preface.
@@ -654,16 +659,14 @@ mod tests {
     }
 
     #[test]
-    fn the_408_answer_has_the_right_length() {
-        let text = std::str::from_utf8(REQUEST_TIMEOUT).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-    }
-
-    #[test]
-    fn the_400_answer_has_the_right_length() {
-        let text = std::str::from_utf8(BAD_REQUEST).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+    fn the_canned_answers_have_the_right_lengths() {
+        for answer in [REQUEST_TIMEOUT, BAD_REQUEST, BAD_GATEWAY] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.contains(&format!("content-length: {}\r\n", body.len())),
+                "{text}"
+            );
+        }
     }
 }

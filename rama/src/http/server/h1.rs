@@ -32,6 +32,7 @@ use std::{
     future::poll_fn,
     io,
     sync::Arc,
+    task::Poll,
     time::{Instant, SystemTime},
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -228,9 +229,38 @@ where
     }
     let mut body = std::pin::pin!(body);
     let mut sent = 0u64;
-    // The head waits in `out` for the first bytes of the body (one write for a small one).
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+    // The head waits in `out` for the first bytes of the body (one write for a small one),
+    // unless the body has none ready: then the client gets the head at once, as a client
+    // waiting for a slow or streamed body (an event stream) expects.
+    let mut began = false;
+    loop {
+        let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !began {
+                    began = true;
+                    io.write_all(out).await?;
+                    io.flush().await?;
+                    out.clear();
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else {
+            break;
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            // Not a byte of the response has left: the client gets a `502` rather than a
+            // connection closed without a word (the body behind a proxy is an upstream's, which
+            // broke before its first byte, as a malformed first chunk does).
+            Err(error) if !began => {
+                let _ = answer(io, conn::BAD_GATEWAY).await;
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let Ok(data) = frame.into_data() else {
             continue;
         };
         if !data.has_remaining() {
@@ -242,6 +272,7 @@ where
         }
         h1::put_data(io, out, data, body_framing == Framing::Chunked).await?;
         if !body.is_end_stream() {
+            began = true;
             io.write_all(out).await?;
             out.clear();
         }
