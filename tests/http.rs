@@ -577,31 +577,51 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> Result<(u16, Vec<u8
     Ok((status, body))
 }
 
+/// What the clients of the load share: where they send, and the counts the test watches.
+#[derive(Clone)]
+struct Load {
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl Load {
+    /// Counts a request about to be sent; `false` (and no count) once the test said stop.
+    /// Counted before looking at `stop`: once the test sets `stop` and then reads `sent`,
+    /// every request it does not see is one that is never sent.
+    fn one_more(&self) -> bool {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        if self.stop.load(Ordering::SeqCst) {
+            self.sent.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Checks the answer to `path` (200 and the whole [`load_body`]) and counts it.
+    fn answer(&self, path: &str, status: u16, body: &[u8]) -> Result<(), String> {
+        if status != 200 || body != load_body(path) {
+            return Err(format!("{path}: {status}, {} body bytes", body.len()));
+        }
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// One client of the load: absolute-form requests, one after the other on one keep-alive
 /// connection, until `stop`; then it expects the proxy to close the idle connection (it does
 /// so only when shutting down). Returns how many full 200 answers it got; any other outcome
 /// is an error.
-async fn load_client(
-    proxy: SocketAddr,
-    origin: SocketAddr,
-    id: usize,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicUsize>,
-    answered: Arc<AtomicUsize>,
-) -> Result<usize, String> {
-    let stream = TcpStream::connect(proxy)
+async fn load_client(load: Load, id: usize) -> Result<usize, String> {
+    let stream = TcpStream::connect(load.proxy)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let mut stream = BufReader::new(stream);
+    let origin = load.origin;
     let mut done = 0;
-    loop {
-        // Counted before looking at `stop`: once the test sets `stop` and then reads `sent`,
-        // every request it does not see is one that is never sent.
-        sent.fetch_add(1, Ordering::SeqCst);
-        if stop.load(Ordering::SeqCst) {
-            sent.fetch_sub(1, Ordering::SeqCst);
-            break;
-        }
+    while load.one_more() {
         let path = format!("/load/{id}/{done}");
         let request = format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
         stream
@@ -613,11 +633,8 @@ async fn load_client(
             .await
             .map_err(|_| format!("{path}: no answer in time"))?
             .map_err(|e| format!("{path}: {e}"))?;
-        if status != 200 || body != load_body(&path) {
-            return Err(format!("{path}: {status}, {} body bytes", body.len()));
-        }
+        load.answer(&path, status, &body)?;
         done += 1;
-        answered.fetch_add(1, Ordering::SeqCst);
     }
     let mut rest = Vec::new();
     match timeout(PATIENCE, stream.read_to_end(&mut rest)).await {
@@ -631,51 +648,35 @@ async fn load_client(
 /// [`load_client`] over HTTP/2 (prior knowledge): `streams` such loops side by side on one
 /// connection, each with its own paths. After the last answer it expects the proxy to end the
 /// connection cleanly (`GOAWAY`, then the close) while the client still holds it.
-async fn load_client_h2(
-    proxy: SocketAddr,
-    origin: SocketAddr,
-    id: usize,
-    streams: usize,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicUsize>,
-    answered: Arc<AtomicUsize>,
-) -> Result<usize, String> {
-    let stream = TcpStream::connect(proxy)
+async fn load_client_h2(load: Load, id: usize, streams: usize) -> Result<usize, String> {
+    let stream = TcpStream::connect(load.proxy)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let (send, connection) = h2_handshake(stream).await;
     let loops: Vec<_> = (0..streams)
         .map(|s| {
-            let (mut send, stop, sent, answered) =
-                (send.clone(), stop.clone(), sent.clone(), answered.clone());
+            let (mut send, load) = (send.clone(), load.clone());
             tokio::spawn(async move {
                 let mut done = 0;
-                loop {
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    if stop.load(Ordering::SeqCst) {
-                        sent.fetch_sub(1, Ordering::SeqCst);
-                        return Ok::<_, String>(done);
-                    }
+                while load.one_more() {
                     let path = format!("/load/h2-{id}-{s}/{done}");
-                    let request = http::Request::get(format!("http://{origin}{path}"))
+                    let request = http::Request::get(format!("http://{}{path}", load.origin))
                         .body(Empty::new())
                         .unwrap();
                     let response = timeout(PATIENCE, send.send_request(request))
                         .await
                         .map_err(|_| format!("{path}: no answer in time"))?
                         .map_err(|e| format!("{path}: {e}"))?;
-                    let status = response.status();
+                    let status = response.status().as_u16();
                     let body = timeout(PATIENCE, response.into_body().collect())
                         .await
                         .map_err(|_| format!("{path}: no body in time"))?
                         .map_err(|e| format!("{path}: body: {e}"))?
                         .to_bytes();
-                    if status != 200 || body != load_body(&path) {
-                        return Err(format!("{path}: {status}, {} body bytes", body.len()));
-                    }
+                    load.answer(&path, status, &body)?;
                     done += 1;
-                    answered.fetch_add(1, Ordering::SeqCst);
                 }
+                Ok::<_, String>(done)
             })
         })
         .collect();
@@ -704,31 +705,17 @@ async fn graceful_shutdown_under_load_fails_no_request() {
     const H2_STREAMS: usize = 8;
     let origin = LoadOrigin::start(Duration::from_millis(100));
     let mut proxy = proxy(&[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let answered = Arc::new(AtomicUsize::new(0));
+    let load = Load {
+        proxy: proxy.addr,
+        origin: origin.addr,
+        stop: Arc::new(AtomicBool::new(false)),
+        sent: Arc::new(AtomicUsize::new(0)),
+        answered: Arc::new(AtomicUsize::new(0)),
+    };
+    let (stop, sent, answered) = (&load.stop, &load.sent, &load.answered);
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| {
-            tokio::spawn(load_client(
-                proxy.addr,
-                origin.addr,
-                id,
-                stop.clone(),
-                sent.clone(),
-                answered.clone(),
-            ))
-        })
-        .chain((0..H2_CLIENTS).map(|id| {
-            tokio::spawn(load_client_h2(
-                proxy.addr,
-                origin.addr,
-                id,
-                H2_STREAMS,
-                stop.clone(),
-                sent.clone(),
-                answered.clone(),
-            ))
-        }))
+        .map(|id| tokio::spawn(load_client(load.clone(), id)))
+        .chain((0..H2_CLIENTS).map(|id| tokio::spawn(load_client_h2(load.clone(), id, H2_STREAMS))))
         .collect();
 
     // A stream of requests: a few rounds of every client answered.
