@@ -1,10 +1,10 @@
 //! `http::Server`'s HTTP/2 side under hostile input, in raw frames over 127.0.0.1 (no h2
-//! client would send them): malformed streams are reset and oversized header lists get `431`
-//! while the connection serves on; frames that break the protocol, a rapid-reset flood and a
-//! `CONTINUATION` flood get `GOAWAY` and a close, touching no other connection; a connection
-//! without a stream (half a header block, then nothing) is sent `GOAWAY` after the
-//! header-read timeout and dropped one period later, while a stream that runs longer than
-//! that period is served to its end.
+//! client would send them): malformed streams are reset and an oversized header list gets
+//! `431` while the connection serves on; frames that break the protocol, a rapid-reset
+//! flood, a `CONTINUATION` flood and an HPACK bomb get `GOAWAY` and a close, touching no
+//! other connection; a connection without a stream (half a header block, then nothing) is
+//! sent `GOAWAY` after the header-read timeout and dropped one period later, while a stream
+//! that runs longer than that period is served to its end.
 
 use http_body_util::{BodyExt, Empty};
 use rama::{BoxError, http as rama_http, tcp};
@@ -311,6 +311,24 @@ async fn protocol_errors_and_floods_get_goaway_and_touch_no_other_connection() {
     }
     let _ = endless.write_all(&flood).await;
     assert_eq!(goaway_then_eof(&mut endless).await, Some(ENHANCE_YOUR_CALM));
+
+    // An HPACK bomb: a 4,000-byte field put in the dynamic table, then named by its index
+    // (62, the table's first entry) 100 times, a byte each: 400 KB decoded from 4 KB sent.
+    let mut bomb_connection = open(addr).await;
+    let mut bomb = get("/bomb");
+    bomb.extend([0x40, 6]);
+    bomb.extend_from_slice(b"x-bomb");
+    bomb.extend(integer(4_000, 7, 0));
+    bomb.extend(std::iter::repeat_n(b'b', 4_000));
+    bomb.extend([0x80 | 62; 100]);
+    bomb_connection
+        .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &bomb))
+        .await
+        .unwrap();
+    assert_eq!(
+        goaway_then_eof(&mut bomb_connection).await,
+        Some(ENHANCE_YOUR_CALM)
+    );
 
     // The connection opened before all that is served as if nothing happened.
     let before = calls.load(Ordering::SeqCst);

@@ -40,7 +40,8 @@
 //! its stream (`RST_STREAM PROTOCOL_ERROR`) and the connection serves on; a header list over
 //! `max_header_size` gets `431` on its stream; a frame that breaks the protocol gets
 //! `GOAWAY PROTOCOL_ERROR`; a flood of streams the client resets before they are served
-//! ("rapid reset"), or of empty `CONTINUATION` frames, gets `GOAWAY ENHANCE_YOUR_CALM`; each
+//! ("rapid reset"), or of empty `CONTINUATION` frames, and a header block that decodes to
+//! far more than the limit (an HPACK bomb) get `GOAWAY ENHANCE_YOUR_CALM`; each
 //! closes the connection. A connection without a stream for the header-read timeout (a
 //! client that sent half a header block, or nothing, and stopped) is sent `GOAWAY`, and
 //! dropped when it is still there, without a stream, as long again.
