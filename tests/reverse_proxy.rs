@@ -306,6 +306,69 @@ async fn streams_100_mib_up_and_down_checksummed_in_flat_memory() {
     );
 }
 
+/// Sends a POST of `len` bytes to `/upload` through `proxy`, `piece` bytes every `pause` and
+/// no more than `stop_after` of them; the answer (read until the proxy closes).
+async fn paced_upload(
+    proxy: SocketAddr,
+    len: usize,
+    piece: usize,
+    pause: std::time::Duration,
+    stop_after: usize,
+) -> String {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let body = payload(len, 7);
+    for piece in body[..stop_after].chunks(piece) {
+        tokio::time::sleep(pause).await;
+        if stream.write_all(piece).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy answered and closed")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_longer_than_the_upstream_timeout_goes_through_and_a_stalled_one_is_408() {
+    const LEN: usize = 256 * 1024;
+    let hex = sha256(&payload(LEN, 7))
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+    let origin = origin();
+    // rama's own HTTP/1.1 upstream connections, and hyper's HTTP/2 ones.
+    for upstream in [&[][..], &["--http2-upstream"][..]] {
+        let args = [&["--upstream-timeout", "1"][..], upstream].concat();
+        let proxy = reverse_proxy(origin, &args);
+        // 256 KiB in 16 KiB pieces, one every 200 ms: over 3 s in all, never 1 s without a
+        // move.
+        let pause = std::time::Duration::from_millis(200);
+        let answer = paced_upload(proxy.addr, LEN, 16 * 1024, pause, LEN).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{upstream:?}: {answer}");
+        assert!(
+            answer.ends_with(&format!("{LEN} {hex}")),
+            "{upstream:?}: {answer}"
+        );
+
+        // Half of it, then nothing: the client stalled, not the upstream.
+        let answer = paced_upload(proxy.addr, LEN, 64 * 1024, pause, LEN / 2).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{upstream:?}: {answer}");
+        assert!(
+            answer.contains("no more of the request body"),
+            "{upstream:?}: {answer}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_is_carried_end_to_end() {
     let origin = upgrade_origin().await;

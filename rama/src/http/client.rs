@@ -1,6 +1,11 @@
 //! [`Client`]: the pooled HTTP client behind the forward and reverse proxies, usable on its own.
 
-use super::{Body, Error, connect::Connector, h1_pool, headers};
+use super::{
+    Body, Error,
+    connect::Connector,
+    h1_pool, headers,
+    upload::{Tracked, Upload, Verdict},
+};
 use ::http::{
     HeaderValue, Request, Response, StatusCode, Uri, Version, header,
     uri::{self, Authority, Scheme},
@@ -206,6 +211,7 @@ where
             return ResponseFuture {
                 inner: Inner::Failed(Some(error)),
                 deadline: None,
+                upload: None,
                 retry: None,
             };
         }
@@ -220,6 +226,7 @@ where
                     config.response_timeout,
                 ))),
                 deadline: None,
+                upload: None,
                 retry: None,
             };
         }
@@ -241,11 +248,22 @@ where
         } else {
             None
         };
+        // A body that streams is bounded from its last move, not from the start (`upload.rs`).
+        let upload = match config.response_timeout {
+            Some(timeout) if retry.is_none() && request.body().try_clone().is_none() => {
+                let upload = Arc::new(Upload::new(timeout));
+                let body = std::mem::take(request.body_mut());
+                *request.body_mut() = Body::new(Tracked::new(body, upload.clone()));
+                Some(upload)
+            }
+            _ => None,
+        };
         ResponseFuture {
             inner: Inner::Pool(self.send(request)),
             deadline: config
                 .response_timeout
                 .map(|d| Box::pin(tokio::time::sleep(d))),
+            upload,
             retry,
         }
     }
@@ -262,7 +280,11 @@ impl ClientBuilder {
     }
 
     /// Bounds the wait for the response head, dial included (default
-    /// [`DEFAULT_RESPONSE_TIMEOUT`]; `None` waits forever). Bodies stream without a bound.
+    /// [`DEFAULT_RESPONSE_TIMEOUT`]; `None` waits forever). Response bodies stream without a
+    /// bound. A request body that streams moves the bound: it runs from the upload's last move
+    /// (a piece from the client, or taken by the upstream) and from its end, so an upload may
+    /// take any time while it moves; a client that sends no more of it for the timeout fails
+    /// the request with [`Error::is_request_body`] and [`Error::is_timeout`].
     pub fn response_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.response_timeout = timeout.into();
         self
@@ -434,6 +456,8 @@ enum Inner {
 pub struct ResponseFuture {
     inner: Inner,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// How the request's body moves, when it streams: it moves the deadline.
+    upload: Option<Arc<Upload>>,
     retry: Option<Box<Retry>>,
 }
 
@@ -480,10 +504,21 @@ impl Future for ResponseFuture {
             tracing::debug!(uri = %request.uri(), error = %crate::error::Chain(&error), "http client: the upstream did not process the request, sending it again");
             this.inner = Inner::Pool(retry.client.send(request));
         }
-        if let Some(deadline) = self.deadline.as_mut()
+        while let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Err(Error::timeout()));
+            let passed = deadline.deadline().into_std();
+            match this
+                .upload
+                .as_ref()
+                .map(|upload| (upload, upload.verdict(passed)))
+            {
+                Some((_, Verdict::Later(next))) => deadline.as_mut().reset(next.into()),
+                Some((upload, Verdict::Stalled)) => {
+                    return Poll::Ready(Err(Error::request_body_stalled(upload.stalled())));
+                }
+                _ => return Poll::Ready(Err(Error::timeout())),
+            }
         }
         Poll::Pending
     }

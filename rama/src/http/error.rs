@@ -21,6 +21,7 @@ enum Kind {
     Timeout,
     Upstream,
     RequestBody,
+    RequestBodyStalled,
 }
 
 impl Error {
@@ -82,6 +83,14 @@ impl Error {
         }
     }
 
+    /// The client stopped sending the request body while it was sent upstream.
+    pub(crate) fn request_body_stalled(source: BoxError) -> Self {
+        Self {
+            kind: Kind::RequestBodyStalled,
+            source: Some(source),
+        }
+    }
+
     pub(crate) fn timeout() -> Self {
         Self {
             kind: Kind::Timeout,
@@ -89,10 +98,14 @@ impl Error {
         }
     }
 
-    /// A client took too long to send its request headers (it was answered `408`), or an
+    /// A client took too long to send its request headers (it was answered `408`), or sent
+    /// no more of a request body for the response timeout while it went upstream, or an
     /// upstream took too long to connect or to answer.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::HeaderTimeout | Kind::Timeout)
+        matches!(
+            self.kind,
+            Kind::HeaderTimeout | Kind::Timeout | Kind::RequestBodyStalled
+        )
     }
 
     /// The upstream could not be reached (DNS, refused, unreachable).
@@ -110,7 +123,7 @@ impl Error {
     /// or cut short from whoever sent it, or it was longer or shorter than its
     /// `Content-Length` said. Not the upstream's fault.
     pub fn is_request_body(&self) -> bool {
-        self.kind == Kind::RequestBody
+        matches!(self.kind, Kind::RequestBody | Kind::RequestBodyStalled)
     }
 
     /// The service behind the HTTP stage failed.
@@ -129,6 +142,7 @@ impl fmt::Display for Error {
             Kind::Timeout => "the upstream timed out",
             Kind::Upstream => "the upstream request failed",
             Kind::RequestBody => "the request body failed",
+            Kind::RequestBodyStalled => "the request body stalled",
         })
     }
 }

@@ -494,10 +494,16 @@ pub(crate) fn upstream_failed(
     peer: Peer,
 ) -> Response<Body> {
     if error.is_request_body() {
-        // The client's fault, not the upstream's: answered as a malformed request is.
-        tracing::debug!(%peer, %destination, error = %Chain(error), "http proxy: the request body failed, answering 400");
+        // The client's fault, not the upstream's: answered as a malformed request is, or, when
+        // the client stopped sending it, as a slow one is.
+        let status = if error.is_timeout() {
+            StatusCode::REQUEST_TIMEOUT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        tracing::debug!(%peer, %destination, error = %Chain(error), "http proxy: the request body failed, answering {}", status.as_u16());
         return text(
-            StatusCode::BAD_REQUEST,
+            status,
             format!("the request body failed: {}", Causes(error)),
         );
     }

@@ -13,6 +13,7 @@ use super::{
     Body, ConnFacts, Error,
     connect::{Connector, Stream},
     h1::{Connection, ExchangeError, codec},
+    upload::Stalled,
 };
 use crate::timer::ConnTimer;
 use ::http::{HeaderValue, Response, Uri, header, request, uri::PathAndQuery};
@@ -106,7 +107,9 @@ pub(crate) async fn send(
         };
         let again = if reused { body.try_clone() } else { None };
         // A response that did not come in time leaves the connection mid-exchange: it goes.
-        let answer = conn.exchange(&parts, &target, body, deadline).await;
+        let answer = conn
+            .exchange(&parts, &target, body, deadline, timeout)
+            .await;
         let error = match answer {
             Ok(answer) => {
                 let home = || {
@@ -127,6 +130,9 @@ pub(crate) async fn send(
         };
         let retry = match error {
             ExchangeError::Timeout => return Err(Error::timeout()),
+            ExchangeError::RequestBody(error) if error.is::<Stalled>() => {
+                return Err(Error::request_body_stalled(error));
+            }
             ExchangeError::RequestBody(error) => return Err(Error::request_body(error)),
             ExchangeError::Unsent(_) => true,
             ExchangeError::Closed(_) => parts.method.is_idempotent(),

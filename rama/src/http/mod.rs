@@ -30,6 +30,7 @@ pub mod headers;
 pub mod mitm;
 pub mod reverse;
 pub mod server;
+mod upload;
 
 pub use self::body::Body;
 pub use self::client::{Client, ClientBuilder, ResponseFuture};

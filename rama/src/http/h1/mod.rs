@@ -11,18 +11,21 @@
 pub(crate) mod codec;
 
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
-use super::Body;
+use super::{
+    Body,
+    upload::{Upload, Verdict},
+};
 use crate::{BoxError, io::batch, timer::ConnTimer};
 use ::http::{Response, StatusCode, request};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, future::Either};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use std::{
     fmt, io,
     pin::Pin,
     task::{Context, Poll, Waker, ready},
-    time::Instant,
+    time::{Duration, Instant},
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -92,7 +95,7 @@ pub(crate) enum ExchangeError {
     Io(io::Error),
     /// The response broke the framing.
     Parse(ParseError),
-    /// The request body failed, or did not match its length.
+    /// The request body failed, or did not match its length (or stalled: `upload::Stalled`).
     RequestBody(BoxError),
     /// The response head did not come before the deadline.
     Timeout,
@@ -182,7 +185,9 @@ impl Connection {
     /// Writes the request (`parts` with the origin-form `target`, and `body`) and reads the
     /// response head, by `deadline`. A streaming body is written while the head is awaited: an
     /// upstream that answers before it took the whole body ends the exchange there, and the
-    /// connection is not used again.
+    /// connection is not used again. A streaming body is not bounded by `deadline` but by
+    /// `timeout` after it last moved (see [`Upload`]): an upload may take longer than any
+    /// response should.
     ///
     /// Not an `async fn`: its state machine would hold the exchange twice (built, then
     /// awaited), and the whole request's future carries it.
@@ -192,6 +197,7 @@ impl Connection {
         target: &'a str,
         body: Body,
         deadline: Option<Instant>,
+        timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Answer, ExchangeError>> + 'a {
         let Self {
             stream,
@@ -199,10 +205,26 @@ impl Connection {
             write,
             timer,
         } = self;
-        let exchange = exchange(stream, read, write, parts, target, body);
-        timer
-            .bound(deadline, exchange)
-            .map(|bounded| bounded.unwrap_or(Err(ExchangeError::Timeout)))
+        write.clear();
+        let hint = http_body::Body::size_hint(&body);
+        let framing =
+            codec::encode_request_head(&parts.method, target, &parts.headers, &hint, write);
+        let method = &parts.method;
+        match body.into_bytes() {
+            Ok(bytes) => {
+                let exchange = exchange(stream, read, write, method, bytes, framing);
+                Either::Left(
+                    timer
+                        .bound(deadline, exchange)
+                        .map(|bounded| bounded.unwrap_or(Err(ExchangeError::Timeout))),
+                )
+            }
+            // Boxed: the streaming exchange holds much more than the common one above, and
+            // the common one would carry its room too.
+            Err(body) => Either::Right(Box::pin(exchange_streaming(
+                stream, read, write, timer, method, body, framing, deadline, timeout,
+            ))),
+        }
     }
 
     /// The body of the response `answer` heads, and the connection when that body has been
@@ -249,62 +271,72 @@ impl Connection {
     }
 }
 
-/// [`Connection::exchange`] without the deadline, on the connection's parts.
+/// [`Connection::exchange`] of a body that is all there, without the deadline: the head in
+/// `write` and the body behind it (in the same write when it is small; most requests have
+/// none), then the response head.
 async fn exchange(
     stream: &mut batch::Stream,
     read: &mut BytesMut,
     write: &mut Vec<u8>,
-    parts: &request::Parts,
-    target: &str,
-    body: Body,
-) -> Result<Answer, ExchangeError> {
-    write.clear();
-    let hint = http_body::Body::size_hint(&body);
-    let framing = codec::encode_request_head(&parts.method, target, &parts.headers, &hint, write);
-    let method = &parts.method;
-    let streaming = match body.into_bytes() {
-        Ok(bytes) => {
-            check_length(framing, bytes.len() as u64, true)?;
-            // The head, and the body behind it (in the same write when it is small; most
-            // requests have none).
-            if !bytes.is_empty() {
-                put_data(stream, write, bytes, false)
-                    .await
-                    .map_err(ExchangeError::Unsent)?;
-            }
-            stream
-                .write_all(write)
-                .await
-                .map_err(ExchangeError::Unsent)?;
-            return read_head(stream, read, method).await;
-        }
-        // Boxed: the streaming exchange holds much more than the common one above, and the
-        // common one would carry its room too.
-        Err(body) => exchange_streaming(stream, read, write, method, body, framing),
-    };
-    Box::pin(streaming).await
-}
-
-/// [`exchange`] with a body that streams, once the head is in `write`.
-async fn exchange_streaming(
-    stream: &mut batch::Stream,
-    read: &mut BytesMut,
-    write: &mut Vec<u8>,
     method: &::http::Method,
-    body: Body,
+    bytes: Bytes,
     framing: Framing,
 ) -> Result<Answer, ExchangeError> {
+    check_length(framing, bytes.len() as u64, true)?;
+    if !bytes.is_empty() {
+        put_data(stream, write, bytes, false)
+            .await
+            .map_err(ExchangeError::Unsent)?;
+    }
     stream
         .write_all(write)
         .await
         .map_err(ExchangeError::Unsent)?;
+    read_head(stream, read, method).await
+}
+
+/// [`Connection::exchange`] with a body that streams, once the head is in `write`: the head
+/// under `deadline` (which the dial shares), then the body and the response head side by
+/// side, under `timeout` from the upload's last move.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_streaming(
+    stream: &mut batch::Stream,
+    read: &mut BytesMut,
+    write: &mut Vec<u8>,
+    timer: &ConnTimer,
+    method: &::http::Method,
+    body: Body,
+    framing: Framing,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Result<Answer, ExchangeError> {
+    timer
+        .bound(deadline, stream.write_all(write))
+        .await
+        .map_err(|()| ExchangeError::Timeout)?
+        .map_err(ExchangeError::Unsent)?;
     write.clear();
+    let upload = timeout.map(Upload::new);
     let (mut reader, mut writer) = stream.split();
-    let mut upload = std::pin::pin!(send_body(&mut writer, write, body, framing));
+    let mut sending = std::pin::pin!(send_body(
+        &mut writer,
+        write,
+        body,
+        framing,
+        upload.as_ref()
+    ));
     let mut head = std::pin::pin!(read_head(&mut reader, read, method));
     let mut sent = false;
     let mut write_error = None;
+    // Moved forward each time it passes while the upload moved since (see `upload.rs`).
+    let mut deadline = upload.as_ref().map(Upload::deadline);
     loop {
+        let expiry = async {
+            match deadline {
+                Some(deadline) => timer.sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             answer = &mut head => {
@@ -318,12 +350,24 @@ async fn exchange_streaming(
                     (Err(error), None) => Err(error),
                 };
             }
-            done = &mut upload, if !sent && write_error.is_none() => match done {
-                Ok(()) => sent = true,
+            done = &mut sending, if !sent && write_error.is_none() => match done {
+                Ok(()) => {
+                    sent = true;
+                    if let Some(upload) = &upload {
+                        upload.finished();
+                    }
+                }
                 Err(error @ ExchangeError::RequestBody(_)) => return Err(error),
                 // The upstream may still answer (a 413 before it closed, say).
                 Err(error) => write_error = Some(error),
             },
+            () = expiry => match upload.as_ref().zip(deadline).map(|(u, d)| (u, u.verdict(d))) {
+                Some((_, Verdict::Later(next))) => deadline = Some(next),
+                Some((upload, Verdict::Stalled)) => {
+                    return Err(ExchangeError::RequestBody(upload.stalled()));
+                }
+                _ => return Err(ExchangeError::Timeout),
+            }
         }
     }
 }
@@ -418,10 +462,13 @@ async fn send_body<W: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     mut body: Body,
     framing: Framing,
+    upload: Option<&Upload>,
 ) -> Result<(), ExchangeError> {
     let chunked = framing == Framing::Chunked;
     let mut written = 0u64;
+    let moved = |on_client| upload.inspect(|upload| upload.moved(on_client));
     while let Some(frame) = body.frame().await {
+        moved(false);
         let frame = frame.map_err(ExchangeError::RequestBody)?;
         // Trailers have no place in a length-delimited body and are dropped from chunked ones.
         let Ok(data) = frame.into_data() else {
@@ -437,6 +484,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
             .map_err(ExchangeError::Io)?;
         writer.write_all(out).await.map_err(ExchangeError::Io)?;
         out.clear();
+        moved(true);
     }
     check_length(framing, written, true)?;
     if chunked {
