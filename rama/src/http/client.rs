@@ -2,9 +2,9 @@
 
 use super::{
     Body, Error,
+    body_timeout::{ReadTimeout, Tracked, Upload, Verdict},
     connect::Connector,
     h1_pool, headers,
-    upload::{Tracked, Upload, Verdict},
 };
 use ::http::{
     HeaderValue, Request, Response, StatusCode, Uri, Version, header,
@@ -212,6 +212,7 @@ where
                 inner: Inner::Failed(Some(error)),
                 deadline: None,
                 upload: None,
+                read_timeout: None,
                 retry: None,
             };
         }
@@ -227,6 +228,7 @@ where
                 ))),
                 deadline: None,
                 upload: None,
+                read_timeout: None,
                 retry: None,
             };
         }
@@ -248,7 +250,7 @@ where
         } else {
             None
         };
-        // A body that streams is bounded from its last move, not from the start (`upload.rs`).
+        // A body that streams is bounded from its last move, not from the start (`body_timeout.rs`).
         let upload = match config.response_timeout {
             Some(timeout) if retry.is_none() && request.body().try_clone().is_none() => {
                 let upload = Arc::new(Upload::new(timeout));
@@ -264,6 +266,7 @@ where
                 .response_timeout
                 .map(|d| Box::pin(tokio::time::sleep(d))),
             upload,
+            read_timeout: config.response_timeout,
             retry,
         }
     }
@@ -280,11 +283,13 @@ impl ClientBuilder {
     }
 
     /// Bounds the wait for the response head, dial included (default
-    /// [`DEFAULT_RESPONSE_TIMEOUT`]; `None` waits forever). Response bodies stream without a
-    /// bound. A request body that streams moves the bound: it runs from the upload's last move
-    /// (a piece from the client, or taken by the upstream) and from its end, so an upload may
-    /// take any time while it moves; a client that sends no more of it for the timeout fails
-    /// the request with [`Error::is_request_body`] and [`Error::is_timeout`].
+    /// [`DEFAULT_RESPONSE_TIMEOUT`]; `None` waits forever). A request body that streams
+    /// moves the bound: it runs from the upload's last move (a piece from the client, or taken
+    /// by the upstream) and from its end, so an upload may take any time while it moves; a
+    /// client that sends no more of it for the timeout fails the request with
+    /// [`Error::is_request_body`] and [`Error::is_timeout`]. A response body fails when it
+    /// waits that long for the upstream's next bytes (as nginx's `proxy_read_timeout`: an
+    /// event stream that is silent longer needs a longer timeout, or none).
     pub fn response_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.response_timeout = timeout.into();
         self
@@ -458,6 +463,8 @@ pub struct ResponseFuture {
     deadline: Option<Pin<Box<Sleep>>>,
     /// How the request's body moves, when it streams: it moves the deadline.
     upload: Option<Arc<Upload>>,
+    /// How long the response body may wait for the upstream's next bytes.
+    read_timeout: Option<Duration>,
     retry: Option<Box<Retry>>,
 }
 
@@ -487,7 +494,16 @@ impl Future for ResponseFuture {
                     } else {
                         headers::remove_hop_by_hop(response.headers_mut());
                     }
-                    return Poll::Ready(Ok(response.map(Body::from)));
+                    let timeout = this.read_timeout;
+                    return Poll::Ready(Ok(response.map(|body| {
+                        let body = Body::from(body);
+                        match timeout {
+                            Some(timeout) if !http_body::Body::is_end_stream(&body) => {
+                                Body::new(ReadTimeout::new(body, timeout))
+                            }
+                            _ => body,
+                        }
+                    })));
                 }
                 Poll::Ready(Err(error)) => error,
                 Poll::Pending => break,

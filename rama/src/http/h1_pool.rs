@@ -11,9 +11,9 @@
 
 use super::{
     Body, ConnFacts, Error,
+    body_timeout::Stalled,
     connect::{Connector, Stream},
     h1::{Connection, ExchangeError, codec},
-    upload::Stalled,
 };
 use crate::timer::ConnTimer;
 use ::http::{HeaderValue, Response, Uri, header, request, uri::PathAndQuery};
@@ -118,7 +118,7 @@ pub(crate) async fn send(
                     let home: super::h1::Home = Box::new(move |conn| park(&settings, &key, conn));
                     home
                 };
-                let (response, free) = conn.into_response(answer, home);
+                let (response, free) = conn.into_response(answer, home, timeout);
                 if let Some(conn) = free {
                     park(&settings, key, conn);
                 }

@@ -20,6 +20,7 @@
 //! with HTTP/2's many requests per connection.
 
 mod body;
+mod body_timeout;
 pub mod client;
 mod connect;
 mod error;
@@ -30,7 +31,6 @@ pub mod headers;
 pub mod mitm;
 pub mod reverse;
 pub mod server;
-mod upload;
 
 pub use self::body::Body;
 pub use self::client::{Client, ClientBuilder, ResponseFuture};

@@ -13,7 +13,7 @@ pub(crate) mod codec;
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::{
     Body,
-    upload::{Upload, Verdict},
+    body_timeout::{Upload, Verdict},
 };
 use crate::{BoxError, io::batch, timer::ConnTimer};
 use ::http::{Response, StatusCode, request};
@@ -24,7 +24,7 @@ use http_body_util::BodyExt;
 use std::{
     fmt, io,
     pin::Pin,
-    task::{Context, Poll, Waker, ready},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 use tokio::{
@@ -95,7 +95,7 @@ pub(crate) enum ExchangeError {
     Io(io::Error),
     /// The response broke the framing.
     Parse(ParseError),
-    /// The request body failed, or did not match its length (or stalled: `upload::Stalled`).
+    /// The request body failed, or did not match its length (or stalled: `body_timeout::Stalled`).
     RequestBody(BoxError),
     /// The response head did not come before the deadline.
     Timeout,
@@ -230,11 +230,12 @@ impl Connection {
     /// The body of the response `answer` heads, and the connection when that body has been
     /// read already (nothing, or a length the connection's buffer holds whole) and it can
     /// carry another exchange; otherwise the body owns the connection and hands it to `home`
-    /// at its end.
+    /// at its end, and fails when it waits `timeout` for the upstream's next bytes.
     pub(crate) fn into_response(
         mut self,
         answer: Answer,
         home: impl FnOnce() -> Home,
+        timeout: Option<Duration>,
     ) -> (Response<Body>, Option<Self>) {
         let Answer {
             head,
@@ -257,6 +258,8 @@ impl Connection {
                     conn: Some(self),
                     state,
                     home: keep_alive.then(home),
+                    timeout,
+                    waiting: None,
                 };
                 (Body::h1(body), None)
             }
@@ -328,7 +331,7 @@ async fn exchange_streaming(
     let mut head = std::pin::pin!(read_head(&mut reader, read, method));
     let mut sent = false;
     let mut write_error = None;
-    // Moved forward each time it passes while the upload moved since (see `upload.rs`).
+    // Moved forward each time it passes while the upload moved since (see `body_timeout.rs`).
     let mut deadline = upload.as_ref().map(Upload::deadline);
     loop {
         let expiry = async {
@@ -510,6 +513,11 @@ pub(crate) struct ResponseBody {
     conn: Option<Connection>,
     state: State,
     home: Option<Home>,
+    /// How long it may wait for the upstream's next bytes (nginx's `proxy_read_timeout`):
+    /// only the time it waits counts, not the time its receiver takes between two asks.
+    timeout: Option<Duration>,
+    /// Since when it waits.
+    waiting: Option<Instant>,
 }
 
 /// The next thing a response body does.
@@ -585,7 +593,21 @@ impl http_body::Body for ResponseBody {
                 conn.read.reserve(READ_BUF);
             }
             let read = std::pin::pin!(conn.stream.read_buf(&mut conn.read)).poll(cx);
-            match ready!(read) {
+            let Poll::Ready(read) = read else {
+                let Some(timeout) = this.timeout else {
+                    return Poll::Pending;
+                };
+                let since = *this.waiting.get_or_insert_with(Instant::now);
+                let mut expiry = std::pin::pin!(conn.timer.sleep_until(since + timeout));
+                if expiry.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.conn = None;
+                let stalled = format!("the upstream sent nothing of the body for {timeout:?}");
+                return Poll::Ready(Some(Err(stalled.into())));
+            };
+            this.waiting = None;
+            match read {
                 Ok(0) if matches!(this.state, State::Close) => {
                     this.conn = None;
                     return Poll::Ready(None);

@@ -1,19 +1,23 @@
-//! The response timeout of a request whose body streams.
+//! The response timeout of bodies that stream, both ways.
 //!
 //! [`Client`](super::Client)'s response timeout bounds the wait for a response head, and an
 //! upstream answers an upload after it took the body: a fixed deadline would bound the whole
 //! upload (any upload longer than 60 s failed with `504` while its bytes moved). nginx bounds
 //! the time between two writes to the upstream and between two reads from it; so does this.
-//! The timeout runs from the upload's last move (a piece of body from the client, or taken
-//! by the upstream), and from its end for the response head. When it passes while the upload
-//! waits for the client, the client is the one that stalled: the request body failed (`408`
-//! from the proxies), not the upstream.
+//! For a request body ([`Upload`]) the timeout runs from the upload's last move (a piece of
+//! body from the client, or taken by the upstream), and from its end for the response head.
+//! When it passes while the upload waits for the client, the client is the one that stalled:
+//! the request body failed (`408` from the proxies), not the upstream. A response body
+//! ([`ReadTimeout`] on hyper's path; rama's own HTTP/1.1 body does the same on its
+//! connection's timer) fails when it waits that long for the upstream's next bytes: only the
+//! time it waits counts, not the time its receiver takes between two asks.
 
 use super::Body;
 use crate::BoxError;
 use http_body::{Frame, SizeHint};
 use std::{
     fmt,
+    future::Future,
     pin::Pin,
     sync::{
         Arc,
@@ -149,6 +153,71 @@ impl http_body::Body for Tracked {
             Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
         poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A response body that fails when it waits `timeout` for its next frame. The timer is made
+/// the first time the body has nothing ready (most small answers never wait).
+pub(crate) struct ReadTimeout {
+    body: Body,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the timer runs for the current wait.
+    waiting: bool,
+}
+
+impl ReadTimeout {
+    pub(crate) fn new(body: Body, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            sleep: None,
+            waiting: false,
+        }
+    }
+}
+
+impl http_body::Body for ReadTimeout {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame);
+        }
+        let deadline = tokio::time::Instant::now() + this.timeout;
+        let sleep = match &mut this.sleep {
+            Some(sleep) if !this.waiting => {
+                sleep.as_mut().reset(deadline);
+                sleep
+            }
+            Some(sleep) => sleep,
+            None => this
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        this.waiting = true;
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let stalled = format!(
+            "the upstream sent nothing of the body for {:?}",
+            this.timeout
+        );
+        Poll::Ready(Some(Err(stalled.into())))
     }
 
     fn is_end_stream(&self) -> bool {
