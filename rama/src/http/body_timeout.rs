@@ -113,6 +113,18 @@ impl fmt::Display for Stalled {
 
 impl std::error::Error for Stalled {}
 
+/// The upstream sent nothing of a response body for this long.
+#[derive(Debug)]
+pub(crate) struct Silent(pub(crate) Duration);
+
+impl fmt::Display for Silent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the upstream sent nothing of the body for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Silent {}
+
 /// A request body that tells its [`Upload`] how it moves, for a client that pulls it (hyper's:
 /// it asks for the next piece once it has sent the last).
 pub(crate) struct Tracked {
@@ -213,11 +225,7 @@ impl http_body::Body for ReadTimeout {
         if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let stalled = format!(
-            "the upstream sent nothing of the body for {:?}",
-            this.timeout
-        );
-        Poll::Ready(Some(Err(stalled.into())))
+        Poll::Ready(Some(Err(Box::new(Silent(this.timeout)))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -13,7 +13,7 @@ pub(crate) mod codec;
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::{
     Body,
-    body_timeout::{Upload, Verdict},
+    body_timeout::{Silent, Upload, Verdict},
 };
 use crate::{BoxError, io::batch, timer::ConnTimer};
 use ::http::{Response, StatusCode, request};
@@ -603,8 +603,7 @@ impl http_body::Body for ResponseBody {
                     return Poll::Pending;
                 }
                 this.conn = None;
-                let stalled = format!("the upstream sent nothing of the body for {timeout:?}");
-                return Poll::Ready(Some(Err(stalled.into())));
+                return Poll::Ready(Some(Err(Box::new(Silent(timeout)))));
             };
             this.waiting = None;
             match read {
