@@ -250,9 +250,10 @@ where
         } else {
             None
         };
-        // A body that streams is bounded from its last move, not from the start (`body_timeout.rs`).
+        // A body that streams (one that cannot be copied) is bounded from its last move, not
+        // from the start (`body_timeout.rs`).
         let upload = match config.response_timeout {
-            Some(timeout) if retry.is_none() && request.body().try_clone().is_none() => {
+            Some(timeout) if request.body().try_clone().is_none() => {
                 let upload = Arc::new(Upload::new(timeout));
                 let body = std::mem::take(request.body_mut());
                 *request.body_mut() = Body::new(Tracked::new(body, upload.clone()));
@@ -531,7 +532,7 @@ impl Future for ResponseFuture {
             {
                 Some((_, Verdict::Later(next))) => deadline.as_mut().reset(next.into()),
                 Some((upload, Verdict::Stalled)) => {
-                    return Poll::Ready(Err(Error::request_body_stalled(upload.stalled())));
+                    return Poll::Ready(Err(Error::request_body(upload.stalled())));
                 }
                 _ => return Poll::Ready(Err(Error::timeout())),
             }

@@ -75,18 +75,16 @@ impl Error {
         }
     }
 
-    /// The request's own body failed while it was sent upstream.
+    /// The request's own body failed while it was sent upstream: stalled, when the cause is
+    /// the client sending no more of it ([`Stalled`](super::body_timeout::Stalled)).
     pub(crate) fn request_body(source: BoxError) -> Self {
+        let kind = if source.is::<super::body_timeout::Stalled>() {
+            Kind::RequestBodyStalled
+        } else {
+            Kind::RequestBody
+        };
         Self {
-            kind: Kind::RequestBody,
-            source: Some(source),
-        }
-    }
-
-    /// The client stopped sending the request body while it was sent upstream.
-    pub(crate) fn request_body_stalled(source: BoxError) -> Self {
-        Self {
-            kind: Kind::RequestBodyStalled,
+            kind,
             source: Some(source),
         }
     }

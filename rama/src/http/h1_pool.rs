@@ -11,7 +11,6 @@
 
 use super::{
     Body, ConnFacts, Error,
-    body_timeout::Stalled,
     connect::{Connector, Stream},
     h1::{Connection, ExchangeError, codec},
 };
@@ -130,9 +129,6 @@ pub(crate) async fn send(
         };
         let retry = match error {
             ExchangeError::Timeout => return Err(Error::timeout()),
-            ExchangeError::RequestBody(error) if error.is::<Stalled>() => {
-                return Err(Error::request_body_stalled(error));
-            }
             ExchangeError::RequestBody(error) => return Err(Error::request_body(error)),
             ExchangeError::Unsent(_) => true,
             ExchangeError::Closed(_) => parts.method.is_idempotent(),
