@@ -23,7 +23,7 @@ use tokio::{
     net::TcpStream,
     time::timeout,
 };
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 /// Reads one request (head, then a `content-length` body, read past); its head, `None` at
 /// EOF.
@@ -439,4 +439,110 @@ async fn responses_come_without_their_hop_by_hop_headers() {
     }
     // `keep-alive` was heeded though it is not handed on: one connection for both.
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// An origin on its own thread that answers every request with what it saw of it
+/// ([`request_text`](rama_e2e::request_text)): HTTP/1.1 and h2c on plain TCP, or over TLS
+/// with `tls` (a certificate for `rebind.invalid`, HTTP/2 and HTTP/1.1 by ALPN).
+fn echoing_origin(tls: Option<rama::tls::Acceptor>) -> SocketAddr {
+    async fn echo(request: http::Request<Body>) -> Result<http::Response<Body>, rama::BoxError> {
+        Ok(http::Response::new(rama_e2e::request_text(&request).into()))
+    }
+    rama_e2e::origin_thread(|listener| async move {
+        let http = rama::http::Server::new().layer(tower::service_fn(echo));
+        let server = rama::tcp::Server::from_std(listener);
+        let _ = match tls {
+            Some(tls) => server.serve(tls.layer(http)).await,
+            None => server.serve(http).await,
+        };
+    })
+}
+
+/// [`DialOnly`](rama::http::DialOnly) makes each of the client's paths dial the addresses it
+/// names instead of resolving the URI's host, which the egress rules need (they resolved the
+/// name to judge it, and a second lookup could answer differently). The host here is under
+/// `.invalid` (RFC 6761), which never resolves: an answer proves where the dial went, and
+/// the same request without the extension fails to connect. TLS still names the host: the
+/// origin's certificate is for `rebind.invalid` only.
+#[tokio::test(flavor = "current_thread")]
+async fn dial_only_dials_its_addresses_and_the_host_stays_the_name() {
+    use rama::http::DialOnly;
+    const HOST: &str = "rebind.invalid";
+    let dir = rama_e2e::scratch("client-dial-only");
+    let ca = rama::tls::dev::Ca::generate("dial-only test CA").unwrap();
+    let (cert, key) = ca
+        .issue_server(&[HOST])
+        .unwrap()
+        .write(&dir, "origin")
+        .unwrap();
+    let acceptor = rama::tls::Acceptor::builder()
+        .cert_pem_files(cert, key)
+        .unwrap()
+        .alpn(["h2", "http/1.1"])
+        .build()
+        .unwrap();
+    let plain = echoing_origin(None);
+    let secure = echoing_origin(Some(acceptor));
+    let tls = |alpn: &[&str]| {
+        rama::tls::Connector::builder()
+            .ca_pem(ca.cert_pem().as_bytes())
+            .unwrap()
+            .alpn(alpn.iter().copied())
+            .build()
+            .unwrap()
+    };
+    let cases = [
+        // rama's own HTTP/1.1 path.
+        ("http/1.1", Client::new(), "http", plain, "HTTP/1.1"),
+        // hyper-util's pool: h2c with prior knowledge, and TLS with either ALPN answer.
+        (
+            "h2c",
+            Client::builder().http2_only(true).build(),
+            "http",
+            plain,
+            "HTTP/2.0",
+        ),
+        (
+            "https h2",
+            Client::builder().tls(tls(&["h2", "http/1.1"])).build(),
+            "https",
+            secure,
+            "HTTP/2.0",
+        ),
+        (
+            "https http/1.1",
+            Client::builder().tls(tls(&["http/1.1"])).build(),
+            "https",
+            secure,
+            "HTTP/1.1",
+        ),
+    ];
+    for (path, client, scheme, origin, version) in cases {
+        let uri = format!("{scheme}://{HOST}:{}/pinned", origin.port());
+        let get = || {
+            http::Request::get(uri.as_str())
+                .body(Body::empty())
+                .unwrap()
+        };
+        let unpinned = fetch(&client, get()).await;
+        assert!(unpinned.is_err(), "{path}: {HOST} resolved: {unpinned:?}");
+
+        let mut pinned = get();
+        // A closed port first: the addresses are tried in turn.
+        let only = DialOnly::new([rama_e2e::closed_port(), origin]);
+        pinned.extensions_mut().insert(only);
+        let (status, body) = fetch(&client, pinned)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let seen = String::from_utf8_lossy(&body).to_ascii_lowercase();
+        assert_eq!(status, 200, "{path}: {seen}");
+        assert!(
+            seen.contains(&version.to_ascii_lowercase()),
+            "{path}: {seen}"
+        );
+        assert!(
+            seen.contains(&format!("{HOST}:{}", origin.port())),
+            "{path}: the origin is told the name: {seen}"
+        );
+    }
 }

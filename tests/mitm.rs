@@ -410,3 +410,63 @@ async fn intercepted_requests_reach_the_origin_without_hop_by_hop_headers_or_hos
         assert!(!seen.body.contains(gone), "{gone}: {}", seen.body);
     }
 }
+
+/// `http::Mitm` in this process with egress rules that must resolve a name to judge it
+/// (10.0.0.0/8 denied), and behind it a service that answers with the
+/// [`DialOnly`](rama_http::DialOnly) its requests carry: intercepted requests and
+/// absolute-form ones are both pinned to the addresses the rules judged, so the
+/// [`Client`](rama_http::Client) behind a real proxy dials those instead of resolving the
+/// name again (its test in `tests/client.rs` shows it honours them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_egress_rules_pin_what_they_judged_for_the_service_behind() {
+    use rama::egress::{Cidr, Match, Rules};
+    async fn report(
+        request: http::Request<rama_http::Body>,
+    ) -> Result<http::Response<rama_http::Body>, BoxError> {
+        let only = request.extensions().get::<rama_http::DialOnly>();
+        let text = format!("{:?}", only.map(rama_http::DialOnly::addresses));
+        Ok(http::Response::new(text.into()))
+    }
+    let ca_dir = scratch("pin-ca");
+    let authority = std::sync::Arc::new(
+        tls::intercept::Authority::load_or_create(&ca_dir).expect("the interception CA"),
+    );
+    let private = Cidr::new("10.0.0.0".parse().unwrap(), 8).unwrap();
+    let mitm = rama_http::Mitm::new(authority)
+        .unwrap()
+        .rules(Rules::allow_by_default().deny(Match::cidr(private)));
+    let proxy = origin_thread(|listener| async move {
+        let stack = rama_http::Server::new().layer(mitm.layer(tower::service_fn(report)));
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
+    });
+    let ca = ca_dir.join("ca.pem");
+    // Nothing listens there: the service behind answers without dialing.
+    let port = rama_e2e::closed_port().port();
+    let intercepted = format!("https://localhost:{port}/");
+    let absolute = format!("http://localhost:{port}/");
+    for (what, args) in [
+        (
+            "intercepted",
+            vec!["--cacert", ca.to_str().unwrap(), &intercepted],
+        ),
+        ("absolute-form", vec![&absolute]),
+    ] {
+        let seen = curl(proxy, &args).await;
+        assert!(
+            seen.codes.starts_with("200 "),
+            "{what}: {}\n{}",
+            seen.body,
+            seen.verbose
+        );
+        // `localhost` may also resolve to ::1; its IPv4 address is among the judged ones.
+        assert!(
+            seen.body.starts_with("some([") && seen.body.contains(&format!("127.0.0.1:{port}")),
+            "{what}: {}",
+            seen.body
+        );
+    }
+    // An address the rules judge without a lookup is not pinned: it is what is dialed.
+    let literal = format!("http://127.0.0.1:{port}/");
+    let seen = curl(proxy, &[&literal]).await;
+    assert!(seen.body.starts_with("none"), "{}", seen.body);
+}

@@ -3,7 +3,7 @@
 use super::{
     Body, Error,
     body_timeout::{ReadTimeout, Tracked, Upload, Verdict},
-    connect::Connector,
+    connect::{self, Connector},
     h1_pool, headers,
 };
 use ::http::{
@@ -11,7 +11,7 @@ use ::http::{
     uri::{self, Authority, Scheme},
 };
 use hyper_util::{
-    client::legacy::{self, connect::HttpConnector},
+    client::legacy,
     rt::{TokioExecutor, TokioTimer},
 };
 use std::{
@@ -19,6 +19,7 @@ use std::{
     error::Error as StdError,
     fmt,
     future::Future,
+    net::SocketAddr,
     pin::Pin,
     sync::{Arc, Weak},
     task::{Context, Poll},
@@ -102,6 +103,38 @@ type Pool = legacy::Client<Connector, Body>;
 thread_local! {
     /// This thread's pools, one per live [`Client`] (and its clones) used on the thread.
     static POOLS: RefCell<Vec<(Weak<Config>, Pool)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The only addresses a request's new upstream connection may be dialed on, instead of a
+/// lookup of its URI's host: a request extension that [`Client`] honours on every path. The
+/// egress rules of [`ForwardProxy`](super::ForwardProxy) and [`Mitm`](super::Mitm) attach
+/// one when they resolved a name to judge it, since a second lookup could answer with an
+/// address they deny (a name with a short TTL that first resolves somewhere public, then to a
+/// loopback or private address: DNS rebinding). The addresses are tried in turn; the URI's
+/// host is still what TLS names (SNI, the certificate's check) and what `Host` says. A pooled
+/// connection to the URI's authority is reused as usual.
+///
+/// ```
+/// use rama::http::{Body, DialOnly};
+///
+/// let mut request = http::Request::get("https://origin.test/").body(Body::empty()).unwrap();
+/// request
+///     .extensions_mut()
+///     .insert(DialOnly::new(["127.0.0.1:443".parse().unwrap()]));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialOnly(Arc<[SocketAddr]>);
+
+impl DialOnly {
+    /// Dial only `addresses`, in this order.
+    pub fn new(addresses: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self(addresses.into_iter().collect())
+    }
+
+    /// The addresses, in the order they are tried.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.0
+    }
 }
 
 /// Configures a [`Client`].
@@ -214,6 +247,7 @@ where
                 upload: None,
                 read_timeout: None,
                 retry: None,
+                dial_only: None,
             };
         }
         let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
@@ -230,6 +264,7 @@ where
                 upload: None,
                 read_timeout: None,
                 retry: None,
+                dial_only: None,
             };
         }
         let retry = if may_be_http2 {
@@ -261,6 +296,7 @@ where
             }
             _ => None,
         };
+        let dial_only = request.extensions().get::<DialOnly>().cloned();
         ResponseFuture {
             inner: Inner::Pool(self.send(request)),
             deadline: config
@@ -269,6 +305,7 @@ where
             upload,
             read_timeout: config.response_timeout,
             retry,
+            dial_only,
         }
     }
 }
@@ -325,10 +362,7 @@ impl ClientBuilder {
 
     /// The client.
     pub fn build(mut self) -> Client {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(self.connect_timeout));
-        http.set_nodelay(true);
-        let connector = Connector::new(http, self.tls.take());
+        let connector = Connector::new(self.tls.take(), self.connect_timeout);
         let h1 = Arc::new(h1_pool::Settings {
             connector: connector.clone(),
             connect_timeout: self.connect_timeout,
@@ -467,6 +501,8 @@ pub struct ResponseFuture {
     /// How long the response body may wait for the upstream's next bytes.
     read_timeout: Option<Duration>,
     retry: Option<Box<Retry>>,
+    /// The request's [`DialOnly`] on hyper-util's path, whose pool dials with the URI alone.
+    dial_only: Option<DialOnly>,
 }
 
 impl Future for ResponseFuture {
@@ -486,7 +522,12 @@ impl Future for ResponseFuture {
                 }
             };
             // The response first: one that is ready wins over a deadline that passed meanwhile.
-            let error = match Pin::new(inner).poll(cx) {
+            let mut inner = Pin::new(inner);
+            let polled = match &this.dial_only {
+                Some(only) => connect::dial_only_while(only, || inner.as_mut().poll(cx)),
+                None => inner.poll(cx),
+            };
+            let error = match polled {
                 Poll::Ready(Ok(mut response)) => {
                     // As rama's own HTTP/1.1 path does while parsing (there the fields never
                     // reach the map): a `101` keeps what its upgrade needs.

@@ -1,8 +1,11 @@
 //! The connector behind [`Client`](super::Client): hyper-util's `HttpConnector` for the TCP
-//! dial, then, for `https://` URIs, a TLS handshake through [`tls::Connector`].
+//! dial (or [`tcp::connect_any`](crate::tcp) on a request's [`DialOnly`] addresses), then,
+//! for `https://` URIs, a TLS handshake through [`tls::Connector`].
 
+use super::DialOnly;
 use crate::{BoxError, Host, tls};
 use ::http::{Uri, uri::Scheme};
+use futures_util::{TryFutureExt, future::Either};
 use hyper_util::{
     client::legacy::connect::{Connected, Connection, HttpConnector},
     rt::TokioIo,
@@ -13,6 +16,7 @@ use std::{
     net::IpAddr,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 use tokio::net::TcpStream;
 use tower::Service;
@@ -22,6 +26,21 @@ use tower::Service;
 pub(crate) struct Connector {
     http: HttpConnector,
     tls: Option<tls::Connector>,
+    /// The bound of a [`DialOnly`] dial (the `HttpConnector` has its own copy).
+    connect_timeout: Duration,
+}
+
+tokio::task_local! {
+    /// The addresses the request being polled may be dialed on. hyper-util's pool asks its
+    /// connector for a connection with the URI alone, from within the request's first poll
+    /// (its connect future is lazy): the [`Client`](super::Client) polls such a request
+    /// inside [`dial_only_while`], and [`Connector::call`] takes the addresses along.
+    static DIAL_ONLY: DialOnly;
+}
+
+/// Runs `poll` with `only` as the addresses any connection it dials may use.
+pub(crate) fn dial_only_while<R>(only: &DialOnly, poll: impl FnOnce() -> R) -> R {
+    DIAL_ONLY.sync_scope(only.clone(), poll)
 }
 
 /// An upstream connection: plain TCP or TLS over it.
@@ -48,9 +67,16 @@ impl std::fmt::Display for NoTls {
 impl std::error::Error for NoTls {}
 
 impl Connector {
-    pub(crate) fn new(mut http: HttpConnector, tls: Option<tls::Connector>) -> Self {
+    pub(crate) fn new(tls: Option<tls::Connector>, connect_timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
         http.enforce_http(false);
-        Self { http, tls }
+        Self {
+            http,
+            tls,
+            connect_timeout,
+        }
     }
 }
 
@@ -73,7 +99,13 @@ impl Service<Uri> for Connector {
                 Err(_) => Host::Name(h.into()),
             });
         let tls = self.tls.clone();
-        let dial = self.http.call(uri);
+        let dial = match DIAL_ONLY.try_with(|only| only.addresses().to_vec()) {
+            Ok(only) => {
+                let dial = crate::tcp::connect_any(only, self.connect_timeout);
+                Either::Left(async move { Ok::<_, BoxError>(TokioIo::new(dial.await?)) })
+            }
+            Err(_) => Either::Right(self.http.call(uri).map_err(BoxError::from)),
+        };
         Box::pin(async move {
             let tcp = dial.await?;
             if !secure {

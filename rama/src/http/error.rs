@@ -159,10 +159,17 @@ fn is_connect(error: &(dyn StdError + 'static)) -> bool {
         .is_some_and(hyper_util::client::legacy::Error::is_connect)
 }
 
-/// Whether anything in the chain is an I/O timeout or a `tokio` elapsed timer.
+/// Whether anything in the chain is an I/O timeout, a `tokio` elapsed timer, or a dial of
+/// rama's own that timed out.
 fn is_timed_out(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(err) = next {
+        if err
+            .downcast_ref::<crate::tcp::ConnectError>()
+            .is_some_and(crate::tcp::ConnectError::is_timeout)
+        {
+            return true;
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {

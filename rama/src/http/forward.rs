@@ -17,7 +17,7 @@
 //!
 //! Every answer rama writes itself has a short plain-text body that says what failed.
 
-use super::{Body, Client, ConnFacts, headers, server};
+use super::{Body, Client, ConnFacts, DialOnly, headers, server};
 use crate::{
     Address, BoxError,
     egress::{Rules, Verdict},
@@ -150,8 +150,10 @@ impl<A> ForwardProxy<A> {
         }
     }
 
-    /// Applies egress `rules` to absolute-form requests (`403` when denied). `CONNECT`s are
-    /// judged by an [`EgressLayer`](crate::egress::EgressLayer) behind this stage.
+    /// Applies egress `rules` to absolute-form requests (`403` when denied). A name that needs
+    /// an address to be judged is resolved, every address must pass, and the client dials only
+    /// those ([`DialOnly`]), not what another lookup would answer. `CONNECT`s are judged by an
+    /// [`EgressLayer`](crate::egress::EgressLayer) behind this stage.
     pub fn rules(mut self, rules: Rules) -> Self {
         self.rules = Some(rules);
         self
@@ -366,11 +368,8 @@ async fn forward(
     if let Some(rules) = rules {
         match judge(&rules, &host, port).await {
             Ok(Some(judged)) => {
-                tracing::debug!(%peer, %destination, ?judged, "http proxy: dialing only the addresses the rules judged");
-                if let Err(error) = dial_only(&mut request, &client, judged) {
-                    let error = super::Error::upstream(error);
-                    return upstream_failed(&error, &destination, peer);
-                }
+                tracing::debug!(%peer, %destination, judged = ?judged.addresses(), "http proxy: dialing only the addresses the rules judged");
+                request.extensions_mut().insert(judged);
             }
             Ok(None) => {}
             Err(response) => {
@@ -397,49 +396,13 @@ async fn forward(
     }
 }
 
-/// Makes `client` dial only `judged`, the addresses the egress rules passed, rather than
-/// resolve the name again, which could answer with one the rules deny (a name with a short
-/// TTL that first resolves somewhere public, then to a loopback or private address: DNS
-/// rebinding). The client's own HTTP/1.1 path takes them along ([`DialOnly`], tried in
-/// turn); hyper-util's pool (upgrades, an HTTP/2-only client) dials by URI alone, so the URI
-/// is [pinned](pin) to the first.
-///
-/// [`DialOnly`]: super::h1_pool::DialOnly
-fn dial_only(
-    request: &mut Request<Body>,
-    client: &Client,
-    judged: Vec<SocketAddr>,
-) -> Result<(), BoxError> {
-    match judged.first() {
-        Some(&first) if !client.takes_own_http1_path(request) => pin(request, first),
-        _ => {
-            request
-                .extensions_mut()
-                .insert(super::h1_pool::DialOnly(judged));
-            Ok(())
-        }
-    }
-}
-
-/// Points an absolute-form request at `judged`, keeping the target's host as its `Host`.
-fn pin(request: &mut Request<Body>, judged: SocketAddr) -> Result<(), BoxError> {
-    let uri = request.uri();
-    let authority = uri.authority().ok_or("the request target has no host")?;
-    let host = HeaderValue::from_str(headers::host_port(authority))?;
-    let mut parts = uri.clone().into_parts();
-    parts.authority = Some(judged.to_string().parse()?);
-    *request.uri_mut() = ::http::Uri::from_parts(parts)?;
-    request.headers_mut().insert(header::HOST, host);
-    Ok(())
-}
-
-/// Applies the egress rules to an absolute-form destination. When they had to resolve a name
-/// to judge it (every address must pass), its addresses: the only ones to dial.
+/// Applies the egress rules to a destination. When they had to resolve a name to judge it
+/// (every address must pass), its addresses: the only ones to dial ([`DialOnly`]).
 pub(crate) async fn judge(
     rules: &Rules,
     host: &str,
     port: u16,
-) -> Result<Option<Vec<SocketAddr>>, Response<Body>> {
+) -> Result<Option<DialOnly>, Response<Body>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let (name, ip) = match bare.parse::<IpAddr>() {
         Ok(ip) => (None, Some(ip)),
@@ -478,7 +441,7 @@ pub(crate) async fn judge(
                     .iter()
                     .all(|a| rules.verdict(name, Some(a.ip()), port) == Verdict::Allow);
             if all_allowed {
-                Ok(Some(addrs))
+                Ok(Some(DialOnly::new(addrs)))
             } else {
                 Err(denied())
             }
@@ -694,35 +657,5 @@ impl Future for Accept {
 impl fmt::Debug for Accept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accept").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pin_dials_the_judged_address_and_keeps_the_name_as_host() {
-        let cases = [
-            (
-                "http://user@example.com:8080/a?b=1",
-                "10.1.2.3:8080",
-                "http://10.1.2.3:8080/a?b=1",
-                "example.com:8080",
-            ),
-            (
-                "http://example.com/",
-                "[::1]:80",
-                "http://[::1]:80/",
-                "example.com",
-            ),
-        ];
-        for (target, judged, uri, host) in cases {
-            let mut request = Request::new(Body::full(""));
-            *request.uri_mut() = target.parse().unwrap();
-            pin(&mut request, judged.parse().unwrap()).unwrap();
-            assert_eq!(request.uri(), uri);
-            assert_eq!(request.headers()[header::HOST], host);
-        }
     }
 }

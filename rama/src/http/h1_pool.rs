@@ -10,7 +10,7 @@
 //! on this side too, instead of lingering in `CLOSE_WAIT`.
 
 use super::{
-    Body, ConnFacts, Error,
+    Body, ConnFacts, DialOnly, Error,
     connect::{Connector, Stream},
     h1::{Connection, ExchangeError, codec},
 };
@@ -45,13 +45,6 @@ thread_local! {
     /// program has a client or two; a dead client's list goes when another one arrives).
     static IDLE: RefCell<Vec<(Weak<Settings>, Arc<Idles>)>> = const { RefCell::new(Vec::new()) };
 }
-
-/// The addresses a request's new upstream connection may be dialed on, instead of resolving
-/// its authority: the forward proxy's egress rules judged them, and another lookup could
-/// answer with one they deny (DNS rebinding). Pooled connections to the authority are reused
-/// as usual.
-#[derive(Clone, Debug)]
-pub(crate) struct DialOnly(pub(crate) Vec<std::net::SocketAddr>);
 
 /// What the path needs of the client's settings (shared by the client's clones: its address
 /// keys their idle lists).
@@ -257,9 +250,9 @@ async fn connect(
 ) -> Result<TcpStream, Error> {
     let own = extensions.get::<ConnFacts>().map(ConnFacts::local_addr);
     if let Some(only) = extensions.get::<DialOnly>() {
-        // Boxed: only requests the forward proxy pinned come this way, and the request
+        // Boxed: only requests the egress rules pinned come this way, and the request
         // future, allocated for every request, need not grow for them.
-        let mut dial = crate::tcp::connect_any(only.0.clone(), settings.connect_timeout);
+        let mut dial = crate::tcp::connect_any(only.addresses().to_vec(), settings.connect_timeout);
         if let Some(own) = own {
             dial = dial.refusing(own);
         }

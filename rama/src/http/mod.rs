@@ -33,7 +33,7 @@ pub mod reverse;
 pub mod server;
 
 pub use self::body::Body;
-pub use self::client::{Client, ClientBuilder, ResponseFuture};
+pub use self::client::{Client, ClientBuilder, DialOnly, ResponseFuture};
 pub use self::error::Error;
 pub use self::forward::{ForwardProxy, ForwardProxyService};
 pub use self::mitm::{Mitm, MitmService};

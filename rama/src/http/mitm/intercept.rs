@@ -5,7 +5,7 @@ use super::{Config, Error, NotTls, bare_host, call_shared, not_behind_server};
 use crate::{
     Address, BoxError, Conn,
     error::Chain,
-    http::{Body, ConnFacts, server},
+    http::{Body, ConnFacts, DialOnly, server},
     io::Rewind,
     shared::Shared,
     tls::{self, intercept::Resolver},
@@ -49,6 +49,8 @@ pub(super) struct Intercept<S, T> {
     pub(super) tunnel: T,
     pub(super) destination: Address,
     pub(super) facts: ConnFacts,
+    /// The addresses the egress rules judged, when they resolved the destination.
+    pub(super) dial_only: Option<DialOnly>,
 }
 
 /// The service behind the intercepted connection's `http::Server`: the request in absolute
@@ -56,6 +58,7 @@ pub(super) struct Intercept<S, T> {
 struct Inside<S> {
     inner: Shared<S>,
     authority: uri::Authority,
+    dial_only: Option<DialOnly>,
 }
 
 // ===== impl Intercept =====
@@ -142,6 +145,7 @@ where
         let inside = Inside {
             inner: self.inner,
             authority,
+            dial_only: self.dial_only,
         };
         let stack = tls::Acceptor::new(config)
             .handshake_timeout(timeout)
@@ -194,6 +198,7 @@ where
             Ok(uri) => *request.uri_mut() = uri,
             Err(error) => return Box::pin(ready(Err(error.into()))),
         }
+        super::pin(&mut request, self.dial_only.clone());
         let shared = self.inner.clone();
         Box::pin(async move { Ok(call_shared(shared, request).await) })
     }

@@ -54,7 +54,7 @@ pub use self::error::Error;
 pub use self::intercept::{AlreadyOpen, Tunnel};
 
 use self::intercept::Intercept;
-use super::{Body, ConnFacts, ForwardProxy, ForwardProxyService, forward};
+use super::{Body, ConnFacts, DialOnly, ForwardProxy, ForwardProxyService, forward};
 use crate::{
     Address, BoxError, Host, Target,
     egress::Rules,
@@ -211,7 +211,9 @@ impl<T> Mitm<T> {
     /// the service behind dials them itself. Pass-through hosts and plain relays are judged
     /// by the [tunnel](Self::tunnel) service (an [`EgressLayer`](crate::egress::EgressLayer)
     /// there). As with [`ForwardProxy::rules`], a name that needs an address to be judged is
-    /// resolved and every address must pass; the service behind resolves it again.
+    /// resolved, every address must pass, and the requests carry those addresses as a
+    /// [`DialOnly`](super::DialOnly), which [`http::Client`](super::Client) dials instead of
+    /// resolving the name again (a service of your own behind the stage should honour it).
     pub fn rules(mut self, rules: Rules) -> Self {
         self.config_mut().rules = Some(rules);
         self
@@ -338,16 +340,20 @@ where
             let shared = self.inner.clone();
             let config = self.config.clone();
             return Box::pin(async move {
+                let mut request = request;
                 let uri = request.uri();
                 if let (Some(rules), Some(host)) = (&config.rules, uri.host()) {
                     let port = uri.port_u16().unwrap_or(80);
-                    if let Err(denied) = forward::judge(rules, host, port).await {
-                        let peer = request
-                            .extensions()
-                            .get::<ConnFacts>()
-                            .map(ConnFacts::peer_addr);
-                        tracing::warn!(peer = %forward::Peer(peer), %uri, "mitm: denied by the egress rules");
-                        return Ok(denied);
+                    match forward::judge(rules, host, port).await {
+                        Ok(judged) => pin(&mut request, judged),
+                        Err(denied) => {
+                            let peer = request
+                                .extensions()
+                                .get::<ConnFacts>()
+                                .map(ConnFacts::peer_addr);
+                            tracing::warn!(peer = %forward::Peer(peer), %uri, "mitm: denied by the egress rules");
+                            return Ok(denied);
+                        }
                     }
                 }
                 Ok(call_shared(shared, request).await)
@@ -368,12 +374,13 @@ where
             tracing::debug!(peer = %facts.peer_addr(), %destination, "mitm: passing through");
             return Box::pin(self.pass_through.clone().oneshot(request));
         }
-        let intercept = Intercept {
+        let mut intercept = Intercept {
             config: self.config.clone(),
             inner: self.inner.clone(),
             tunnel: self.tunnel.clone(),
             destination,
             facts,
+            dial_only: None,
         };
         let Some(rules) = self.config.rules.clone() else {
             return answer(intercept.start(request));
@@ -383,9 +390,12 @@ where
                 bare_host(&intercept.destination),
                 intercept.destination.port(),
             );
-            if let Err(denied) = forward::judge(&rules, &host, port).await {
-                tracing::warn!(peer = %intercept.facts.peer_addr(), destination = %intercept.destination, "mitm: denied by the egress rules");
-                return Ok(denied);
+            match forward::judge(&rules, &host, port).await {
+                Ok(judged) => intercept.dial_only = judged,
+                Err(denied) => {
+                    tracing::warn!(peer = %intercept.facts.peer_addr(), destination = %intercept.destination, "mitm: denied by the egress rules");
+                    return Ok(denied);
+                }
             }
             Ok(intercept.start(request))
         })
@@ -393,6 +403,15 @@ where
 }
 
 const NEEDS_SERVER: &str = "CONNECT needs http::Server in front of http::Mitm";
+
+/// Makes `request` dial only the addresses the egress rules `judged`, when they had to
+/// resolve its host: the service behind ([`http::Client`](super::Client)) would otherwise
+/// resolve it again, and might get an address the rules deny (DNS rebinding).
+fn pin(request: &mut Request<Body>, judged: Option<DialOnly>) {
+    if let Some(judged) = judged {
+        request.extensions_mut().insert(judged);
+    }
+}
 
 /// The host of `address` without brackets: what a certificate and the egress rules name.
 pub(crate) fn bare_host(address: &Address) -> String {
