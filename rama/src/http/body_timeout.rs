@@ -20,7 +20,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
@@ -36,6 +36,9 @@ pub(crate) struct Upload {
     moved: AtomicU64,
     on_client: AtomicBool,
     finished: AtomicBool,
+    /// Why the body failed (the client's doing: malformed, cut short): the error itself,
+    /// since the upstream's client passes on only that its body failed.
+    failure: Mutex<Option<BoxError>>,
 }
 
 /// What a deadline that passed means for an [`Upload`].
@@ -57,6 +60,7 @@ impl Upload {
             moved: AtomicU64::new(0),
             on_client: AtomicBool::new(true),
             finished: AtomicBool::new(false),
+            failure: Mutex::new(None),
         }
     }
 
@@ -72,6 +76,15 @@ impl Upload {
     pub(crate) fn finished(&self) {
         self.moved(false);
         self.finished.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the body failed, if it did: what failed the request then is the client's doing,
+    /// whatever the upstream's client made of it.
+    pub(crate) fn take_failure(&self) -> Option<BoxError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// When the timeout passes if nothing moves.
@@ -125,8 +138,21 @@ impl fmt::Display for Silent {
 
 impl std::error::Error for Silent {}
 
-/// A request body that tells its [`Upload`] how it moves, for a client that pulls it (hyper's:
-/// it asks for the next piece once it has sent the last).
+/// What hyper's client gets of a request body's failure; the failure itself stays in the
+/// [`Upload`].
+#[derive(Debug)]
+struct BodyFailed;
+
+impl fmt::Display for BodyFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request body failed")
+    }
+}
+
+impl std::error::Error for BodyFailed {}
+
+/// A request body that tells its [`Upload`] how it moves, and whether it failed, for a client
+/// that pulls it (hyper's: it asks for the next piece once it has sent the last).
 pub(crate) struct Tracked {
     body: Body,
     upload: Arc<Upload>,
@@ -156,13 +182,21 @@ impl http_body::Body for Tracked {
             self.upload.moved(true);
         }
         let poll = Pin::new(&mut self.body).poll_frame(cx);
-        match &poll {
+        match poll {
             Poll::Ready(Some(Ok(_))) => {
                 self.delivered = true;
                 self.upload.moved(false);
             }
             Poll::Ready(None) => self.upload.finished(),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(Some(Err(error))) => {
+                *self
+                    .upload
+                    .failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(error);
+                return Poll::Ready(Some(Err(Box::new(BodyFailed))));
+            }
+            Poll::Pending => {}
         }
         poll
     }

@@ -286,15 +286,16 @@ where
             None
         };
         // A body that streams (one that cannot be copied) is bounded from its last move, not
-        // from the start (`body_timeout.rs`).
-        let upload = match config.response_timeout {
-            Some(timeout) if request.body().try_clone().is_none() => {
-                let upload = Arc::new(Upload::new(timeout));
-                let body = std::mem::take(request.body_mut());
-                *request.body_mut() = Body::new(Tracked::new(body, upload.clone()));
-                Some(upload)
-            }
-            _ => None,
+        // from the start (`body_timeout.rs`), and when it fails, the request failed by the
+        // client's doing, not the upstream's. (Without a response timeout no deadline asks
+        // the upload when it moved.)
+        let upload = if request.body().try_clone().is_none() {
+            let upload = Arc::new(Upload::new(config.response_timeout.unwrap_or_default()));
+            let body = std::mem::take(request.body_mut());
+            *request.body_mut() = Body::new(Tracked::new(body, upload.clone()));
+            Some(upload)
+        } else {
+            None
         };
         let dial_only = request.extensions().get::<DialOnly>().cloned();
         ResponseFuture {
@@ -496,7 +497,8 @@ enum Inner {
 pub struct ResponseFuture {
     inner: Inner,
     deadline: Option<Pin<Box<Sleep>>>,
-    /// How the request's body moves, when it streams: it moves the deadline.
+    /// How the request's body moves, when it streams: it moves the deadline, and when it
+    /// failed, the request failed by the client's doing.
     upload: Option<Arc<Upload>>,
     /// How long the response body may wait for the upstream's next bytes.
     read_timeout: Option<Duration>,
@@ -547,7 +549,12 @@ impl Future for ResponseFuture {
                         }
                     })));
                 }
-                Poll::Ready(Err(error)) => error,
+                Poll::Ready(Err(error)) => {
+                    if let Some(failure) = this.upload.as_deref().and_then(Upload::take_failure) {
+                        return Poll::Ready(Err(Error::request_body(failure)));
+                    }
+                    error
+                }
                 Poll::Pending => break,
             };
             let retry = match this.retry.as_mut() {
