@@ -90,8 +90,12 @@ async fn answer(
 }
 
 fn server() -> SocketAddr {
+    server_with(rama_http::Server::new())
+}
+
+fn server_with(http: rama_http::Server) -> SocketAddr {
     origin_thread(|listener| async move {
-        let stack = rama_http::Server::new().layer(tower::service_fn(answer));
+        let stack = http.layer(tower::service_fn(answer));
         let _ = tcp::Server::from_std(listener).serve(stack).await;
     })
 }
@@ -337,4 +341,36 @@ async fn a_target_http_does_not_take_is_400_and_the_server_serves_on() {
         response(&mut stream, false).await.1,
         b"GET /fine HTTP/1.1 0"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_may_take_longer_than_the_header_timeout_while_it_moves() {
+    use std::time::{Duration, Instant};
+    let period = Duration::from_secs(1);
+    let addr = server_with(rama_http::Server::new().header_read_timeout(period));
+    let head = b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 4000\r\n\r\n";
+    // 4,000 bytes in ten pieces 250 ms apart: 2.5 s in all, never a period without a move.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stream.write_all(&[b'x'; 400]).await.unwrap();
+    }
+    let (status, body) = response(&mut stream, false).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(body, b"POST /slow HTTP/1.1 4000");
+
+    // Half of it, then nothing: 408 a period after the last bytes, and the close.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head).await.unwrap();
+    stream.write_all(&[b'x'; 2000]).await.unwrap();
+    let started = Instant::now();
+    let (status, _) = response(&mut stream, false).await;
+    let waited = started.elapsed();
+    assert!(status.starts_with("http/1.1 408"), "{status}");
+    assert!(
+        waited >= period - Duration::from_millis(100) && waited < 3 * period,
+        "{waited:?}"
+    );
+    assert!(closed(&mut stream).await);
 }

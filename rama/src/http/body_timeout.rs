@@ -106,13 +106,20 @@ impl Upload {
 
     /// The error of [`Verdict::Stalled`].
     pub(crate) fn stalled(&self) -> BoxError {
-        Box::new(Stalled(self.timeout))
+        Box::new(Stalled::new(self.timeout))
     }
 }
 
 /// The client sent no more of the request body for this long.
 #[derive(Debug)]
 pub(crate) struct Stalled(Duration);
+
+impl Stalled {
+    /// The client sent no more of the body for `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self(timeout)
+    }
+}
 
 impl fmt::Display for Stalled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

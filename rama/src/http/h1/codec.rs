@@ -359,8 +359,7 @@ pub(crate) struct RequestHead {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum NotOwn {
     /// Something the path leaves to hyper, buffer untouched: `CONNECT`, an upgrade, `Expect`,
-    /// `Transfer-Encoding`, a body that is not all here (or is larger than [`MAX_BODY`]), a
-    /// head larger than `max_head`, anything malformed (hyper answers `400` or `431`), HTTP/2's
+    /// `Transfer-Encoding`, a body larger than [`MAX_BODY`], a head larger than `max_head`, anything malformed (hyper answers `400` or `431`), HTTP/2's
     /// preface.
     Leave,
     /// The head was taken off the buffer, and its target or a header is not one `http` takes:
@@ -371,12 +370,20 @@ pub(crate) enum NotOwn {
 /// The largest body the server's own path waits for behind a head.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-/// Parses a request at the front of `buf` for the server's own HTTP/1.1 path: `Ok(None)` while
-/// it is incomplete, the request taken off `buf` when complete; see [`NotOwn`] for the rest.
-pub(crate) fn parse_request(
-    buf: &mut BytesMut,
-    max_head: usize,
-) -> Result<Option<RequestHead>, NotOwn> {
+/// What [`parse_request`] found at the front of the buffer.
+pub(crate) enum Parsed {
+    /// A whole request, taken off the buffer.
+    Request(RequestHead),
+    /// Not all of the head yet.
+    Head,
+    /// The whole head, and not all of its body yet (the server bounds the wait for a body
+    /// between two reads, as for an upload, not as for a head).
+    Body,
+}
+
+/// Parses a request at the front of `buf` for the server's own HTTP/1.1 path: how far it is
+/// while incomplete, the request taken off `buf` when complete; see [`NotOwn`] for the rest.
+pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parsed, NotOwn> {
     let max_head = max_head.min(MAX_HEAD);
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -387,7 +394,7 @@ pub(crate) fn parse_request(
     );
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
-        Ok(httparse::Status::Partial) if buf.len() <= max_head => return Ok(None),
+        Ok(httparse::Status::Partial) if buf.len() <= max_head => return Ok(Parsed::Head),
         _ => return Err(NotOwn::Leave),
     };
     let Some(method) = request
@@ -422,7 +429,7 @@ pub(crate) fn parse_request(
         _ => return Err(NotOwn::Leave),
     };
     if buf.len() - len < body_len {
-        return Ok(None);
+        return Ok(Parsed::Body);
     }
     let target = request.path.unwrap_or("/");
     let target = (
@@ -438,7 +445,7 @@ pub(crate) fn parse_request(
     let Ok(headers) = spans.header_map(&head, ROOM_IN_REQUEST, None) else {
         return Err(NotOwn::Bad("invalid header"));
     };
-    Ok(Some(RequestHead {
+    Ok(Parsed::Request(RequestHead {
         method,
         uri,
         version,
@@ -863,7 +870,7 @@ mod tests {
             request.extend_from_slice(b"\r\n\r\n");
             let parsed = parse_request(&mut request, MAX_HEAD);
             assert_eq!(parsed.is_ok(), valid, "request, byte {byte:#04x}");
-            if let Ok(Some(head)) = parsed {
+            if let Ok(Parsed::Request(head)) = parsed {
                 assert_eq!(head.headers["x"].as_bytes(), value);
             }
         }
@@ -959,17 +966,31 @@ mod tests {
         )));
     }
 
+    /// The request `parsed` took.
+    fn taken(parsed: Result<Parsed, NotOwn>) -> RequestHead {
+        match parsed {
+            Ok(Parsed::Request(head)) => head,
+            _ => panic!("no whole request"),
+        }
+    }
+
     #[test]
     fn a_request_is_taken_whole_with_its_body_and_the_next_one_stays() {
         let whole = b"POST /a?b HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nhelloGET / HTTP/1.0\r\n\r\n";
         let first = whole.len() - b"GET / HTTP/1.0\r\n\r\n".len();
+        let head_len = first - b"hello".len();
         let mut buf = BytesMut::new();
-        for &byte in &whole[..first - 1] {
+        for (i, &byte) in whole[..first - 1].iter().enumerate() {
             buf.extend_from_slice(&[byte]);
-            assert_eq!(parse_request(&mut buf, MAX_HEAD).unwrap().map(|_| ()), None);
+            let parsed = parse_request(&mut buf, MAX_HEAD).unwrap();
+            match parsed {
+                Parsed::Head => assert!(i + 1 < head_len, "byte {i}: the head is whole"),
+                Parsed::Body => assert!(i + 1 >= head_len, "byte {i}: the head is not whole"),
+                Parsed::Request(_) => panic!("byte {i}: a request before its body came"),
+            }
         }
         buf.extend_from_slice(&whole[first - 1..]);
-        let head = parse_request(&mut buf, MAX_HEAD).unwrap().unwrap();
+        let head = taken(parse_request(&mut buf, MAX_HEAD));
         assert_eq!(
             (head.method, head.uri.to_string()),
             (Method::POST, "/a?b".to_owned())
@@ -979,7 +1000,7 @@ mod tests {
         assert_eq!(&head.body[..], b"hello");
         // Room for what a proxy adds, without growing the map.
         assert!(head.headers.capacity() >= head.headers.len() + ROOM_IN_REQUEST);
-        let next = parse_request(&mut buf, MAX_HEAD).unwrap().unwrap();
+        let next = taken(parse_request(&mut buf, MAX_HEAD));
         assert_eq!((next.method, next.version), (Method::GET, Version::HTTP_10));
         assert!(next.body.is_empty() && buf.is_empty());
     }
@@ -1017,10 +1038,7 @@ mod tests {
         // Equal lengths are one length.
         let mut buf =
             BytesMut::from("PUT / HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok");
-        assert_eq!(
-            &parse_request(&mut buf, MAX_HEAD).unwrap().unwrap().body[..],
-            b"ok"
-        );
+        assert_eq!(&taken(parse_request(&mut buf, MAX_HEAD)).body[..], b"ok");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The server's own HTTP/1.1 path: the requests that make up nearly all of a proxy's traffic
-//! (no `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB that
-//! came with the head) are parsed, called and answered here; at the first request that is
+//! (no `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB, read
+//! whole before the call) are parsed, called and answered here; at the first request that is
 //! anything else, or is malformed, the rest of the connection goes to hyper, starting with
 //! the bytes read so far (in a [`Rewind`](crate::io::Rewind)), and hyper serves it as if it
 //! had been hyper's from the start (its `400`, `431`, upgrades, streaming uploads).
@@ -15,10 +15,10 @@ use super::{ConnFacts, Server, conn};
 use crate::{
     BoxError,
     http::{
-        Body, Error,
+        Body, Error, body_timeout,
         h1::{
             self,
-            codec::{self, Framing, NotOwn, ResponseFraming},
+            codec::{self, Framing, NotOwn, Parsed, ResponseFraming},
         },
     },
     shared::{Call, Shared},
@@ -80,10 +80,19 @@ where
         let timeout = config.header_read_timeout;
         let mut deadline = timeout.filter(|_| !first).map(|t| Instant::now() + t);
         first = false;
+        // The head has one deadline; a body behind it may take any time while it moves
+        // (nginx's `client_body_timeout`): its bound runs from the head's end, then from each
+        // read that brought some of it.
+        let mut body_pending = false;
         let head = loop {
             match codec::parse_request(&mut buf, config.max_header_size) {
-                Ok(Some(head)) => break head,
-                Ok(None) => {}
+                Ok(Parsed::Request(head)) => break head,
+                Ok(Parsed::Head) => {}
+                Ok(Parsed::Body) if !body_pending => {
+                    body_pending = true;
+                    deadline = timeout.map(|t| Instant::now() + t);
+                }
+                Ok(Parsed::Body) => {}
                 Err(NotOwn::Leave) => return Outcome::HandOff(io, buf),
                 Err(NotOwn::Bad(why)) => {
                     tracing::debug!(%peer, why, "http: bad request, answering 400");
@@ -102,8 +111,11 @@ where
             match read {
                 Ok(Ok(0)) if buf.is_empty() => return Outcome::Closed,
                 Ok(Ok(0)) => {
-                    tracing::debug!(%peer, "http: the client closed the connection inside a request head");
+                    tracing::debug!(%peer, "http: the client closed the connection inside a request");
                     return Outcome::Closed;
+                }
+                Ok(Ok(_)) if body_pending => {
+                    deadline = timeout.map(|t| Instant::now() + t);
                 }
                 Ok(Ok(_)) => {
                     deadline = deadline.or_else(|| timeout.map(|t| Instant::now() + t));
@@ -117,6 +129,12 @@ where
                     tracing::debug!(%peer, "http: kept-alive connection idle past the header-read timeout, closing with 408");
                     let _ = answer(&mut io, conn::REQUEST_TIMEOUT).await;
                     return Outcome::Closed;
+                }
+                Err(()) if body_pending => {
+                    tracing::warn!(%peer, "http: the client sent no more of the request body in time, answering 408");
+                    let _ = answer(&mut io, conn::REQUEST_TIMEOUT).await;
+                    let stalled = body_timeout::Stalled::new(timeout.unwrap_or_default());
+                    return Outcome::Failed(Error::request_body(Box::new(stalled)));
                 }
                 Err(()) => {
                     tracing::warn!(%peer, "http: request headers did not arrive in time, answering 408");

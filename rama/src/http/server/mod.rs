@@ -153,7 +153,10 @@ impl Server {
 
     /// How long a client may take to send a request's headers (HTTP/1.1) before it gets
     /// `408` and is closed; also how long an HTTP/2 connection may go without a stream before
-    /// it is sent `GOAWAY` (see the [module docs](self)). `None` waits forever. Default
+    /// it is sent `GOAWAY` (see the [module docs](self)). A small body the server reads whole
+    /// before the call (HTTP/1.1, up to 64 KiB with a `Content-Length`) may take any time
+    /// while it moves: this bounds the wait between two of its reads, and a client that
+    /// stalls for it gets `408` too. `None` waits forever. Default
     /// [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.header_read_timeout = timeout.into();
