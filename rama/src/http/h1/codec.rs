@@ -371,6 +371,9 @@ pub(crate) enum NotOwn {
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// What [`parse_request`] found at the front of the buffer.
+// Returned by value and taken apart at once, as `Option<RequestHead>` was; boxing the request
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Parsed {
     /// A whole request, taken off the buffer.
     Request(RequestHead),
