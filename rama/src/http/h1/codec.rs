@@ -359,8 +359,8 @@ pub(crate) struct RequestHead {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum NotOwn {
     /// Something the path leaves to hyper, buffer untouched: `CONNECT`, an upgrade, `Expect`,
-    /// `Transfer-Encoding`, a body larger than [`MAX_BODY`], a head larger than `max_head`, anything malformed (hyper answers `400` or `431`), HTTP/2's
-    /// preface.
+    /// `Transfer-Encoding`, a body larger than [`MAX_BODY`], a head larger than `max_head`,
+    /// anything malformed (hyper answers `400` or `431`), HTTP/2's preface.
     Leave,
     /// The head was taken off the buffer, and its target or a header is not one `http` takes:
     /// `400`.
