@@ -4,7 +4,8 @@
 //! flood, a `CONTINUATION` flood and an HPACK bomb get `GOAWAY` and a close, touching no
 //! other connection; a connection without a stream (half a header block, then nothing) is
 //! sent `GOAWAY` after the header-read timeout and dropped one period later, while a stream
-//! that runs longer than that period is served to its end.
+//! that runs longer than that period is served to its end; extended `CONNECT` (RFC 8441) is
+//! not offered, and one sent anyway is reset.
 
 use http_body_util::{BodyExt, Empty};
 use rama::{BoxError, http as rama_http, tcp};
@@ -400,4 +401,48 @@ async fn a_connection_without_a_stream_gets_goaway_then_is_dropped_and_a_long_st
     );
     drop(send);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_connect_is_not_offered_and_one_sent_anyway_is_reset() {
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 3): no stage carries a WebSocket over an
+    // HTTP/2 stream, so a browser must not be told it may open one there.
+    const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
+    let (addr, calls) = server(false);
+    let mut stream = open(addr).await;
+    let settings = loop {
+        let frame = read_frame(&mut stream)
+            .await
+            .expect("the server's SETTINGS");
+        if frame.kind == SETTINGS && frame.flags & 0x1 == 0 {
+            break frame.payload;
+        }
+    };
+    let offered = settings.chunks(6).any(|setting| {
+        u16::from_be_bytes([setting[0], setting[1]]) == ENABLE_CONNECT_PROTOCOL
+            && setting[2..] != [0, 0, 0, 0]
+    });
+    assert!(!offered, "settings: {settings:?}");
+
+    // A client that sends one all the same: `:method CONNECT` (a literal named by entry 2),
+    // `:protocol websocket` (a literal with its name), `:scheme`, `:path`, `:authority`.
+    let mut block = literal(2, b"CONNECT");
+    block.extend([0x00, 9]);
+    block.extend_from_slice(b":protocol");
+    block.extend(integer(9, 7, 0));
+    block.extend_from_slice(b"websocket");
+    block.push(0x86);
+    block.extend(literal(4, b"/chat"));
+    block.extend(literal(1, b"localhost"));
+    let mut bytes = frame(SETTINGS, 0x1, 0, &[]);
+    bytes.extend(frame(HEADERS, END_HEADERS, 1, &block));
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &get("/after")));
+    stream.write_all(&bytes).await.unwrap();
+    assert_eq!(outcome(&mut stream, 1).await, Err(PROTOCOL_ERROR));
+    assert_eq!(outcome(&mut stream, 3).await, Ok((200, b"ok".to_vec())));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the GET reached the service"
+    );
 }

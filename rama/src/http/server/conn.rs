@@ -362,11 +362,13 @@ where
     if config.max_headers != super::DEFAULT_MAX_HEADERS {
         builder.http1().max_headers(config.max_headers);
     }
+    // Extended CONNECT (RFC 8441, `SETTINGS_ENABLE_CONNECT_PROTOCOL`) is not offered: no stage
+    // carries a WebSocket over an HTTP/2 stream, and a browser told it may would open its
+    // WebSockets that way instead of on an HTTP/1.1 connection (as it does with nginx).
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
-        .enable_connect_protocol();
+        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
     let builder = match alpn {
         Some(alpn) if alpn.is_h2() => builder.http2_only(),
         Some(_) => builder.http1_only(),
