@@ -739,20 +739,30 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
 async fn an_upstream_that_is_the_proxy_itself_is_502_not_a_loop() {
     // A free port, then a reverse proxy told to forward to the address it listens on: each
     // request would come back to it as a new one, a connection more each time.
-    let port = closed_port().port();
-    let own = format!("127.0.0.1:{port}");
-    let upstream = format!("http://{own}");
-    let proxy = Running::start(
-        "reverse_proxy",
-        &["--listen", &own, "--upstream", &upstream, "--threads", "1"],
-    );
-    let (body, codes) = curl(&[&format!("http://{own}/loop")]).await;
-    assert_eq!(codes, "502 1.1", "{body}");
-    assert!(body.contains("own address"), "{body}");
-    // The one request, and no connection to itself left open.
-    until("only curl's connection came", || accepted(port) == 0).await;
-    let log = proxy.stderr();
-    assert_eq!(log.matches("reverse proxy: forwarding").count(), 1, "{log}");
+    // On rama's own HTTP/1.1 upstream connections and on hyper's HTTP/2 ones (where a loop
+    // is one more stream on the proxy's own connection each time, until they run out).
+    for upstream_flags in [&[][..], &["--http2-upstream"][..]] {
+        let port = closed_port().port();
+        let own = format!("127.0.0.1:{port}");
+        let upstream = format!("http://{own}");
+        let args = [
+            &["--listen", &own, "--upstream", &upstream, "--threads", "1"][..],
+            upstream_flags,
+        ]
+        .concat();
+        let proxy = Running::start("reverse_proxy", &args);
+        let (body, codes) = curl(&[&format!("http://{own}/loop")]).await;
+        assert_eq!(codes, "502 1.1", "{upstream_flags:?}: {body}");
+        assert!(body.contains("own address"), "{upstream_flags:?}: {body}");
+        // The one request, and no connection to itself left open.
+        until("only curl's connection came", || accepted(port) == 0).await;
+        let log = proxy.stderr();
+        assert_eq!(
+            log.matches("reverse proxy: forwarding").count(),
+            1,
+            "{upstream_flags:?}: {log}"
+        );
+    }
 }
 
 /// `SCHED_BATCH` in `/proc/PID/task/TID/stat`'s policy field.

@@ -3,7 +3,7 @@
 use super::{
     Body, Error,
     body_timeout::{ReadTimeout, Tracked, Upload, Verdict},
-    connect::{self, Connector},
+    connect::{self, Connector, Dial},
     h1_pool, headers,
 };
 use ::http::{
@@ -247,7 +247,7 @@ where
                 upload: None,
                 read_timeout: None,
                 retry: None,
-                dial_only: None,
+                dial: None,
             };
         }
         let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
@@ -264,7 +264,7 @@ where
                 upload: None,
                 read_timeout: None,
                 retry: None,
-                dial_only: None,
+                dial: None,
             };
         }
         let retry = if may_be_http2 {
@@ -297,7 +297,7 @@ where
         } else {
             None
         };
-        let dial_only = request.extensions().get::<DialOnly>().cloned();
+        let dial = Some(Dial::of(request.extensions())).filter(|dial| !dial.is_free());
         ResponseFuture {
             inner: Inner::Pool(self.send(request)),
             deadline: config
@@ -306,7 +306,7 @@ where
             upload,
             read_timeout: config.response_timeout,
             retry,
-            dial_only,
+            dial,
         }
     }
 }
@@ -366,7 +366,6 @@ impl ClientBuilder {
         let connector = Connector::new(self.tls.take(), self.connect_timeout);
         let h1 = Arc::new(h1_pool::Settings {
             connector: connector.clone(),
-            connect_timeout: self.connect_timeout,
             idle_timeout: self.pool_idle_timeout,
             max_idle: self.pool_max_idle_per_host,
         });
@@ -503,8 +502,9 @@ pub struct ResponseFuture {
     /// How long the response body may wait for the upstream's next bytes.
     read_timeout: Option<Duration>,
     retry: Option<Box<Retry>>,
-    /// The request's [`DialOnly`] on hyper-util's path, whose pool dials with the URI alone.
-    dial_only: Option<DialOnly>,
+    /// Where the request's new connections may go on hyper-util's path, whose pool dials
+    /// with the URI alone.
+    dial: Option<Dial>,
 }
 
 impl Future for ResponseFuture {
@@ -525,8 +525,8 @@ impl Future for ResponseFuture {
             };
             // The response first: one that is ready wins over a deadline that passed meanwhile.
             let mut inner = Pin::new(inner);
-            let polled = match &this.dial_only {
-                Some(only) => connect::dial_only_while(only, || inner.as_mut().poll(cx)),
+            let polled = match &this.dial {
+                Some(dial) => connect::dial_while(dial, || inner.as_mut().poll(cx)),
                 None => inner.poll(cx),
             };
             let error = match polled {

@@ -1,11 +1,12 @@
-//! The connector behind [`Client`](super::Client): hyper-util's `HttpConnector` for the TCP
-//! dial (or [`tcp::connect_any`](crate::tcp) on a request's [`DialOnly`] addresses), then,
-//! for `https://` URIs, a TLS handshake through [`tls::Connector`].
+//! The connector behind [`Client`](super::Client), on both of its paths: hyper-util's
+//! `HttpConnector` for the TCP dial (or [`tcp::connect_any`](crate::tcp) on a request's
+//! [`DialOnly`] addresses), never to the proxy's own address, then, for `https://` URIs, a
+//! TLS handshake through [`tls::Connector`].
 
-use super::DialOnly;
+use super::{ConnFacts, DialOnly};
 use crate::{BoxError, Host, tls};
 use ::http::{Uri, uri::Scheme};
-use futures_util::{TryFutureExt, future::Either};
+use futures_util::{FutureExt, future::Either};
 use hyper_util::{
     client::legacy::connect::{Connected, Connection, HttpConnector},
     rt::TokioIo,
@@ -13,7 +14,7 @@ use hyper_util::{
 use std::{
     future::Future,
     io,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
@@ -30,17 +31,43 @@ pub(crate) struct Connector {
     connect_timeout: Duration,
 }
 
-tokio::task_local! {
-    /// The addresses the request being polled may be dialed on. hyper-util's pool asks its
-    /// connector for a connection with the URI alone, from within the request's first poll
-    /// (its connect future is lazy): the [`Client`](super::Client) polls such a request
-    /// inside [`dial_only_while`], and [`Connector::call`] takes the addresses along.
-    static DIAL_ONLY: DialOnly;
+/// Where a request's new upstream connections may go, beyond its URI.
+#[derive(Clone, Default)]
+pub(crate) struct Dial {
+    /// Only these addresses, instead of a lookup of the URI's host.
+    pub(crate) only: Option<DialOnly>,
+    /// Never this one: the address the request's client reached this proxy on. A proxy
+    /// whose upstream is itself would otherwise send each request around again (on HTTP/2,
+    /// as one more stream on its own connection each time, until the streams run out).
+    pub(crate) own: Option<SocketAddr>,
 }
 
-/// Runs `poll` with `only` as the addresses any connection it dials may use.
-pub(crate) fn dial_only_while<R>(only: &DialOnly, poll: impl FnOnce() -> R) -> R {
-    DIAL_ONLY.sync_scope(only.clone(), poll)
+impl Dial {
+    /// What `extensions` ask: a [`DialOnly`], and the [`ConnFacts`] of the request's client.
+    pub(crate) fn of(extensions: &::http::Extensions) -> Self {
+        Self {
+            only: extensions.get::<DialOnly>().cloned(),
+            own: extensions.get::<ConnFacts>().map(ConnFacts::local_addr),
+        }
+    }
+
+    /// Whether it asks nothing of a dial.
+    pub(crate) fn is_free(&self) -> bool {
+        self.only.is_none() && self.own.is_none()
+    }
+}
+
+tokio::task_local! {
+    /// The [`Dial`] of the request being polled. hyper-util's pool asks its connector for a
+    /// connection with the URI alone, from within the request's poll (its connect future is
+    /// lazy): the [`Client`](super::Client) polls such a request inside [`dial_while`], and
+    /// [`Connector::call`] takes the dial along.
+    static DIAL: Dial;
+}
+
+/// Runs `poll` with `dial` as what any connection it dials must keep to.
+pub(crate) fn dial_while<R>(dial: &Dial, poll: impl FnOnce() -> R) -> R {
+    DIAL.sync_scope(dial.clone(), poll)
 }
 
 /// An upstream connection: plain TCP or TLS over it.
@@ -90,6 +117,15 @@ impl Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Connecting {
+        let dial = DIAL.try_with(Dial::clone).unwrap_or_default();
+        self.dial(uri, dial)
+    }
+}
+
+impl Connector {
+    /// Dials `uri` as `dial` allows: TCP to its host (or only to `dial`'s addresses, never to
+    /// its own), then TLS for `https://`, naming the URI's host.
+    pub(crate) fn dial(&mut self, uri: Uri, dial: Dial) -> Connecting {
         let secure = uri.scheme() == Some(&Scheme::HTTPS);
         let host = uri
             .host()
@@ -99,22 +135,33 @@ impl Service<Uri> for Connector {
                 Err(_) => Host::Name(h.into()),
             });
         let tls = self.tls.clone();
-        let dial = match DIAL_ONLY.try_with(|only| only.addresses().to_vec()) {
-            Ok(only) => {
-                let dial = crate::tcp::connect_any(only, self.connect_timeout);
-                Either::Left(async move { Ok::<_, BoxError>(TokioIo::new(dial.await?)) })
+        let tcp = match dial.only {
+            Some(only) => {
+                let mut connect =
+                    crate::tcp::connect_any(only.addresses().to_vec(), self.connect_timeout);
+                if let Some(own) = dial.own {
+                    connect = connect.refusing(own);
+                }
+                Either::Left(async move { Ok::<_, BoxError>(connect.await?) })
             }
-            Err(_) => Either::Right(self.http.call(uri).map_err(BoxError::from)),
+            None => Either::Right(self.http.call(uri).map(move |dialed| {
+                let tcp = dialed?.into_inner();
+                // Dialed by name, the address shows only now (one call per new connection).
+                if dial.own.is_some() && tcp.peer_addr().ok() == dial.own {
+                    return Err(crate::tcp::own_address().into());
+                }
+                Ok(tcp)
+            })),
         };
         Box::pin(async move {
-            let tcp = dial.await?;
+            let tcp = tcp.await?;
             if !secure {
-                return Ok(Stream::Plain(tcp));
+                return Ok(Stream::Plain(TokioIo::new(tcp)));
             }
             let (Some(tls), Some(host)) = (tls, host) else {
                 return Err(NoTls.into());
             };
-            let stream = tls.connect(&host, tcp.into_inner()).await?;
+            let stream = tls.connect(&host, tcp).await?;
             Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
         })
     }

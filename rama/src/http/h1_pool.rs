@@ -10,8 +10,8 @@
 //! on this side too, instead of lingering in `CLOSE_WAIT`.
 
 use super::{
-    Body, ConnFacts, DialOnly, Error,
-    connect::{Connector, Stream},
+    Body, Error,
+    connect::{Connector, Dial, Stream},
     h1::{Connection, ExchangeError, codec},
 };
 use crate::timer::ConnTimer;
@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::net::TcpStream;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 /// How often the sweeper looks at the idle connections.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -50,8 +50,6 @@ thread_local! {
 /// keys their idle lists).
 pub(crate) struct Settings {
     pub(crate) connector: Connector,
-    /// How long dialing may take (the connector has its own copy).
-    pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_idle: usize,
 }
@@ -239,51 +237,20 @@ async fn sweep(settings: Weak<Settings>, idles: Weak<Idles>) {
     }
 }
 
-/// Dials `uri`'s authority, or only the addresses a [`DialOnly`] in `extensions` names. Never
-/// the address the request's client reached this proxy on (its [`ConnFacts`]): a proxy whose
-/// upstream is itself would otherwise send each request around again, a connection and a
-/// future more each time, until the headers it adds outgrow the limit.
+/// Dials `uri`'s authority as the request's `extensions` allow ([`Dial::of`]).
 async fn connect(
     settings: &Settings,
     uri: Uri,
     extensions: &::http::Extensions,
 ) -> Result<TcpStream, Error> {
-    let own = extensions.get::<ConnFacts>().map(ConnFacts::local_addr);
-    if let Some(only) = extensions.get::<DialOnly>() {
-        // Boxed: only requests the egress rules pinned come this way, and the request
-        // future, allocated for every request, need not grow for them.
-        let mut dial = crate::tcp::connect_any(only.addresses().to_vec(), settings.connect_timeout);
-        if let Some(own) = own {
-            dial = dial.refusing(own);
-        }
-        return Box::pin(dial).await.map_err(|error| {
-            if error.is_timeout() {
-                Error::timeout()
-            } else {
-                Error::connect(error.into())
-            }
-        });
-    }
     let mut connector = settings.connector.clone();
-    let stream = connector
-        .ready()
-        .await
-        .map_err(Error::connect)?
-        .call(uri)
-        .await
-        .map_err(Error::connect)?;
-    match stream {
-        Stream::Plain(tcp) => {
-            let tcp = tcp.into_inner();
-            // Dialed by name, the address shows only now (one call per new connection).
-            if own.is_some() && tcp.peer_addr().ok() == own {
-                return Err(Error::connect(crate::tcp::own_address().into()));
-            }
-            Ok(tcp)
-        }
+    let ready = connector.ready().await.map_err(Error::connect)?;
+    match ready.dial(uri, Dial::of(extensions)).await {
+        Ok(Stream::Plain(tcp)) => Ok(tcp.into_inner()),
         // The path takes `http://` URIs only.
-        Stream::Tls(_) => Err(Error::upstream(
+        Ok(Stream::Tls(_)) => Err(Error::upstream(
             "an http:// upstream was dialed with TLS".into(),
         )),
+        Err(error) => Err(Error::connect(error)),
     }
 }
