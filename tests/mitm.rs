@@ -470,3 +470,65 @@ async fn the_egress_rules_pin_what_they_judged_for_the_service_behind() {
     let seen = curl(proxy, &[&literal]).await;
     assert!(seen.body.starts_with("none"), "{}", seen.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_session_on_an_intercepted_http2_stream_is_relayed_too() {
+    // A browser whose intercepted connection speaks HTTP/2 opens its WebSockets on streams of
+    // it (RFC 8441: the proxy's settings offer extended CONNECT); they must reach the inner
+    // service as the upgrades it relays.
+    let certs = origin_certificate("mitm-wss-h2");
+    let mut origin = PythonServer::start(
+        ECHO_ORIGIN,
+        &[
+            "--cert".as_ref(),
+            certs.join("origin.pem").as_os_str(),
+            "--key".as_ref(),
+            certs.join("origin.key").as_os_str(),
+        ],
+    )
+    .await;
+    let ca_dir = scratch("wss-h2-ca");
+    let proxy = mitm_proxy(
+        &ca_dir,
+        Some(&certs.join("ca.pem")),
+        &["--ws-tag", "[mitm] "],
+    );
+    let destination = format!("localhost:{}", origin.addr.port());
+    let tunnel = connect(proxy.addr, &destination).await;
+    let ca = std::fs::read(ca_dir.join("ca.pem")).unwrap();
+    let connector = tls::Connector::builder()
+        .ca_pem(&ca)
+        .unwrap()
+        .alpn(["h2"])
+        .build()
+        .unwrap();
+    let tls = timeout(
+        PATIENCE,
+        connector.connect(&rama::Host::Name("localhost".into()), tunnel),
+    )
+    .await
+    .expect("the TLS handshake in time")
+    .expect("the TLS handshake with the minted certificate");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, _connection) = rama_e2e::h2_handshake(tls).await;
+    // A request first, so that the proxy's settings are in (the origin answers it as it likes).
+    let get = http::Request::get(format!("https://{destination}/"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    timeout(PATIENCE, send.send_request(get))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    let url = format!("https://{destination}/chat?room=2");
+    let mut ws = rama_e2e::ws::RawWs::h2(&mut send, &url).await;
+    assert_eq!(ws.echo("hello over h2").await, "[mitm] hello over h2");
+    ws.send(
+        rama_e2e::ws::FIN | rama_e2e::ws::CLOSE,
+        &[0x0F, 0xA1, b'b', b'y', b'e'],
+        true,
+    )
+    .await;
+    assert_eq!(ws.close_code().await, 4001);
+    assert_eq!(origin.next_line().await, "path /chat?room=2");
+    assert_eq!(origin.next_line().await, "closed 4001 bye");
+}

@@ -4,7 +4,7 @@
 //! counting pongs.
 
 use rama_e2e::{
-    PATIENCE, Running, bind_origin, origin_certificate,
+    PATIENCE, Running, bind_origin, h2_handshake, origin_certificate,
     python::{PythonServer, run_script},
     spawn_origin,
     ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT},
@@ -437,4 +437,47 @@ async fn graceful_shutdown_waits_for_the_close_reply() {
     assert!(proxy.is_running());
     ws.send(FIN | CLOSE, &[0x03, 0xE9], true).await;
     assert!(proxy.wait_exit().await, "{}", proxy.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_on_http2_streams_reach_serve_relay_and_the_reverse_proxy() {
+    let echo = ws_echo(&[]);
+    let relay = ws_proxy(echo.addr, &["--prefix", "[rama] "]);
+    let upstream = format!("http://{}", echo.addr);
+    let reverse = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
+    for (what, addr, tag) in [
+        ("ws::Serve", echo.addr, ""),
+        ("ws::Relay", relay.addr, "[rama] "),
+        ("the reverse proxy", reverse.addr, ""),
+    ] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut send, connection) = h2_handshake(tcp).await;
+        // A request first, so that the server's settings (extended CONNECT offered) are in.
+        let get = http::Request::get(format!("http://{addr}/"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        timeout(PATIENCE, send.send_request(get))
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        // Two WebSockets at once on the one connection, each with its own messages.
+        let mut first = RawWs::h2(&mut send, &format!("http://{addr}/one")).await;
+        let mut second = RawWs::h2(&mut send, &format!("http://{addr}/two")).await;
+        assert_eq!(first.echo("first").await, format!("{tag}first"), "{what}");
+        assert_eq!(
+            second.echo("second").await,
+            format!("{tag}second"),
+            "{what}"
+        );
+        assert_eq!(first.echo("again").await, format!("{tag}again"), "{what}");
+        // The close handshake ends one; the other is untouched.
+        first
+            .send(FIN | CLOSE, &[0x0F, 0xA1, b'b', b'y', b'e'], true)
+            .await;
+        assert_eq!(first.close_code().await, 4001, "{what}");
+        assert_eq!(second.echo("still").await, format!("{tag}still"), "{what}");
+        drop((first, second, send));
+        let _ = timeout(PATIENCE, connection).await;
+    }
+    assert_echo_saw_the_close(&echo, "4001", "bye").await;
 }

@@ -4,9 +4,13 @@
 //! generator of `bench/ws.sh`. Every wait is bounded by [`PATIENCE`].
 
 use crate::PATIENCE;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::{client::conn::http2::SendRequest, upgrade::Upgraded};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     time::timeout,
 };
@@ -25,10 +29,10 @@ pub const FIN: u8 = 0x80;
 /// The mask of every masked frame (the server must unmask whatever it is).
 const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 
-/// A WebSocket client over a plain TCP stream.
+/// A WebSocket client over a plain TCP stream, or an HTTP/2 stream ([`RawWs::h2`]).
 #[derive(Debug)]
-pub struct RawWs {
-    stream: TcpStream,
+pub struct RawWs<S = TcpStream> {
+    stream: S,
 }
 
 /// One frame: `first` is the FIN/RSV/opcode byte; `masked` as a client's frames must be.
@@ -78,7 +82,38 @@ impl RawWs {
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         Self { stream }
     }
+}
 
+impl RawWs<TokioIo<Upgraded>> {
+    /// Opens a WebSocket on a stream of `send`'s HTTP/2 connection (RFC 8441): an extended
+    /// `CONNECT` with `:protocol websocket` to `url` (`http://` or `https://`, as the
+    /// connection is); panics unless the answer is `200`. The connection must have seen the
+    /// server's settings (they must offer extended `CONNECT`): send a request on it first.
+    pub async fn h2(send: &mut SendRequest<Empty<Bytes>>, url: &str) -> Self {
+        let mut request = http::Request::connect(url)
+            .version(http::Version::HTTP_2)
+            .header("sec-websocket-version", "13")
+            .body(Empty::new())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let response = timeout(PATIENCE, send.send_request(request))
+            .await
+            .expect("an answer to the extended CONNECT in time")
+            .expect("an answer to the extended CONNECT");
+        assert_eq!(response.status(), 200, "{response:?}");
+        let upgraded = timeout(PATIENCE, hyper::upgrade::on(response))
+            .await
+            .expect("the stream in time")
+            .expect("the stream");
+        Self {
+            stream: TokioIo::new(upgraded),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawWs<S> {
     /// Sends one frame: `first` is the FIN/RSV/opcode byte. A write error is ignored: the
     /// server may close before it has read everything (an oversized message, say), and what it
     /// answered is still there to read.

@@ -2,7 +2,7 @@
 //! HTTP/2 idle check.
 
 use super::{
-    ConnFacts, Enter, Server,
+    ConnFacts, Enter, Server, extended_connect,
     h1::{self, Outcome},
 };
 use crate::{
@@ -36,7 +36,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 use tokio::{
@@ -185,11 +185,21 @@ where
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
         self.facts.add_to(request.extensions_mut());
+        let (websocket, refused) = match extended_connect::as_upgrade(&mut request) {
+            Ok(websocket) => (websocket, None),
+            Err(error) => {
+                let peer = self.facts.peer_addr();
+                tracing::debug!(%peer, %error, "http: resetting the stream");
+                (false, Some(error))
+            }
+        };
         BridgeFuture {
             shared: self.shared.clone(),
-            request: Some(request),
+            request: refused.is_none().then_some(request),
             future: None,
             waiting: false,
+            websocket,
+            refused,
         }
     }
 }
@@ -203,6 +213,10 @@ pin_project! {
         #[pin]
         future: Option<S::Future>,
         waiting: bool,
+        // The request was an HTTP/2 WebSocket `CONNECT`, handed on as an upgrade.
+        websocket: bool,
+        // Answered with a reset, without a call.
+        refused: Option<BoxError>,
     }
 
     impl<S: Service<Request<Body>>> PinnedDrop for BridgeFuture<S> {
@@ -223,6 +237,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let Some(refused) = this.refused.take() {
+            return Poll::Ready(Err(refused));
+        }
         if this.future.is_none() {
             let poll = this.shared.poll_call(cx, this.request);
             *this.waiting = poll.is_pending();
@@ -232,10 +249,14 @@ where
                 Poll::Ready(Ok(future)) => this.future.set(Some(future)),
             }
         }
-        match this.future.as_pin_mut() {
-            Some(future) => future.poll(cx).map_err(Into::into),
-            None => Poll::Pending,
+        let Some(future) = this.future.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+        if *this.websocket {
+            extended_connect::answer(&mut response);
         }
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -362,13 +383,13 @@ where
     if config.max_headers != super::DEFAULT_MAX_HEADERS {
         builder.http1().max_headers(config.max_headers);
     }
-    // Extended CONNECT (RFC 8441, `SETTINGS_ENABLE_CONNECT_PROTOCOL`) is not offered: no stage
-    // carries a WebSocket over an HTTP/2 stream, and a browser told it may would open its
-    // WebSockets that way instead of on an HTTP/1.1 connection (as it does with nginx).
+    // Extended CONNECT (RFC 8441) is offered: a WebSocket on an HTTP/2 stream reaches the
+    // service as the HTTP/1.1 upgrade every stage carries (`extended_connect`).
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+        .enable_connect_protocol();
     let builder = match alpn {
         Some(alpn) if alpn.is_h2() => builder.http2_only(),
         Some(_) => builder.http1_only(),

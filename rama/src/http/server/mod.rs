@@ -53,6 +53,7 @@
 //! Tunnels already open run until they end or the server's drain deadline drops them.
 
 mod conn;
+mod extended_connect;
 mod h1;
 
 pub use self::conn::Connection;
