@@ -2,7 +2,8 @@
 //! HTTP/2 idle check.
 
 use super::{
-    ConnFacts, Enter, Server, extended_connect,
+    ConnFacts, Enter, Server,
+    extended_connect::{self, Extended},
     h1::{self, Outcome},
 };
 use crate::{
@@ -185,21 +186,13 @@ where
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
         self.facts.add_to(request.extensions_mut());
-        let (websocket, refused) = match extended_connect::as_upgrade(&mut request) {
-            Ok(websocket) => (websocket, None),
-            Err(error) => {
-                let peer = self.facts.peer_addr();
-                tracing::debug!(%peer, %error, "http: resetting the stream");
-                (false, Some(error))
-            }
-        };
+        let extended = extended_connect::as_upgrade(&mut request);
         BridgeFuture {
             shared: self.shared.clone(),
-            request: refused.is_none().then_some(request),
+            request: Some(request),
             future: None,
             waiting: false,
-            websocket,
-            refused,
+            extended,
         }
     }
 }
@@ -213,10 +206,8 @@ pin_project! {
         #[pin]
         future: Option<S::Future>,
         waiting: bool,
-        // The request was an HTTP/2 WebSocket `CONNECT`, handed on as an upgrade.
-        websocket: bool,
-        // Answered with a reset, without a call.
-        refused: Option<BoxError>,
+        // An HTTP/2 WebSocket `CONNECT` handed on as an upgrade, or one to reset.
+        extended: Extended,
     }
 
     impl<S: Service<Request<Body>>> PinnedDrop for BridgeFuture<S> {
@@ -237,8 +228,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some(refused) = this.refused.take() {
-            return Poll::Ready(Err(refused));
+        if *this.extended == Extended::Other
+            && let Some(request) = this.request.take()
+        {
+            let error = extended_connect::refusal(&request);
+            let peer = request
+                .extensions()
+                .get::<ConnFacts>()
+                .map(ConnFacts::peer_addr);
+            let peer = crate::http::forward::Peer(peer);
+            tracing::debug!(%peer, %error, "http: resetting the stream");
+            return Poll::Ready(Err(error));
         }
         if this.future.is_none() {
             let poll = this.shared.poll_call(cx, this.request);
@@ -253,7 +253,7 @@ where
             return Poll::Pending;
         };
         let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
-        if *this.websocket {
+        if *this.extended == Extended::WebSocket {
             extended_connect::answer(&mut response);
         }
         Poll::Ready(Ok(response))

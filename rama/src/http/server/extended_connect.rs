@@ -27,26 +27,45 @@ impl fmt::Display for Unsupported {
 
 impl std::error::Error for Unsupported {}
 
-/// Turns an RFC 8441 WebSocket `CONNECT` into an HTTP/1.1 upgrade request: `Ok(true)` when it
-/// did, `Ok(false)` for any other request (untouched), an error for an extended `CONNECT` of
-/// another protocol.
-pub(super) fn as_upgrade<B>(request: &mut Request<B>) -> Result<bool, BoxError> {
+/// What an RFC 8441 extended `CONNECT` is to the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Extended {
+    /// Not one: any other request.
+    No,
+    /// A WebSocket, now an HTTP/1.1 upgrade request.
+    WebSocket,
+    /// Another protocol: reset without a call ([`refusal`]).
+    Other,
+}
+
+/// Turns an RFC 8441 WebSocket `CONNECT` into an HTTP/1.1 upgrade request, and tells what the
+/// request was (any other request stays untouched).
+pub(super) fn as_upgrade<B>(request: &mut Request<B>) -> Extended {
     if request.method() != Method::CONNECT {
-        return Ok(false);
+        return Extended::No;
     }
-    let Some(protocol) = request.extensions_mut().remove::<Protocol>() else {
-        return Ok(false);
+    let Some(protocol) = request.extensions().get::<Protocol>() else {
+        return Extended::No;
     };
     if !protocol.as_str().eq_ignore_ascii_case("websocket") {
-        return Err(Unsupported(protocol.as_str().to_owned()).into());
+        return Extended::Other;
     }
+    let Ok(key) = HeaderValue::from_str(&generate_key()) else {
+        return Extended::Other;
+    };
+    request.extensions_mut().remove::<Protocol>();
     *request.method_mut() = Method::GET;
     let headers = request.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    let key = HeaderValue::from_str(&generate_key())?;
     headers.insert(header::SEC_WEBSOCKET_KEY, key);
-    Ok(true)
+    Extended::WebSocket
+}
+
+/// The error that resets the stream of an [`Extended::Other`] request.
+pub(super) fn refusal<B>(request: &Request<B>) -> BoxError {
+    let protocol = request.extensions().get::<Protocol>();
+    Unsupported(protocol.map_or_else(String::new, |p| p.as_str().to_owned())).into()
 }
 
 /// The answer to a translated request as HTTP/2 says it: a `101` becomes the `200` that opens
@@ -94,7 +113,7 @@ mod tests {
     #[test]
     fn a_websocket_connect_becomes_an_upgrade_and_others_stay() {
         let mut request = connect(Some("websocket"));
-        assert!(as_upgrade(&mut request).unwrap());
+        assert_eq!(as_upgrade(&mut request), Extended::WebSocket);
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri(), "http://example.test/chat");
         let headers = request.headers();
@@ -106,12 +125,15 @@ mod tests {
 
         // A plain CONNECT (a tunnel) and a GET are not this module's.
         let mut tunnel = connect(None);
-        assert!(!as_upgrade(&mut tunnel).unwrap());
+        assert_eq!(as_upgrade(&mut tunnel), Extended::No);
         assert_eq!(tunnel.method(), Method::CONNECT);
         let mut get = Request::get("http://example.test/").body(()).unwrap();
-        assert!(!as_upgrade(&mut get).unwrap());
+        assert_eq!(as_upgrade(&mut get), Extended::No);
 
-        let error = as_upgrade(&mut connect(Some("connect-udp"))).unwrap_err();
+        let mut udp = connect(Some("connect-udp"));
+        assert_eq!(as_upgrade(&mut udp), Extended::Other);
+        assert_eq!(udp.method(), Method::CONNECT);
+        let error = refusal(&udp);
         assert!(error.to_string().contains("connect-udp"), "{error}");
     }
 
