@@ -315,10 +315,11 @@ async fn an_origin_that_does_not_verify_is_502_and_the_proxy_serves_on() {
     assert!(!untrusting.stderr().contains("panicked"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wss_session_is_relayed_message_by_message_through_the_interception() {
-    let certs = origin_certificate("mitm-wss");
-    let mut origin = PythonServer::start(
+/// A `wss://` echo origin of its own CA ([`ECHO_ORIGIN`]) and `mitm_proxy` trusting it, its
+/// relay's tag `[mitm] ` in front of each text from the origin; the proxy's CA directory.
+async fn wss_through_mitm(name: &str) -> (PythonServer, Running, PathBuf) {
+    let certs = origin_certificate(&format!("mitm-{name}"));
+    let origin = PythonServer::start(
         ECHO_ORIGIN,
         &[
             "--cert".as_ref(),
@@ -328,12 +329,18 @@ async fn a_wss_session_is_relayed_message_by_message_through_the_interception() 
         ],
     )
     .await;
-    let ca_dir = scratch("wss-ca");
+    let ca_dir = scratch(&format!("{name}-ca"));
     let proxy = mitm_proxy(
         &ca_dir,
         Some(&certs.join("ca.pem")),
         &["--ws-tag", "[mitm] "],
     );
+    (origin, proxy, ca_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_session_is_relayed_message_by_message_through_the_interception() {
+    let (mut origin, proxy, ca_dir) = wss_through_mitm("wss").await;
 
     let url = format!("wss://localhost:{}/chat?room=1", origin.addr.port());
     let proxy_url = format!("http://{}", proxy.addr);
@@ -476,23 +483,7 @@ async fn a_wss_session_on_an_intercepted_http2_stream_is_relayed_too() {
     // A browser whose intercepted connection speaks HTTP/2 opens its WebSockets on streams of
     // it (RFC 8441: the proxy's settings offer extended CONNECT); they must reach the inner
     // service as the upgrades it relays.
-    let certs = origin_certificate("mitm-wss-h2");
-    let mut origin = PythonServer::start(
-        ECHO_ORIGIN,
-        &[
-            "--cert".as_ref(),
-            certs.join("origin.pem").as_os_str(),
-            "--key".as_ref(),
-            certs.join("origin.key").as_os_str(),
-        ],
-    )
-    .await;
-    let ca_dir = scratch("wss-h2-ca");
-    let proxy = mitm_proxy(
-        &ca_dir,
-        Some(&certs.join("ca.pem")),
-        &["--ws-tag", "[mitm] "],
-    );
+    let (mut origin, proxy, ca_dir) = wss_through_mitm("wss-h2").await;
     let destination = format!("localhost:{}", origin.addr.port());
     let tunnel = connect(proxy.addr, &destination).await;
     let ca = std::fs::read(ca_dir.join("ca.pem")).unwrap();
@@ -511,14 +502,6 @@ async fn a_wss_session_on_an_intercepted_http2_stream_is_relayed_too() {
     .expect("the TLS handshake with the minted certificate");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut send, _connection) = rama_e2e::h2_handshake(tls).await;
-    // A request first, so that the proxy's settings are in (the origin answers it as it likes).
-    let get = http::Request::get(format!("https://{destination}/"))
-        .body(http_body_util::Empty::new())
-        .unwrap();
-    timeout(PATIENCE, send.send_request(get))
-        .await
-        .expect("an answer in time")
-        .expect("an answer");
     let url = format!("https://{destination}/chat?room=2");
     let mut ws = rama_e2e::ws::RawWs::h2(&mut send, &url).await;
     assert_eq!(ws.echo("hello over h2").await, "[mitm] hello over h2");

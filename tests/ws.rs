@@ -452,14 +452,6 @@ async fn websockets_on_http2_streams_reach_serve_relay_and_the_reverse_proxy() {
     ] {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (mut send, connection) = h2_handshake(tcp).await;
-        // A request first, so that the server's settings (extended CONNECT offered) are in.
-        let get = http::Request::get(format!("http://{addr}/"))
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        timeout(PATIENCE, send.send_request(get))
-            .await
-            .expect("an answer in time")
-            .expect("an answer");
         // Two WebSockets at once on the one connection, each with its own messages.
         let mut first = RawWs::h2(&mut send, &format!("http://{addr}/one")).await;
         let mut second = RawWs::h2(&mut send, &format!("http://{addr}/two")).await;

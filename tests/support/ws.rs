@@ -87,9 +87,15 @@ impl RawWs {
 impl RawWs<TokioIo<Upgraded>> {
     /// Opens a WebSocket on a stream of `send`'s HTTP/2 connection (RFC 8441): an extended
     /// `CONNECT` with `:protocol websocket` to `url` (`http://` or `https://`, as the
-    /// connection is); panics unless the answer is `200`. The connection must have seen the
-    /// server's settings (they must offer extended `CONNECT`): send a request on it first.
+    /// connection is); panics unless the answer is `200`. A `GET` of `url` goes first, answered
+    /// as the server likes: hyper's client sends an extended `CONNECT` only once the server's
+    /// settings, which must offer it, are in.
     pub async fn h2(send: &mut SendRequest<Empty<Bytes>>, url: &str) -> Self {
+        let get = http::Request::get(url).body(Empty::new()).unwrap();
+        timeout(PATIENCE, send.send_request(get))
+            .await
+            .expect("an answer to the GET in time")
+            .expect("an answer to the GET");
         let mut request = http::Request::connect(url)
             .version(http::Version::HTTP_2)
             .header("sec-websocket-version", "13")
