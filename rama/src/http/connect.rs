@@ -105,24 +105,7 @@ impl Connector {
             connect_timeout,
         }
     }
-}
 
-impl Service<Uri> for Connector {
-    type Response = Stream;
-    type Error = BoxError;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Connecting {
-        let dial = DIAL.try_with(Dial::clone).unwrap_or_default();
-        self.dial(uri, dial)
-    }
-}
-
-impl Connector {
     /// Dials `uri` as `dial` allows: TCP to its host (or only to `dial`'s addresses, never to
     /// its own), then TLS for `https://`, naming the URI's host.
     pub(crate) fn dial(&mut self, uri: Uri, dial: Dial) -> Connecting {
@@ -164,6 +147,21 @@ impl Connector {
             let stream = tls.connect(&host, tcp).await?;
             Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
         })
+    }
+}
+
+impl Service<Uri> for Connector {
+    type Response = Stream;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        let dial = DIAL.try_with(Dial::clone).unwrap_or_default();
+        self.dial(uri, dial)
     }
 }
 
