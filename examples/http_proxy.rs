@@ -40,6 +40,7 @@ usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
   --connect-timeout SECS      how long dialing an upstream may take (default 10; 504)
   --upstream-timeout SECS     how long an upstream may take to answer (default 60; 504)
   --allow-private             dial loopback/private destinations even when listening beyond loopback
+  --loopback-only             dial loopback destinations only (other names refused unresolved)
   --tls-cert FILE, --tls-key FILE
                               serve the proxy over TLS with this certificate chain and key (PEM),
                               offering h2 and http/1.1 by ALPN (curl --proxy https://...)";
@@ -47,7 +48,7 @@ usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &["allow-private", "sched-batch"]);
+    let args = Args::parse(USAGE, &["allow-private", "sched-batch", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:3128");
     let threads: usize = args.get("threads", "0");
     let header_read_timeout = Duration::from_secs_f64(args.get("header-read-timeout", "30"));

@@ -46,7 +46,8 @@ usage: mitm_proxy --ca-dir DIR [--listen ADDR] [options]
   --threads N                 servers, one per thread (default: one per core)
   --deny-port PORT            refuse destinations on this port (repeatable; answered 403)
   --upstream-timeout SECS     how long an origin may take to answer (default 60; 504)
-  --allow-private             dial loopback/private destinations even when listening beyond loopback";
+  --allow-private             dial loopback/private destinations even when listening beyond loopback
+  --loopback-only             dial loopback destinations only (other names refused unresolved)";
 
 /// The header every request gets on its way to the origin.
 const MARK: &str = "x-rama-mitm";
@@ -54,7 +55,7 @@ const MARK: &str = "x-rama-mitm";
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &["relay-plain", "allow-private"]);
+    let args = Args::parse(USAGE, &["relay-plain", "allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
     let threads: usize = args.get("threads", "0");
     let ca_dir: PathBuf = args.required("ca-dir");

@@ -37,6 +37,7 @@ usage: proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
   --user NAME:PASSWORD   require this user (repeatable; SOCKS5 and HTTP); without any, no login
   --threads N            servers, one per thread (default: one per core)
   --allow-private        dial loopback/private destinations even when listening beyond loopback
+  --loopback-only        dial loopback destinations only (other names refused unresolved)
   --deny-port PORT       refuse destinations on this port (repeatable; SOCKS5 0x02, HTTP 403)
   --connect-timeout SECS how long dialing an upstream may take (default 10)
 
@@ -45,7 +46,7 @@ Listening beyond loopback denies loopback, private, link-local and metadata dest
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &["allow-private"]);
+    let args = Args::parse(USAGE, &["allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8080");
     let threads: usize = args.get("threads", "0");
     let connect_timeout = Duration::from_secs_f64(args.get("connect-timeout", "10"));

@@ -21,18 +21,19 @@ const USAGE: &str = "\
 socks5_proxy: a SOCKS5 proxy (CONNECT, UDP ASSOCIATE), optionally with username/password
 
 usage: socks5_proxy [--listen ADDR] [--user NAME:PASSWORD]... [--threads N] [--allow-private]
-                    [--deny-port PORT]...
+                    [--loopback-only] [--deny-port PORT]...
 
   --listen ADDR          where to accept connections (default 127.0.0.1:1080)
   --user NAME:PASSWORD   require this user (repeatable); without any, no authentication
   --threads N            servers, one per thread (default: one per core)
   --allow-private        dial loopback/private destinations even when listening beyond loopback
+  --loopback-only        dial loopback destinations only (other names refused unresolved)
   --deny-port PORT       refuse tunnels to this destination port (repeatable; answered 0x02)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
-    let args = Args::parse(USAGE, &["allow-private"]);
+    let args = Args::parse(USAGE, &["allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:1080");
     let threads: usize = args.get("threads", "0");
     let users = Users::parse(args.all("user").iter().map(String::as_str))?;

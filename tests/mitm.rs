@@ -315,32 +315,32 @@ async fn an_origin_that_does_not_verify_is_502_and_the_proxy_serves_on() {
     assert!(!untrusting.stderr().contains("panicked"));
 }
 
-/// A `wss://` echo origin of its own CA ([`ECHO_ORIGIN`]) and `mitm_proxy` trusting it, its
-/// relay's tag `[mitm] ` in front of each text from the origin; the proxy's CA directory.
-async fn wss_through_mitm(name: &str) -> (PythonServer, Running, PathBuf) {
+/// A `wss://` echo origin of its own CA ([`ECHO_ORIGIN`], with `origin_args`) and
+/// `mitm_proxy` trusting it (loopback only), its relay's tag `[mitm] ` in front of each text
+/// from the origin; the proxy's CA directory.
+async fn wss_through_mitm(name: &str, origin_args: &[&str]) -> (PythonServer, Running, PathBuf) {
     let certs = origin_certificate(&format!("mitm-{name}"));
-    let origin = PythonServer::start(
-        ECHO_ORIGIN,
-        &[
-            "--cert".as_ref(),
-            certs.join("origin.pem").as_os_str(),
-            "--key".as_ref(),
-            certs.join("origin.key").as_os_str(),
-        ],
-    )
-    .await;
+    let (cert, key) = (certs.join("origin.pem"), certs.join("origin.key"));
+    let mut args = vec![
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(origin_args);
+    let origin = PythonServer::start(ECHO_ORIGIN, &args).await;
     let ca_dir = scratch(&format!("{name}-ca"));
     let proxy = mitm_proxy(
         &ca_dir,
         Some(&certs.join("ca.pem")),
-        &["--ws-tag", "[mitm] "],
+        &["--ws-tag", "[mitm] ", "--loopback-only"],
     );
     (origin, proxy, ca_dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wss_session_is_relayed_message_by_message_through_the_interception() {
-    let (mut origin, proxy, ca_dir) = wss_through_mitm("wss").await;
+    let (mut origin, proxy, ca_dir) = wss_through_mitm("wss", &[]).await;
 
     let url = format!("wss://localhost:{}/chat?room=1", origin.addr.port());
     let proxy_url = format!("http://{}", proxy.addr);
@@ -483,7 +483,7 @@ async fn a_wss_session_on_an_intercepted_http2_stream_is_relayed_too() {
     // A browser whose intercepted connection speaks HTTP/2 opens its WebSockets on streams of
     // it (RFC 8441: the proxy's settings offer extended CONNECT); they must reach the inner
     // service as the upgrades it relays.
-    let (mut origin, proxy, ca_dir) = wss_through_mitm("wss-h2").await;
+    let (mut origin, proxy, ca_dir) = wss_through_mitm("wss-h2", &[]).await;
     let destination = format!("localhost:{}", origin.addr.port());
     let tunnel = connect(proxy.addr, &destination).await;
     let ca = std::fs::read(ca_dir.join("ca.pem")).unwrap();
@@ -514,4 +514,32 @@ async fn a_wss_session_on_an_intercepted_http2_stream_is_relayed_too() {
     assert_eq!(ws.close_code().await, 4001);
     assert_eq!(origin.next_line().await, "path /chat?room=2");
     assert_eq!(origin.next_line().await, "closed 4001 bye");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_opens_a_wss_on_an_intercepted_http2_stream() {
+    // Chromium speaks HTTP/2 to the intercepted origin and, since the proxy's settings offer
+    // extended CONNECT, opens the page's WebSocket on a stream of that connection (RFC 8441).
+    let (mut origin, proxy, _ca_dir) = wss_through_mitm("chromium", &["--page"]).await;
+    let url = format!("https://localhost:{}/", origin.addr.port());
+    let proxy_server = format!("http://{}", proxy.addr);
+    // The minted certificates' CA is not in Chromium's store.
+    let extra = ["--ignore-certificate-errors"];
+    let dom = rama_e2e::chromium_dump_dom(&proxy_server, &url, "mitm-wss", &extra).await;
+    assert!(
+        dom.contains("got:[mitm] hello from the page"),
+        "{dom}\n{}",
+        proxy.stderr()
+    );
+    assert_eq!(origin.next_line().await, "path /ws");
+    assert_eq!(origin.next_line().await, "closed 4003 page done");
+    let log = rama_e2e::plain(&proxy.stderr());
+    let ws = format!(
+        "request: GET https://localhost:{}/ws HTTP/2.0",
+        origin.addr.port()
+    );
+    assert!(
+        log.contains(&ws),
+        "the WebSocket went on an HTTP/2 stream: {log}"
+    );
 }

@@ -106,10 +106,13 @@ fn fail(usage: &str, message: fmt::Arguments<'_>) -> ! {
 }
 
 /// The egress rules of the proxies: a proxy on loopback (or with `--allow-private`) may reach
-/// anything, one listening beyond it only public addresses; `--deny-port PORT` (repeatable)
-/// denies ports on top.
+/// anything, one listening beyond it only public addresses, one with `--loopback-only` only
+/// loopback (other names refused without a lookup: the tests' browsers); `--deny-port PORT`
+/// (repeatable) denies ports on top.
 pub fn egress_rules(args: &Args, listen: std::net::SocketAddr) -> Result<Rules, String> {
-    let mut rules = if listen.ip().is_loopback() || args.flag("allow-private") {
+    let mut rules = if args.flag("loopback-only") {
+        Rules::loopback_only()
+    } else if listen.ip().is_loopback() || args.flag("allow-private") {
         Rules::allow_by_default()
     } else {
         Rules::public_only()

@@ -586,3 +586,53 @@ where
     .expect("the HTTP/2 handshake");
     (send, tokio::spawn(connection))
 }
+
+/// Headless Chromium through `proxy_server`, with `extra` flags: the DOM after the page at
+/// `url` loaded (its scripts ran for up to 5 s of virtual time). Chromium never looks a name
+/// up itself here: the proxy's rules decide what is reached (run the proxies with
+/// `--loopback-only`, since Chromium's background requests go through them too).
+pub async fn chromium_dump_dom(
+    proxy_server: &str,
+    url: &str,
+    profile: &str,
+    extra: &[&str],
+) -> String {
+    let profile = scratch(&format!("chromium-{profile}"));
+    let run = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--proxy-server={proxy_server}"))
+        // Chromium never proxies loopback unless told to.
+        .arg("--proxy-bypass-list=<-loopback>")
+        // Nor looks up a name itself (SOCKS5 would let it): only the proxy's rules decide.
+        .arg("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1")
+        .args(extra)
+        .args(["--dump-dom", url])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("chromium took too long")
+        .unwrap_or_else(|error| {
+            panic!("cannot run chromium ({error}); .ci/run installs it with apt-get")
+        });
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "chromium failed: {dom}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}

@@ -176,17 +176,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawWs<S> {
 /// asked for and, when it ends, the close code and reason it received. `--cert FILE --key
 /// FILE` serve `wss://`; `--headers` makes it require and select the `superchat` subprotocol
 /// and print, after the path, the handshake headers a relay must pass on or drop (`cookie`,
-/// `authorization`, `extensions`) and the subprotocol.
+/// `authorization`, `extensions`) and the subprotocol. `--page` also serves, at `/`, a page
+/// whose script sends `hello from the page` on a WebSocket to `/ws` of the same origin and
+/// shows what comes back as `got:TEXT` (`error` if the WebSocket failed).
 pub const ECHO_ORIGIN: &str = r#"
 import argparse, asyncio, ssl
 from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
 options = argparse.ArgumentParser()
 options.add_argument("--cert")
 options.add_argument("--key")
 options.add_argument("--headers", action="store_true")
+options.add_argument("--page", action="store_true")
 options = options.parse_args()
+
+PAGE = b'''<!doctype html><p id="out">waiting</p><script>
+const ws = new WebSocket((location.protocol == "https:" ? "wss://" : "ws://") + location.host + "/ws");
+const out = document.getElementById("out");
+ws.onopen = () => ws.send("hello from the page");
+ws.onmessage = (event) => { out.textContent = "got:" + event.data; ws.close(4003, "page done"); };
+ws.onerror = () => { out.textContent = "error"; };
+</script>'''
+
+def page(connection, request):
+    if not options.page or request.path != "/":
+        return None
+    headers = Headers([("Content-Type", "text/html"), ("Content-Length", str(len(PAGE)))])
+    return Response(200, "OK", headers, PAGE)
 
 async def echo(ws):
     print("path", ws.request.path, flush=True)
@@ -210,7 +229,7 @@ async def main():
         tls.load_cert_chain(options.cert, options.key)
     subprotocols = ["superchat"] if options.headers else None
     async with serve(echo, "127.0.0.1", 0, max_size=None, subprotocols=subprotocols,
-                     ssl=tls) as server:
+                     ssl=tls, process_request=page) as server:
         host, port = server.sockets[0].getsockname()[:2]
         print(f"listening on {host}:{port}", flush=True)
         await asyncio.get_running_loop().create_future()

@@ -57,6 +57,7 @@ pub struct Match {
     cidr: Option<Cidr>,
     ports: Option<RangeInclusive<u16>>,
     suffix: Option<Box<str>>,
+    named: bool,
 }
 
 /// An IP network: an address and a prefix length, such as `10.0.0.0/8` or `fe80::/10`.
@@ -142,6 +143,19 @@ impl Rules {
         rules
     }
 
+    /// For tests and local development: allows loopback addresses and the name `localhost`,
+    /// and denies everything else, any other name without looking it up (so that nothing
+    /// behind the proxy, a browser's background requests say, makes it send a DNS query).
+    pub fn loopback_only() -> Self {
+        let mut rules = Self::deny_by_default()
+            .allow(Match::domain_suffix("localhost"))
+            .deny(Match::any_name());
+        for net in ["127.0.0.0/8", "::1/128"] {
+            rules = rules.allow(Match::cidr(net.parse().expect("valid built-in network")));
+        }
+        rules
+    }
+
     /// Judges a destination: its name when the client gave one, its address once known, and
     /// its port.
     pub fn verdict(&self, name: Option<&str>, ip: Option<IpAddr>, port: u16) -> Verdict {
@@ -199,6 +213,15 @@ impl Match {
         }
     }
 
+    /// Destinations the client named, whatever the name; destinations given as addresses
+    /// never match. Decided without a lookup.
+    pub fn any_name() -> Self {
+        Self {
+            named: true,
+            ..Self::default()
+        }
+    }
+
     /// Also requires the port to be in `ports`.
     pub fn and_ports(mut self, ports: RangeInclusive<u16>) -> Self {
         self.ports = Some(ports);
@@ -210,6 +233,9 @@ impl Match {
         if let Some(ports) = &self.ports
             && !ports.contains(&port)
         {
+            return Some(false);
+        }
+        if self.named && name.is_none() {
             return Some(false);
         }
         if let Some(suffix) = &self.suffix {
@@ -329,6 +355,40 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense/8".parse::<Cidr>().is_err());
         assert_eq!("1.2.3.4".parse::<Cidr>().unwrap().to_string(), "1.2.3.4/32");
+    }
+
+    #[test]
+    fn loopback_only_allows_loopback_and_denies_other_names_without_a_lookup() {
+        let rules = Rules::loopback_only();
+        for allowed in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(
+                rules.verdict(None, ip(allowed), 80),
+                Verdict::Allow,
+                "{allowed}"
+            );
+        }
+        for denied in ["10.0.0.1", "8.8.8.8", "::2", "169.254.169.254"] {
+            assert_eq!(
+                rules.verdict(None, ip(denied), 80),
+                Verdict::Deny,
+                "{denied}"
+            );
+        }
+        assert_eq!(rules.verdict(Some("localhost"), None, 80), Verdict::Allow);
+        assert_eq!(rules.verdict(Some("a.localhost"), None, 80), Verdict::Allow);
+        // Not `NeedsAddress`: no lookup for a name that could only be denied.
+        assert_eq!(
+            rules.verdict(Some("clients2.google.com"), None, 443),
+            Verdict::Deny
+        );
+        assert_eq!(
+            Match::any_name().matches(Some("example.test"), None, 80),
+            Some(true)
+        );
+        assert_eq!(
+            Match::any_name().matches(None, ip("1.2.3.4"), 80),
+            Some(false)
+        );
     }
 
     #[test]
