@@ -143,9 +143,10 @@ impl Rules {
         rules
     }
 
-    /// For tests and local development: allows loopback addresses and the name `localhost`,
-    /// and denies everything else, any other name without looking it up (so that nothing
-    /// behind the proxy, a browser's background requests say, makes it send a DNS query).
+    /// For tests and local development: allows loopback addresses and the name `localhost`
+    /// (and names under it, RFC 6761), and denies everything else, any other name without
+    /// looking it up (so that nothing behind the proxy, a browser's background requests say,
+    /// makes it send a DNS query).
     pub fn loopback_only() -> Self {
         let mut rules = Self::deny_by_default()
             .allow(Match::domain_suffix("localhost"))
