@@ -587,8 +587,8 @@ where
     (send, tokio::spawn(connection))
 }
 
-/// Headless Chromium through `proxy_server`, with `extra` flags: the DOM after the page at
-/// `url` loaded (its scripts ran for up to 5 s of virtual time). Chromium never looks a name
+/// Headless Chromium through `proxy_server`, with `extra` flags: the DOM once the page at
+/// `url` loaded (its load event). Chromium never looks a name
 /// up itself here: the proxy's rules decide what is reached (run the proxies with
 /// `--loopback-only`, since Chromium's background requests go through them too).
 pub async fn chromium_dump_dom(
@@ -609,7 +609,6 @@ pub async fn chromium_dump_dom(
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--virtual-time-budget=5000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--proxy-server={proxy_server}"))

@@ -177,8 +177,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawWs<S> {
 /// FILE` serve `wss://`; `--headers` makes it require and select the `superchat` subprotocol
 /// and print, after the path, the handshake headers a relay must pass on or drop (`cookie`,
 /// `authorization`, `extensions`) and the subprotocol. `--page` also serves, at `/`, a page
-/// whose script sends `hello from the page` on a WebSocket to `/ws` of the same origin and
-/// shows what comes back as `got:TEXT` (`error` if the WebSocket failed).
+/// whose script sends `hello from the page` on a WebSocket to `/ws` of the same origin, shows
+/// what comes back as `got:TEXT` (`error` if the WebSocket failed) and closes with 4003; the
+/// page's image (`/hold`) is answered once a session closed (10 s at most), so that its load
+/// event, which a headless browser's `--dump-dom` waits for, comes after the echo.
 pub const ECHO_ORIGIN: &str = r#"
 import argparse, asyncio, ssl
 from websockets.asyncio.server import serve
@@ -199,13 +201,22 @@ const out = document.getElementById("out");
 ws.onopen = () => ws.send("hello from the page");
 ws.onmessage = (event) => { out.textContent = "got:" + event.data; ws.close(4003, "page done"); };
 ws.onerror = () => { out.textContent = "error"; };
-</script>'''
+</script><img src="/hold">'''
 
-def page(connection, request):
-    if not options.page or request.path != "/":
+closed = asyncio.Event()
+
+async def page(connection, request):
+    if not options.page or request.path not in ("/", "/hold"):
         return None
-    headers = Headers([("Content-Type", "text/html"), ("Content-Length", str(len(PAGE)))])
-    return Response(200, "OK", headers, PAGE)
+    body = PAGE
+    if request.path == "/hold":
+        try:
+            await asyncio.wait_for(closed.wait(), 10)
+        except asyncio.TimeoutError:
+            pass
+        body = b""
+    headers = Headers([("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
+    return Response(200, "OK", headers, body)
 
 async def echo(ws):
     print("path", ws.request.path, flush=True)
@@ -221,6 +232,7 @@ async def echo(ws):
     except ConnectionClosed:
         pass  # a close code other than 1000 or 1001; printed below
     print("closed", ws.close_code, ws.close_reason, flush=True)
+    closed.set()
 
 async def main():
     tls = None
