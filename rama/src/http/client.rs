@@ -64,6 +64,11 @@ const RETRIES: u8 = 10;
 /// [`pool_idle_timeout`](ClientBuilder::pool_idle_timeout)); everything else through
 /// hyper-util's legacy pool (one per thread).
 ///
+/// New connections go where the request's URI says, unless it carries a [`DialOnly`] (the
+/// addresses egress rules judged): then only there, on every path. A request with the
+/// [`ConnFacts`](super::ConnFacts) of a proxy's client never dials the address that client
+/// reached the proxy on (a proxy whose upstream is itself gets a connect error, not a loop).
+///
 /// Cheap to clone: clones share one pool **per thread**. Always ready. hyper-util's
 /// connections run as tasks on the tokio runtime of the thread that opened them (they hold
 /// only `Send` parts: sockets and bodies); rama's own are driven by the request and then its
