@@ -212,7 +212,7 @@ impl<T> Mitm<T> {
     /// by the [tunnel](Self::tunnel) service (an [`EgressLayer`](crate::egress::EgressLayer)
     /// there). As with [`ForwardProxy::rules`], a name that needs an address to be judged is
     /// resolved, every address must pass, and the requests carry those addresses as a
-    /// [`DialOnly`](super::DialOnly), which [`http::Client`](super::Client) dials instead of
+    /// [`DialOnly`], which [`http::Client`](super::Client) dials instead of
     /// resolving the name again (a service of your own behind the stage should honour it).
     pub fn rules(mut self, rules: Rules) -> Self {
         self.config_mut().rules = Some(rules);
