@@ -342,6 +342,13 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    /// Asserts that `rules` give `verdict` for each of `addresses` (port 80, no name).
+    fn assert_verdicts(rules: &Rules, addresses: &[&str], verdict: Verdict) {
+        for address in addresses {
+            assert_eq!(rules.verdict(None, ip(address), 80), verdict, "{address}");
+        }
+    }
+
     #[test]
     fn cidr_contains() {
         let net: Cidr = "172.16.0.0/12".parse().unwrap();
@@ -361,20 +368,10 @@ mod tests {
     #[test]
     fn loopback_only_allows_loopback_and_denies_other_names_without_a_lookup() {
         let rules = Rules::loopback_only();
-        for allowed in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
-            assert_eq!(
-                rules.verdict(None, ip(allowed), 80),
-                Verdict::Allow,
-                "{allowed}"
-            );
-        }
-        for denied in ["10.0.0.1", "8.8.8.8", "::2", "169.254.169.254"] {
-            assert_eq!(
-                rules.verdict(None, ip(denied), 80),
-                Verdict::Deny,
-                "{denied}"
-            );
-        }
+        let allowed = ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"];
+        assert_verdicts(&rules, &allowed, Verdict::Allow);
+        let denied = ["10.0.0.1", "8.8.8.8", "::2", "169.254.169.254"];
+        assert_verdicts(&rules, &denied, Verdict::Deny);
         assert_eq!(rules.verdict(Some("localhost"), None, 80), Verdict::Allow);
         assert_eq!(rules.verdict(Some("a.localhost"), None, 80), Verdict::Allow);
         // Not `NeedsAddress`: no lookup for a name that could only be denied.
@@ -395,7 +392,7 @@ mod tests {
     #[test]
     fn public_only_denies_what_is_not_public() {
         let rules = Rules::public_only();
-        for denied in [
+        let denied = [
             "127.0.0.1",
             "10.1.2.3",
             "172.20.0.1",
@@ -411,20 +408,10 @@ mod tests {
             "fe80::1",
             "ff02::1",
             "224.0.0.1",
-        ] {
-            assert_eq!(
-                rules.verdict(None, ip(denied), 80),
-                Verdict::Deny,
-                "{denied}"
-            );
-        }
-        for allowed in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
-            assert_eq!(
-                rules.verdict(None, ip(allowed), 80),
-                Verdict::Allow,
-                "{allowed}"
-            );
-        }
+        ];
+        assert_verdicts(&rules, &denied, Verdict::Deny);
+        let allowed = ["93.184.216.34", "2606:4700::1111", "8.8.8.8"];
+        assert_verdicts(&rules, &allowed, Verdict::Allow);
         assert_eq!(rules.verdict(Some("localhost"), None, 80), Verdict::Deny);
         assert_eq!(rules.verdict(Some("LOCALHOST."), None, 80), Verdict::Deny);
         assert_eq!(

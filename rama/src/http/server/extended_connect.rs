@@ -50,9 +50,7 @@ pub(super) fn as_upgrade<B>(request: &mut Request<B>) -> Extended {
     if !protocol.as_str().eq_ignore_ascii_case("websocket") {
         return Extended::Other;
     }
-    let Ok(key) = HeaderValue::from_str(&generate_key()) else {
-        return Extended::Other;
-    };
+    let key = HeaderValue::from_str(&generate_key()).expect("base64 is a header value");
     request.extensions_mut().remove::<Protocol>();
     *request.method_mut() = Method::GET;
     let headers = request.headers_mut();
