@@ -441,6 +441,62 @@ async fn responses_come_without_their_hop_by_hop_headers() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
+/// A transfer coding besides `chunked` is one the client does not undo: a response in one is
+/// an error on both of the client's paths (its own HTTP/1.1 one, and hyper's, which an
+/// upgrade request takes), however the fields spell it, where forwarding the body decoded of
+/// its chunks alone would pass gzip off as the content; and a request in one is refused
+/// before anything is sent.
+#[tokio::test(flavor = "current_thread")]
+async fn transfer_codings_besides_chunked_are_refused_both_ways() {
+    let codings = [
+        "gzip, chunked",
+        "gzip\r\nTransfer-Encoding: chunked",
+        "chunked, gzip",
+        "gzip",
+    ];
+    let answers: Vec<Vec<u8>> = codings
+        .iter()
+        .map(|te| {
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                .into_bytes()
+        })
+        .collect();
+    let (addr, _, heads) = scripted_origin(Arc::new(move |n, _| {
+        (answers[n % answers.len()].clone(), true)
+    }));
+    let client = Client::new();
+    for upgrade in [false, true] {
+        for te in codings {
+            let mut request = request("GET", addr, "/", Body::empty());
+            if upgrade {
+                let headers = request.headers_mut();
+                headers.insert("connection", "upgrade".parse().unwrap());
+                headers.insert("upgrade", "x-test".parse().unwrap());
+            }
+            let error = fetch(&client, request)
+                .await
+                .expect_err("a coding the client does not undo");
+            assert!(
+                error.contains("transfer-encoding is not chunked alone"),
+                "{te} (upgrade: {upgrade}): {error}"
+            );
+        }
+    }
+    assert_eq!(heads.lock().unwrap().len(), 2 * codings.len());
+
+    let mut request = request("POST", addr, "/", Body::from("hello"));
+    request
+        .headers_mut()
+        .insert("transfer-encoding", "gzip, chunked".parse().unwrap());
+    let error = client.clone().oneshot(request).await.expect_err("refused");
+    assert!(error.is_request_transfer_coding(), "{error}");
+    assert_eq!(
+        heads.lock().unwrap().len(),
+        2 * codings.len(),
+        "nothing sent"
+    );
+}
+
 /// An origin on its own thread that answers every request with what it saw of it
 /// ([`request_text`](rama_e2e::request_text)): HTTP/1.1 and h2c on plain TCP, or over TLS
 /// with `tls` (a certificate for `rebind.invalid`, HTTP/2 and HTTP/1.1 by ALPN).

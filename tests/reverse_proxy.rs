@@ -500,6 +500,10 @@ fn hostile_answer(path: &str) -> &'static [u8] {
                         HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
         }
         "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+        // A coding the client never asked for and the proxy does not undo.
+        "/gzip" => {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        }
         // Cut short: the origin closes after these bytes.
         "/truncated" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain",
@@ -542,7 +546,7 @@ async fn a_broken_upstream_answer_is_502_cut_short_or_reframed_and_never_answers
     let proxy = reverse_proxy(hostile_origin().await, &[]);
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     // A head that is not HTTP, two lengths, a NUL in a value: 502, saying so.
-    for path in ["/garbage", "/two-lengths", "/nul"] {
+    for path in ["/garbage", "/two-lengths", "/nul", "/gzip"] {
         let answer = raw(proxy.addr, get(path).as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 502"), "{path}: {answer}");
         assert!(
@@ -714,6 +718,20 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
     assert!(answer.ends_with(&format!("5 {hello}")), "{answer}");
     assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
     assert!(!answer.contains("/behind"), "{answer}");
+
+    // A transfer coding besides chunked, which the proxy does not undo: 501 (RFC 9112 6.1),
+    // before anything is forwarded, and the connection closed.
+    for codings in ["gzip, chunked", "gzip\r\nTransfer-Encoding: chunked"] {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\nGET /behind HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+        let answer = raw(proxy.addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 501"), "{codings}: {answer}");
+        assert!(answer.contains("connection: close"), "{codings}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+        assert!(!answer.contains(&hello), "forwarded: {answer}");
+    }
 
     // Framing that two hops could read two ways: refused before anything is forwarded (the
     // origin would have answered 200).

@@ -4,7 +4,8 @@ use super::{
     Body, Error,
     body_timeout::{ReadTimeout, Tracked, Upload, Verdict},
     connect::{self, Connector, Dial},
-    h1_pool, headers,
+    h1_pool,
+    headers::{self, TransferCoding},
 };
 use ::http::{
     HeaderValue, Request, Response, StatusCode, Uri, Version, header,
@@ -242,10 +243,15 @@ where
         } else {
             Version::HTTP_11
         };
-        headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
-        if request.uri().authority().is_none()
-            && let Err(error) = authority_from_host(&mut request)
-        {
+        let coding = headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
+        let refused = if coding == TransferCoding::Unsupported {
+            Some(Error::request_transfer_coding())
+        } else if request.uri().authority().is_none() {
+            authority_from_host(&mut request).err()
+        } else {
+            None
+        };
+        if let Some(error) = refused {
             return ResponseFuture {
                 inner: Inner::Failed(Some(error)),
                 deadline: None,
@@ -538,10 +544,15 @@ impl Future for ResponseFuture {
                 Poll::Ready(Ok(mut response)) => {
                     // As rama's own HTTP/1.1 path does while parsing (there the fields never
                     // reach the map): a `101` keeps what its upgrade needs.
-                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        headers::remove_hop_by_hop_but_upgrade(response.headers_mut());
+                    let coding = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        headers::remove_hop_by_hop_but_upgrade(response.headers_mut())
                     } else {
-                        headers::remove_hop_by_hop(response.headers_mut());
+                        headers::remove_hop_by_hop_noting(response.headers_mut())
+                    };
+                    if coding == TransferCoding::Unsupported {
+                        return Poll::Ready(Err(Error::upstream(Box::new(
+                            super::h1::ParseError::TransferCoding,
+                        ))));
                     }
                     let timeout = this.read_timeout;
                     return Poll::Ready(Ok(response.map(|body| {

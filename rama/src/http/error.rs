@@ -22,6 +22,7 @@ enum Kind {
     Upstream,
     RequestBody,
     RequestBodyStalled,
+    RequestTransferCoding,
 }
 
 impl Error {
@@ -89,6 +90,15 @@ impl Error {
         }
     }
 
+    /// The request's `Transfer-Encoding` is not `chunked` alone: its body, decoded of its
+    /// chunks by the server, is still in a coding the client would forward unsaid.
+    pub(crate) fn request_transfer_coding() -> Self {
+        Self {
+            kind: Kind::RequestTransferCoding,
+            source: None,
+        }
+    }
+
     pub(crate) fn timeout() -> Self {
         Self {
             kind: Kind::Timeout,
@@ -124,6 +134,12 @@ impl Error {
         matches!(self.kind, Kind::RequestBody | Kind::RequestBodyStalled)
     }
 
+    /// The request came in a transfer coding other than `chunked` alone (`gzip, chunked`),
+    /// which the client does not forward; the proxies answer `501` (RFC 9112 6.1).
+    pub fn is_request_transfer_coding(&self) -> bool {
+        self.kind == Kind::RequestTransferCoding
+    }
+
     /// The service behind the HTTP stage failed.
     pub fn is_service(&self) -> bool {
         self.kind == Kind::Service
@@ -141,6 +157,9 @@ impl fmt::Display for Error {
             Kind::Upstream => "the upstream request failed",
             Kind::RequestBody => "the request body failed",
             Kind::RequestBodyStalled => "the request body stalled",
+            Kind::RequestTransferCoding => {
+                "the request's transfer-encoding is not chunked alone, the only one forwarded"
+            }
         })
     }
 }

@@ -17,7 +17,11 @@
 //!
 //! Every answer rama writes itself has a short plain-text body that says what failed.
 
-use super::{Body, Client, ConnFacts, DialOnly, headers, server};
+use super::{
+    Body, Client, ConnFacts, DialOnly,
+    headers::{self, TransferCoding},
+    server,
+};
 use crate::{
     Address, BoxError,
     egress::{Rules, Verdict},
@@ -379,7 +383,9 @@ async fn forward(
         }
     }
     let version = request.version();
-    headers::remove_hop_by_hop(request.headers_mut());
+    if headers::remove_hop_by_hop_noting(request.headers_mut()) == TransferCoding::Unsupported {
+        return upstream_failed(&super::Error::request_transfer_coding(), &destination, peer);
+    }
     headers::append_via(request.headers_mut(), version);
     tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "http proxy: forwarding");
     match ServiceExt::<Request<Body>>::ready(&mut client).await {
@@ -450,12 +456,22 @@ pub(crate) async fn judge(
 }
 
 /// The answer to a request the client could not complete: `400` when the request's own body
-/// failed, `504` when the upstream timed out, `502` otherwise.
+/// failed, `501` for a transfer coding it does not forward, `504` when the upstream timed out,
+/// `502` otherwise.
 pub(crate) fn upstream_failed(
     error: &super::Error,
     destination: &str,
     peer: Peer,
 ) -> Response<Body> {
+    if error.is_request_transfer_coding() {
+        tracing::debug!(%peer, %destination, "http proxy: a request in a transfer coding other than chunked, answering 501");
+        let mut response = text(StatusCode::NOT_IMPLEMENTED, error.to_string());
+        // The body is still coming, in a framing the next request cannot be told from.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     if error.is_request_body() {
         // The client's fault, not the upstream's: answered as a malformed request is, or, when
         // the client stopped sending it, as a slow one is.

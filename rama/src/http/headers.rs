@@ -20,6 +20,9 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::UPGRADE,
 ];
 
+/// Where `Transfer-Encoding` is in [`HOP_BY_HOP`].
+const TRANSFER_ENCODING_AT: usize = 7;
+
 /// Where `name` is in [`HOP_BY_HOP`], if it is one. Names are lowercase, so one `match` on the
 /// text (a jump on the length, then one comparison) does what comparing the name with all nine
 /// entries did at several times the cost; it runs on every header of every proxied message.
@@ -32,7 +35,7 @@ pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
         "keep-alive" => 4,
         "te" => 5,
         "trailer" => 6,
-        "transfer-encoding" => 7,
+        "transfer-encoding" => TRANSFER_ENCODING_AT,
         "upgrade" => 8,
         _ => return None,
     })
@@ -42,8 +45,66 @@ pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
 /// `Proxy-Connection`, `Proxy-Authorization`, `Proxy-Authenticate`, `Keep-Alive`, `TE`,
 /// `Trailer`, `Transfer-Encoding`, `Upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let _ = remove_hop_by_hop_noting(headers);
+}
+
+/// Removes the hop-by-hop headers as [`remove_hop_by_hop`] does, and says what the removed
+/// `Transfer-Encoding` said: a proxy that forwards a body it decoded of its chunks alone must
+/// not forward one that was in another coding too.
+pub(crate) fn remove_hop_by_hop_noting(headers: &mut HeaderMap) -> TransferCoding {
     let present = hop_by_hop_present(headers);
-    remove_present(headers, present);
+    remove_present(headers, present)
+}
+
+/// What a message's `Transfer-Encoding` field lines say of its body (RFC 9112 6.1), all of
+/// them together: `Transfer-Encoding: gzip` then `Transfer-Encoding: chunked` is the list
+/// `gzip, chunked`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use = "a body in a coding besides chunked must not be forwarded as if it were plain"]
+pub(crate) enum TransferCoding {
+    /// No `Transfer-Encoding`.
+    #[default]
+    Absent,
+    /// `chunked` alone: the one transfer coding rama decodes, and the only one a client may
+    /// send without asking (`TE`, which a proxy removes).
+    Chunked,
+    /// Anything else: a coding besides `chunked` (`gzip, chunked`), `chunked` twice or not
+    /// last, a field line with no coding in it. Decoding the chunks alone would hand the next
+    /// hop bytes still in a coding nobody told it of.
+    Unsupported,
+}
+
+impl TransferCoding {
+    /// The verdict once `field`, one more `Transfer-Encoding` field line, is taken in.
+    pub(crate) fn and(self, field: &[u8]) -> Self {
+        let mut verdict = self;
+        let mut codings = 0;
+        // Empty list elements count for nothing (RFC 9110 5.6.1).
+        for coding in field
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|coding| !coding.is_empty())
+        {
+            codings += 1;
+            verdict = match verdict {
+                Self::Absent if coding.eq_ignore_ascii_case(b"chunked") => Self::Chunked,
+                _ => Self::Unsupported,
+            };
+        }
+        if codings == 0 {
+            Self::Unsupported
+        } else {
+            verdict
+        }
+    }
+
+    /// The verdict over every `Transfer-Encoding` field line of `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .fold(Self::Absent, |verdict, field| verdict.and(field.as_bytes()))
+    }
 }
 
 /// Which of [`HOP_BY_HOP`] a message has, found in one pass over the names it has (a handful):
@@ -58,8 +119,15 @@ fn hop_by_hop_present(headers: &HeaderMap) -> [bool; HOP_BY_HOP_COUNT] {
     present
 }
 
-/// Removes the headers `Connection` names and those of [`HOP_BY_HOP`] marked `present`.
-fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) {
+/// Removes the headers `Connection` names and those of [`HOP_BY_HOP`] marked `present`; what
+/// the `Transfer-Encoding` among them said.
+fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) -> TransferCoding {
+    // Only a message that has the field pays for the lookup.
+    let coding = if present[TRANSFER_ENCODING_AT] {
+        TransferCoding::of(headers)
+    } else {
+        TransferCoding::Absent
+    };
     if present[0] {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -87,6 +155,7 @@ fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) {
             headers.remove(name);
         }
     }
+    coding
 }
 
 /// The `Upgrade` of an upgrade request (or response) that a proxy passes on: `Connection`
@@ -108,7 +177,8 @@ pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<&HeaderValue> {
 
 /// Removes the hop-by-hop headers as [`remove_hop_by_hop`] does, but keeps an upgrade request's
 /// ([`upgrade_of`]) `Upgrade` and `Connection: upgrade`, which the next hop needs to switch.
-pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) {
+/// Says what the removed `Transfer-Encoding` said, as [`remove_hop_by_hop_noting`] does.
+pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) -> TransferCoding {
     let present = hop_by_hop_present(headers);
     // Without `Upgrade` there is no upgrade to keep, and no lookup to pay for.
     let upgrade = if present[HOP_BY_HOP_COUNT - 1] {
@@ -116,11 +186,12 @@ pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) {
     } else {
         None
     };
-    remove_present(headers, present);
+    let coding = remove_present(headers, present);
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade);
     }
+    coding
 }
 
 /// Appends `Via: <version> rama` (RFC 9110 7.6.3).
@@ -268,6 +339,47 @@ mod tests {
     }
 
     #[test]
+    fn transfer_coding_is_chunked_only_when_chunked_is_all_there_is() {
+        use TransferCoding::{Absent, Chunked, Unsupported};
+        let verdict = |fields: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for &field in fields {
+                headers.append(header::TRANSFER_ENCODING, HeaderValue::from_static(field));
+            }
+            TransferCoding::of(&headers)
+        };
+        for (fields, expected) in [
+            (&[][..], Absent),
+            (&["chunked"][..], Chunked),
+            (&["Chunked "][..], Chunked),
+            (&[" , chunked,"][..], Chunked),
+            (&["gzip, chunked"][..], Unsupported),
+            (&["gzip", "chunked"][..], Unsupported),
+            (&["chunked", "gzip"][..], Unsupported),
+            (&["chunked, gzip"][..], Unsupported),
+            (&["chunked, chunked"][..], Unsupported),
+            (&["chunked", "chunked"][..], Unsupported),
+            (&["gzip"][..], Unsupported),
+            (&["identity"][..], Unsupported),
+            (&["chunked;x=1"][..], Unsupported),
+            (&[""][..], Unsupported),
+            (&[" , "][..], Unsupported),
+        ] {
+            assert_eq!(verdict(fields), expected, "{fields:?}");
+        }
+        // Removing the hop-by-hop fields says the same, and pays for no lookup without one.
+        let mut headers = HeaderMap::new();
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        headers.append(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert_eq!(remove_hop_by_hop_noting(&mut headers), Unsupported);
+        assert!(headers.is_empty());
+        assert_eq!(remove_hop_by_hop_noting(&mut headers), Absent);
+    }
+
+    #[test]
     fn host_port_leaves_out_user_information() {
         for (authority, host) in [
             ("example.com:8080", "example.com:8080"),
@@ -384,7 +496,7 @@ mod tests {
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        remove_hop_by_hop_but_upgrade(&mut headers);
+        let _ = remove_hop_by_hop_but_upgrade(&mut headers);
         assert_eq!(headers.len(), 2);
         assert_eq!(headers[header::CONNECTION], "upgrade");
         assert_eq!(headers[header::UPGRADE], "websocket");
@@ -403,7 +515,7 @@ mod tests {
                 "http2-settings",
                 HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
             );
-            remove_hop_by_hop_but_upgrade(&mut headers);
+            let _ = remove_hop_by_hop_but_upgrade(&mut headers);
             let left = usize::from(connection == "keep-alive");
             assert_eq!(headers.len(), left, "{connection}");
             assert!(!headers.contains_key(header::UPGRADE), "{connection}");

@@ -30,7 +30,11 @@
 //! # }
 //! ```
 
-use super::{Body, Client, ConnFacts, forward, headers, server};
+use super::{
+    Body, Client, ConnFacts, forward,
+    headers::{self, TransferCoding},
+    server,
+};
 use crate::error::Chain;
 use ::http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header,
@@ -243,7 +247,11 @@ impl Inner {
             .is_some()
             .then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
-        headers::remove_hop_by_hop_but_upgrade(headers);
+        let destination = self.authority.as_str();
+        if headers::remove_hop_by_hop_but_upgrade(headers) == TransferCoding::Unsupported {
+            let error = super::Error::request_transfer_coding();
+            return forward::upstream_failed(&error, destination, log_peer);
+        }
         add_forwarded(headers, peer, host.as_ref(), secure);
         headers::append_via(headers, version);
         // The upstream's `Host`, made once; the client drops it for an HTTP/2 upstream, where
@@ -256,7 +264,6 @@ impl Inner {
         *request.uri_mut() = uri;
         tracing::debug!(peer = %log_peer, method = %request.method(), uri = %request.uri(), "reverse proxy: forwarding");
 
-        let destination = self.authority.as_str();
         // `Client` is always ready; its `call` wants `&mut` only because `Service` does.
         let mut client = self.client.clone();
         let mut response = match client.call(request).await {

@@ -46,8 +46,8 @@ pub(crate) struct ResponseHead {
 /// What a response's hop-by-hop fields said about its framing and its connection.
 #[derive(Debug, Default)]
 pub(crate) struct Hop {
-    /// The last `Transfer-Encoding` field.
-    transfer_encoding: Option<HeaderValue>,
+    /// What the `Transfer-Encoding` fields said, all of them.
+    transfer_coding: headers::TransferCoding,
     /// `Connection: close`.
     close: bool,
     /// `Connection: keep-alive`.
@@ -248,7 +248,7 @@ impl Hop {
     /// Takes in one hop-by-hop field.
     fn note(&mut self, name: &HeaderName, value: HeaderValue, named: &mut Vec<HeaderName>) {
         if name == header::TRANSFER_ENCODING {
-            self.transfer_encoding = Some(value);
+            self.transfer_coding = self.transfer_coding.and(value.as_bytes());
         } else if name == header::CONNECTION {
             for token in value
                 .as_bytes()
@@ -534,18 +534,14 @@ pub(crate) fn response_framing(
     {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = &head.hop.transfer_encoding {
-        // Chunked must come last; any other final coding runs until the close.
-        let chunked = last
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        });
+    match head.hop.transfer_coding {
+        // `Content-Length` beside it is ignored (RFC 9112 6.3) and never forwarded.
+        headers::TransferCoding::Chunked => return Ok(Framing::Chunked),
+        // The body's length would be known (chunks, or the close), its bytes not: they are in
+        // a coding the client never asked for and rama does not undo, which forwarding
+        // without the field would pass off as the content (nginx answers `502` to it too).
+        headers::TransferCoding::Unsupported => return Err(ParseError::TransferCoding),
+        headers::TransferCoding::Absent => {}
     }
     let mut length = None;
     for value in head.headers.get_all(header::CONTENT_LENGTH) {
@@ -914,19 +910,25 @@ mod tests {
         assert_eq!(
             framing(
                 &get,
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\ncontent-length: 5\r\n\r\n"
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\ncontent-length: 5\r\n\r\n"
             )
             .unwrap(),
             Framing::Chunked
         );
-        assert_eq!(
-            framing(
-                &get,
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"
-            )
-            .unwrap(),
-            Framing::Close
-        );
+        // Any other coding, in one field line or over several, is one rama cannot undo.
+        for codings in [
+            "gzip, chunked",
+            "gzip\r\ntransfer-encoding: chunked",
+            "chunked, gzip",
+            "gzip",
+            "chunked\r\ntransfer-encoding: chunked",
+        ] {
+            let h = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: {codings}\r\n\r\n");
+            assert!(
+                matches!(framing(&get, &h), Err(ParseError::TransferCoding)),
+                "{codings}"
+            );
+        }
         assert_eq!(
             framing(
                 &get,

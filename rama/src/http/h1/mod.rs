@@ -48,6 +48,8 @@ pub(crate) enum ParseError {
     HeadTooLarge,
     Upgrade,
     ContentLength,
+    /// A `Transfer-Encoding` other than `chunked` alone.
+    TransferCoding,
     Chunk(&'static str),
 }
 
@@ -67,6 +69,9 @@ impl fmt::Display for ParseError {
             ),
             Self::Upgrade => f.write_str("a 101 response to a request that asked for no upgrade"),
             Self::ContentLength => f.write_str("invalid content-length in the response"),
+            Self::TransferCoding => f.write_str(
+                "the response's transfer-encoding is not chunked alone (a coding rama does not undo)",
+            ),
             Self::Chunk(what) => write!(f, "invalid chunked response body: {what}"),
         }
     }
