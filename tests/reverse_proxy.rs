@@ -417,6 +417,102 @@ async fn a_malformed_upload_is_400_on_both_upstream_paths() {
     }
 }
 
+/// An origin for `Expect: 100-continue`: `/refuse` answers `401` to the head alone, as an
+/// origin that checks credentials first does; `/continue` sends `100 Continue`, then reads
+/// the body; `/ignore` reads the body without a word first, as an HTTP/1.0 origin would.
+/// Both of the last answer with the number of body bytes they read.
+async fn expectation_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(Some(head)) = read_head(&mut stream).await else {
+                    return;
+                };
+                let head = head.to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                let answer = if head.starts_with("put /refuse ") {
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied"
+                        .to_owned()
+                } else {
+                    if head.starts_with("put /continue ")
+                        && stream
+                            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    let mut body = vec![0u8; length];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let count = length.to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{count}",
+                        count.len()
+                    )
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// `Expect: 100-continue` goes by the upstream's word (RFC 9110 10.1.1): the client's body
+/// moves only after the upstream's `100` (which curl sees relayed), an upstream that refuses
+/// at once has the refusal relayed before a byte of the body moved (curl, which waits for
+/// the `100`, uploads nothing), and an upstream that ignores the expectation still gets the
+/// body, after the proxy's wait for the `100`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_waits_for_the_upstreams_word() {
+    let proxy = reverse_proxy(expectation_origin().await, &[]);
+    let dir = env!("CARGO_TARGET_TMPDIR");
+    let up = format!("{dir}/reverse-expect-{}", std::process::id());
+    let size = 4 * MIB;
+    std::fs::write(&up, payload(size, 5)).unwrap();
+    let put = |path: &'static str| {
+        let url = format!("http://{}{path}", proxy.addr);
+        let at = format!("@{up}");
+        async move {
+            let output = timeout(
+                PATIENCE,
+                Command::new("curl")
+                    .args(["-sS", "-v", "--max-time", "20", "-X", "PUT"])
+                    .args(["-H", "Expect: 100-continue", "--expect100-timeout", "10"])
+                    .args(["--data-binary", &at])
+                    .args(["-w", "\n%{http_code} %{size_upload}", &url])
+                    .output(),
+            )
+            .await
+            .expect("curl took too long")
+            .expect("run curl");
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (stdout, stderr)
+        }
+    };
+    let (out, verbose) = put("/refuse").await;
+    assert_eq!(out, "denied\n401 0", "{verbose}");
+    assert!(!verbose.contains("100 Continue"), "{verbose}");
+
+    let (out, verbose) = put("/continue").await;
+    assert_eq!(out, format!("{size}\n200 {size}"), "{verbose}");
+    assert!(verbose.contains("< HTTP/1.1 100 Continue"), "{verbose}");
+
+    // curl waits up to 10 s for a `100` that only the proxy's own wait makes unnecessary.
+    let (out, verbose) = put("/ignore").await;
+    assert_eq!(out, format!("{size}\n200 {size}"), "{verbose}");
+    let _ = std::fs::remove_file(&up);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_is_carried_end_to_end() {
     let origin = upgrade_origin().await;

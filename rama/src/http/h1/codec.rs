@@ -561,6 +561,14 @@ pub(crate) fn response_framing(
     })
 }
 
+/// Whether a request asks `Expect: 100-continue` (RFC 9110 10.1.1; the only expectation
+/// there is, matched without regard to case).
+pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// Whether the connection can carry another exchange after this response, as far as its head
 /// says.
 pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {

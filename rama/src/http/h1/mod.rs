@@ -40,6 +40,11 @@ const READ_BUF: usize = 32 * 1024;
 /// chunk's start) and go in its write; larger ones are written as they are.
 const COALESCE: usize = 16 * 1024;
 
+/// How long a request that asked `Expect: 100-continue` holds its body back for the upstream's
+/// `100` (or its refusal): curl's own wait, after which an upstream that ignores the
+/// expectation (HTTP/1.0, say) gets the body all the same.
+const CONTINUE_WAIT: Duration = Duration::from_secs(1);
+
 /// Why a response from an upstream could not be read: it broke HTTP/1.1's framing.
 #[derive(Debug)]
 pub(crate) enum ParseError {
@@ -227,7 +232,19 @@ impl Connection {
             // Boxed: the streaming exchange holds much more than the common one above, and
             // the common one would carry its room too.
             Err(body) => Either::Right(Box::pin(exchange_streaming(
-                stream, read, write, timer, method, body, framing, deadline, timeout,
+                stream,
+                read,
+                write,
+                timer,
+                method,
+                body,
+                Streaming {
+                    framing,
+                    // Only a body that streams is worth holding back (and worth the lookup).
+                    expects_continue: codec::expects_continue(&parts.headers),
+                    deadline,
+                    timeout,
+                },
             ))),
         }
     }
@@ -300,13 +317,29 @@ async fn exchange(
         .write_all(write)
         .await
         .map_err(ExchangeError::Unsent)?;
-    read_head(stream, read, method).await
+    read_final(stream, read, method).await
+}
+
+/// How [`exchange_streaming`] sends its body.
+struct Streaming {
+    framing: Framing,
+    /// The request asked `Expect: 100-continue`.
+    expects_continue: bool,
+    /// For the request head (the dial shares it).
+    deadline: Option<Instant>,
+    /// For the body and the response head, from the upload's last move.
+    timeout: Option<Duration>,
 }
 
 /// [`Connection::exchange`] with a body that streams, once the head is in `write`: the head
 /// under `deadline` (which the dial shares), then the body and the response head side by
 /// side, under `timeout` from the upload's last move.
-#[allow(clippy::too_many_arguments)]
+///
+/// A request that asked `Expect: 100-continue` waits for the upstream's word first (RFC 9110
+/// 10.1.1): the body is not read until the upstream's `100` came, and the server in front
+/// sends the client its own `100` only when the body is first read, so the client's upload
+/// waits for the upstream's consent, and an upstream that refuses at once (`401`, `413`)
+/// is answered without a byte of the body moving. Past [`CONTINUE_WAIT`] the body goes anyway.
 async fn exchange_streaming(
     stream: &mut batch::Stream,
     read: &mut BytesMut,
@@ -314,16 +347,33 @@ async fn exchange_streaming(
     timer: &ConnTimer,
     method: &::http::Method,
     body: Body,
-    framing: Framing,
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
+    how: Streaming,
 ) -> Result<Answer, ExchangeError> {
+    let Streaming {
+        framing,
+        expects_continue,
+        deadline,
+        timeout,
+    } = how;
     timer
         .bound(deadline, stream.write_all(write))
         .await
         .map_err(|()| ExchangeError::Timeout)?
         .map_err(ExchangeError::Unsent)?;
     write.clear();
+    if expects_continue {
+        let wait = Some(Instant::now() + CONTINUE_WAIT);
+        match timer.bound(wait, read_head(stream, read, method)).await {
+            // The upstream answered without the body, which it was announced and never got:
+            // the connection is out of step.
+            Ok(Ok(Some(mut answer))) => {
+                answer.keep_alive = false;
+                return Ok(answer);
+            }
+            Ok(Ok(None)) | Err(()) => {}
+            Ok(Err(error)) => return Err(error),
+        }
+    }
     let upload = timeout.map(Upload::new);
     let (mut reader, mut writer) = stream.split();
     let mut sending = std::pin::pin!(send_body(
@@ -333,7 +383,7 @@ async fn exchange_streaming(
         framing,
         upload.as_ref()
     ));
-    let mut head = std::pin::pin!(read_head(&mut reader, read, method));
+    let mut head = std::pin::pin!(read_final(&mut reader, read, method));
     let mut sent = false;
     let mut write_error = None;
     // Moved forward each time it passes while the upload moved since (see `body_timeout.rs`).
@@ -423,11 +473,25 @@ fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), Exchan
 }
 
 /// Reads until a final response head (informational ones are read past) is in `buf`.
-async fn read_head<R: AsyncRead + Unpin>(
+async fn read_final<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     method: &::http::Method,
 ) -> Result<Answer, ExchangeError> {
+    loop {
+        if let Some(answer) = read_head(reader, buf, method).await? {
+            return Ok(answer);
+        }
+    }
+}
+
+/// Reads until a final response head is in `buf` (`Some`), or a `100 Continue` (`None`);
+/// other informational ones are read past.
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    method: &::http::Method,
+) -> Result<Option<Answer>, ExchangeError> {
     let mut received = !buf.is_empty();
     loop {
         while !buf.is_empty()
@@ -436,16 +500,19 @@ async fn read_head<R: AsyncRead + Unpin>(
             if head.status == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(ParseError::Upgrade.into());
             }
+            if head.status == StatusCode::CONTINUE {
+                return Ok(None);
+            }
             if head.status.is_informational() {
                 continue;
             }
             let framing = codec::response_framing(method, &head)?;
             let keep_alive = codec::keeps_alive(&head) && framing != Framing::Close;
-            return Ok(Answer {
+            return Ok(Some(Answer {
                 head,
                 framing,
                 keep_alive,
-            });
+            }));
         }
         if buf.capacity() - buf.len() < READ_BUF / 8 {
             buf.reserve(READ_BUF);
