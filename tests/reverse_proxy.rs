@@ -245,6 +245,29 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
 }
 
+/// Cookies an HTTP/2 client split over several lines (RFC 9113 8.2.3; hyper's client keeps
+/// them as given) reach the HTTP/1.1 origin on one line, as HTTP/1.1 has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_split_over_http2_lines_reach_an_http1_origin_joined() {
+    let proxy = reverse_proxy(origin(), &[]);
+    let (mut send, _connection) =
+        rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
+    let request = http::Request::get(format!("http://{}/cookies", proxy.addr))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2; c=3")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = timeout(PATIENCE, send.send_request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let seen = String::from_utf8_lossy(&body);
+    assert!(seen.starts_with("GET /cookies HTTP/1.1\n"), "{seen}");
+    let cookies: Vec<&str> = seen.lines().filter(|l| l.starts_with("cookie:")).collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2; c=3"], "{seen}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_100_mib_up_and_down_checksummed_in_flat_memory() {
     /// The proxy's resident memory may never exceed this while 100 MiB pass through it: far

@@ -236,8 +236,13 @@ where
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let mut request = request.map(Into::into);
-        // The upstream's version is the client's, whatever the downstream spoke.
         let config = &self.config.builder;
+        // An HTTP/2 request may carry its cookies over several lines, HTTP/1.1 over one; an
+        // `https://` upstream may turn out HTTP/2 by ALPN, where one line is fine too.
+        if request.version() == Version::HTTP_2 && !config.http2_only {
+            headers::join_cookies(request.headers_mut());
+        }
+        // The upstream's version is the client's, whatever the downstream spoke.
         *request.version_mut() = if config.http2_only {
             Version::HTTP_2
         } else {

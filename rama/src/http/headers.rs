@@ -194,6 +194,27 @@ pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) -> Transfer
     coding
 }
 
+/// Joins the `Cookie` field lines an HTTP/2 client may split its cookies over (RFC 9113
+/// 8.2.3, for HPACK's sake) into the one line HTTP/1.1 has (RFC 6265 5.4), `; ` between
+/// them: an HTTP/1.1 origin may read the first line alone.
+pub(crate) fn join_cookies(headers: &mut HeaderMap) {
+    let mut lines = headers.get_all(header::COOKIE).iter();
+    let (Some(_), Some(_)) = (lines.next(), lines.next()) else {
+        return;
+    };
+    let mut joined = Vec::new();
+    for line in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(line.as_bytes());
+    }
+    // Each line was a valid value, and so is `; `.
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// Appends `Via: <version> rama` (RFC 9110 7.6.3).
 pub fn append_via(headers: &mut HeaderMap, version: Version) {
     // Constants: `from_static` outside a const context checks every byte again at each call,
@@ -377,6 +398,21 @@ mod tests {
         assert_eq!(remove_hop_by_hop_noting(&mut headers), Unsupported);
         assert!(headers.is_empty());
         assert_eq!(remove_hop_by_hop_noting(&mut headers), Absent);
+    }
+
+    #[test]
+    fn cookie_lines_join_into_one() {
+        let mut headers = HeaderMap::new();
+        join_cookies(&mut headers);
+        assert!(headers.is_empty());
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut headers);
+        assert_eq!(headers[header::COOKIE], "a=1");
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(header::COOKIE, HeaderValue::from_static("c=3; d=4"));
+        join_cookies(&mut headers);
+        let lines: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(lines, ["a=1; b=2; c=3; d=4"]);
     }
 
     #[test]
