@@ -394,6 +394,58 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
     assert_eq!(got.status, 200, "{got:?}");
 }
 
+/// `Max-Forwards` (RFC 9110 7.6.2): an `OPTIONS` or `TRACE` that reached 0 is answered by the
+/// proxy for the target (the origin never hears of it; a `TRACE` echoes what the proxy got,
+/// its credentials and cookies left out), and one above 0 goes on with one hop less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_forwards_0_is_answered_here_and_counted_down_otherwise() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&[]);
+    let ask = |method: &str, hops: &str| {
+        format!(
+            "{method} http://{origin}/probe HTTP/1.1\r\nHost: {origin}\r\nMax-Forwards: {hops}\r\n\
+             Cookie: secret=1\r\nX-Probe: yes\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let answer = raw(proxy.addr, ask("OPTIONS", "0").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("allow: get, head, post"),
+        "{answer}"
+    );
+    assert!(!answer.contains("/probe"), "reached the origin: {answer}");
+
+    let answer = raw(proxy.addr, ask("TRACE", "0").as_bytes()).await;
+    let lower = answer.to_ascii_lowercase();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(lower.contains("content-type: message/http"), "{answer}");
+    assert!(
+        answer.contains(&format!("TRACE http://{origin}/probe HTTP/1.1\r\n")),
+        "{answer}"
+    );
+    assert!(lower.contains("x-probe: yes\r\n"), "{answer}");
+    assert!(!lower.contains("secret"), "{answer}");
+
+    // Above 0: forwarded, one less (the origin echoes the head it got).
+    for method in ["TRACE", "OPTIONS"] {
+        let answer = raw(proxy.addr, ask(method, "3").as_bytes()).await;
+        let lower = answer.to_ascii_lowercase();
+        assert!(
+            lower.contains(&format!("{} /probe http/1.1", method.to_ascii_lowercase())),
+            "{answer}"
+        );
+        assert!(lower.contains("max-forwards: 2\r\n"), "{answer}");
+    }
+    // Other methods carry it untouched.
+    let answer = raw(proxy.addr, ask("GET", "0").as_bytes()).await;
+    assert!(
+        answer.to_ascii_lowercase().contains("max-forwards: 0\r\n"),
+        "{answer}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_upload_is_400_and_not_the_upstreams_fault() {
     // The origin never answers, so the body's failure is what ends the request.

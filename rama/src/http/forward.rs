@@ -365,6 +365,10 @@ async fn forward(
         tracing::debug!(%peer, %destination, reason = bad.message(), "http proxy: bad Host, answering 400");
         return bad_request_closing(request.version(), bad.message());
     }
+    if let Some(answer) = max_forwards(&mut request) {
+        tracing::debug!(%peer, %destination, method = %request.method(), "http proxy: Max-Forwards reached 0, answering for the target");
+        return answer;
+    }
     // The target names the host, and the origin gets that one as `Host` (RFC 9112 3.2.2: the
     // client's is replaced; the client writes the target's): forwarded as it came, a `Host`
     // for another site on the same address would reach what the egress rules never judged.
@@ -503,6 +507,71 @@ pub(crate) fn upstream_failed(
             format!("the upstream {destination} failed: {}", Causes(error)),
         )
     }
+}
+
+/// `Max-Forwards` on a `TRACE` or `OPTIONS` (RFC 9110 7.6.2), which is how a client finds
+/// out what a chain of proxies does: at 0 the proxy answers as the final recipient (an
+/// `OPTIONS` with the methods it forwards, a `TRACE` with the request it received, its
+/// credentials and cookies left out, RFC 9110 9.3.8), above 0 the request goes on with one hop
+/// less. A value that is not a number sets no limit.
+fn max_forwards(request: &mut Request<Body>) -> Option<Response<Body>> {
+    let method = request.method();
+    if method != Method::TRACE && method != Method::OPTIONS {
+        return None;
+    }
+    let hops = request.headers().get(header::MAX_FORWARDS)?;
+    let hops = std::str::from_utf8(hops.as_bytes())
+        .ok()
+        .filter(|hops| !hops.is_empty() && hops.bytes().all(|b| b.is_ascii_digit()))?
+        .parse::<u64>()
+        // More hops than a u64 holds: as good as no limit.
+        .unwrap_or(u64::MAX);
+    if let Some(left) = hops.checked_sub(1) {
+        request
+            .headers_mut()
+            .insert(header::MAX_FORWARDS, HeaderValue::from(left));
+        return None;
+    }
+    let mut response = if method == Method::OPTIONS {
+        let mut response = Response::new(Body::empty());
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static(
+                "GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH",
+            ),
+        );
+        response
+    } else {
+        let mut message = format!(
+            "{} {} {:?}\r\n",
+            request.method(),
+            request.uri(),
+            request.version()
+        )
+        .into_bytes();
+        for (name, value) in request.headers() {
+            if name == header::AUTHORIZATION
+                || name == header::PROXY_AUTHORIZATION
+                || name == header::COOKIE
+            {
+                continue;
+            }
+            message.extend_from_slice(name.as_str().as_bytes());
+            message.extend_from_slice(b": ");
+            message.extend_from_slice(value.as_bytes());
+            message.extend_from_slice(b"\r\n");
+        }
+        message.extend_from_slice(b"\r\n");
+        let mut response = Response::new(Body::full(bytes::Bytes::from(message)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("message/http"),
+        );
+        response
+    };
+    headers::append_via(response.headers_mut(), request.version());
+    *response.status_mut() = StatusCode::OK;
+    Some(response)
 }
 
 /// The client's address in logs (`-` when the request did not come through `http::Server`).
