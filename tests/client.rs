@@ -226,6 +226,11 @@ async fn responses_that_break_http1_are_errors_and_the_client_serves_on() {
             "HTTP/1.1 200 OK\r\ncont".into(),
             "upstream connection failed",
         ),
+        // A close after an interim answer is not one before answering: no retry.
+        (
+            "HTTP/1.1 100 Continue\r\n\r\n".into(),
+            "upstream connection failed",
+        ),
     ];
     let bad_bodies: Vec<(String, &str)> = vec![
         (

@@ -317,7 +317,7 @@ async fn exchange(
         .write_all(write)
         .await
         .map_err(ExchangeError::Unsent)?;
-    read_final(stream, read, method).await
+    read_final(stream, read, method, false).await
 }
 
 /// How [`exchange_streaming`] sends its body.
@@ -361,16 +361,22 @@ async fn exchange_streaming(
         .map_err(|()| ExchangeError::Timeout)?
         .map_err(ExchangeError::Unsent)?;
     write.clear();
+    // Whether the upstream's `100` came (the request reached it, whatever happens next).
+    let mut continued = false;
     if expects_continue {
         let wait = Some(Instant::now() + CONTINUE_WAIT);
-        match timer.bound(wait, read_head(stream, read, method)).await {
+        match timer
+            .bound(wait, read_head(stream, read, method, false))
+            .await
+        {
             // The upstream answered without the body, which it was announced and never got:
             // the connection is out of step.
             Ok(Ok(Some(mut answer))) => {
                 answer.keep_alive = false;
                 return Ok(answer);
             }
-            Ok(Ok(None)) | Err(()) => {}
+            Ok(Ok(None)) => continued = true,
+            Err(()) => {}
             Ok(Err(error)) => return Err(error),
         }
     }
@@ -383,7 +389,7 @@ async fn exchange_streaming(
         framing,
         upload.as_ref()
     ));
-    let mut head = std::pin::pin!(read_final(&mut reader, read, method));
+    let mut head = std::pin::pin!(read_final(&mut reader, read, method, continued));
     let mut sent = false;
     let mut write_error = None;
     // Moved forward each time it passes while the upload moved since (see `body_timeout.rs`).
@@ -472,27 +478,32 @@ fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), Exchan
     ))
 }
 
-/// Reads until a final response head (informational ones are read past) is in `buf`.
+/// Reads until a final response head (informational ones are read past) is in `buf`;
+/// `answered` when an interim one came already.
 async fn read_final<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     method: &::http::Method,
+    mut answered: bool,
 ) -> Result<Answer, ExchangeError> {
     loop {
-        if let Some(answer) = read_head(reader, buf, method).await? {
-            return Ok(answer);
+        match read_head(reader, buf, method, answered).await? {
+            Some(answer) => return Ok(answer),
+            None => answered = true,
         }
     }
 }
 
 /// Reads until a final response head is in `buf` (`Some`), or a `100 Continue` (`None`);
-/// other informational ones are read past.
+/// other informational ones are read past. `answered`: an interim response came before, so
+/// a close is no longer one "before answering" (which a retry may take as unprocessed).
 async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     method: &::http::Method,
+    answered: bool,
 ) -> Result<Option<Answer>, ExchangeError> {
-    let mut received = !buf.is_empty();
+    let mut received = answered || !buf.is_empty();
     loop {
         while !buf.is_empty()
             && let Some(head) = codec::parse_response_head(buf)?
