@@ -246,26 +246,38 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
 }
 
 /// Cookies an HTTP/2 client split over several lines (RFC 9113 8.2.3; hyper's client keeps
-/// them as given) reach the HTTP/1.1 origin on one line, as HTTP/1.1 has them.
+/// them as given) reach the HTTP/1.1 origin on one line, as HTTP/1.1 has them: on the
+/// client's own path (`http://`) and on hyper's (`https://`, HTTP/1.1 by ALPN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_split_over_http2_lines_reach_an_http1_origin_joined() {
-    let proxy = reverse_proxy(origin(), &[]);
-    let (mut send, _connection) =
-        rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
-    let request = http::Request::get(format!("http://{}/cookies", proxy.addr))
-        .header("cookie", "a=1")
-        .header("cookie", "b=2; c=3")
-        .body(http_body_util::Empty::new())
-        .unwrap();
-    let response = timeout(PATIENCE, send.send_request(request))
-        .await
-        .unwrap()
-        .unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let seen = String::from_utf8_lossy(&body);
-    assert!(seen.starts_with("GET /cookies HTTP/1.1\n"), "{seen}");
-    let cookies: Vec<&str> = seen.lines().filter(|l| l.starts_with("cookie:")).collect();
-    assert_eq!(cookies, ["cookie: a=1; b=2; c=3"], "{seen}");
+    let (https, ca) = https_origin();
+    let ca = ca.to_str().unwrap().to_owned();
+    let https = format!("https://localhost:{}", https.port());
+    let proxies = [
+        reverse_proxy(origin(), &[]),
+        Running::start_local(
+            "reverse_proxy",
+            &["--upstream", &https, "--upstream-ca", &ca],
+        ),
+    ];
+    for proxy in &proxies {
+        let (mut send, _connection) =
+            rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
+        let request = http::Request::get(format!("http://{}/cookies", proxy.addr))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2; c=3")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = timeout(PATIENCE, send.send_request(request))
+            .await
+            .unwrap()
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let seen = String::from_utf8_lossy(&body);
+        assert!(seen.starts_with("GET /cookies HTTP/1.1\n"), "{seen}");
+        let cookies: Vec<&str> = seen.lines().filter(|l| l.starts_with("cookie:")).collect();
+        assert_eq!(cookies, ["cookie: a=1; b=2; c=3"], "{seen}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,11 +237,6 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let mut request = request.map(Into::into);
         let config = &self.config.builder;
-        // An HTTP/2 request may carry its cookies over several lines, HTTP/1.1 over one; an
-        // `https://` upstream may turn out HTTP/2 by ALPN, where one line is fine too.
-        if request.version() == Version::HTTP_2 && !config.http2_only {
-            headers::join_cookies(request.headers_mut());
-        }
         // The upstream's version is the client's, whatever the downstream spoke.
         *request.version_mut() = if config.http2_only {
             Version::HTTP_2
@@ -282,6 +277,12 @@ where
                 retry: None,
                 dial: None,
             };
+        }
+        // hyper's HTTP/1.1 writes each line of a name apart: the cookies an HTTP/2 request
+        // split over several go on one, as rama's own path writes them (`codec`); an
+        // `https://` upstream that turns out HTTP/2 by ALPN takes the one line as well.
+        if !config.http2_only {
+            headers::join_cookies(request.headers_mut());
         }
         let retry = if may_be_http2 {
             if config.http2_only {

@@ -196,7 +196,8 @@ pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) -> Transfer
 
 /// Joins the `Cookie` field lines an HTTP/2 client may split its cookies over (RFC 9113
 /// 8.2.3, for HPACK's sake) into the one line HTTP/1.1 has (RFC 6265 5.4), `; ` between
-/// them: an HTTP/1.1 origin may read the first line alone.
+/// them: an HTTP/1.1 origin may read the first line alone. (The client's own HTTP/1.1 path
+/// joins them as it writes the head, without this lookup.)
 pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     let mut lines = headers.get_all(header::COOKIE).iter();
     let (Some(_), Some(_)) = (lines.next(), lines.next()) else {

@@ -81,9 +81,25 @@ pub(crate) fn encode_request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // The map hands a name's values out one after the other.
+    let mut in_cookie = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH {
             continue;
+        }
+        if name == header::COOKIE {
+            // The cookies an HTTP/2 request split over several lines (RFC 9113 8.2.3) go on
+            // one, as HTTP/1.1 has them (RFC 6265 5.4): an origin may read the first alone.
+            if in_cookie {
+                out.truncate(out.len() - 2);
+                out.extend_from_slice(b"; ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+            in_cookie = true;
+        } else {
+            in_cookie = false;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -789,6 +805,29 @@ mod tests {
         );
         assert_eq!(framing, Framing::Chunked);
         assert_eq!(out, b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+
+        // Cookies split over lines (as HTTP/2 may) go on one; other repeated names stay apart.
+        out.clear();
+        headers.clear();
+        for (name, value) in [
+            ("cookie", "a=1"),
+            ("x-a", "1"),
+            ("cookie", "b=2; c=3"),
+            ("x-a", "2"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        encode_request_head(
+            &Method::GET,
+            "/",
+            &headers,
+            &SizeHint::with_exact(0),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            b"GET / HTTP/1.1\r\ncookie: a=1; b=2; c=3\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
 
         out.clear();
         encode_chunk_start(255, &mut out);

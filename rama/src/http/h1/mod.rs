@@ -365,10 +365,7 @@ async fn exchange_streaming(
     let mut continued = false;
     if expects_continue {
         let wait = Some(Instant::now() + CONTINUE_WAIT);
-        match timer
-            .bound(wait, read_head(stream, read, method, false))
-            .await
-        {
+        match timer.bound(wait, read_continue(stream, read, method)).await {
             // The upstream answered without the body, which it was announced and never got:
             // the connection is out of step.
             Ok(Ok(Some(mut answer))) => {
@@ -479,65 +476,93 @@ fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), Exchan
 }
 
 /// Reads until a final response head (informational ones are read past) is in `buf`;
-/// `answered` when an interim one came already.
+/// `answered` when an interim one came already, so that a close is no longer one "before
+/// answering" (which a retry may take as unprocessed).
 async fn read_final<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     method: &::http::Method,
-    mut answered: bool,
-) -> Result<Answer, ExchangeError> {
-    loop {
-        match read_head(reader, buf, method, answered).await? {
-            Some(answer) => return Ok(answer),
-            None => answered = true,
-        }
-    }
-}
-
-/// Reads until a final response head is in `buf` (`Some`), or a `100 Continue` (`None`);
-/// other informational ones are read past. `answered`: an interim response came before, so
-/// a close is no longer one "before answering" (which a retry may take as unprocessed).
-async fn read_head<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    method: &::http::Method,
     answered: bool,
-) -> Result<Option<Answer>, ExchangeError> {
+) -> Result<Answer, ExchangeError> {
     let mut received = answered || !buf.is_empty();
     loop {
         while !buf.is_empty()
             && let Some(head) = codec::parse_response_head(buf)?
         {
-            if head.status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(ParseError::Upgrade.into());
+            if let Some(answer) = answer_to(method, head)? {
+                return Ok(answer);
             }
+        }
+        read_more(reader.read_buf(room(buf)).await, &mut received)?;
+    }
+}
+
+/// Reads until a `100 Continue` (`None`) or a final response head (`Some`) is in `buf`;
+/// other informational ones are read past. Apart from [`read_final`], which every response
+/// goes through, so that its future stays as small as it was.
+async fn read_continue<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    method: &::http::Method,
+) -> Result<Option<Answer>, ExchangeError> {
+    let mut received = !buf.is_empty();
+    loop {
+        while !buf.is_empty()
+            && let Some(head) = codec::parse_response_head(buf)?
+        {
             if head.status == StatusCode::CONTINUE {
                 return Ok(None);
             }
-            if head.status.is_informational() {
-                continue;
+            if let Some(answer) = answer_to(method, head)? {
+                return Ok(Some(answer));
             }
-            let framing = codec::response_framing(method, &head)?;
-            let keep_alive = codec::keeps_alive(&head) && framing != Framing::Close;
-            return Ok(Some(Answer {
-                head,
-                framing,
-                keep_alive,
-            }));
         }
-        if buf.capacity() - buf.len() < READ_BUF / 8 {
-            buf.reserve(READ_BUF);
+        read_more(reader.read_buf(room(buf)).await, &mut received)?;
+    }
+}
+
+/// The answer `head` makes to a `method` request; `None` for an informational one (read
+/// past), an error for a `101` (no upgrade goes this way).
+fn answer_to(method: &::http::Method, head: ResponseHead) -> Result<Option<Answer>, ExchangeError> {
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ParseError::Upgrade.into());
+    }
+    if head.status.is_informational() {
+        return Ok(None);
+    }
+    let framing = codec::response_framing(method, &head)?;
+    let keep_alive = codec::keeps_alive(&head) && framing != Framing::Close;
+    Ok(Some(Answer {
+        head,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// `buf`, with room for the next read of a response head.
+fn room(buf: &mut BytesMut) -> &mut BytesMut {
+    if buf.capacity() - buf.len() < READ_BUF / 8 {
+        buf.reserve(READ_BUF);
+    }
+    buf
+}
+
+/// What a read for a response head came to: an error for the end of the stream or a failure,
+/// told apart by whether anything of an answer was `received` before (a close before any is
+/// one a retry may take as unprocessed).
+fn read_more(read: io::Result<usize>, received: &mut bool) -> Result<(), ExchangeError> {
+    match read {
+        Ok(0) if !*received => Err(ExchangeError::Closed(None)),
+        Ok(0) => {
+            let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "in the response head");
+            Err(ExchangeError::Io(eof))
         }
-        match reader.read_buf(buf).await {
-            Ok(0) if !received => return Err(ExchangeError::Closed(None)),
-            Ok(0) => {
-                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "in the response head");
-                return Err(ExchangeError::Io(eof));
-            }
-            Ok(_) => received = true,
-            Err(error) if !received => return Err(ExchangeError::Closed(Some(error))),
-            Err(error) => return Err(ExchangeError::Io(error)),
+        Ok(_) => {
+            *received = true;
+            Ok(())
         }
+        Err(error) if !*received => Err(ExchangeError::Closed(Some(error))),
+        Err(error) => Err(ExchangeError::Io(error)),
     }
 }
 
