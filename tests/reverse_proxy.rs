@@ -850,6 +850,18 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
     assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
     assert!(!answer.contains("/behind"), "{answer}");
 
+    // CONNECT is no request a reverse proxy forwards (it reached the origin as `CONNECT /`,
+    // and the origin's answer broke the connection): 405, naming what it takes.
+    let answer = raw(
+        proxy.addr,
+        b"CONNECT elsewhere.example:443 HTTP/1.1\r\nHost: elsewhere.example:443\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("allow: GET, HEAD, POST"), "{answer}");
+    assert!(!answer.contains("CONNECT /"), "forwarded: {answer}");
+
     // A transfer coding besides chunked, which the proxy does not undo: 501 (RFC 9112 6.1),
     // before anything is forwarded, and the connection closed.
     for codings in ["gzip, chunked", "gzip\r\nTransfer-Encoding: chunked"] {

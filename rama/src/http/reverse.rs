@@ -37,7 +37,7 @@ use super::{
 };
 use crate::error::Chain;
 use ::http::{
-    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
     uri::{Authority, PathAndQuery, Scheme},
 };
 use bytes::Bytes;
@@ -224,6 +224,20 @@ impl Inner {
         let facts = request.extensions().get::<ConnFacts>();
         let peer = facts.map(ConnFacts::peer_addr);
         let log_peer = forward::Peer(peer);
+        if request.method() == Method::CONNECT {
+            // A tunnel is a forward proxy's business; forwarded, it would reach the upstream
+            // as `CONNECT /`, and its answer could not go back to the client as one.
+            tracing::debug!(peer = %log_peer, "reverse proxy: CONNECT, answering 405");
+            let mut response = forward::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this is a reverse proxy: CONNECT opens no tunnel here",
+            );
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+            );
+            return response;
+        }
         let secure = is_secure(&request, facts);
         let host = match original_host(&request) {
             Ok(host) => host,
