@@ -133,34 +133,46 @@ fn https_origin() -> (SocketAddr, std::path::PathBuf) {
     (addr, dir.join("ca.pem"))
 }
 
-/// An origin that answers any request with `101` (`Upgrade: echo`) and then echoes bytes.
-async fn upgrade_origin() -> SocketAddr {
+/// An origin on 127.0.0.1 that reads each connection's first request head and hands the
+/// stream and the head (lowercase) to `serve`.
+async fn head_origin<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let serve = serve.clone();
             tokio::spawn(async move {
-                let Ok(Some(head)) = read_head(&mut stream).await else {
-                    return;
-                };
-                let head = head.to_ascii_lowercase();
-                if !head.contains("upgrade: echo") {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                    return;
+                if let Ok(Some(head)) = read_head(&mut stream).await {
+                    serve(stream, head.to_ascii_lowercase()).await;
                 }
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
-                    )
-                    .await;
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
             });
         }
     });
     addr
+}
+
+/// An origin that answers any request with `101` (`Upgrade: echo`) and then echoes bytes.
+async fn upgrade_origin() -> SocketAddr {
+    head_origin(|mut stream, head| async move {
+        if !head.contains("upgrade: echo") {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            return;
+        }
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+            )
+            .await;
+        let (mut r, mut w) = stream.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
 }
 
 fn reverse_proxy(upstream: SocketAddr, args: &[&str]) -> Running {
@@ -457,48 +469,38 @@ async fn a_malformed_upload_is_400_on_both_upstream_paths() {
 /// the body; `/ignore` reads the body without a word first, as an HTTP/1.0 origin would.
 /// Both of the last answer with the number of body bytes they read.
 async fn expectation_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(Some(head)) = read_head(&mut stream).await else {
-                    return;
-                };
-                let head = head.to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| line.strip_prefix("content-length:"))
-                    .and_then(|n| n.trim().parse().ok())
-                    .unwrap_or(0);
-                let answer = if head.starts_with("put /refuse ") {
-                    "HTTP/1.1 401 Unauthorized\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied"
-                        .to_owned()
-                } else {
-                    if head.starts_with("put /continue ")
-                        && stream
-                            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                    let mut body = vec![0u8; length];
-                    if stream.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    let count = length.to_string();
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{count}",
-                        count.len()
-                    )
-                };
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    addr
+    head_origin(|mut stream, head| async move {
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let answer = if head.starts_with("put /refuse ") {
+            "HTTP/1.1 401 Unauthorized\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied"
+                .to_owned()
+        } else {
+            if head.starts_with("put /continue ")
+                && stream
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            let mut body = vec![0u8; length];
+            if stream.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let count = length.to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{count}",
+                count.len()
+            )
+        };
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await
 }
 
 /// `Expect: 100-continue` goes by the upstream's word (RFC 9110 10.1.1): the client's body
