@@ -292,6 +292,63 @@ async fn cookies_split_over_http2_lines_reach_an_http1_origin_joined() {
     }
 }
 
+/// gRPC's shape over an HTTP/2 upstream (`--http2-upstream`): the client's `te: trailers`
+/// reaches the origin (the one `TE` HTTP/2 allows, which gRPC servers look for), and the
+/// origin's trailers (`grpc-status`) reach the client after the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
+    async fn grpc_like(
+        request: http::Request<rama_http::Body>,
+    ) -> Result<http::Response<rama_http::Body>, BoxError> {
+        let te = request
+            .headers()
+            .get("te")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let body = http_body_util::Full::new(Bytes::from(format!("te={te}")))
+            .with_trailers(std::future::ready(Some(Ok::<_, Infallible>(trailers))));
+        Ok(http::Response::new(rama_http::Body::new(body)))
+    }
+    let origin = origin_thread(|listener| async move {
+        let server = tcp::Server::from_std(listener)
+            .serve(rama_http::Server::new().layer(tower::service_fn(grpc_like)));
+        let _ = server.await;
+    });
+    // Over an HTTP/1.1 upstream `TE` stays a hop-by-hop field: not forwarded.
+    for (args, te) in [(&["--http2-upstream"][..], "trailers"), (&[][..], "none")] {
+        let proxy = reverse_proxy(origin, args);
+        let (mut send, _connection) =
+            rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
+        let request = http::Request::post(format!("http://{}/pkg.Service/Call", proxy.addr))
+            .header("te", "trailers")
+            .header("content-type", "application/grpc")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = timeout(PATIENCE, send.send_request(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let collected = timeout(PATIENCE, response.into_body().collect())
+            .await
+            .unwrap()
+            .unwrap();
+        let trailers = collected.trailers().cloned();
+        assert_eq!(collected.to_bytes(), format!("te={te}"), "{args:?}");
+        if te == "trailers" {
+            let status = trailers.as_ref().and_then(|t| t.get("grpc-status"));
+            assert_eq!(
+                status.map(|v| v.as_bytes()),
+                Some(&b"0"[..]),
+                "{trailers:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_100_mib_up_and_down_checksummed_in_flat_memory() {
     /// The proxy's resident memory may never exceed this while 100 MiB pass through it: far

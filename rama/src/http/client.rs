@@ -243,8 +243,13 @@ where
         } else {
             Version::HTTP_11
         };
-        let coding = headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
-        let refused = if coding == TransferCoding::Unsupported {
+        let removed = headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
+        if config.http2_only {
+            // Trailers pass on this path; HTTP/1.1 upstreams are not told (rama's own path
+            // reads theirs past).
+            removed.restore_te_trailers(request.headers_mut());
+        }
+        let refused = if removed.coding == TransferCoding::Unsupported {
             Some(Error::request_transfer_coding())
         } else if request.uri().authority().is_none() {
             authority_from_host(&mut request).err()
@@ -550,12 +555,12 @@ impl Future for ResponseFuture {
                 Poll::Ready(Ok(mut response)) => {
                     // As rama's own HTTP/1.1 path does while parsing (there the fields never
                     // reach the map): a `101` keeps what its upgrade needs.
-                    let coding = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let removed = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                         headers::remove_hop_by_hop_but_upgrade(response.headers_mut())
                     } else {
                         headers::remove_hop_by_hop_noting(response.headers_mut())
                     };
-                    if coding == TransferCoding::Unsupported {
+                    if removed.coding == TransferCoding::Unsupported {
                         return Poll::Ready(Err(Error::upstream(Box::new(
                             super::h1::ParseError::TransferCoding,
                         ))));

@@ -387,9 +387,12 @@ async fn forward(
         }
     }
     let version = request.version();
-    if headers::remove_hop_by_hop_noting(request.headers_mut()) == TransferCoding::Unsupported {
+    let removed = headers::remove_hop_by_hop_noting(request.headers_mut());
+    if removed.coding == TransferCoding::Unsupported {
         return upstream_failed(&super::Error::request_transfer_coding(), &destination, peer);
     }
+    // For the client, which tells an HTTP/2 upstream.
+    removed.restore_te_trailers(request.headers_mut());
     headers::append_via(request.headers_mut(), version);
     tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "http proxy: forwarding");
     match ServiceExt::<Request<Body>>::ready(&mut client).await {

@@ -20,6 +20,9 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::UPGRADE,
 ];
 
+/// Where `TE` is in [`HOP_BY_HOP`].
+const TE_AT: usize = 5;
+
 /// Where `Transfer-Encoding` is in [`HOP_BY_HOP`].
 const TRANSFER_ENCODING_AT: usize = 7;
 
@@ -33,7 +36,7 @@ pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
         "proxy-authorization" => 2,
         "proxy-authenticate" => 3,
         "keep-alive" => 4,
-        "te" => 5,
+        "te" => TE_AT,
         "trailer" => 6,
         "transfer-encoding" => TRANSFER_ENCODING_AT,
         "upgrade" => 8,
@@ -48,19 +51,39 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let _ = remove_hop_by_hop_noting(headers);
 }
 
-/// Removes the hop-by-hop headers as [`remove_hop_by_hop`] does, and says what the removed
-/// `Transfer-Encoding` said: a proxy that forwards a body it decoded of its chunks alone must
-/// not forward one that was in another coding too.
-pub(crate) fn remove_hop_by_hop_noting(headers: &mut HeaderMap) -> TransferCoding {
+/// Removes the hop-by-hop headers as [`remove_hop_by_hop`] does, and says what of them the
+/// forwarding needs to know.
+pub(crate) fn remove_hop_by_hop_noting(headers: &mut HeaderMap) -> Removed {
     let present = hop_by_hop_present(headers);
     remove_present(headers, present)
+}
+
+/// What the hop-by-hop fields a message came with said, of what matters past this hop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use = "a body in a coding besides chunked must not be forwarded as if it were plain"]
+pub(crate) struct Removed {
+    /// What `Transfer-Encoding` said: a proxy that forwards a body it decoded of its chunks
+    /// alone must not forward one that was in another coding too.
+    pub(crate) coding: TransferCoding,
+    /// `TE` named `trailers`: the sender takes trailers, which an HTTP/2 upstream is told
+    /// again (`te: trailers` is the one `TE` HTTP/2 allows, RFC 9113 8.2.2, and gRPC servers
+    /// look for it).
+    pub(crate) te_trailers: bool,
+}
+
+impl Removed {
+    /// `te: trailers`, for whoever takes the message on when it said so.
+    pub(crate) fn restore_te_trailers(self, headers: &mut HeaderMap) {
+        if self.te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
 }
 
 /// What a message's `Transfer-Encoding` field lines say of its body (RFC 9112 6.1), all of
 /// them together: `Transfer-Encoding: gzip` then `Transfer-Encoding: chunked` is the list
 /// `gzip, chunked`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[must_use = "a body in a coding besides chunked must not be forwarded as if it were plain"]
 pub(crate) enum TransferCoding {
     /// No `Transfer-Encoding`.
     #[default]
@@ -120,13 +143,16 @@ fn hop_by_hop_present(headers: &HeaderMap) -> [bool; HOP_BY_HOP_COUNT] {
 }
 
 /// Removes the headers `Connection` names and those of [`HOP_BY_HOP`] marked `present`; what
-/// the `Transfer-Encoding` among them said.
-fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) -> TransferCoding {
-    // Only a message that has the field pays for the lookup.
-    let coding = if present[TRANSFER_ENCODING_AT] {
-        TransferCoding::of(headers)
-    } else {
-        TransferCoding::Absent
+/// they said ([`Removed`]).
+fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) -> Removed {
+    // Only a message that has the fields pays for their lookups.
+    let removed = Removed {
+        coding: if present[TRANSFER_ENCODING_AT] {
+            TransferCoding::of(headers)
+        } else {
+            TransferCoding::Absent
+        },
+        te_trailers: present[TE_AT] && asks_trailers(headers),
     };
     if present[0] {
         let named: Vec<HeaderName> = headers
@@ -155,7 +181,17 @@ fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) ->
             headers.remove(name);
         }
     }
-    coding
+    removed
+}
+
+/// Whether a `TE` field names `trailers` (RFC 9110 10.1.4).
+fn asks_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|item| {
+            let coding = item.split(|&b| b == b';').next().unwrap_or_default();
+            coding.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+    })
 }
 
 /// The `Upgrade` of an upgrade request (or response) that a proxy passes on: `Connection`
@@ -177,8 +213,8 @@ pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<&HeaderValue> {
 
 /// Removes the hop-by-hop headers as [`remove_hop_by_hop`] does, but keeps an upgrade request's
 /// ([`upgrade_of`]) `Upgrade` and `Connection: upgrade`, which the next hop needs to switch.
-/// Says what the removed `Transfer-Encoding` said, as [`remove_hop_by_hop_noting`] does.
-pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) -> TransferCoding {
+/// Says what the removed fields said, as [`remove_hop_by_hop_noting`] does.
+pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) -> Removed {
     let present = hop_by_hop_present(headers);
     // Without `Upgrade` there is no upgrade to keep, and no lookup to pay for.
     let upgrade = if present[HOP_BY_HOP_COUNT - 1] {
@@ -186,12 +222,12 @@ pub(crate) fn remove_hop_by_hop_but_upgrade(headers: &mut HeaderMap) -> Transfer
     } else {
         None
     };
-    let coding = remove_present(headers, present);
+    let removed = remove_present(headers, present);
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade);
     }
-    coding
+    removed
 }
 
 /// Joins the `Cookie` field lines an HTTP/2 client may split its cookies over (RFC 9113
@@ -396,9 +432,28 @@ mod tests {
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
-        assert_eq!(remove_hop_by_hop_noting(&mut headers), Unsupported);
+        assert_eq!(remove_hop_by_hop_noting(&mut headers).coding, Unsupported);
         assert!(headers.is_empty());
-        assert_eq!(remove_hop_by_hop_noting(&mut headers), Absent);
+        assert_eq!(remove_hop_by_hop_noting(&mut headers).coding, Absent);
+    }
+
+    #[test]
+    fn te_trailers_is_noted_whatever_else_te_lists() {
+        for (te, trailers) in [
+            ("trailers", true),
+            ("gzip;q=0.5, Trailers", true),
+            ("trailers;q=1", true),
+            ("gzip", false),
+            ("x-trailers", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::TE, HeaderValue::from_static(te));
+            let removed = remove_hop_by_hop_noting(&mut headers);
+            assert_eq!(removed.te_trailers, trailers, "{te}");
+            assert!(headers.is_empty(), "{te}");
+            removed.restore_te_trailers(&mut headers);
+            assert_eq!(headers.get(header::TE).is_some(), trailers, "{te}");
+        }
     }
 
     #[test]

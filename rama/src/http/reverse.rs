@@ -262,10 +262,13 @@ impl Inner {
             .then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
         let destination = self.authority.as_str();
-        if headers::remove_hop_by_hop_but_upgrade(headers) == TransferCoding::Unsupported {
+        let removed = headers::remove_hop_by_hop_but_upgrade(headers);
+        if removed.coding == TransferCoding::Unsupported {
             let error = super::Error::request_transfer_coding();
             return forward::upstream_failed(&error, destination, log_peer);
         }
+        // For the client, which tells an HTTP/2 upstream.
+        removed.restore_te_trailers(headers);
         add_forwarded(headers, peer, host.as_ref(), secure);
         headers::append_via(headers, version);
         // The upstream's `Host`, made once; the client drops it for an HTTP/2 upstream, where
