@@ -909,6 +909,15 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
     assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
     assert!(!answer.contains("/behind"), "{answer}");
 
+    // `OPTIONS *` asks about the server: forwarded as `*`, not as the resource `/*`.
+    let answer = raw(
+        proxy.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\r\n\r\nOPTIONS * HTTP/1.1\n"), "{answer}");
+
     // CONNECT is no request a reverse proxy forwards (it reached the origin as `CONNECT /`,
     // and the origin's answer broke the connection): 405, naming what it takes.
     let answer = raw(

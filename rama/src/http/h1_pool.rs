@@ -15,7 +15,7 @@ use super::{
     h1::{Connection, ExchangeError, codec},
 };
 use crate::timer::ConnTimer;
-use ::http::{HeaderValue, Response, Uri, header, request, uri::PathAndQuery};
+use ::http::{HeaderValue, Method, Response, Uri, header, request, uri::PathAndQuery};
 use std::{
     borrow::Cow,
     cell::RefCell,
@@ -80,7 +80,7 @@ pub(crate) async fn send(
     }
     let uri = &parts.uri;
     let key = authority.as_str();
-    let target = origin_form(uri);
+    let target = request_target(&parts.method, uri);
     loop {
         let (mut conn, reused) = match checkout(&settings, key) {
             Some(conn) => (conn, true),
@@ -135,10 +135,12 @@ pub(crate) async fn send(
     }
 }
 
-/// The request target for an HTTP/1.1 origin: the path and query of `uri`.
-fn origin_form(uri: &Uri) -> Cow<'_, str> {
+/// The request target for an HTTP/1.1 origin: the path and query of `uri`; `*` as it is for
+/// an `OPTIONS *` (asterisk-form, RFC 9112 3.2.4: about the server, not a resource `/*`).
+fn request_target<'a>(method: &Method, uri: &'a Uri) -> Cow<'a, str> {
     match uri.path_and_query().map(PathAndQuery::as_str) {
         Some(path) if path.starts_with('/') => Cow::Borrowed(path),
+        Some("*") if method == Method::OPTIONS => Cow::Borrowed("*"),
         // `http://host?query`: the path is empty, which origin-form says as `/`.
         Some(query) => Cow::Owned(format!("/{query}")),
         None => Cow::Borrowed("/"),

@@ -179,6 +179,8 @@ impl Inner {
     fn upstream_uri(&self, uri: Uri) -> Result<Uri, ::http::Error> {
         let path_and_query = match (uri.into_parts().path_and_query, self.base.is_empty()) {
             (Some(path_and_query), true) => path_and_query,
+            // `OPTIONS *` asks about the server, whatever the base path.
+            (Some(asterisk), false) if asterisk == "*" => asterisk,
             (None, true) => PathAndQuery::from_static("/"),
             (path_and_query, false) => {
                 let rest = path_and_query.as_ref().map_or("/", PathAndQuery::as_str);
