@@ -257,6 +257,26 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
 }
 
+/// Sends `request` to `proxy` over a new HTTP/2 connection (hyper's client, prior knowledge):
+/// the status, and the whole body with its trailers.
+async fn h2_exchange(
+    proxy: SocketAddr,
+    request: http::Request<http_body_util::Empty<Bytes>>,
+) -> (u16, http_body_util::Collected<Bytes>) {
+    let (mut send, _connection) =
+        rama_e2e::h2_handshake(TcpStream::connect(proxy).await.unwrap()).await;
+    let response = timeout(PATIENCE, send.send_request(request))
+        .await
+        .expect("an answer in time")
+        .expect("a response");
+    let status = response.status().as_u16();
+    let collected = timeout(PATIENCE, response.into_body().collect())
+        .await
+        .expect("the body in time")
+        .expect("the body");
+    (status, collected)
+}
+
 /// Cookies an HTTP/2 client split over several lines (RFC 9113 8.2.3; hyper's client keeps
 /// them as given) reach the HTTP/1.1 origin on one line, as HTTP/1.1 has them: on the
 /// client's own path (`http://`) and on hyper's (`https://`, HTTP/1.1 by ALPN).
@@ -273,18 +293,13 @@ async fn cookies_split_over_http2_lines_reach_an_http1_origin_joined() {
         ),
     ];
     for proxy in &proxies {
-        let (mut send, _connection) =
-            rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
         let request = http::Request::get(format!("http://{}/cookies", proxy.addr))
             .header("cookie", "a=1")
             .header("cookie", "b=2; c=3")
             .body(http_body_util::Empty::new())
             .unwrap();
-        let response = timeout(PATIENCE, send.send_request(request))
-            .await
-            .unwrap()
-            .unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let (_, collected) = h2_exchange(proxy.addr, request).await;
+        let body = collected.to_bytes();
         let seen = String::from_utf8_lossy(&body);
         assert!(seen.starts_with("GET /cookies HTTP/1.1\n"), "{seen}");
         let cookies: Vec<&str> = seen.lines().filter(|l| l.starts_with("cookie:")).collect();
@@ -320,22 +335,13 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
     // Over an HTTP/1.1 upstream `TE` stays a hop-by-hop field: not forwarded.
     for (args, te) in [(&["--http2-upstream"][..], "trailers"), (&[][..], "none")] {
         let proxy = reverse_proxy(origin, args);
-        let (mut send, _connection) =
-            rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
         let request = http::Request::post(format!("http://{}/pkg.Service/Call", proxy.addr))
             .header("te", "trailers")
             .header("content-type", "application/grpc")
             .body(http_body_util::Empty::new())
             .unwrap();
-        let response = timeout(PATIENCE, send.send_request(request))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let collected = timeout(PATIENCE, response.into_body().collect())
-            .await
-            .unwrap()
-            .unwrap();
+        let (status, collected) = h2_exchange(proxy.addr, request).await;
+        assert_eq!(status, 200);
         let trailers = collected.trailers().cloned();
         assert_eq!(collected.to_bytes(), format!("te={te}"), "{args:?}");
         if te == "trailers" {
