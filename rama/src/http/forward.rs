@@ -17,11 +17,7 @@
 //!
 //! Every answer rama writes itself has a short plain-text body that says what failed.
 
-use super::{
-    Body, Client, ConnFacts, DialOnly,
-    headers::{self, TransferCoding},
-    server,
-};
+use super::{Body, Client, ConnFacts, DialOnly, headers, server};
 use crate::{
     Address, BoxError,
     egress::{Rules, Verdict},
@@ -388,11 +384,9 @@ async fn forward(
     }
     let version = request.version();
     let removed = headers::remove_hop_by_hop_noting(request.headers_mut());
-    if removed.coding == TransferCoding::Unsupported {
-        return upstream_failed(&super::Error::request_transfer_coding(), &destination, peer);
+    if let Err(error) = removed.pass_on(request.headers_mut()) {
+        return upstream_failed(&error, &destination, peer);
     }
-    // For the client, which tells an HTTP/2 upstream.
-    removed.restore_te_trailers(request.headers_mut());
     headers::append_via(request.headers_mut(), version);
     tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "http proxy: forwarding");
     match ServiceExt::<Request<Body>>::ready(&mut client).await {

@@ -59,7 +59,7 @@ pub(crate) fn remove_hop_by_hop_noting(headers: &mut HeaderMap) -> Removed {
 }
 
 /// What the hop-by-hop fields a message came with said, of what matters past this hop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a body in a coding besides chunked must not be forwarded as if it were plain"]
 pub(crate) struct Removed {
     /// What `Transfer-Encoding` said: a proxy that forwards a body it decoded of its chunks
@@ -72,6 +72,17 @@ pub(crate) struct Removed {
 }
 
 impl Removed {
+    /// What a proxy does once a request's hop-by-hop fields are gone, before the client takes
+    /// it: a body in a coding besides chunked goes no further (the error the proxies answer
+    /// `501`), and `te: trailers` is put back for the client, which tells an HTTP/2 upstream.
+    pub(crate) fn pass_on(self, headers: &mut HeaderMap) -> Result<(), super::Error> {
+        if self.coding == TransferCoding::Unsupported {
+            return Err(super::Error::request_transfer_coding());
+        }
+        self.restore_te_trailers(headers);
+        Ok(())
+    }
+
     /// `te: trailers`, for whoever takes the message on when it said so.
     pub(crate) fn restore_te_trailers(self, headers: &mut HeaderMap) {
         if self.te_trailers {

@@ -30,11 +30,7 @@
 //! # }
 //! ```
 
-use super::{
-    Body, Client, ConnFacts, forward,
-    headers::{self, TransferCoding},
-    server,
-};
+use super::{Body, Client, ConnFacts, forward, headers, server};
 use crate::error::Chain;
 use ::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
@@ -265,12 +261,9 @@ impl Inner {
         let headers = request.headers_mut();
         let destination = self.authority.as_str();
         let removed = headers::remove_hop_by_hop_but_upgrade(headers);
-        if removed.coding == TransferCoding::Unsupported {
-            let error = super::Error::request_transfer_coding();
+        if let Err(error) = removed.pass_on(headers) {
             return forward::upstream_failed(&error, destination, log_peer);
         }
-        // For the client, which tells an HTTP/2 upstream.
-        removed.restore_te_trailers(headers);
         add_forwarded(headers, peer, host.as_ref(), secure);
         headers::append_via(headers, version);
         // The upstream's `Host`, made once; the client drops it for an HTTP/2 upstream, where
