@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use rama::target::Target;
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, bind_origin, closed_port, digest_origin, echo_line,
-    h2_handshake, origin_thread, payload, plain, raw, sha256, spawn_origin, until,
+    h2_handshake, origin_thread, payload, plain, raw, read_head, sha256, spawn_origin, until,
 };
 use std::{
     net::SocketAddr,
@@ -317,9 +317,16 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
     let x = format!("http://{}", proxy.addr);
     let url = format!("http://{origin}/");
 
-    // A connection that stays open and well-behaved across all of it.
+    // A connection that stays open and well-behaved across all of it: a tunnel, which no
+    // header-read timeout closes (a connection that sent nothing would be, a timeout after
+    // it opened).
+    let echo = EchoOrigin::start().await;
     let mut neighbour = TcpStream::connect(proxy.addr).await.unwrap();
-    let request = format!("GET {url} HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    let connect = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", echo.addr);
+    neighbour.write_all(connect.as_bytes()).await.unwrap();
+    let head = timeout(PATIENCE, read_head(&mut neighbour)).await.unwrap();
+    let head = head.unwrap().expect("the CONNECT answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
     let answer = raw(proxy.addr, b"GARBAGE\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
@@ -379,17 +386,8 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
         assert!(line.contains("peer=127.0.0.1:"), "{line}");
     }
 
-    neighbour.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = timeout(PATIENCE, neighbour.read(&mut answer))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        answer[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer[..n])
-    );
+    let line = "still here\n";
+    assert_eq!(echo_line(&mut neighbour, line).await.unwrap(), line);
     let got = curl(&["-x", &x, &url]).await;
     assert_eq!(got.status, 200, "{got:?}");
 }
@@ -495,27 +493,65 @@ async fn header_read_and_upstream_timeouts_restart_with_each_request_on_kept_ali
         1,
         "one upstream connection for all"
     );
-    // Then idle: the 408 comes a timeout after the last answer (300 ms of it passed already),
-    // and the connection closes.
-    let started = std::time::Instant::now();
-    let answer = timeout(PATIENCE, read_response(&mut stream)).await.unwrap();
-    assert_eq!(answer.map(|(status, _)| status), Ok(408));
-    let waited = started.elapsed();
+    // Then idle: a timeout after the last answer (300 ms of it passed already) the connection
+    // closes without a word, as nginx's and HAProxy's do: a 408 could cross a request sent at
+    // that moment and pass for its answer.
+    let waited = closed_without_a_word(stream.get_mut()).await;
     assert!(
         waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
         "{waited:?}"
     );
+    // A new connection that never sends a byte is closed a timeout after it opened, not held
+    // until the transport's idle timeout (5 minutes in the example).
+    let mut unused = TcpStream::connect(proxy.addr).await.unwrap();
+    let waited = closed_without_a_word(&mut unused).await;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // The same on a connection hyper serves (a chunked upload hands it over from the own
+    // path): idle, a bare close; half a next head, the 408.
+    let upload = format!(
+        "POST http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         2\r\nhi\r\n0\r\n\r\n"
+    );
+    for half in [&b""[..], b"GET / HTTP/1.1\r\nHo"] {
+        let mut stream = BufReader::new(TcpStream::connect(proxy.addr).await.unwrap());
+        stream.get_mut().write_all(upload.as_bytes()).await.unwrap();
+        let answer = timeout(PATIENCE, read_response(&mut stream)).await.unwrap();
+        assert_eq!(answer.map(|(status, _)| status), Ok(200));
+        stream.get_mut().write_all(half).await.unwrap();
+        if half.is_empty() {
+            closed_without_a_word(stream.get_mut()).await;
+            continue;
+        }
+        let answer = timeout(PATIENCE, read_response(&mut stream)).await.unwrap();
+        assert_eq!(answer.map(|(status, _)| status), Ok(408));
+    }
+    // An idle connection is not a slow client: no warning, no failure; half a head is.
+    let log = proxy.wait_for_log("answering 408").await;
+    let (idle, _) = log.split_once("did not arrive in time").unwrap();
+    assert_eq!(
+        idle.matches("idle past the header-read timeout").count(),
+        3,
+        "{log}"
+    );
+    assert!(!idle.contains("connection failed"), "{log}");
+}
+
+/// Waits for the proxy to close `stream` and says how long that took; fails if it wrote
+/// anything first.
+async fn closed_without_a_word(stream: &mut TcpStream) -> Duration {
+    let started = std::time::Instant::now();
     let mut rest = Vec::new();
-    let read = timeout(PATIENCE, stream.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    assert_eq!(read.unwrap(), 0, "closed after the 408");
-    // An idle connection is not a slow client: no warning, no failure.
-    let log = proxy
-        .wait_for_log("idle past the header-read timeout")
-        .await;
-    assert!(!log.contains("did not arrive in time"), "{log}");
-    assert!(!log.contains("connection failed"), "{log}");
+    let read = timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+    assert_eq!(
+        read.unwrap().unwrap(),
+        0,
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1080,6 +1116,39 @@ async fn connect_over_http2_on_tls_chosen_by_alpn() {
         got.body.to_ascii_lowercase().contains("via: 1.1 rama"),
         "{got:?}"
     );
+
+    // A client that picks h2 and then sends nothing, not even the preface, is closed by the
+    // idle check a timeout later, without a word, as an idle HTTP/1.1 connection is; not held
+    // until the transport's idle timeout (5 minutes in the example).
+    let idle_proxy = self::proxy(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--header-read-timeout",
+        "1",
+    ]);
+    let tcp = TcpStream::connect(idle_proxy.addr).await.unwrap();
+    let host = rama::Host::Ip(idle_proxy.addr.ip());
+    let mut tls = timeout(PATIENCE, connector.connect(&host, tcp))
+        .await
+        .expect("the TLS handshake in time")
+        .expect("the TLS handshake");
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    // The drop comes without TLS's close_notify: an error or the end, either way in time.
+    let _ = timeout(PATIENCE, tls.read_to_end(&mut sink))
+        .await
+        .expect("closed in time");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let log = idle_proxy
+        .wait_for_log("idle past the header-read timeout")
+        .await;
+    assert!(!log.contains("connection failed"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -87,13 +87,30 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 ///
 /// It also watches the first bytes hyper reads for the HTTP/2 preface, which is how hyper
 /// itself tells the versions apart (or ALPN made hyper expect it): the connection's idle
-/// check applies to HTTP/2 only.
+/// check applies to HTTP/2 only. And whether bytes came since hyper last wrote (see
+/// [`Watch`]).
 struct SharedIo<IO> {
     io: Arc<Mutex<IO>>,
     /// How much of the preface the bytes read so far matched; `None` once that is decided.
     preface: Option<usize>,
-    /// Set when the whole preface came.
-    h2: Arc<AtomicBool>,
+    watch: Arc<Watch>,
+}
+
+/// What the connection learns from hyper's reads and writes.
+#[derive(Default)]
+struct Watch {
+    /// Set when the whole preface came, or ALPN chose HTTP/2.
+    h2: AtomicBool,
+    /// Whether bytes came since hyper last wrote. At hyper's header-read timeout it tells a
+    /// client that sent part of a next request (`408`) from one that left a kept-alive
+    /// connection idle, or never used a new one (closed without a word, as the own path closes
+    /// it). A pipelined next request's first bytes read with the one before them count as
+    /// none: that client gets the close, not the `408`.
+    read_since_write: AtomicBool,
+    /// Whether any bytes came: an HTTP/2 connection (chosen by ALPN) that sent none by the
+    /// idle check is closed as an idle HTTP/1.1 one is, without a `GOAWAY` for a client that
+    /// never spoke HTTP/2.
+    read_any: AtomicBool,
 }
 
 impl<IO> SharedIo<IO> {
@@ -105,6 +122,13 @@ impl<IO> SharedIo<IO> {
         f(Pin::new(&mut *io))
     }
 
+    /// Notes a write that moved bytes (see [`Watch::read_since_write`]).
+    fn wrote(&self, poll: &Poll<io::Result<usize>>) {
+        if matches!(poll, Poll::Ready(Ok(n)) if *n > 0) {
+            self.watch.read_since_write.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Matches `read`, the next bytes hyper read, against the rest of the preface.
     fn watch_preface(&mut self, matched: usize, read: &[u8]) {
         let rest = &H2_PREFACE[matched..];
@@ -112,7 +136,7 @@ impl<IO> SharedIo<IO> {
         self.preface = if read[..n] != rest[..n] {
             None
         } else if matched + n == H2_PREFACE.len() {
-            self.h2.store(true, Ordering::Relaxed);
+            self.watch.h2.store(true, Ordering::Relaxed);
             None
         } else {
             Some(matched + n)
@@ -129,10 +153,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for SharedIo<IO> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let poll = this.with(|io| io.poll_read(cx, buf));
-        if let Some(matched) = this.preface
-            && buf.filled().len() > before
-        {
-            this.watch_preface(matched, &buf.filled()[before..]);
+        if buf.filled().len() > before {
+            this.watch.read_since_write.store(true, Ordering::Relaxed);
+            this.watch.read_any.store(true, Ordering::Relaxed);
+            if let Some(matched) = this.preface {
+                this.watch_preface(matched, &buf.filled()[before..]);
+            }
         }
         poll
     }
@@ -144,7 +170,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for SharedIo<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.with(|io| io.poll_write(cx, buf))
+        let poll = self.with(|io| io.poll_write(cx, buf));
+        self.wrote(&poll);
+        poll
     }
 
     fn poll_write_vectored(
@@ -152,7 +180,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for SharedIo<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.with(|io| io.poll_write_vectored(cx, bufs))
+        let poll = self.with(|io| io.poll_write_vectored(cx, bufs));
+        self.wrote(&poll);
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -301,8 +331,8 @@ pub struct Connection<IO> {
     running: FuturesUnordered<LocalTask>,
     shutdown: Pin<Box<graceful::Triggered>>,
     shutting_down: bool,
-    /// Whether hyper's stream opened with the HTTP/2 preface (see `SharedIo`).
-    h2: Option<Arc<AtomicBool>>,
+    /// What hyper's reads and writes told (see `SharedIo`).
+    watch: Option<Arc<Watch>>,
     /// The period of the HTTP/2 idle check: the server's header-read timeout.
     idle_period: Option<Duration>,
     idle: Option<Idle>,
@@ -347,11 +377,11 @@ the response failed before its first byte";
 /// serves the rest of it.
 type Own = Pin<Box<dyn Future<Output = Result<Option<Handed>, Error>>>>;
 
-/// hyper serving a connection, its stream, and whether that opened with the HTTP/2 preface.
+/// hyper serving a connection, its stream, and what its reads and writes tell.
 type Handed = (
     Pin<Box<dyn Serving>>,
     Arc<Mutex<dyn AsyncWrite + Unpin + Send>>,
-    Arc<AtomicBool>,
+    Arc<Watch>,
 );
 
 /// hyper serving `io` (with what was already read from it in front), and the stream.
@@ -396,17 +426,23 @@ where
         None => builder,
     };
     let io = Arc::new(Mutex::new(io));
-    let h2 = Arc::new(AtomicBool::new(false));
+    // Chosen by ALPN, HTTP/2 has its idle check from the start: a client that never sends the
+    // preface is not held until the transport's idle timeout.
+    let watch = Arc::new(Watch {
+        h2: AtomicBool::new(alpn.is_some_and(crate::tls::Alpn::is_h2)),
+        read_since_write: AtomicBool::new(false),
+        read_any: AtomicBool::new(false),
+    });
     let shared_io = SharedIo {
         io: io.clone(),
         preface: Some(0),
-        h2: h2.clone(),
+        watch: watch.clone(),
     };
     let bridge = Bridge { shared, facts };
     let hyper = builder
         .serve_connection_with_upgrades(TokioIo::new(shared_io), bridge)
         .into_owned();
-    (Box::pin(hyper), io, h2)
+    (Box::pin(hyper), io, watch)
 }
 
 /// Serves `io`: on rama's own HTTP/1.1 path, and with hyper after it when it hands the
@@ -470,7 +506,7 @@ where
             running: FuturesUnordered::new(),
             shutdown: Box::pin(info.shutdown().triggered()),
             shutting_down: false,
-            h2: None,
+            watch: None,
             idle_period: config.header_read_timeout,
             idle: None,
             queued: 0,
@@ -498,10 +534,10 @@ where
         };
         self.own = None;
         match outcome {
-            Ok(Some((serving, io, h2))) => {
+            Ok(Some((serving, io, watch))) => {
                 self.hyper = Some(serving);
                 self.io = Some(io);
-                self.h2 = Some(h2);
+                self.watch = Some(watch);
             }
             Ok(None) => {}
             Err(error) => self.failure = Some(error),
@@ -526,7 +562,14 @@ where
         };
         let header_timeout =
             crate::error::cause_ref::<hyper::Error>(&*error).is_some_and(hyper::Error::is_timeout);
-        if header_timeout {
+        let idle = !self
+            .watch
+            .as_ref()
+            .is_some_and(|watch| watch.read_since_write.load(Ordering::Relaxed));
+        if header_timeout && idle {
+            // Nothing of a next request: closed without a word (see `h1.rs`, which does the same).
+            tracing::debug!(peer = %self.peer, "http: connection idle past the header-read timeout, closing");
+        } else if header_timeout {
             tracing::warn!(peer = %self.peer, "http: request headers did not arrive in time, answering 408");
             self.timeout_answer = Some(REQUEST_TIMEOUT);
             self.failure = Some(Error::header_timeout());
@@ -545,9 +588,9 @@ where
             Some(idle) if !idle.sleep.is_elapsed() => return,
             Some(idle) => idle,
             None if self
-                .h2
+                .watch
                 .as_ref()
-                .is_some_and(|h2| h2.load(Ordering::Relaxed)) =>
+                .is_some_and(|watch| watch.h2.load(Ordering::Relaxed)) =>
             {
                 self.idle.insert(Idle {
                     sleep: Box::pin(tokio::time::sleep(period)),
@@ -561,6 +604,15 @@ where
             let quiet = self.running.is_empty() && self.queued == idle.seen;
             idle.seen = self.queued;
             idle.sleep.as_mut().reset(Instant::now() + period);
+            let silent = self
+                .watch
+                .as_ref()
+                .is_some_and(|watch| !watch.read_any.load(Ordering::Relaxed));
+            if quiet && silent {
+                tracing::debug!(peer = %self.peer, "http: connection idle past the header-read timeout, closing");
+                self.hyper = None;
+                return;
+            }
             if quiet && idle.going_away {
                 tracing::warn!(peer = %self.peer, "http2: no stream since GOAWAY and the client kept the connection, closing");
                 self.hyper = None;
@@ -658,14 +710,14 @@ mod tests {
         let mut io = SharedIo {
             io: Arc::new(Mutex::new(())),
             preface: Some(0),
-            h2: Arc::default(),
+            watch: Arc::default(),
         };
         for chunk in chunks {
             if let Some(matched) = io.preface {
                 io.watch_preface(matched, chunk);
             }
         }
-        io.h2.load(Ordering::Relaxed)
+        io.watch.h2.load(Ordering::Relaxed)
     }
 
     #[test]

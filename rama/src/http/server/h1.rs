@@ -72,14 +72,13 @@ where
     let timer = ConnTimer::new();
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    let mut first = true;
     loop {
         // The next request: from what is buffered (a pipelined one), or read under the
         // header-read timeout, which runs from the end of the previous response, and on a
-        // new connection from its first bytes (as hyper's does).
+        // new connection from its start (nginx's `client_header_timeout`): a connection that
+        // never sends a byte is not held until the transport's idle timeout.
         let timeout = config.header_read_timeout;
-        let mut deadline = timeout.filter(|_| !first).map(|t| Instant::now() + t);
-        first = false;
+        let mut deadline = timeout.map(|t| Instant::now() + t);
         // The head has one deadline; a body behind it may take any time while it moves
         // (nginx's `client_body_timeout`): its bound runs from the head's end, then from each
         // read that brought some of it.
@@ -117,17 +116,16 @@ where
                 Ok(Ok(_)) if body_pending => {
                     deadline = timeout.map(|t| Instant::now() + t);
                 }
-                Ok(Ok(_)) => {
-                    deadline = deadline.or_else(|| timeout.map(|t| Instant::now() + t));
-                }
+                Ok(Ok(_)) => {}
                 Ok(Err(error)) => return Outcome::Failed(Error::protocol(error.into())),
-                // Nothing of a next request: a kept-alive connection left idle, which is how
-                // clients keep them, not a slow client. Closed all the same (with the `408`
-                // that says so, RFC 9110 15.5.9), without a warning for every idle browser
-                // connection.
+                // Nothing of a next request: a kept-alive connection left idle (or a browser's
+                // pre-opened one never used), which is how clients keep them, not a slow
+                // client. Closed without a word and without a warning, as nginx and HAProxy
+                // close one: a `408` here could cross a request the client sends at the same
+                // moment and be read as its answer, where a bare close tells the client to
+                // retry on a new connection (RFC 9112 9.3.1).
                 Err(()) if buf.is_empty() => {
-                    tracing::debug!(%peer, "http: kept-alive connection idle past the header-read timeout, closing with 408");
-                    let _ = answer(&mut io, conn::REQUEST_TIMEOUT).await;
+                    tracing::debug!(%peer, "http: connection idle past the header-read timeout, closing");
                     return Outcome::Closed;
                 }
                 Err(()) if body_pending => {

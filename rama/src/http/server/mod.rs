@@ -29,7 +29,9 @@
 //! # Limits and bad input
 //!
 //! - a client that takes longer than [`header_read_timeout`](Server::header_read_timeout)
-//!   to send a request's headers gets `408 Request Timeout` and is closed;
+//!   to send a request's headers gets `408 Request Timeout` and is closed; a connection that
+//!   sends no byte of a request in that time (a new one, or a kept-alive one left idle) is
+//!   closed without an answer, as nginx and HAProxy close one;
 //! - headers larger than [`max_header_size`](Server::max_header_size), or more than
 //!   [`max_headers`](Server::max_headers) of them, get `431`;
 //! - a malformed request gets `400`.
@@ -153,7 +155,9 @@ impl Server {
     }
 
     /// How long a client may take to send a request's headers (HTTP/1.1) before it gets
-    /// `408` and is closed; also how long an HTTP/2 connection may go without a stream before
+    /// `408` and is closed, counted from the connection's start or the previous response's
+    /// end (a connection that sent nothing of a request in that time is closed without a
+    /// `408`); also how long an HTTP/2 connection may go without a stream before
     /// it is sent `GOAWAY` (see the [module docs](self)). A small body the server reads whole
     /// before the call (HTTP/1.1, up to 64 KiB with a `Content-Length`) may take any time
     /// while it moves: this bounds the wait between two of its reads, and a client that
