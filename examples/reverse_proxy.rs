@@ -33,6 +33,8 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
 
   --upstream URL              where every request goes (http:// or https://)
   --upstream-ca FILE          verify an https:// upstream against this CA (default: webpki roots)
+  --upstream-alpn LIST        protocols offered to an https:// upstream, e.g. h2,http/1.1
+                              (default: none, HTTP/1.1; an upgrade needs HTTP/1.1)
   --listen ADDR               where to accept connections (default 127.0.0.1:8081)
   --threads N                 servers, one per thread (default: one per core)
   --sched-batch               run the server threads under SCHED_BATCH (Linux; see
@@ -63,10 +65,13 @@ async fn main() -> Result<(), BoxError> {
     let upstream: String = args.required("upstream");
     let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
     let ca: String = args.get("upstream-ca", "");
+    let alpn: String = args.get("upstream-alpn", "");
+    let connector = tls::Connector::builder().alpn(alpn.split(',').filter(|p| !p.is_empty()));
     let connector = match ca.as_str() {
-        "" => tls::Connector::webpki_roots(),
-        path => tls::Connector::with_ca_pem_file(path)?,
-    };
+        "" => connector,
+        path => connector.ca_pem_file(path)?,
+    }
+    .build()?;
     let client = Client::builder()
         .http2_only(args.flag("http2-upstream"))
         .response_timeout(upstream_timeout)

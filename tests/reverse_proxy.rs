@@ -332,9 +332,39 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
             .serve(rama_http::Server::new().layer(tower::service_fn(grpc_like)));
         let _ = server.await;
     });
+    // The same origin over TLS, HTTP/2 chosen by ALPN: the proxy learns it at the handshake.
+    let dir = origin_certificate("reverse-grpc");
+    let acceptor = tls::Acceptor::builder()
+        .cert_pem_files(dir.join("origin.pem"), dir.join("origin.key"))
+        .unwrap()
+        .alpn(["h2", "http/1.1"])
+        .build()
+        .unwrap();
+    let tls_origin = origin_thread(|listener| async move {
+        let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(grpc_like)));
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
+    });
+    let https = format!("https://localhost:{}", tls_origin.port());
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let by_alpn = [
+        "--upstream",
+        &https,
+        "--upstream-ca",
+        ca,
+        "--upstream-alpn",
+        "h2",
+    ];
     // Over an HTTP/1.1 upstream `TE` stays a hop-by-hop field: not forwarded.
-    for (args, te) in [(&["--http2-upstream"][..], "trailers"), (&[][..], "none")] {
-        let proxy = reverse_proxy(origin, args);
+    for (args, te) in [
+        (&["--http2-upstream"][..], "trailers"),
+        (&by_alpn[..], "trailers"),
+        (&[][..], "none"),
+    ] {
+        let proxy = match args {
+            [first, ..] if *first == "--upstream" => Running::start_local("reverse_proxy", args),
+            _ => reverse_proxy(origin, args),
+        };
         let request = http::Request::post(format!("http://{}/pkg.Service/Call", proxy.addr))
             .header("te", "trailers")
             .header("content-type", "application/grpc")

@@ -244,9 +244,12 @@ where
             Version::HTTP_11
         };
         let removed = headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
-        if config.http2_only {
-            // Trailers pass on this path; HTTP/1.1 upstreams are not told (rama's own path
-            // reads theirs past).
+        let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
+        if may_be_http2 {
+            // Trailers pass on hyper's paths. An `https://` upstream turns out HTTP/2 or not
+            // at the handshake (ALPN), after the request is made, so one that chose HTTP/1.1
+            // is told too: harmless, as hyper's HTTP/1.1 path passes trailers back. Plain
+            // HTTP/1.1 upstreams are not told (rama's own path reads theirs past).
             removed.restore_te_trailers(request.headers_mut());
         }
         let refused = if removed.coding == TransferCoding::Unsupported {
@@ -266,7 +269,6 @@ where
                 dial: None,
             };
         }
-        let may_be_http2 = config.http2_only || request.uri().scheme() == Some(&Scheme::HTTPS);
         if self.takes_own_http1_path(&request) {
             let (parts, body) = request.into_parts();
             return ResponseFuture {
