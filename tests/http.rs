@@ -337,6 +337,13 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
     );
     let answer = raw(proxy.addr, huge.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A request line longer than the whole head may be is 414, as nginx and HAProxy answer.
+    let long = format!(
+        "GET {url}{} HTTP/1.1\r\nHost: {origin}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let answer = raw(proxy.addr, long.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
 
     // Over the default count of 100 headers (hyper's own limit, the same number) is 431 too.
     let many: String = (0..101).map(|n| format!("X-H-{n}: 1\r\n")).collect();
@@ -376,6 +383,7 @@ async fn bad_input_is_answered_and_touches_no_one_else() {
     for error in [
         "invalid HTTP method",
         "message head is too large",
+        "request line is longer than the head may be",
         "did not arrive in time",
         "answering 501",
     ] {

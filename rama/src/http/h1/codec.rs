@@ -381,6 +381,9 @@ pub(crate) enum NotOwn {
     /// The head was taken off the buffer, and its target or a header is not one `http` takes:
     /// `400`.
     Bad(&'static str),
+    /// The request line alone is longer than the head may be: `414` (what nginx and HAProxy
+    /// answer; hyper, given the rest, would say `431` of fields that never came).
+    TargetTooLong,
 }
 
 /// The largest body the server's own path waits for behind a head.
@@ -403,6 +406,15 @@ pub(crate) enum Parsed {
 /// Parses a request at the front of `buf` for the server's own HTTP/1.1 path: how far it is
 /// while incomplete, the request taken off `buf` when complete; see [`NotOwn`] for the rest.
 pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parsed, NotOwn> {
+    // Looked at only past the limit, off the path of every request that fits.
+    if buf.len() > max_head
+        && buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .is_none_or(|at| at > max_head)
+    {
+        return Err(NotOwn::TargetTooLong);
+    }
     let max_head = max_head.min(MAX_HEAD);
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -1087,6 +1099,20 @@ mod tests {
         assert_eq!(parse_request(&mut buf, 1024).err(), Some(NotOwn::Leave));
         let mut buf = BytesMut::from(&big.as_bytes()[..1500]);
         assert_eq!(parse_request(&mut buf, 1024).err(), Some(NotOwn::Leave));
+        // A request line that alone is over the limit: 414, whatever the rest would be.
+        let long = format!("GET /{} HTTP/1.1", "a".repeat(1100));
+        let mut buf = BytesMut::from(long.as_str());
+        assert_eq!(
+            parse_request(&mut buf, 1024).err(),
+            Some(NotOwn::TargetTooLong)
+        );
+        let mut buf = BytesMut::from(format!("{long}\r\nHost: a\r\n\r\n").as_str());
+        assert_eq!(
+            parse_request(&mut buf, 1024).err(),
+            Some(NotOwn::TargetTooLong)
+        );
+        let mut buf = BytesMut::from(&long.as_bytes()[..1000]);
+        assert!(matches!(parse_request(&mut buf, 1024), Ok(Parsed::Head)));
         // Equal lengths are one length.
         let mut buf =
             BytesMut::from("PUT / HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok");

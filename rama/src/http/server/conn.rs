@@ -368,6 +368,11 @@ pub(super) const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 11\r\nconnection: close\r\n\r\n\
 bad request";
 
+/// The answer to a request line longer than the head may be.
+pub(super) const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\nconnection: close\r\n\r\n\
+the request line is too long";
+
 /// The answer to a request whose response body failed before its first byte left.
 pub(super) const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 41\r\nconnection: close\r\n\r\n\
@@ -702,7 +707,7 @@ impl<IO> fmt::Debug for Connection<IO> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BAD_GATEWAY, BAD_REQUEST, H2_PREFACE, REQUEST_TIMEOUT, SharedIo};
+    use super::{BAD_GATEWAY, BAD_REQUEST, H2_PREFACE, REQUEST_TIMEOUT, SharedIo, URI_TOO_LONG};
     use std::sync::{Arc, Mutex, atomic::Ordering};
 
     /// Whether `SharedIo` takes the reads `chunks` for the HTTP/2 preface.
@@ -735,7 +740,7 @@ mod tests {
 
     #[test]
     fn the_canned_answers_have_the_right_lengths() {
-        for answer in [REQUEST_TIMEOUT, BAD_REQUEST, BAD_GATEWAY] {
+        for answer in [REQUEST_TIMEOUT, BAD_REQUEST, BAD_GATEWAY, URI_TOO_LONG] {
             let text = std::str::from_utf8(answer).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             assert!(

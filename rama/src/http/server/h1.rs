@@ -98,6 +98,13 @@ where
                     let _ = answer(&mut io, conn::BAD_REQUEST).await;
                     return Outcome::Failed(Error::protocol(why.into()));
                 }
+                Err(NotOwn::TargetTooLong) => {
+                    tracing::debug!(%peer, "http: request line over the head's size limit, answering 414");
+                    let _ = answer(&mut io, conn::URI_TOO_LONG).await;
+                    return Outcome::Failed(Error::protocol(
+                        "the request line is longer than the head may be".into(),
+                    ));
+                }
             }
             if buf.capacity() - buf.len() < READ_BUF / 4 {
                 buf.reserve(READ_BUF);

@@ -33,7 +33,8 @@
 //!   sends no byte of a request in that time (a new one, or a kept-alive one left idle) is
 //!   closed without an answer, as nginx and HAProxy close one;
 //! - headers larger than [`max_header_size`](Server::max_header_size), or more than
-//!   [`max_headers`](Server::max_headers) of them, get `431`;
+//!   [`max_headers`](Server::max_headers) of them, get `431`; a request line that alone is
+//!   larger gets `414 URI Too Long`;
 //! - a malformed request gets `400`.
 //!
 //! Each of these ends that connection only; the tcp server logs it with the peer address.
