@@ -730,6 +730,8 @@ fn hostile_answer(path: &str) -> &'static [u8] {
         "/gzip" => {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
         }
+        // A length a 204 may not have (RFC 9110 8.6), and no body behind it.
+        "/204-length" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
         // Cut short: the origin closes after these bytes.
         "/truncated" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain",
@@ -811,6 +813,17 @@ async fn a_broken_upstream_answer_is_502_cut_short_or_reframed_and_never_answers
         .to_ascii_lowercase();
     assert!(answer.contains("content-length: 100\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nonly this"), "{answer}");
+    // A 204 that names a length goes on without it: over HTTP/2 a length its empty body
+    // lacks would have the client reset the stream (curl: "PROTOCOL_ERROR").
+    let answer = raw(proxy.addr, get("/204-length").as_bytes())
+        .await
+        .to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 204"), "{answer}");
+    assert!(!answer.contains("content-length"), "{answer}");
+    assert!(!answer.contains("transfer-encoding"), "{answer}");
+    let url = format!("http://{}/204-length", proxy.addr);
+    let (body, codes) = curl(&["--http2-prior-knowledge", &url]).await;
+    assert_eq!((body.as_str(), codes.as_str()), ("", "204 2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

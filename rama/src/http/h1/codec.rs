@@ -513,10 +513,12 @@ pub(crate) fn encode_response_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let own_length = framing.body != Framing::Empty;
+    // A bodiless answer keeps the length a `HEAD` or `304` names, but a `1xx` or `204` may
+    // name none (RFC 9110 8.6).
+    let drop_framing = framing.body != Framing::Empty || status_has_no_length(status);
     let mut says_close = false;
     for (name, value) in headers {
-        if own_length && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING) {
+        if drop_framing && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING) {
             continue;
         }
         if name == header::CONNECTION {
@@ -547,6 +549,13 @@ pub(crate) fn encode_response_head(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a response with `status` must not carry `Content-Length` or `Transfer-Encoding`
+/// (RFC 9110 8.6, RFC 9112 6.1): an origin that sends them on a `204` anyway would have an
+/// HTTP/2 client reset the stream for a length its empty body does not have.
+pub(crate) fn status_has_no_length(status: StatusCode) -> bool {
+    status == StatusCode::NO_CONTENT || status.is_informational()
 }
 
 /// How the body of a response to a `method` request is delimited (RFC 9112 section 6.3).

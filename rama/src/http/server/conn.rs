@@ -283,6 +283,11 @@ where
             return Poll::Pending;
         };
         let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+        if crate::http::h1::codec::status_has_no_length(response.status()) {
+            let headers = response.headers_mut();
+            headers.remove(http::header::CONTENT_LENGTH);
+            headers.remove(http::header::TRANSFER_ENCODING);
+        }
         if *this.extended == Extended::WebSocket {
             extended_connect::answer(&mut response);
         }
