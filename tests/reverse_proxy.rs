@@ -257,6 +257,29 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
 }
 
+/// curl's `--http2` on `http://` offers an upgrade of its own connection to h2c: the proxy
+/// does not pass it on (an origin that took it would speak HTTP/2 past the proxy, "h2c
+/// smuggling"), and answers in its own version, HTTP/1.1, though the origin's answer was
+/// HTTP/1.0 (the upgrade offer puts the connection on hyper's path, which wrote `HTTP/1.0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_offer_stays_here_and_the_answer_is_in_the_proxys_version() {
+    let origin = head_origin(|mut stream, head| async move {
+        let answer = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+            head.len()
+        );
+        let _ = stream.write_all(answer.as_bytes()).await;
+    })
+    .await;
+    let proxy = reverse_proxy(origin, &[]);
+    let url = format!("http://{}/old", proxy.addr);
+    let (seen, codes) = curl(&["--http2", &url]).await;
+    assert_eq!(codes, "200 1.1", "{seen}");
+    assert!(seen.starts_with("get /old http/1.1"), "{seen}");
+    assert!(!seen.contains("upgrade"), "{seen}");
+    assert!(!seen.contains("http2-settings"), "{seen}");
+}
+
 /// Sends `request` to `proxy` over a new HTTP/2 connection (hyper's client, prior knowledge):
 /// the status, and the whole body with its trailers.
 async fn h2_exchange(

@@ -283,6 +283,11 @@ where
             return Poll::Pending;
         };
         let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+        // The server speaks its own version (RFC 9110 6.2: an intermediary sends its own),
+        // whatever an upstream's answer said: hyper would write an `HTTP/1.0` one as such to
+        // an HTTP/1.1 client, and panics on versions it does not write (HTTP/0.9, HTTP/3).
+        // HTTP/2 ignores it; an HTTP/1.0 client gets `HTTP/1.0` from hyper all the same.
+        *response.version_mut() = http::Version::HTTP_11;
         if crate::http::h1::codec::status_has_no_length(response.status()) {
             let headers = response.headers_mut();
             headers.remove(http::header::CONTENT_LENGTH);
