@@ -40,19 +40,7 @@ fn scratch(name: &str) -> PathBuf {
 /// An HTTPS origin (HTTP/1.1 and HTTP/2 by ALPN) with a certificate of its own CA
 /// ([`origin_certificate`]), on its own thread; the CA's PEM path.
 fn https_origin(name: &str) -> (SocketAddr, PathBuf) {
-    let dir = origin_certificate(&format!("mitm-{name}"));
-    let (cert, key) = (dir.join("origin.pem"), dir.join("origin.key"));
-    let acceptor = tls::Acceptor::builder()
-        .cert_pem_files(cert, key)
-        .unwrap()
-        .alpn(["h2", "http/1.1"])
-        .build()
-        .unwrap();
-    let addr = origin_thread(|listener| async move {
-        let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(echo_request)));
-        let _ = tcp::Server::from_std(listener).serve(stack).await;
-    });
-    (addr, dir.join("ca.pem"))
+    rama_e2e::h2_https_origin(&format!("mitm-{name}"), echo_request)
 }
 
 /// `mitm_proxy` on one thread with its CA in `ca_dir`, trusting `upstream_ca` (if any).

@@ -356,19 +356,8 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
         let _ = server.await;
     });
     // The same origin over TLS, HTTP/2 chosen by ALPN: the proxy learns it at the handshake.
-    let dir = origin_certificate("reverse-grpc");
-    let acceptor = tls::Acceptor::builder()
-        .cert_pem_files(dir.join("origin.pem"), dir.join("origin.key"))
-        .unwrap()
-        .alpn(["h2", "http/1.1"])
-        .build()
-        .unwrap();
-    let tls_origin = origin_thread(|listener| async move {
-        let stack = acceptor.layer(rama_http::Server::new().layer(tower::service_fn(grpc_like)));
-        let _ = tcp::Server::from_std(listener).serve(stack).await;
-    });
+    let (tls_origin, ca) = rama_e2e::h2_https_origin("reverse-grpc", grpc_like);
     let https = format!("https://localhost:{}", tls_origin.port());
-    let ca = dir.join("ca.pem");
     let ca = ca.to_str().unwrap();
     let by_alpn = [
         "--upstream",

@@ -563,6 +563,31 @@ pub fn origin_certificate(name: &str) -> PathBuf {
     dir
 }
 
+/// An HTTPS origin offering HTTP/2 and HTTP/1.1 by ALPN, with a certificate of its own CA
+/// ([`origin_certificate`] in `name`) and `answer` behind `http::Server`, on its own thread
+/// ([`origin_thread`]); its address and the CA's PEM path.
+pub fn h2_https_origin<F, Fut>(name: &str, answer: F) -> (SocketAddr, PathBuf)
+where
+    F: Fn(http::Request<rama::http::Body>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<rama::http::Body>, rama::BoxError>>
+        + 'static,
+{
+    use tower::Layer;
+    let dir = origin_certificate(name);
+    let acceptor = rama::tls::Acceptor::builder()
+        .cert_pem_files(dir.join("origin.pem"), dir.join("origin.key"))
+        .expect("the origin's certificate")
+        .alpn(["h2", "http/1.1"])
+        .build()
+        .expect("the origin's TLS configuration");
+    let addr = origin_thread(|listener| async move {
+        let http = rama::http::Server::new().layer(tower::service_fn(answer));
+        let server = rama::tcp::Server::from_std(listener).serve(acceptor.layer(http));
+        let _ = server.await;
+    });
+    (addr, dir.join("ca.pem"))
+}
+
 /// hyper's HTTP/2 client over `io`: the handle to send requests with, and the connection's
 /// task (it ends once every handle is dropped).
 pub async fn h2_handshake<IO>(
