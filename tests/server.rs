@@ -343,6 +343,38 @@ async fn a_target_http_does_not_take_is_400_and_the_server_serves_on() {
     );
 }
 
+/// A connection that sends nothing is closed a header-read timeout after it opened, without a
+/// word, on either path: rama's own HTTP/1.1 one, and hyper's, which serves every connection
+/// when the header count limit is not the default and looks at the first bytes for the
+/// version without a timer of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_at_the_header_read_timeout() {
+    use std::time::{Duration, Instant};
+    let period = Duration::from_secs(1);
+    for http in [
+        rama_http::Server::new(),
+        rama_http::Server::new().max_headers(50),
+    ] {
+        let addr = server_with(http.header_read_timeout(period));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        assert!(closed(&mut stream).await);
+        let waited = started.elapsed();
+        assert!(
+            waited >= period - Duration::from_millis(100) && waited < 3 * period,
+            "{waited:?}"
+        );
+        // The same server answers a client that speaks.
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = response(&mut stream, false).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_body_may_take_longer_than_the_header_timeout_while_it_moves() {
     use std::time::{Duration, Instant};

@@ -361,6 +361,9 @@ pub struct Connection<IO> {
 /// since the last one: the first period without sends `GOAWAY` (hyper's graceful shutdown,
 /// which a client that reads closes on), the second, for a client that kept the connection
 /// all the same, drops it. One timer per connection, moved once a period, nothing per stream.
+/// It also watches a hyper connection that has sent nothing yet, HTTP/2 or not (hyper-util's
+/// look at the first bytes for the version has no timer): one still silent after a period is
+/// closed without a word, one that spoke HTTP/1.1 is left to hyper's header-read timeout.
 struct Idle {
     sleep: Pin<Box<Sleep>>,
     /// `queued` at the last check.
@@ -596,36 +599,37 @@ where
     /// The HTTP/2 idle check (see [`Idle`]); after the connection's tasks ran, so that it
     /// counts the streams this poll queued.
     fn poll_idle(&mut self, cx: &mut Context<'_>) {
-        let (Some(hyper), Some(period)) = (self.hyper.as_mut(), self.idle_period) else {
+        let (Some(hyper), Some(period), Some(watch)) =
+            (self.hyper.as_mut(), self.idle_period, self.watch.as_ref())
+        else {
             return;
         };
+        let h2 = watch.h2.load(Ordering::Relaxed);
+        let silent = !watch.read_any.load(Ordering::Relaxed);
         let idle = match self.idle.as_mut() {
             Some(idle) if !idle.sleep.is_elapsed() => return,
             Some(idle) => idle,
-            None if self
-                .watch
-                .as_ref()
-                .is_some_and(|watch| watch.h2.load(Ordering::Relaxed)) =>
-            {
-                self.idle.insert(Idle {
-                    sleep: Box::pin(tokio::time::sleep(period)),
-                    seen: self.queued,
-                    going_away: false,
-                })
-            }
+            // HTTP/2; or any connection that has sent nothing yet: hyper-util's look at the
+            // first bytes for the version (where the own path does not apply) has no timer.
+            None if h2 || silent => self.idle.insert(Idle {
+                sleep: Box::pin(tokio::time::sleep(period)),
+                seen: self.queued,
+                going_away: false,
+            }),
             None => return,
         };
         if idle.sleep.is_elapsed() {
             let quiet = self.running.is_empty() && self.queued == idle.seen;
             idle.seen = self.queued;
             idle.sleep.as_mut().reset(Instant::now() + period);
-            let silent = self
-                .watch
-                .as_ref()
-                .is_some_and(|watch| !watch.read_any.load(Ordering::Relaxed));
             if quiet && silent {
                 tracing::debug!(peer = %self.peer, "http: connection idle past the header-read timeout, closing");
                 self.hyper = None;
+                return;
+            }
+            if !h2 {
+                // HTTP/1.1 that spoke: hyper's header-read timeout has it from here.
+                self.idle = None;
                 return;
             }
             if quiet && idle.going_away {
