@@ -373,6 +373,17 @@ async fn a_connection_that_sends_nothing_is_closed_at_the_header_read_timeout() 
         let (head, _) = response(&mut stream, false).await;
         assert!(head.starts_with("http/1.1 200"), "{head}");
     }
+    // The empty line some clients send after a request (RFC 9112 2.2 has servers ignore it)
+    // is nothing of a next one: the idle connection closes without a 408.
+    let addr = server_with(rama_http::Server::new().header_read_timeout(period));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /fine HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nok\r\n")
+        .await
+        .unwrap();
+    let (head, _) = response(&mut stream, false).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(closed(&mut stream).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,7 +111,7 @@ where
             }
             let read = tokio::select! {
                 biased;
-                () = &mut shutdown, if buf.is_empty() => return Outcome::Closed,
+                () = &mut shutdown, if nothing_of_a_request(&buf) => return Outcome::Closed,
                 read = timer.bound(deadline, io.read_buf(&mut buf)) => read,
             };
             match read {
@@ -131,7 +131,7 @@ where
                 // close one: a `408` here could cross a request the client sends at the same
                 // moment and be read as its answer, where a bare close tells the client to
                 // retry on a new connection (RFC 9112 9.3.1).
-                Err(()) if buf.is_empty() => {
+                Err(()) if nothing_of_a_request(&buf) => {
                     tracing::debug!(%peer, "http: connection idle past the header-read timeout, closing");
                     return Outcome::Closed;
                 }
@@ -187,6 +187,12 @@ where
 }
 
 /// Writes one of the connection's own canned answers and closes.
+/// Whether `buf` holds nothing of a request: empty, or the empty lines a client may send
+/// between requests (an extra CRLF after a body, which servers ignore, RFC 9112 2.2).
+fn nothing_of_a_request(buf: &[u8]) -> bool {
+    buf.iter().all(|&b| b == b'\r' || b == b'\n')
+}
+
 async fn answer<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result<()> {
     io.write_all(bytes).await?;
     io.shutdown().await
