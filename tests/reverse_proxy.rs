@@ -368,15 +368,20 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
         "h2",
     ];
     // Over an HTTP/1.1 upstream `TE` stays a hop-by-hop field: not forwarded.
-    for (args, te) in [
-        (&["--http2-upstream"][..], "trailers"),
-        (&by_alpn[..], "trailers"),
-        (&[][..], "none"),
-    ] {
-        let proxy = match args {
-            [first, ..] if *first == "--upstream" => Running::start_local("reverse_proxy", args),
-            _ => reverse_proxy(origin, args),
-        };
+    let cases = [
+        (
+            "h2 prior knowledge",
+            reverse_proxy(origin, &["--http2-upstream"]),
+            "trailers",
+        ),
+        (
+            "h2 by ALPN",
+            Running::start_local("reverse_proxy", &by_alpn),
+            "trailers",
+        ),
+        ("HTTP/1.1", reverse_proxy(origin, &[]), "none"),
+    ];
+    for (upstream, proxy, te) in &cases {
         let request = http::Request::post(format!("http://{}/pkg.Service/Call", proxy.addr))
             .header("te", "trailers")
             .header("content-type", "application/grpc")
@@ -385,8 +390,8 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
         let (status, collected) = h2_exchange(proxy.addr, request).await;
         assert_eq!(status, 200);
         let trailers = collected.trailers().cloned();
-        assert_eq!(collected.to_bytes(), format!("te={te}"), "{args:?}");
-        if te == "trailers" {
+        assert_eq!(collected.to_bytes(), format!("te={te}"), "{upstream}");
+        if *te == "trailers" {
             let status = trailers.as_ref().and_then(|t| t.get("grpc-status"));
             assert_eq!(
                 status.map(|v| v.as_bytes()),
