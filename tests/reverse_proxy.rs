@@ -330,9 +330,9 @@ async fn cookies_split_over_http2_lines_reach_an_http1_origin_joined() {
     }
 }
 
-/// gRPC's shape over an HTTP/2 upstream (`--http2-upstream`, or TLS with h2 by ALPN): the client's `te: trailers`
-/// reaches the origin (the one `TE` HTTP/2 allows, which gRPC servers look for), and the
-/// origin's trailers (`grpc-status`) reach the client after the body.
+/// gRPC's shape over an HTTP/2 upstream (`--http2-upstream`, or TLS with h2 by ALPN): the
+/// client's `te: trailers` reaches the origin (the one `TE` HTTP/2 allows, which gRPC servers
+/// look for), and the origin's trailers (`grpc-status`) reach the client after the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
     async fn grpc_like(
