@@ -34,7 +34,7 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
   --upstream URL              where every request goes (http:// or https://)
   --upstream-ca FILE          verify an https:// upstream against this CA (default: webpki roots)
   --upstream-alpn LIST        protocols offered to an https:// upstream, e.g. h2,http/1.1
-                              (default: none, HTTP/1.1; an upgrade needs HTTP/1.1)
+                              (default: none, HTTP/1.1; upgrades offer http/1.1 alone)
   --listen ADDR               where to accept connections (default 127.0.0.1:8081)
   --threads N                 servers, one per thread (default: one per core)
   --sched-batch               run the server threads under SCHED_BATCH (Linux; see

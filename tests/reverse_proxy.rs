@@ -660,35 +660,79 @@ async fn expect_100_continue_waits_for_the_upstreams_word() {
     let _ = std::fs::remove_file(&up);
 }
 
+/// An `Upgrade: echo` over TLS from an origin that offers h2 by ALPN too: `101`, then the
+/// upgraded connection echoes; anything else is `400`.
+async fn tls_upgrade_echo(
+    mut request: http::Request<rama_http::Body>,
+) -> Result<http::Response<rama_http::Body>, BoxError> {
+    if request.headers().get("upgrade").is_none_or(|v| v != "echo") {
+        let refusal = format!("no upgrade over {:?}", request.version());
+        return Ok(http::Response::builder().status(400).body(refusal.into())?);
+    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrade.await {
+            let (mut from, mut to) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut from, &mut to).await;
+        }
+    });
+    Ok(http::Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(rama_http::Body::empty())?)
+}
+
+/// An upgrade through the proxy, then two messages echoed through it.
+async fn upgrade_exchange(proxy: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(proxy).await?;
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nhost: front\r\nconnection: Upgrade\r\nupgrade: echo\r\n\r\n",
+        )
+        .await?;
+    let head = read_head(&mut stream)
+        .await?
+        .ok_or(std::io::ErrorKind::UnexpectedEof)?
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in ["ping", "a longer message through the upgraded connection"] {
+        stream.write_all(message.as_bytes()).await?;
+        let mut echoed = vec![0u8; message.len()];
+        stream.read_exact(&mut echoed).await?;
+        assert_eq!(echoed, message.as_bytes());
+    }
+    Ok(())
+}
+
+/// An upgrade is carried end to end: to a plain origin, and to a TLS one that the proxy
+/// offers h2 too (`--upstream-alpn h2,http/1.1`): the upgrade still goes on HTTP/1.1, which
+/// is all that can carry it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_is_carried_end_to_end() {
-    let origin = upgrade_origin().await;
-    let proxy = reverse_proxy(origin, &[]);
-    let exchange = async {
-        let mut stream = TcpStream::connect(proxy.addr).await?;
-        stream
-            .write_all(
-                b"GET /ws HTTP/1.1\r\nhost: front\r\nconnection: Upgrade\r\nupgrade: echo\r\n\r\n",
-            )
-            .await?;
-        let head = read_head(&mut stream)
-            .await?
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?
-            .to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 101"), "{head}");
-        assert!(head.contains("upgrade: echo"), "{head}");
-        for message in ["ping", "a longer message through the upgraded connection"] {
-            stream.write_all(message.as_bytes()).await?;
-            let mut echoed = vec![0u8; message.len()];
-            stream.read_exact(&mut echoed).await?;
-            assert_eq!(echoed, message.as_bytes());
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    timeout(PATIENCE, exchange)
-        .await
-        .expect("the upgrade took too long")
-        .expect("the upgrade failed");
+    let plain = reverse_proxy(upgrade_origin().await, &[]);
+    let (tls_origin, ca) = rama_e2e::h2_https_origin("reverse-upgrade", tls_upgrade_echo);
+    let https = format!("https://localhost:{}", tls_origin.port());
+    let ca = ca.to_str().unwrap();
+    let args = ["--upstream", &https, "--upstream-ca", ca];
+    let h2_offered = Running::start_local(
+        "reverse_proxy",
+        &[&args[..], &["--upstream-alpn", "h2,http/1.1"]].concat(),
+    );
+    for (upstream, proxy) in [("plain", &plain), ("TLS, h2 offered", &h2_offered)] {
+        timeout(PATIENCE, upgrade_exchange(proxy.addr))
+            .await
+            .unwrap_or_else(|_| panic!("{upstream}: the upgrade took too long"))
+            .unwrap_or_else(|error| panic!("{upstream}: the upgrade failed: {error}"));
+    }
+    // Plain requests on the same proxy may still go over HTTP/2.
+    let url = format!("http://{}/", h2_offered.addr);
+    let (body, codes) = curl(&[&url]).await;
+    assert_eq!(
+        (body.as_str(), codes.as_str()),
+        ("no upgrade over HTTP/2.0", "400 1.1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,9 @@ const RETRIES: u8 = 10;
 /// `REFUSED_STREAM`) is sent again, up to 10 times, when it can be: an idempotent method or
 /// no body, and a body that is not a stream.
 ///
+/// An upgrade (WebSocket) to an `https://` upstream goes on HTTP/1.1, which alone can carry
+/// it: where the TLS connector offers `h2`, its connection is dialed offering the rest.
+///
 /// Plain `http://` without `http2_only` (HTTP/1.1 for sure) and without an upgrade goes
 /// through a lean path of its own: rama's own HTTP/1.1 connections, a list of idle ones per
 /// thread and upstream (closed within a second when the upstream closes them or they idle past
@@ -99,6 +102,10 @@ pub struct Client {
 struct Config {
     builder: ClientBuilder,
     connector: Connector,
+    /// For upgrades to `https://` upstreams when the TLS connector offers `h2`: the same,
+    /// offering HTTP/1.1 only, since an upgrade sent on a connection that chose HTTP/2
+    /// reaches the upstream as a plain request.
+    upgrade_connector: Option<Connector>,
     /// The plain HTTP/1.1 path's settings.
     h1: Arc<h1_pool::Settings>,
 }
@@ -192,8 +199,15 @@ impl Client {
             && headers::upgrade_of(request.headers()).is_none()
     }
 
-    /// Sends `request` through this thread's pool (built on the thread's first request).
+    /// Sends `request` through this thread's pool (built on the thread's first request); an
+    /// upgrade that must stay HTTP/1.1 through a pool of its own (rare, and its connection
+    /// leaves any pool once upgraded).
     fn send(&self, request: Request<Body>) -> legacy::ResponseFuture {
+        if let Some(connector) = &self.config.upgrade_connector
+            && headers::upgrade_of(request.headers()).is_some()
+        {
+            return self.config.pool_over(connector.clone()).request(request);
+        }
         let pool = POOLS
             .try_with(|pools| {
                 let mut pools = pools.borrow_mut();
@@ -387,7 +401,12 @@ impl ClientBuilder {
 
     /// The client.
     pub fn build(mut self) -> Client {
-        let connector = Connector::new(self.tls.take(), self.connect_timeout);
+        let tls = self.tls.take();
+        let upgrade_connector = tls
+            .as_ref()
+            .and_then(crate::tls::Connector::without_h2)
+            .map(|tls| Connector::new(Some(tls), self.connect_timeout));
+        let connector = Connector::new(tls, self.connect_timeout);
         let h1 = Arc::new(h1_pool::Settings {
             connector: connector.clone(),
             idle_timeout: self.pool_idle_timeout,
@@ -397,6 +416,7 @@ impl ClientBuilder {
             config: Arc::new(Config {
                 builder: self,
                 connector,
+                upgrade_connector,
                 h1,
             }),
         }
@@ -408,6 +428,11 @@ impl ClientBuilder {
 impl Config {
     /// A fresh pool with these settings.
     fn pool(&self) -> Pool {
+        self.pool_over(self.connector.clone())
+    }
+
+    /// A fresh pool with these settings that dials through `connector`.
+    fn pool_over(&self, connector: Connector) -> Pool {
         let builder = &self.builder;
         legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -415,7 +440,7 @@ impl Config {
             .pool_idle_timeout(builder.pool_idle_timeout)
             .pool_max_idle_per_host(builder.pool_max_idle_per_host)
             .http2_only(builder.http2_only)
-            .build(self.connector.clone())
+            .build(connector)
     }
 }
 

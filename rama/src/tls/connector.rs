@@ -120,6 +120,23 @@ impl Connector {
         &self.config
     }
 
+    /// A copy that does not offer `h2` through ALPN, when this one does: for a connection
+    /// that must be HTTP/1.1 (an upgrade, which HTTP/2 cannot carry), whatever the server
+    /// would prefer.
+    pub(crate) fn without_h2(&self) -> Option<Self> {
+        let h2 = |protocol: &Vec<u8>| protocol.as_slice() == b"h2";
+        if !self.config.alpn_protocols.iter().any(h2) {
+            return None;
+        }
+        let mut config = ClientConfig::clone(&self.config);
+        config.alpn_protocols.retain(|protocol| !h2(protocol));
+        Some(Self {
+            config: Arc::new(config),
+            server_name: self.server_name.clone(),
+            handshake_timeout: self.handshake_timeout,
+        })
+    }
+
     /// Runs the client handshake over `stream` to `host` (its name is the SNI and what the
     /// certificate must match, unless [set](Connector::server_name)).
     pub fn connect<S>(&self, host: &Host, stream: S) -> Connect<S>
