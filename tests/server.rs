@@ -153,6 +153,15 @@ async fn closed(stream: &mut TcpStream) -> bool {
     matches!(timeout(PATIENCE, stream.read(&mut byte)).await, Ok(Ok(0)))
 }
 
+/// Sends `request` on a new connection to `addr`: the connection, and the response's head
+/// (lowercase) and body (see [`response`]).
+async fn ask(addr: SocketAddr, request: &[u8]) -> (TcpStream, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    (stream, head, body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let addr = server();
@@ -180,9 +189,7 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_and_connection_close_end_the_connection_and_keep_alive_keeps_it() {
     let addr = server();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /a HTTP/1.0\r\n\r\n").await.unwrap();
-    let (head, body) = response(&mut stream, false).await;
+    let (mut stream, head, body) = ask(addr, b"GET /a HTTP/1.0\r\n\r\n").await;
     assert!(head.contains("connection: close"), "{head}");
     assert_eq!(body, b"GET /a HTTP/1.0 0");
     assert!(closed(&mut stream).await);
@@ -202,10 +209,8 @@ async fn http10_and_connection_close_end_the_connection_and_keep_alive_keeps_it(
     assert!(!head.contains("transfer-encoding"), "{head}");
     assert_eq!(body, b"part1;part2;part3;");
 
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    stream.write_all(request).await.unwrap();
-    let (head, _) = response(&mut stream, false).await;
+    let (mut stream, head, _) = ask(addr, request).await;
     assert!(head.contains("connection: close"), "{head}");
     assert!(closed(&mut stream).await);
 }
@@ -247,12 +252,7 @@ async fn a_chunked_upload_and_expect_mid_connection_go_to_hyper_and_it_serves_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_framed_by_their_bodies_and_dated() {
     let addr = server();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = response(&mut stream, false).await;
+    let (mut stream, head, body) = ask(addr, b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     assert!(!head.contains("content-length"), "{head}");
     assert_eq!(body, b"part1;part2;part3;");
@@ -308,12 +308,7 @@ async fn a_head_does_not_wait_for_a_slow_body_and_a_body_broken_before_it_began_
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
 
     // Nothing of the response had left when its body failed: a 502, and the close.
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /broken HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = response(&mut stream, false).await;
+    let (mut stream, head, body) = ask(addr, b"GET /broken HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(head.starts_with("http/1.1 502"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
     assert_eq!(body, b"the response failed before its first byte");
@@ -323,24 +318,12 @@ async fn a_head_does_not_wait_for_a_slow_body_and_a_body_broken_before_it_began_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_http_does_not_take_is_400_and_the_server_serves_on() {
     let addr = server();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = response(&mut stream, false).await;
+    let (mut stream, head, body) = ask(addr, b"GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(head.starts_with("http/1.1 400"), "{head}");
     assert_eq!(body, b"bad request");
     assert!(closed(&mut stream).await);
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(
-        response(&mut stream, false).await.1,
-        b"GET /fine HTTP/1.1 0"
-    );
+    let (_, _, body) = ask(addr, b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(body, b"GET /fine HTTP/1.1 0");
 }
 
 /// A connection that sends nothing is closed a header-read timeout after it opened, without a
@@ -365,23 +348,17 @@ async fn a_connection_that_sends_nothing_is_closed_at_the_header_read_timeout() 
             "{waited:?}"
         );
         // The same server answers a client that speaks.
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, _) = response(&mut stream, false).await;
+        let (_, head, _) = ask(addr, b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(head.starts_with("http/1.1 200"), "{head}");
     }
     // The empty line some clients send after a request (RFC 9112 2.2 has servers ignore it)
     // is nothing of a next one: the idle connection closes without a 408.
     let addr = server_with(rama_http::Server::new().header_read_timeout(period));
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"POST /fine HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nok\r\n")
-        .await
-        .unwrap();
-    let (head, _) = response(&mut stream, false).await;
+    let (mut stream, head, _) = ask(
+        addr,
+        b"POST /fine HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nok\r\n",
+    )
+    .await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(closed(&mut stream).await);
 }
