@@ -212,7 +212,15 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     let proxy = reverse_proxy(origin, &[]);
     let url = format!("http://{}/hello?x=1", proxy.addr);
 
-    let (body, codes) = curl(&["-H", "X-Forwarded-For: 10.9.8.7", &url]).await;
+    // Two `X-Forwarded-For` lines (a hop in front added one of its own): both are kept.
+    let (body, codes) = curl(&[
+        "-H",
+        "X-Forwarded-For: 10.9.8.7",
+        "-H",
+        "X-Forwarded-For: 10.0.0.2",
+        &url,
+    ])
+    .await;
     assert_eq!(codes, "200 1.1", "{body}");
     let seen = body.to_ascii_lowercase();
     assert!(seen.starts_with("get /hello?x=1 http/1.1"), "{seen}");
@@ -222,7 +230,7 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
         "{seen}"
     );
     assert!(
-        seen.contains("x-forwarded-for: 10.9.8.7, 127.0.0.1\n"),
+        seen.contains("x-forwarded-for: 10.9.8.7, 10.0.0.2, 127.0.0.1\n"),
         "{seen}"
     );
     assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
@@ -235,10 +243,24 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     );
     assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
 
-    let (body, codes) = curl(&["--http2-prior-knowledge", &url]).await;
+    // An `https://` target over plain text is the client's claim, not the connection's
+    // scheme: the forwarding headers say `http`.
+    let (body, codes) = curl(&["--request-target", "https://front.example/hello?x=1", &url]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    let seen = body.to_ascii_lowercase();
+    assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
+    assert!(
+        seen.contains("host=\"front.example\";proto=http\n"),
+        "{seen}"
+    );
+
+    // The response's `Via` names the version it came in: HTTP/1.1 from this origin, though
+    // the client spoke HTTP/2.
+    let (body, codes) = curl(&["--http2-prior-knowledge", "-D", "/dev/stdout", &url]).await;
     assert_eq!(codes, "200 2", "{body}");
     let seen = body.to_ascii_lowercase();
-    assert!(seen.starts_with("get /hello?x=1 http/1.1"), "{seen}");
+    assert!(seen.contains("\nvia: 1.1 rama\r\n"), "{seen}");
+    assert!(seen.contains("get /hello?x=1 http/1.1"), "{seen}");
     assert!(seen.contains("via: 2 rama\n"), "{seen}");
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     proxy.wait_for_log("reverse proxy: forwarding").await;
@@ -246,11 +268,12 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     // An HTTP/2 upstream (prior knowledge) gets `:authority` and no `Host` beside it.
     let h2 = reverse_proxy(origin, &["--http2-upstream"]);
     let url = format!("http://{}/hello?x=1", h2.addr);
-    let (body, codes) = curl(&[&url]).await;
+    let (body, codes) = curl(&["-D", "/dev/stdout", &url]).await;
     assert_eq!(codes, "200 1.1", "{body}");
     let seen = body.to_ascii_lowercase();
+    assert!(seen.contains("\nvia: 2 rama\r\n"), "{seen}");
     assert!(
-        seen.starts_with(&format!("get http://{origin}/hello?x=1 http/2.0")),
+        seen.contains(&format!("get http://{origin}/hello?x=1 http/2.0")),
         "{seen}"
     );
     assert!(!seen.contains("\nhost:"), "{seen}");

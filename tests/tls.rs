@@ -8,7 +8,7 @@
 use rama::{
     Address, BoxError, Conn, Target, proxy, socks5, tcp,
     tls::{
-        self, Alpn, PeerIdentity, ServerName, dev,
+        self, Alpn, Negotiated, PeerIdentity, ServerName, dev,
         rustls::{
             HandshakeKind,
             pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
@@ -136,6 +136,8 @@ struct Seen {
     sni: Option<String>,
     alpn: Option<String>,
     identity: Option<String>,
+    /// The negotiated version, recorded for every TLS connection.
+    version: Option<String>,
 }
 
 /// The stage after TLS in these tests: records the facts into an `Rc` (so it is neither
@@ -162,6 +164,9 @@ where
             sni: facts.get::<ServerName>().map(|n| n.as_str().to_owned()),
             alpn: facts.get::<Alpn>().map(ToString::to_string),
             identity: facts.get::<PeerIdentity>().map(ToString::to_string),
+            version: facts
+                .get::<Negotiated>()
+                .map(|negotiated| format!("{:?}", negotiated.version())),
         };
         self.seen.set(Some(seen.clone()));
         let (stream, _) = conn.into_parts();
@@ -300,6 +305,34 @@ fn alpn_h2_is_negotiated_and_recorded_for_the_next_stage() {
             "{}",
             stdout(&out)
         );
+
+        // A client that sends neither SNI nor ALPN leaves only what the handshake negotiated:
+        // that alone says the connection is TLS.
+        seen.take();
+        let s_client = Command::new("openssl")
+            .args(["s_client", "-connect", &connect, "-noservername"])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = timeout(PATIENCE, s_client).await.unwrap().unwrap();
+        assert!(
+            stdout(&out).contains("No ALPN negotiated"),
+            "{}",
+            stdout(&out)
+        );
+        // The server's side of the handshake may end after openssl exits.
+        let seen = timeout(PATIENCE, async {
+            loop {
+                match seen.take() {
+                    Some(seen) => break seen,
+                    None => tokio::task::yield_now().await,
+                }
+            }
+        })
+        .await
+        .expect("the stage after TLS was called");
+        assert_eq!((seen.sni, seen.alpn), (None, None));
+        assert_eq!(seen.version.as_deref(), Some("TLSv1_3"));
 
         // The stack offers only HTTP/1.1: curl --http2 falls back, the request is served.
         let (stage, seen) = report();

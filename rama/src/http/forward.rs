@@ -394,8 +394,10 @@ async fn forward(
         Err(error) => return upstream_failed(&error, &destination, peer),
     }
     match client.call(request).await {
-        // The client hands responses on without their hop-by-hop headers.
+        // The client hands responses on without their hop-by-hop headers; `Via` names the
+        // version the response came in (RFC 9110 7.6.3).
         Ok(mut response) => {
+            let version = response.version();
             headers::append_via(response.headers_mut(), version);
             response
         }

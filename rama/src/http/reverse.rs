@@ -5,9 +5,11 @@
 //!   has one) in front of the request's path and query.
 //! - `Host`: the upstream's (the client's goes in `X-Forwarded-Host`), or the client's with
 //!   [`preserve_host`](ReverseProxy::preserve_host).
-//! - `X-Forwarded-For` gets the client's address appended, `X-Forwarded-Proto` and
-//!   `X-Forwarded-Host` are set, and a `Forwarded` element (RFC 7239: `for`, `host`, `proto`)
-//!   is appended; `Via` is appended both ways and hop-by-hop headers are removed both ways.
+//! - `X-Forwarded-For` gets the client's address appended (to every earlier line, joined),
+//!   `X-Forwarded-Proto` (`https` when the client's connection is TLS,
+//!   [`ConnFacts::is_tls`]) and `X-Forwarded-Host` are set, and a `Forwarded` element (RFC
+//!   7239: `for`, `host`, `proto`) is appended; `Via` is appended both ways and hop-by-hop
+//!   headers are removed both ways.
 //! - Bodies stream both ways through the pooled [`Client`] (HTTP/1.1 upstream by default; an
 //!   HTTP/2 upstream with [`Client::builder`]`().http2_only(true)`), whatever version the
 //!   client spoke.
@@ -236,7 +238,7 @@ impl Inner {
             );
             return response;
         }
-        let secure = is_secure(&request, facts);
+        let secure = is_secure(facts);
         let host = match original_host(&request) {
             Ok(host) => host,
             Err(bad) => {
@@ -283,6 +285,8 @@ impl Inner {
             Err(error) => return forward::upstream_failed(&error, destination, log_peer),
         };
 
+        // `Via` names the version the response came in (RFC 9110 7.6.3), not the client's.
+        let response_version = response.version();
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -293,7 +297,7 @@ impl Inner {
                     destination.to_owned(),
                 ));
                 if spawned.is_ok() {
-                    headers::append_via(response.headers_mut(), version);
+                    headers::append_via(response.headers_mut(), response_version);
                     return response;
                 }
             }
@@ -304,7 +308,7 @@ impl Inner {
             );
         }
         // The client hands responses on without their hop-by-hop headers.
-        headers::append_via(response.headers_mut(), version);
+        headers::append_via(response.headers_mut(), response_version);
         response
     }
 }
@@ -336,16 +340,12 @@ async fn relay_upgrade(
     }
 }
 
-/// Whether the client reached us over TLS: TLS facts on its connection, or an `https` request
-/// target (HTTP/2's `:scheme`).
-fn is_secure<B>(request: &Request<B>, facts: Option<&ConnFacts>) -> bool {
-    let tls = facts.is_some_and(|facts| {
-        let ext = facts.extensions();
-        ext.get::<crate::tls::Alpn>().is_some()
-            || ext.get::<crate::tls::ServerName>().is_some()
-            || ext.get::<crate::tls::PeerIdentity>().is_some()
-    });
-    tls || request.uri().scheme() == Some(&Scheme::HTTPS)
+/// Whether the client reached us over TLS: the connection's facts say so, as nginx's `$scheme`
+/// and haproxy's `ssl_fc` do. Not the request's own scheme (an `https://` target, HTTP/2's
+/// `:scheme`): over plain text a client could claim `X-Forwarded-Proto: https` with it, which
+/// applications trust for secure cookies and redirects.
+fn is_secure(facts: Option<&ConnFacts>) -> bool {
+    facts.is_some_and(ConnFacts::is_tls)
 }
 
 /// The host the client asked for (RFC 9112 3.2.2): the request target's authority (HTTP/2,
@@ -412,14 +412,21 @@ fn add_forwarded(
     headers.reserve(6);
     let (alone, element) = Forwarding::of(ip, host, secure);
     if let Some(ip) = ip {
-        let earlier = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
-        let value = match earlier {
-            Some(earlier) => {
-                let mut joined = String::with_capacity(earlier.len() + 2 + 39);
-                joined.push_str(earlier);
-                joined.push_str(", ");
-                push_ip(&mut joined, ip);
-                header_value(joined)
+        // Every earlier line, joined as one list (RFC 9110 5.3): a hop in front that appended
+        // a line of its own (haproxy's `option forwardfor`) must not lose the client's.
+        let mut earlier = headers.get_all(X_FORWARDED_FOR).iter();
+        let value = match earlier.next() {
+            Some(first) => {
+                let mut joined = first.as_bytes().to_vec();
+                for line in earlier {
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(line.as_bytes());
+                }
+                let mut own = String::with_capacity(2 + 39);
+                own.push_str(", ");
+                push_ip(&mut own, ip);
+                joined.extend_from_slice(own.as_bytes());
+                HeaderValue::from_maybe_shared(Bytes::from(joined)).ok()
             }
             None => alone,
         };
@@ -602,6 +609,33 @@ mod tests {
         let mut headers = HeaderMap::new();
         add_forwarded(&mut headers, Some("[::1]:1".parse().unwrap()), None, true);
         assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=https");
+    }
+
+    /// Every earlier `X-Forwarded-For` line is kept, in order, whatever bytes it holds.
+    #[test]
+    fn earlier_forwarded_for_lines_are_joined() {
+        let mut headers = HeaderMap::new();
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("192.0.2.9, 10.0.0.2"),
+        );
+        headers.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"obs\xe9").unwrap(),
+        );
+        add_forwarded(
+            &mut headers,
+            Some("127.0.0.1:1".parse().unwrap()),
+            None,
+            false,
+        );
+        let lines: Vec<_> = headers.get_all(X_FORWARDED_FOR).iter().collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0].as_bytes(),
+            b"6.6.6.6, 192.0.2.9, 10.0.0.2, obs\xe9, 127.0.0.1"
+        );
     }
 
     /// The kept values are only handed out for the same client, host and scheme.

@@ -1,7 +1,16 @@
 //! What a TLS handshake teaches the later stages, recorded in the connection's extensions.
 
-use rustls::pki_types::CertificateDer;
+use rustls::{CipherSuite, ProtocolVersion, pki_types::CertificateDer};
 use std::{fmt, sync::Arc};
+
+/// What a completed handshake settled: the protocol version and the cipher suite. Recorded
+/// for every TLS connection (SNI and ALPN are there only when the client sent them), so it
+/// alone says that the client came over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    version: ProtocolVersion,
+    cipher_suite: CipherSuite,
+}
 
 /// The server name the client asked for (SNI), lower-cased by rustls.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,6 +34,28 @@ struct Identity {
     common_name: Option<String>,
     alt_names: Vec<String>,
     chain: Vec<CertificateDer<'static>>,
+}
+
+// ===== impl Negotiated =====
+
+impl Negotiated {
+    /// What a handshake settled.
+    pub fn new(version: ProtocolVersion, cipher_suite: CipherSuite) -> Self {
+        Self {
+            version,
+            cipher_suite,
+        }
+    }
+
+    /// The protocol version (TLS 1.2 or 1.3).
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The cipher suite.
+    pub fn cipher_suite(&self) -> CipherSuite {
+        self.cipher_suite
+    }
 }
 
 // ===== impl ServerName =====

@@ -62,7 +62,7 @@ pub use self::connector::{
 };
 pub use self::detect::Detect;
 pub use self::error::{Error, HandshakeError};
-pub use self::facts::{Alpn, PeerIdentity, ServerName};
+pub use self::facts::{Alpn, Negotiated, PeerIdentity, ServerName};
 pub use crate::detect::Rewind;
 pub use rustls;
 /// The client side of a TLS stream: what [`Connector::connect`] resolves with.

@@ -566,7 +566,7 @@ impl Upstream {
                     Some("https" | "wss") => true,
                     Some("http" | "ws") => false,
                     Some(_) => return Err("the request target's scheme is not http(s) or ws(s)"),
-                    None => facts.is_some_and(is_tls),
+                    None => facts.is_some_and(ConnFacts::is_tls),
                 };
                 let authority = match request.uri().authority() {
                     Some(authority) => authority.clone(),
@@ -603,12 +603,6 @@ impl Upstream {
             path_and_query,
         })
     }
-}
-
-/// Whether the client's connection is TLS: TLS facts on it.
-fn is_tls(facts: &ConnFacts) -> bool {
-    let ext = facts.extensions();
-    ext.get::<tls::ServerName>().is_some() || ext.get::<tls::Alpn>().is_some()
 }
 
 #[cfg(test)]

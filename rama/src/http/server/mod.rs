@@ -279,6 +279,16 @@ impl ConnFacts {
         &self.inner.shutdown
     }
 
+    /// Whether the client came over TLS that a stage before `http::Server` terminated (it
+    /// recorded [`tls::Negotiated`](crate::tls::Negotiated)). A request's own scheme (an
+    /// `https://` target, HTTP/2's `:scheme`) says only what the client claims.
+    pub fn is_tls(&self) -> bool {
+        self.inner
+            .extensions
+            .get::<crate::tls::Negotiated>()
+            .is_some()
+    }
+
     /// What the stages before `http::Server` recorded (SNI, ALPN, a client certificate, ...).
     pub fn extensions(&self) -> &Extensions {
         &self.inner.extensions

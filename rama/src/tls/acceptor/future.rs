@@ -3,7 +3,7 @@
 use crate::{
     BoxError, Conn, ConnInfo,
     shared::{Call, Shared},
-    tls::{Alpn, HandshakeError, PeerIdentity, ServerName},
+    tls::{Alpn, HandshakeError, Negotiated, PeerIdentity, ServerName},
 };
 use pin_project_lite::pin_project;
 use std::{
@@ -129,9 +129,15 @@ where
     }
 }
 
-/// Records SNI, ALPN and the verified client identity, and logs the handshake.
+/// Records what the handshake negotiated, SNI, ALPN and the verified client identity, and
+/// logs the handshake.
 fn record<IO>(stream: &TlsStream<IO>, info: &mut ConnInfo) {
     let (_, session) = stream.get_ref();
+    // Both are known once a handshake completed.
+    let negotiated = session
+        .protocol_version()
+        .zip(session.negotiated_cipher_suite())
+        .map(|(version, suite)| Negotiated::new(version, suite.suite()));
     let sni = session.server_name().map(ServerName::new);
     let alpn = session.alpn_protocol().map(Alpn::new);
     let identity = session
@@ -147,6 +153,9 @@ fn record<IO>(stream: &TlsStream<IO>, info: &mut ConnInfo) {
         "tls handshake done"
     );
     let facts = info.extensions_mut();
+    if let Some(negotiated) = negotiated {
+        facts.insert(negotiated);
+    }
     if let Some(sni) = sni {
         facts.insert(sni);
     }
