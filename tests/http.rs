@@ -310,6 +310,45 @@ async fn denied_refused_closed_and_silent_upstreams() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// A client that closes while its request is in flight takes the upstream exchange with it,
+/// as with nginx's and squid's defaults: the upstream connection is closed at once, not held
+/// until the upstream answers or the upstream timeout; the access log says `abandoned`, 499.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_mid_request_takes_the_upstream_exchange_with_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = arrived_tx.send(());
+        // Silent: the request is in flight until the proxy closes this connection.
+        let read = stream.read(&mut buf).await;
+        let _ = closed_tx.send(matches!(read, Ok(0) | Err(_)));
+    });
+    let proxy = proxy(&[]);
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!("GET http://{origin}/wait HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    timeout(PATIENCE, arrived).await.unwrap().unwrap();
+    drop(client);
+    let closed = timeout(PATIENCE, closed)
+        .await
+        .expect("the upstream connection closed while the origin was still silent");
+    assert!(closed.unwrap());
+    let log = plain(&proxy.wait_for_log("abandoned").await);
+    assert!(log.contains("status=499"), "{log}");
+    assert!(log.contains("/wait"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_and_touches_no_one_else() {
     let (origin, _) = origin(Behaviour::EchoHead).await;

@@ -19,6 +19,7 @@ use std::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
+    sync::Notify,
     time::timeout,
 };
 use tower::Layer;
@@ -63,12 +64,38 @@ impl http_body::Body for Stalled {
     }
 }
 
+/// Told when a `/hang` request reaches the service, and when its future is dropped.
+static HANG_CALLED: Notify = Notify::const_new();
+static HANG_DROPPED: Notify = Notify::const_new();
+/// Told when a `/gate` request reaches the service; the service answers it when opened.
+static GATE_CALLED: Notify = Notify::const_new();
+static GATE_OPEN: Notify = Notify::const_new();
+
+/// Tells [`HANG_DROPPED`] when the future that holds it is dropped.
+struct OnDrop;
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        HANG_DROPPED.notify_one();
+    }
+}
+
 /// `/stream`: an unsized body; `/none`: `204`; `/stalled`: a body that never starts;
-/// `/broken`: one that fails at once; anything else: `METHOD PATH VERSION BODYLEN`.
+/// `/broken`: one that fails at once; `/hang`: no answer ever; `/gate`: an answer once
+/// [`GATE_OPEN`]; anything else: `METHOD PATH VERSION BODYLEN`.
 async fn answer(
     request: http::Request<rama_http::Body>,
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
     match request.uri().path() {
+        "/hang" => {
+            let _dropped = OnDrop;
+            HANG_CALLED.notify_one();
+            std::future::pending::<()>().await;
+        }
+        "/gate" => {
+            GATE_CALLED.notify_one();
+            GATE_OPEN.notified().await;
+        }
         "/stream" => return Ok(http::Response::new(rama_http::Body::new(Unsized(0)))),
         "/stalled" => return Ok(http::Response::new(rama_http::Body::new(Stalled(false)))),
         "/broken" => return Ok(http::Response::new(rama_http::Body::new(Stalled(true)))),
@@ -182,6 +209,40 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
         let (head, body) = response(&mut stream, false).await;
         assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
         assert!(head.contains("\r\ndate: "), "{head}");
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
+}
+
+/// While a request is in flight the server reads on: a client that closes has its request
+/// dropped (what the service does for it ends), and a pipelined next request is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_is_dropped_when_its_client_closes_and_a_pipelined_one_waits() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    timeout(PATIENCE, HANG_CALLED.notified()).await.unwrap();
+    drop(stream);
+    timeout(PATIENCE, HANG_DROPPED.notified())
+        .await
+        .expect("the request's future dropped once its client closed");
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /gate HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    timeout(PATIENCE, GATE_CALLED.notified()).await.unwrap();
+    stream
+        .write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    GATE_OPEN.notify_one();
+    for expected in ["GET /gate HTTP/1.1 0", "GET /next HTTP/1.1 0"] {
+        let (head, body) = response(&mut stream, false).await;
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
         assert_eq!(String::from_utf8(body).unwrap(), expected);
     }
 }

@@ -10,12 +10,16 @@ use std::{net::SocketAddr, time::Instant};
 /// The tracing target of access events.
 pub(crate) const TARGET: &str = "rama::access";
 
-/// What an HTTP access event says of a request, taken before the request is handed on.
+/// What an HTTP access event says of a request, taken before the request is handed on. The
+/// event is logged when it is dropped: with the answer's status, or, for a request dropped
+/// unanswered (its client closed the connection or reset the stream), as `abandoned` with
+/// nginx's `499`.
 pub(crate) struct Exchange {
     started: Instant,
     method: Method,
     uri: Uri,
     peer: Option<SocketAddr>,
+    status: Option<StatusCode>,
 }
 
 impl Exchange {
@@ -35,21 +39,33 @@ impl Exchange {
                 .extensions()
                 .get::<ConnFacts>()
                 .map(ConnFacts::peer_addr),
+            status: None,
         }))
     }
 
-    /// Logs the request with the status it was answered with, and how long the answer took
-    /// (to its head: a body streams on after).
-    pub(crate) fn answered(self, status: StatusCode) {
+    /// Notes the status the request was answered with; the event, with how long the answer
+    /// took (to its head: a body streams on after), is logged as the exchange is dropped.
+    pub(crate) fn answered(&mut self, status: StatusCode) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
         let ms = self.started.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(
-            target: TARGET,
-            peer = %crate::http::forward::Peer(self.peer),
-            method = %self.method,
-            uri = %self.uri,
-            status = status.as_u16(),
-            ms = format_args!("{ms:.1}"),
-            "answered"
-        );
+        let peer = crate::http::forward::Peer(self.peer);
+        let (method, uri) = (&self.method, &self.uri);
+        match self.status {
+            Some(status) => tracing::info!(
+                target: TARGET,
+                %peer, %method, %uri, status = status.as_u16(), ms = format_args!("{ms:.1}"),
+                "answered"
+            ),
+            None => tracing::info!(
+                target: TARGET,
+                %peer, %method, %uri, status = 499, ms = format_args!("{ms:.1}"),
+                "abandoned: the client went before the answer"
+            ),
+        }
     }
 }

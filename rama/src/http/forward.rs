@@ -206,7 +206,7 @@ where
         Box::pin(async move {
             let access = crate::access::Exchange::start(&request);
             let response = handle(request, inner, client, auth, rules).await;
-            if let Some(access) = access {
+            if let Some(mut access) = access {
                 access.answered(response.status());
             }
             Ok(response)

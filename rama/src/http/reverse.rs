@@ -211,7 +211,7 @@ where
         Box::pin(async move {
             let access = crate::access::Exchange::start(&request);
             let response = inner.forward(request).await;
-            if let Some(access) = access {
+            if let Some(mut access) = access {
                 access.answered(response.status());
             }
             Ok(response)

@@ -29,7 +29,7 @@ use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use std::{
     cell::RefCell,
-    future::poll_fn,
+    future::{Future, poll_fn},
     io,
     sync::Arc,
     task::Poll,
@@ -161,13 +161,17 @@ where
 
         let mut call = Call::new(shared.clone(), request);
         let called = match poll_fn(|cx| call.poll(cx)).await {
-            Ok(future) => future.await,
-            Err(error) => Err(error),
+            Ok(future) => in_flight(&mut io, &mut buf, config.max_header_size, future).await,
+            Err(error) => Some(Err(error)),
         };
         drop(call);
         let response = match called {
-            Ok(response) => response,
-            Err(error) => return Outcome::Failed(Error::service(error.into())),
+            Some(Ok(response)) => response,
+            Some(Err(error)) => return Outcome::Failed(Error::service(error.into())),
+            None => {
+                tracing::debug!(%peer, "http: the client closed the connection while its request was in flight, dropping the request");
+                return Outcome::Closed;
+            }
         };
         // A shutdown lets this response finish, then closes (and says so).
         let close = !persist || signal.is_triggered();
@@ -186,13 +190,44 @@ where
     }
 }
 
-/// Writes one of the connection's own canned answers and closes.
+/// Awaits the service's `answer` while reading on from the client, as nginx and squid do: a
+/// client that closes its connection (or resets it) has given up on the answer, and dropping
+/// the answer's future ends what it does for it (an upstream exchange: its connection is
+/// closed, not held until the upstream answers or times out). `None` when the client went.
+///
+/// Bytes that come meanwhile are a pipelined next request, kept in `buf` up to `room` (then
+/// the client waits, as its socket's buffers fill). A client that shuts down only its sending
+/// side and waits for the answer cannot be told from one that closed: it loses the answer,
+/// as it does with nginx's and squid's defaults.
+async fn in_flight<IO, F, T>(io: &mut IO, buf: &mut BytesMut, room: usize, answer: F) -> Option<T>
+where
+    IO: AsyncRead + Unpin,
+    F: Future<Output = T>,
+{
+    let mut answer = std::pin::pin!(answer);
+    loop {
+        if buf.capacity() - buf.len() < READ_BUF / 4 {
+            buf.reserve(READ_BUF);
+        }
+        let read = tokio::select! {
+            biased;
+            answered = &mut answer => return Some(answered),
+            read = io.read_buf(buf), if buf.len() < room => read,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Whether `buf` holds nothing of a request: empty, or the empty lines a client may send
 /// between requests (an extra CRLF after a body, which servers ignore, RFC 9112 2.2).
 fn nothing_of_a_request(buf: &[u8]) -> bool {
     buf.iter().all(|&b| b == b'\r' || b == b'\n')
 }
 
+/// Writes one of the connection's own canned answers and closes.
 async fn answer<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result<()> {
     io.write_all(bytes).await?;
     io.shutdown().await
