@@ -31,6 +31,7 @@ use std::{
     cell::RefCell,
     future::{Future, poll_fn},
     io,
+    pin::Pin,
     sync::Arc,
     task::Poll,
     time::{Instant, SystemTime},
@@ -205,20 +206,24 @@ where
     F: Future<Output = T>,
 {
     let mut answer = std::pin::pin!(answer);
-    loop {
-        if buf.capacity() - buf.len() < READ_BUF / 4 {
-            buf.reserve(READ_BUF);
+    // By hand rather than `select!`, which cost 160 instructions more per request.
+    poll_fn(|cx| {
+        if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(answered));
         }
-        let read = tokio::select! {
-            biased;
-            answered = &mut answer => return Some(answered),
-            read = io.read_buf(buf), if buf.len() < room => read,
-        };
-        match read {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
+        while buf.len() < room {
+            if buf.capacity() - buf.len() < READ_BUF / 4 {
+                buf.reserve(READ_BUF);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *buf) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
         }
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Whether `buf` holds nothing of a request: empty, or the empty lines a client may send
