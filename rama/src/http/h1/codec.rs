@@ -572,7 +572,7 @@ pub(crate) fn response_framing(
         return Ok(Framing::Empty);
     }
     match head.hop.transfer_coding {
-        // `Content-Length` beside it is ignored (RFC 9112 6.3) and never forwarded.
+        // `Content-Length` beside it is ignored (RFC 9112 6.3; the exchange removes it).
         headers::TransferCoding::Chunked => return Ok(Framing::Chunked),
         // The body's length would be known (chunks, or the close), its bytes not: they are in
         // a coding the client never asked for and rama does not undo, which forwarding
