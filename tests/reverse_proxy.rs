@@ -68,7 +68,8 @@ impl http_body::Body for Chunks {
 }
 
 /// The origin's answers: `/upload` hashes the body as it streams in (`LEN HEX`), `/download`
-/// streams [`download`], `/stall` sends `first` and then nothing, anything else echoes the
+/// streams [`download`], `/stall` sends `first` and then nothing, `/204-body` is a `204`
+/// with content it may not have (over HTTP/2 it goes out as DATA), anything else echoes the
 /// request line and headers.
 async fn answer(
     request: http::Request<rama_http::Body>,
@@ -97,6 +98,11 @@ async fn answer(
             stall: false,
         });
         return Ok(http::Response::new(body));
+    }
+    if path == "/204-body" {
+        let mut response = http::Response::new("oops".into());
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        return Ok(response);
     }
     if path == "/stall" {
         let body = rama_http::Body::new(Chunks {
@@ -278,6 +284,11 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     );
     assert!(!seen.contains("\nhost:"), "{seen}");
     assert!(seen.contains("via: 1.1 rama\n"), "{seen}");
+    // Content an HTTP/2 upstream sent after a `204` does not reach an HTTP/2 client, which
+    // would reset the stream for it.
+    let url = format!("http://{}/204-body", h2.addr);
+    let (body, codes) = curl(&["--http2-prior-knowledge", &url]).await;
+    assert_eq!((body.as_str(), codes.as_str()), ("", "204 2"));
 }
 
 /// curl's `--http2` on `http://` offers an upgrade of its own connection to h2c: the proxy

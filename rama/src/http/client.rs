@@ -440,9 +440,22 @@ impl Config {
             .pool_idle_timeout(builder.pool_idle_timeout)
             .pool_max_idle_per_host(builder.pool_max_idle_per_host)
             .http2_only(builder.http2_only)
+            // Each stream's window bounds what one client that stops reading leaves buffered
+            // here; the connection's is as large as HTTP/2 allows, so that such streams never
+            // use up the window that every other stream on the connection shares (with
+            // hyper's 5 MiB, three stalled downloads froze all traffic to the upstream).
+            // Go's HTTP/2 client does the same (4 MiB and 1 GiB).
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
             .build(connector)
     }
 }
+
+/// The flow-control window of each HTTP/2 stream to an upstream (hyper's default is 2 MiB).
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// The flow-control window of an HTTP/2 connection to an upstream: the protocol's largest.
+const H2_CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 
 /// Gives a request whose URI has no authority (origin-form, `/path`) the one its `Host`
 /// names, over `http`.
@@ -593,7 +606,15 @@ impl Future for ResponseFuture {
                         ))));
                     }
                     let timeout = this.read_timeout;
+                    // A `204` or `304` has no content (RFC 9110 6.4.1): what an HTTP/2
+                    // upstream sent after one anyway would reach an HTTP/2 client as a
+                    // malformed stream (hyper's HTTP/1.1 client reads none already).
+                    let no_content = super::h1::codec::status_has_no_length(response.status())
+                        || response.status() == StatusCode::NOT_MODIFIED;
                     return Poll::Ready(Ok(response.map(|body| {
+                        if no_content {
+                            return Body::empty();
+                        }
                         let body = Body::from(body);
                         match timeout {
                             Some(timeout) if !http_body::Body::is_end_stream(&body) => {
