@@ -986,6 +986,34 @@ async fn a_websocket_session_is_carried_end_to_end() {
     proxy.wait_for_log("reverse proxy: forwarding").await;
 }
 
+/// Behind a base path, dot segments are resolved before the base goes in front, and one that
+/// climbs above the root is refused: an origin resolved `/base/../admin` to `/admin`, outside
+/// the base (nginx refuses it too), over HTTP/1.1 and HTTP/2 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_base_path_is_a_boundary_dot_segments_cannot_climb_out_of() {
+    let upstream = format!("http://{}/base", origin());
+    let proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
+    let url = |path: &str| format!("http://{}{path}", proxy.addr);
+    let (body, codes) = curl(&["--path-as-is", &url("/a/./b/../c?q=../x")]).await;
+    assert_eq!(codes, "200 1.1", "{body}");
+    assert!(body.starts_with("GET /base/a/c?q=../x HTTP/1.1"), "{body}");
+    for path in [
+        "/../admin",
+        "/%2e%2e/admin",
+        "/a/../../admin",
+        "/..%2fadmin",
+    ] {
+        for version in ["--http1.1", "--http2-prior-knowledge"] {
+            let (body, codes) = curl(&[version, "--path-as-is", &url(path)]).await;
+            assert!(
+                codes.starts_with("400 "),
+                "{path} {version}: {codes} {body}"
+            );
+            assert!(body.contains("climbs above the root"), "{path}: {body}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_connection_header_cannot_name_the_forwarding_headers_away() {
     let origin = origin();
@@ -1065,6 +1093,15 @@ async fn ambiguous_framing_is_refused_or_forwarded_one_way_only() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\r\n\r\nOPTIONS * HTTP/1.1\n"), "{answer}");
+    // Any other method in asterisk-form is malformed (RFC 9112 3.2.4): it reached the
+    // origin as the resource `/*`.
+    let answer = raw(
+        proxy.addr,
+        b"DELETE * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("for OPTIONS only"), "{answer}");
 
     // CONNECT is no request a reverse proxy forwards (it reached the origin as `CONNECT /`,
     // and the origin's answer broke the connection): 405, naming what it takes.

@@ -2,7 +2,9 @@
 //! does behind [`http::Server`](super::Server).
 //!
 //! - The request goes to the upstream's scheme and authority, with the upstream's path (if it
-//!   has one) in front of the request's path and query.
+//!   has one) in front of the request's path and query; behind such a base path the request
+//!   path's dot segments are resolved first, and one that climbs above the root is answered
+//!   `400` (the base is a boundary).
 //! - `Host`: the upstream's (the client's goes in `X-Forwarded-Host`), or the client's with
 //!   [`preserve_host`](ReverseProxy::preserve_host).
 //! - `X-Forwarded-For` gets the client's address appended (to every earlier line, joined),
@@ -173,16 +175,29 @@ impl ReverseProxy {
 
 impl Inner {
     /// The URI of the upstream request for `uri`, the client's request target (taken apart:
-    /// without a base path, its path and query move over uncopied).
-    fn upstream_uri(&self, uri: Uri) -> Result<Uri, ::http::Error> {
-        let path_and_query = match (uri.into_parts().path_and_query, self.base.is_empty()) {
+    /// without a base path, its path and query move over uncopied), or why it has none.
+    fn upstream_uri(&self, uri: Uri, method: &Method) -> Result<Uri, &'static str> {
+        let path_and_query = uri.into_parts().path_and_query;
+        if path_and_query.as_ref().is_some_and(|p| p == "*") && method != Method::OPTIONS {
+            // Asterisk-form asks about the server, and only `OPTIONS` may (RFC 9112 3.2.4);
+            // any other would reach the upstream as the resource `/*`.
+            return Err("the asterisk-form request target is for OPTIONS only");
+        }
+        let path_and_query = match (path_and_query, self.base.is_empty()) {
             (Some(path_and_query), true) => path_and_query,
             // `OPTIONS *` asks about the server, whatever the base path.
             (Some(asterisk), false) if asterisk == "*" => asterisk,
             (None, true) => PathAndQuery::from_static("/"),
             (path_and_query, false) => {
                 let rest = path_and_query.as_ref().map_or("/", PathAndQuery::as_str);
-                PathAndQuery::try_from(format!("{}{rest}", self.base))?
+                let (path, query) = rest.split_at(rest.find('?').unwrap_or(rest.len()));
+                // The base path is a boundary: the request's dot segments are resolved before
+                // it is put in front (an origin would resolve `/base/../admin` to `/admin`),
+                // and one that climbs above the root is refused, as nginx refuses it.
+                let path = resolve_dots(path)
+                    .ok_or("the request path climbs above the root with dot segments")?;
+                PathAndQuery::try_from(format!("{}{path}{query}", self.base))
+                    .map_err(|_| "bad request target")?
             }
         };
         Uri::builder()
@@ -190,7 +205,64 @@ impl Inner {
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
+            .map_err(|_| "bad request target")
     }
+}
+
+/// `path` (absolute, without its query) with its dot segments resolved (RFC 3986 5.2.4),
+/// `%2E` read as the `.` an origin decodes it to; `None` for one that climbs above the root,
+/// or a segment that an origin decoding `%2F` or `%5C` into separators would find a dot
+/// segment in (an escape this proxy cannot resolve the way every origin does).
+fn resolve_dots(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let dotted = |segment: &str| {
+        let segment = segment.replace("%2e", ".").replace("%2E", ".");
+        match segment.as_str() {
+            "." => Some(false),
+            ".." => Some(true),
+            _ => None,
+        }
+    };
+    if !path.contains('.') && !path.contains('%') {
+        return Some(Cow::Borrowed(path));
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let last = segments.len() - 1;
+    let mut trailing_slash = false;
+    for (i, segment) in segments.into_iter().enumerate() {
+        match dotted(segment) {
+            Some(up) => {
+                if up && kept.pop().is_none() {
+                    return None;
+                }
+                trailing_slash = i == last;
+            }
+            None => {
+                let lower = segment.to_ascii_lowercase();
+                if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+                    let decoded = lower.replace("%2f", "/").replace("%5c", "/");
+                    if decoded
+                        .split(['/', '\\'])
+                        .any(|part| dotted(part).is_some())
+                    {
+                        return None;
+                    }
+                }
+                kept.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut resolved = String::with_capacity(path.len());
+    for segment in &kept {
+        resolved.push('/');
+        resolved.push_str(segment);
+    }
+    if trailing_slash || resolved.is_empty() {
+        resolved.push('/');
+    }
+    Some(Cow::Owned(resolved))
 }
 
 impl<B> Service<Request<B>> for ReverseProxy
@@ -247,11 +319,12 @@ impl Inner {
             }
         };
         let version = request.version();
-        let uri = match self.upstream_uri(std::mem::take(request.uri_mut())) {
+        let target = std::mem::take(request.uri_mut());
+        let uri = match self.upstream_uri(target, request.method()) {
             Ok(uri) => uri,
-            Err(error) => {
-                tracing::debug!(peer = %log_peer, %error, "reverse proxy: bad request target");
-                return forward::text(StatusCode::BAD_REQUEST, "bad request target");
+            Err(why) => {
+                tracing::debug!(peer = %log_peer, why, "reverse proxy: bad request target, answering 400");
+                return forward::text(StatusCode::BAD_REQUEST, why);
             }
         };
 
@@ -552,19 +625,19 @@ mod tests {
         assert_eq!(named.inner.host, "example.com");
         let uri: Uri = "/a/b?c=d".parse().unwrap();
         assert_eq!(
-            proxy.inner.upstream_uri(uri.clone()).unwrap(),
+            proxy.inner.upstream_uri(uri.clone(), &Method::GET).unwrap(),
             "http://127.0.0.1:8000/a/b?c=d"
         );
         let secure = ReverseProxy::new("https://example.com").unwrap();
         assert_eq!(
-            secure.inner.upstream_uri(uri).unwrap(),
+            secure.inner.upstream_uri(uri, &Method::GET).unwrap(),
             "https://example.com/a/b?c=d"
         );
         assert_eq!(secure.default_port(), 443);
         let based = ReverseProxy::new("http://origin/base/").unwrap();
         let absolute: Uri = "http://front.example/x?y".parse().unwrap();
         assert_eq!(
-            based.inner.upstream_uri(absolute).unwrap(),
+            based.inner.upstream_uri(absolute, &Method::GET).unwrap(),
             "http://origin/base/x?y"
         );
         for bad in ["127.0.0.1:80", "ftp://x", "http://x/?q", "http://"] {
@@ -609,6 +682,56 @@ mod tests {
         let mut headers = HeaderMap::new();
         add_forwarded(&mut headers, Some("[::1]:1".parse().unwrap()), None, true);
         assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=https");
+    }
+
+    #[test]
+    fn dot_segments_are_resolved_and_may_not_climb_above_the_root() {
+        for (path, resolved) in [
+            ("/", Some("/")),
+            ("/a/b", Some("/a/b")),
+            ("/a/./b", Some("/a/b")),
+            ("/a/../b", Some("/b")),
+            ("/a/b/..", Some("/a/")),
+            ("/a/.", Some("/a/")),
+            ("/a/%2e%2E/b", Some("/b")),
+            ("/a/.hidden/x.y", Some("/a/.hidden/x.y")),
+            ("//a/../b", Some("//b")),
+            ("/a%2fb", Some("/a%2fb")),
+            ("/..", None),
+            ("/../admin", None),
+            ("/a/../../admin", None),
+            ("/%2e%2e/admin", None),
+            ("/..%2fadmin", None),
+            ("/x%2F..%2Fadmin", None),
+            ("/..%5cadmin", None),
+            ("/..\\admin", None),
+        ] {
+            assert_eq!(resolve_dots(path).as_deref(), resolved, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_upstream_uri_keeps_the_base_path_a_boundary() {
+        let proxy = ReverseProxy::new("http://127.0.0.1:1/base").unwrap();
+        let uri = |target: &str, method: Method| {
+            proxy
+                .inner
+                .upstream_uri(target.parse().unwrap(), &method)
+                .map(|uri| uri.to_string())
+        };
+        assert_eq!(
+            uri("/a/../b?x=../y", Method::GET).unwrap(),
+            "http://127.0.0.1:1/base/b?x=../y"
+        );
+        assert!(uri("/../admin", Method::GET).is_err());
+        assert_eq!(uri("*", Method::OPTIONS).unwrap(), "http://127.0.0.1:1*");
+        assert!(uri("*", Method::DELETE).is_err());
+        let bare = ReverseProxy::new("http://127.0.0.1:1").unwrap();
+        assert!(
+            bare.inner
+                .upstream_uri("*".parse().unwrap(), &Method::GET)
+                .is_err()
+        );
     }
 
     /// Every earlier `X-Forwarded-For` line is kept, in order, whatever bytes it holds.
