@@ -1,8 +1,9 @@
 //! `http::Server`'s HTTP/2 side under hostile input, in raw frames over 127.0.0.1 (no h2
 //! client would send them): malformed streams are reset and an oversized header list gets
 //! `431` while the connection serves on; frames that break the protocol, a rapid-reset
-//! flood, a `CONTINUATION` flood and an HPACK bomb get `GOAWAY` and a close, touching no
-//! other connection; a connection without a stream (half a header block, then nothing) is
+//! flood, a `CONTINUATION` flood and an HPACK bomb get `GOAWAY` and a close, and a flood of
+//! `PRIORITY` frames a close, touching no other connection; a stream whose client takes
+//! nothing of its response is reset after a period; a connection without a stream (half a header block, then nothing) is
 //! sent `GOAWAY` after the header-read timeout and dropped one period later, while a stream
 //! that runs longer than that period is served to its end; extended `CONNECT` (RFC 8441) is
 //! offered, and one for a protocol other than WebSocket is reset.
@@ -34,6 +35,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // Frame types and flags (RFC 9113 6).
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
 const GOAWAY: u8 = 7;
@@ -335,6 +337,28 @@ async fn protocol_errors_and_floods_get_goaway_and_touch_no_other_connection() {
         Some(ENHANCE_YOUR_CALM)
     );
 
+    // A flood of frames that ask for nothing: 10 MiB of PRIORITY, past eight times what the
+    // connection's requests carried (none) and 1 MiB. Closed (the h2 crate would have read
+    // them for ever, a core's worth of work).
+    let mut priorities = open(addr).await;
+    let mut flood = Vec::new();
+    for id in (1..2_000).step_by(2) {
+        flood.extend(frame(PRIORITY, 0, id, &[0, 0, 0, 0, 16]));
+    }
+    let flood = flood.repeat(10 * 1024 * 1024 / flood.len());
+    let (mut read, mut write) = priorities.split();
+    let (_, ended) = tokio::join!(write.write_all(&flood), async {
+        let mut byte = [0u8; 4096];
+        loop {
+            match timeout(PATIENCE, read.read(&mut byte)).await {
+                Ok(Ok(0) | Err(_)) => break true,
+                Ok(Ok(_)) => {}
+                Err(_) => break false,
+            }
+        }
+    });
+    assert!(ended, "the flooding connection was still open");
+
     // The connection opened before all that is served as if nothing happened.
     let before = calls.load(Ordering::SeqCst);
     bystander
@@ -401,6 +425,107 @@ async fn a_connection_without_a_stream_gets_goaway_then_is_dropped_and_a_long_st
     );
     drop(send);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A body that never ends, 16 KiB a frame; `dropped` is told when it is dropped.
+struct Endless {
+    dropped: Arc<tokio::sync::Notify>,
+}
+
+impl http_body::Body for Endless {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let chunk = bytes::Bytes::from_static(&[b'x'; 16 * 1024]);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        self.dropped.notify_one();
+    }
+}
+
+/// The send timeout: a stream whose client takes nothing of its response (its window left
+/// shut) through a whole period is reset, and its response body, with what it holds
+/// upstream, dropped; the client's other streams, before and after, are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_client_takes_nothing_of_its_response_is_reset_after_a_period() {
+    let dropped = Arc::new(tokio::sync::Notify::new());
+    let told = dropped.clone();
+    let addr = origin_thread(move |listener| async move {
+        let answer = tower::service_fn(move |request: http::Request<rama_http::Body>| {
+            let dropped = told.clone();
+            async move {
+                let body = match request.uri().path() {
+                    "/endless" => rama_http::Body::new(Endless { dropped }),
+                    _ => rama_http::Body::from("ok"),
+                };
+                Ok::<_, BoxError>(http::Response::new(body))
+            }
+        });
+        let stack = rama_http::Server::new()
+            .header_read_timeout(PERIOD)
+            .layer(answer);
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
+    });
+    // A stream window of the protocol's default, never released for the endless body (it is
+    // not read), and room in the connection's for the rest.
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut send, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(1 << 24)
+            .handshake::<_, Empty<bytes::Bytes>>(io)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let get = |path: &str| {
+        http::Request::get(format!("http://{addr}{path}"))
+            .body(Empty::new())
+            .unwrap()
+    };
+    let started = Instant::now();
+    let stalled = timeout(PATIENCE, send.send_request(get("/endless")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stalled.status(), 200);
+    let ok = send.send_request(get("/small")).await.unwrap();
+    let body = ok.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+
+    timeout(PATIENCE, dropped.notified())
+        .await
+        .expect("the stalled stream's body dropped");
+    assert!(
+        started.elapsed() >= PERIOD,
+        "reset after {:?}",
+        started.elapsed()
+    );
+    // What came before the reset is there, then the stream's end is an error, not a clean one.
+    let mut body = stalled.into_body();
+    let ended = timeout(PATIENCE, async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => break Err(error),
+                None => break Ok(()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ended.is_err(), "the stalled stream ended cleanly");
+    // The connection serves on.
+    let ok = send.send_request(get("/after")).await.unwrap();
+    let body = ok.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,9 @@
 use super::{
     ConnFacts, Enter, Server,
     extended_connect::{self, Extended},
+    flood,
     h1::{self, Outcome},
+    stall::{self, Held, Task},
 };
 use crate::{
     BoxError, Conn, graceful,
@@ -25,7 +27,7 @@ use hyper_util::{
 };
 use pin_project_lite::pin_project;
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     fmt,
     future::Future,
     io,
@@ -52,16 +54,20 @@ type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
 /// as its executor; the connection's future polls what it queues.
 #[derive(Clone, Default)]
 pub(crate) struct Tasks {
-    queue: Rc<RefCell<Vec<LocalTask>>>,
+    queue: Rc<RefCell<Vec<Task>>>,
+    /// The idle check's generation, which the tasks' slots read (see `stall`).
+    generation: Rc<Cell<u64>>,
 }
 
 impl Tasks {
     pub(crate) fn push(&self, task: LocalTask) {
-        self.queue.borrow_mut().push(task);
+        self.queue
+            .borrow_mut()
+            .push(Task::new(task, &self.generation));
     }
 
     /// Moves what was queued into `set`; how many tasks that was.
-    fn drain_into(&self, set: &mut FuturesUnordered<LocalTask>) -> usize {
+    fn drain_into(&self, set: &mut FuturesUnordered<Task>) -> usize {
         let mut queue = self.queue.borrow_mut();
         let queued = queue.len();
         set.extend(queue.drain(..));
@@ -93,6 +99,8 @@ struct SharedIo<IO> {
     io: Arc<Mutex<IO>>,
     /// How much of the preface the bytes read so far matched; `None` once that is decided.
     preface: Option<usize>,
+    /// The flood check of an HTTP/2 connection (see `flood`); `None` once it is not one.
+    scan: Option<flood::Scan>,
     watch: Arc<Watch>,
 }
 
@@ -111,6 +119,8 @@ struct Watch {
     /// idle check is closed as an idle HTTP/1.1 one is, without a `GOAWAY` for a client that
     /// never spoke HTTP/2.
     read_any: AtomicBool,
+    /// Set when the connection's reads turned out a flood (see `flood`).
+    flood: AtomicBool,
 }
 
 impl<IO> SharedIo<IO> {
@@ -156,8 +166,21 @@ impl<IO: AsyncRead + Unpin> AsyncRead for SharedIo<IO> {
         if buf.filled().len() > before {
             this.watch.read_since_write.store(true, Ordering::Relaxed);
             this.watch.read_any.store(true, Ordering::Relaxed);
+            let read = &buf.filled()[before..];
             if let Some(matched) = this.preface {
-                this.watch_preface(matched, &buf.filled()[before..]);
+                this.watch_preface(matched, read);
+            }
+            if this.preface.is_none() && !this.watch.h2.load(Ordering::Relaxed) {
+                this.scan = None;
+            }
+            if let Some(scan) = this.scan.as_mut()
+                && scan.read(read)
+            {
+                this.scan = None;
+                this.watch.flood.store(true, Ordering::Relaxed);
+                return Poll::Ready(Err(io::Error::other(
+                    "http2 flood: frames that ask for nothing far outweigh the requests",
+                )));
             }
         }
         poll
@@ -208,8 +231,9 @@ impl<S, B> hyper::service::Service<Request<Incoming>> for Bridge<S>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
+    B: http_body::Body,
 {
-    type Response = Response<B>;
+    type Response = Response<Held<B>>;
     type Error = BoxError;
     type Future = BridgeFuture<S>;
 
@@ -253,8 +277,9 @@ impl<S, B> Future for BridgeFuture<S>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: Into<BoxError>,
+    B: http_body::Body,
 {
-    type Output = Result<Response<B>, BoxError>;
+    type Output = Result<Response<Held<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -296,7 +321,7 @@ where
         if *this.extended == Extended::WebSocket {
             extended_connect::answer(&mut response);
         }
-        Poll::Ready(Ok(response))
+        Poll::Ready(Ok(response.map(|body| Held::new(body, cx))))
     }
 }
 
@@ -338,7 +363,7 @@ pub struct Connection<IO> {
     io: Option<Arc<Mutex<dyn AsyncWrite + Unpin + Send>>>,
     timeout_answer: Option<&'static [u8]>,
     tasks: Tasks,
-    running: FuturesUnordered<LocalTask>,
+    running: FuturesUnordered<Task>,
     shutdown: Pin<Box<graceful::Triggered>>,
     shutting_down: bool,
     /// What hyper's reads and writes told (see `SharedIo`).
@@ -450,10 +475,12 @@ where
         h2: AtomicBool::new(alpn.is_some_and(crate::tls::Alpn::is_h2)),
         read_since_write: AtomicBool::new(false),
         read_any: AtomicBool::new(false),
+        flood: AtomicBool::new(false),
     });
     let shared_io = SharedIo {
         io: io.clone(),
         preface: Some(0),
+        scan: Some(flood::Scan::new()),
         watch: watch.clone(),
     };
     let bridge = Bridge { shared, facts };
@@ -587,6 +614,13 @@ where
         if header_timeout && idle {
             // Nothing of a next request: closed without a word (see `h1.rs`, which does the same).
             tracing::debug!(peer = %self.peer, "http: connection idle past the header-read timeout, closing");
+        } else if self
+            .watch
+            .as_ref()
+            .is_some_and(|watch| watch.flood.load(Ordering::Relaxed))
+        {
+            tracing::warn!(peer = %self.peer, "http2: flood of frames that ask for nothing (PRIORITY, SETTINGS, PING, WINDOW_UPDATE), closing");
+            self.failure = Some(Error::protocol(error));
         } else if header_timeout {
             tracing::warn!(peer = %self.peer, "http: request headers did not arrive in time, answering 408");
             self.timeout_answer = Some(REQUEST_TIMEOUT);
@@ -631,6 +665,23 @@ where
                 // HTTP/1.1 that spoke: hyper's header-read timeout has it from here.
                 self.idle = None;
                 return;
+            }
+            // The send timeout (see `stall`): the streams whose client took nothing of their
+            // response through a whole period are reset.
+            let generation = &self.tasks.generation;
+            generation.set(generation.get() + 1);
+            let stalled = self
+                .running
+                .iter()
+                .map(Task::slot)
+                .filter(|slot| slot.stalled());
+            let mut reset = 0;
+            for slot in stalled {
+                slot.kill();
+                reset += 1;
+            }
+            if reset > 0 {
+                tracing::warn!(peer = %self.peer, streams = reset, ?period, "http2: the client took nothing of a response for the header-read timeout, resetting the stream");
             }
             if quiet && idle.going_away {
                 tracing::warn!(peer = %self.peer, "http2: no stream since GOAWAY and the client kept the connection, closing");
@@ -684,6 +735,7 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let _enter = Enter::new(&this.tasks);
+        let _outside = stall::Outside::enter();
         this.poll_own(cx);
         this.poll_hyper(cx);
         this.poll_timeout_answer(cx);
@@ -729,6 +781,7 @@ mod tests {
         let mut io = SharedIo {
             io: Arc::new(Mutex::new(())),
             preface: Some(0),
+            scan: None,
             watch: Arc::default(),
         };
         for chunk in chunks {

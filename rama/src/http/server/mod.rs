@@ -57,7 +57,9 @@
 
 mod conn;
 mod extended_connect;
+mod flood;
 mod h1;
+mod stall;
 
 pub use self::conn::Connection;
 
