@@ -39,15 +39,22 @@
 //!
 //! Each of these ends that connection only; the tcp server logs it with the peer address.
 //!
-//! HTTP/2 answers in its own terms (hyper and the `h2` crate do): a malformed request resets
-//! its stream (`RST_STREAM PROTOCOL_ERROR`) and the connection serves on; a header list over
+//! HTTP/2 answers in its own terms (hyper and the `h2` crate do): a malformed request (a
+//! pseudo-header missing or repeated, a connection-specific field, a length its data does not
+//! match) resets its stream (`RST_STREAM PROTOCOL_ERROR`) and the connection serves on, but a
+//! field the `h2` crate's decoder refuses (an uppercase or empty name, a CR, LF or NUL in a
+//! value) gets `GOAWAY PROTOCOL_ERROR` for the whole connection; a header list over
 //! `max_header_size` gets `431` on its stream; a frame that breaks the protocol gets
 //! `GOAWAY PROTOCOL_ERROR`; a flood of streams the client resets before they are served
 //! ("rapid reset"), or of empty `CONTINUATION` frames, and a header block that decodes to
 //! far more than the limit (an HPACK bomb) get `GOAWAY ENHANCE_YOUR_CALM`; each
-//! closes the connection. A connection without a stream for the header-read timeout (a
+//! closes the connection, as does a flood of frames that ask for nothing (`PRIORITY`,
+//! `SETTINGS`, `PING`, tiny `WINDOW_UPDATE`s: nginx's measure, eight times the bytes the
+//! requests carry and 1 MiB). A connection without a stream for the header-read timeout (a
 //! client that sent half a header block, or nothing, and stopped) is sent `GOAWAY`, and
-//! dropped when it is still there, without a stream, as long again.
+//! dropped when it is still there, without a stream, as long again. A stream whose client
+//! takes nothing of its response (its window left shut) through a whole header-read period
+//! is reset (nginx's `send_timeout`), which ends what its response held upstream.
 //!
 //! # Graceful shutdown
 //!
