@@ -71,24 +71,51 @@ static HANG_DROPPED: Notify = Notify::const_new();
 static GATE_CALLED: Notify = Notify::const_new();
 static GATE_OPEN: Notify = Notify::const_new();
 
-/// Tells [`HANG_DROPPED`] when the future that holds it is dropped.
-struct OnDrop;
+/// Told when a `/quiet` response's body is dropped.
+static QUIET_DROPPED: Notify = Notify::const_new();
+
+/// Tells the `Notify` it names when it is dropped.
+struct OnDrop(&'static Notify);
 
 impl Drop for OnDrop {
     fn drop(&mut self) {
-        HANG_DROPPED.notify_one();
+        self.0.notify_one();
+    }
+}
+
+/// A body that never sends a byte (an event stream with nothing to say yet), and tells when it
+/// is dropped.
+struct Quiet {
+    _dropped: OnDrop,
+}
+
+impl http_body::Body for Quiet {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
     }
 }
 
 /// `/stream`: an unsized body; `/none`: `204`; `/stalled`: a body that never starts;
-/// `/broken`: one that fails at once; `/hang`: no answer ever; `/gate`: an answer once
+/// `/broken`: one that fails at once; `/quiet`: a head and then nothing; `/hang`: no answer ever; `/gate`: an answer once
 /// [`GATE_OPEN`]; anything else: `METHOD PATH VERSION BODYLEN`.
 async fn answer(
     request: http::Request<rama_http::Body>,
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
     match request.uri().path() {
+        "/quiet" => {
+            let body = Quiet {
+                _dropped: OnDrop(&QUIET_DROPPED),
+            };
+            return Ok(http::Response::new(rama_http::Body::new(body)));
+        }
         "/hang" => {
-            let _dropped = OnDrop;
+            let _dropped = OnDrop(&HANG_DROPPED);
             HANG_CALLED.notify_one();
             std::future::pending::<()>().await;
         }
@@ -213,10 +240,12 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     }
 }
 
-/// While a request is in flight the server reads on: a client that closes has its request
-/// dropped (what the service does for it ends), and a pipelined next request is kept.
+/// While a request is in flight, or a response body is slow to come, the server reads on: a
+/// client that closes has its request dropped (what the service does for it ends), and a
+/// pipelined next request is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_in_flight_is_dropped_when_its_client_closes_and_a_pipelined_one_waits() {
+async fn a_request_or_slow_body_in_flight_is_dropped_when_its_client_closes_and_a_pipelined_one_waits()
+ {
     let addr = server();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
@@ -228,6 +257,19 @@ async fn a_request_in_flight_is_dropped_when_its_client_closes_and_a_pipelined_o
     timeout(PATIENCE, HANG_DROPPED.notified())
         .await
         .expect("the request's future dropped once its client closed");
+
+    // The same while a response's body is slow to come, after its head went.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /quiet HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let head = timeout(PATIENCE, read_head(&mut stream)).await.unwrap();
+    assert!(head.unwrap().unwrap().starts_with("HTTP/1.1 200"));
+    drop(stream);
+    timeout(PATIENCE, QUIET_DROPPED.notified())
+        .await
+        .expect("the response body dropped once its client closed");
 
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream

@@ -176,7 +176,12 @@ where
         };
         // A shutdown lets this response finish, then closes (and says so).
         let close = !persist || signal.is_triggered();
-        let written = write_response(&mut io, &mut out, response, is_head, version, close).await;
+        let client = Client {
+            buf: &mut buf,
+            room: config.max_header_size,
+        };
+        let written =
+            write_response(&mut io, &mut out, client, response, is_head, version, close).await;
         match written {
             Ok(true) => {}
             Ok(false) => {
@@ -189,6 +194,13 @@ where
             }
         }
     }
+}
+
+/// The read side of the connection while a response is written: the buffer a pipelined next
+/// request goes to, and how much of it may be read ahead.
+struct Client<'a> {
+    buf: &'a mut BytesMut,
+    room: usize,
 }
 
 /// Awaits the service's `answer` while reading on from the client, as nginx and squid do: a
@@ -243,13 +255,14 @@ async fn answer<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result
 async fn write_response<IO, B>(
     io: &mut IO,
     out: &mut Vec<u8>,
+    client: Client<'_>,
     response: Response<B>,
     is_head: bool,
     version: Version,
     mut close: bool,
 ) -> Result<bool, BoxError>
 where
-    IO: AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin,
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
@@ -312,7 +325,12 @@ where
                     io.flush().await?;
                     out.clear();
                 }
-                body.frame().await
+                // A body that is slow to come (an event stream, a long poll) is waited for
+                // while reading on from the client, as a request in flight is: one that went
+                // takes the body, and what it holds upstream, with it.
+                in_flight(io, client.buf, client.room, body.frame())
+                    .await
+                    .ok_or("the client closed the connection while the response was streaming")?
             }
         };
         let Some(frame) = frame else {
