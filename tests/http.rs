@@ -503,6 +503,14 @@ async fn a_malformed_upload_is_400_and_not_the_upstreams_fault() {
     let answer = raw(proxy.addr, request.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("the request body failed"), "{answer}");
+    // The connection ends after it (the rest of the body cannot be told from a next
+    // request), and the answer says so.
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
     assert!(answer.contains("chunk"), "the cause is named: {answer}");
     timeout(PATIENCE, arrived.notified()).await.unwrap();
     let log = plain(

@@ -468,12 +468,8 @@ pub(crate) fn upstream_failed(
 ) -> Response<Body> {
     if error.is_request_transfer_coding() {
         tracing::debug!(%peer, %destination, "http proxy: a request in a transfer coding other than chunked, answering 501");
-        let mut response = text(StatusCode::NOT_IMPLEMENTED, error.to_string());
         // The body is still coming, in a framing the next request cannot be told from.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        return closing(text(StatusCode::NOT_IMPLEMENTED, error.to_string()));
     }
     if error.is_request_body() {
         // The client's fault, not the upstream's: answered as a malformed request is, or, when
@@ -484,10 +480,12 @@ pub(crate) fn upstream_failed(
             StatusCode::BAD_REQUEST
         };
         tracing::debug!(%peer, %destination, error = %Chain(error), "http proxy: the request body failed, answering {}", status.as_u16());
-        return text(
+        // An HTTP/1 connection ends with it (what is left of the body cannot be told from a
+        // next request), and the answer says so.
+        return closing(text(
             status,
             format!("the request body failed: {}", Causes(error)),
-        );
+        ));
     }
     tracing::warn!(%peer, %destination, error = %Chain(error), "http proxy: upstream failed");
     if error.is_timeout() {
@@ -615,12 +613,20 @@ pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<B
 /// A `400` for bad input, which also ends an HTTP/1 connection (as the server's own `400`s
 /// do): what else the client sent on it is not to be trusted either.
 pub(crate) fn bad_request_closing(version: Version, message: &str) -> Response<Body> {
-    let mut response = text(StatusCode::BAD_REQUEST, message);
+    let response = text(StatusCode::BAD_REQUEST, message);
     if version < Version::HTTP_2 {
+        closing(response)
+    } else {
         response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+}
+
+/// `response` with `Connection: close`: the server ends an HTTP/1 connection once it is
+/// written (hyper drops the field from an HTTP/2 response).
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
