@@ -1,5 +1,6 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
-//! absolute-form and `CONNECT`, `--proxy-user`, egress rules, upstream failures, bad input, the
+//! absolute-form and `CONNECT` (a failed one the last answer on its connection),
+//! `--proxy-user`, egress rules, upstream failures, bad input, the
 //! header-read and upstream timeouts on kept-alive connections, and graceful shutdown with a
 //! request in flight, and under load (HTTP/1.1 keep-alive clients and HTTP/2 connections with
 //! streams side by side); and `CONNECT` over HTTP/2 with hyper's HTTP/2 client (curl 7.88
@@ -521,6 +522,85 @@ async fn a_malformed_upload_is_400_and_not_the_upstreams_fault() {
     let line = log.lines().find(|l| l.contains("answering 400")).unwrap();
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     assert!(!log.contains("upstream failed"), "{log}");
+}
+
+/// The one answer on a connection that must be the last: `status`, `Connection: close`, and
+/// nothing after it.
+fn assert_last_answer(answer: &str, status: u16) {
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{answer}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+}
+
+/// A `CONNECT` that fails (`403` denied, `502` refused, `400` a target without a port) is
+/// answered once, with `Connection: close`, and its connection closes, as squid does: the
+/// bytes a client sent right behind it for the tunnel (optimistic data; here a request in
+/// absolute-form) are never read as a request of their own, let alone forwarded. A `407`
+/// keeps the connection, on which curl's `--proxy-anyauth` asks again with credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connect_is_the_last_answer_on_its_connection() {
+    let (origin, arrived) = origin(Behaviour::EchoHead).await;
+    let refused = closed_port();
+    let denied = closed_port();
+    let deny = denied.port().to_string();
+    // A short header-read timeout: a connection left open fails the test in 2 s, not 30.
+    let proxy = proxy(&["--deny-port", &deny, "--header-read-timeout", "2"]);
+    for (target, status) in [
+        (refused.to_string(), 502),
+        (denied.to_string(), 403),
+        ("127.0.0.1".to_owned(), 400),
+    ] {
+        let request = format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET http://{origin}/echo HTTP/1.1\r\nHost: y\r\n\r\n"
+        );
+        let answer = raw(proxy.addr, request.as_bytes()).await;
+        assert_last_answer(&answer, status);
+    }
+    let forwarded = timeout(Duration::from_millis(500), arrived.notified()).await;
+    assert!(
+        forwarded.is_err(),
+        "the origin got the bytes behind a failed CONNECT"
+    );
+
+    let echo = EchoOrigin::start().await;
+    let proxy = self::proxy(&["--user", "alice:s3cret"]);
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let connect = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n", echo.addr);
+    stream
+        .write_all(format!("{connect}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = timeout(PATIENCE, read_head(&mut stream)).await.unwrap();
+    let head = head.unwrap().expect("the 407").to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 407 "), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|length| length.trim().parse().ok())
+        .expect("the 407's length");
+    let mut body = vec![0u8; length];
+    timeout(PATIENCE, stream.read_exact(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    // `alice:s3cret`, on the same connection.
+    let again = format!("{connect}Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n");
+    stream.write_all(again.as_bytes()).await.unwrap();
+    let head = timeout(PATIENCE, read_head(&mut stream)).await.unwrap();
+    let head = head.unwrap().expect("the answer after the 407");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let line = "through after a 407\n";
+    assert_eq!(echo_line(&mut stream, line).await.unwrap(), line);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,9 @@
 //!   ([`Target`](crate::Target) by default, with any tunnel layer in between, such as
 //!   [`egress`](crate::egress)): its [`ConnectHandshake`] answers `200` once the upstream is
 //!   dialed and the connection becomes a byte tunnel (HTTP/1.1 and HTTP/2), or answers the
-//!   dial's [`Refusal`]: `403` denied, `504` timed out, `502` otherwise.
+//!   dial's [`Refusal`]: `403` denied, `504` timed out, `502` otherwise. Any answer but a
+//!   `2xx` or `407` ends an HTTP/1 connection (`Connection: close`, as squid does): the bytes
+//!   the client sent behind the `CONNECT` were meant for the tunnel, not for this proxy.
 //! - Absolute-form requests (`GET http://host/path`) are forwarded through a pooled
 //!   [`Client`], bodies streaming both ways, hop-by-hop headers removed, `Via` added, and
 //!   `Host` the target's (RFC 9112 3.2.2; a request with two, or one that is not
@@ -205,7 +207,16 @@ where
         let rules = self.rules.clone();
         Box::pin(async move {
             let access = crate::access::Exchange::start(&request);
-            let response = handle(request, inner, client, auth, rules).await;
+            let failed_connect_closes =
+                request.method() == Method::CONNECT && request.version() < Version::HTTP_2;
+            let mut response = handle(request, inner, client, auth, rules).await;
+            if failed_connect_closes && !opens_or_asks_again(response.status()) {
+                // What the client sent right behind its `CONNECT` was meant for the tunnel (a
+                // TLS `ClientHello`, a request): read as requests of their own, those bytes
+                // would be answered and even forwarded. squid closes too. Over HTTP/2 only the
+                // `CONNECT`'s stream ends.
+                response = closing(response);
+            }
             if let Some(mut access) = access {
                 access.answered(response.status());
             }
@@ -628,6 +639,13 @@ fn closing(mut response: Response<Body>) -> Response<Body> {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// Whether a `CONNECT` answered `status` keeps its HTTP/1 connection: a `2xx` opened the
+/// tunnel, and after a `407` the client asks again on the same connection (curl's
+/// `--proxy-anyauth` does).
+fn opens_or_asks_again(status: StatusCode) -> bool {
+    status.is_success() || status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
 }
 
 fn proxy_auth_required() -> Response<Body> {
