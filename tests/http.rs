@@ -603,6 +603,33 @@ async fn a_failed_connect_is_the_last_answer_on_its_connection() {
     assert_eq!(echo_line(&mut stream, line).await.unwrap(), line);
 }
 
+/// A `CONNECT` target is authority-form, `host:port` (RFC 9112 3.2.3), with a port a
+/// connection can go to: an absolute URL (which was tunnelled to its authority) and port 0
+/// (which was dialed) are `400`s that say what is wrong, nothing is dialed, and the
+/// connection closes after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_target_is_host_and_port() {
+    let echo = EchoOrigin::start().await;
+    let proxy = proxy(&["--header-read-timeout", "2"]);
+    for (target, says) in [
+        (format!("http://{}/", echo.addr), "authority-form"),
+        (format!("http://{}", echo.addr), "authority-form"),
+        ("127.0.0.1:0".to_owned(), "port 0"),
+    ] {
+        let request = format!("CONNECT {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answer = raw(proxy.addr, request.as_bytes()).await;
+        assert_last_answer(&answer, 400);
+        assert!(answer.contains(says), "{target}: {answer}");
+    }
+    assert_eq!(echo.accepted(), 0);
+    let log = plain(&proxy.wait_for_log("bad CONNECT target").await);
+    let line = log
+        .lines()
+        .find(|l| l.contains("bad CONNECT target"))
+        .unwrap();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_read_and_upstream_timeouts_restart_with_each_request_on_kept_alive_connections() {
     // A keep-alive origin and an upstream timeout as short: the requests share one pooled

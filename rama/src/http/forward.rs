@@ -1,6 +1,7 @@
 //! [`ForwardProxy`]: what curl's `-x` and browsers speak to a proxy.
 //!
-//! - `CONNECT host:port` becomes a [`tunnel::Request`] for the service behind the stage
+//! - `CONNECT host:port` (authority-form only, RFC 9112 3.2.3, with a port 1-65535; any other
+//!   target is `400`) becomes a [`tunnel::Request`] for the service behind the stage
 //!   ([`Target`](crate::Target) by default, with any tunnel layer in between, such as
 //!   [`egress`](crate::egress)): its [`ConnectHandshake`] answers `200` once the upstream is
 //!   dialed and the connection becomes a byte tunnel (HTTP/1.1 and HTTP/2), or answers the
@@ -21,13 +22,13 @@
 
 use super::{Body, Client, ConnFacts, DialOnly, headers, server};
 use crate::{
-    Address, BoxError,
+    Address, AddressError, BoxError,
     egress::{Rules, Verdict},
     error::Chain,
     socks5::auth::{Authenticator, Credentials, NoAuth, User},
     tunnel::{self, Handshake, Refusal},
 };
-use ::http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use ::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -291,20 +292,12 @@ where
         );
     };
     let peer = facts.peer_addr();
-    let destination = match request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().parse::<Address>())
-    {
-        Some(Ok(destination)) => destination,
-        Some(Err(error)) => {
-            tracing::warn!(%peer, %error, "http proxy: bad CONNECT target");
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("bad CONNECT target: {error}"),
-            );
+    let destination = match connect_destination(request.uri()) {
+        Ok(destination) => destination,
+        Err(error) => {
+            tracing::warn!(%peer, %error, target = %request.uri(), "http proxy: bad CONNECT target");
+            return text(StatusCode::BAD_REQUEST, error.to_string());
         }
-        None => return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port"),
     };
     let mut info = facts.to_info();
     if let Some(user) = user {
@@ -343,6 +336,26 @@ where
             format!("the tunnel to {destination} failed before it opened"),
         ),
     }
+}
+
+/// Where a `CONNECT` to `target` goes: authority-form `host:port` only (RFC 9112 3.2.3; an
+/// HTTP/2 `CONNECT` has only `:authority`, which reads the same), with a port a connection
+/// can go to.
+fn connect_destination(target: &Uri) -> Result<Address, BadConnectTarget> {
+    let authority = match target.authority() {
+        Some(authority) if target.scheme().is_none() && target.path_and_query().is_none() => {
+            authority
+        }
+        _ => return Err(BadConnectTarget::NotAuthorityForm),
+    };
+    let destination: Address = authority
+        .as_str()
+        .parse()
+        .map_err(BadConnectTarget::Address)?;
+    if destination.port() == 0 {
+        return Err(BadConnectTarget::PortZero);
+    }
+    Ok(destination)
 }
 
 async fn forward(
@@ -591,6 +604,29 @@ impl fmt::Display for Peer {
         match self.0 {
             Some(peer) => peer.fmt(f),
             None => f.write_str("-"),
+        }
+    }
+}
+
+/// What is wrong with a `CONNECT`'s target: the `400`'s text.
+#[derive(Debug)]
+enum BadConnectTarget {
+    /// Not authority-form: an absolute URL (`http://host:port/`), or no authority at all.
+    NotAuthorityForm,
+    /// Authority-form, but not a `host:port`.
+    Address(AddressError),
+    /// Port 0, which no connection goes to.
+    PortZero,
+}
+
+impl fmt::Display for BadConnectTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAuthorityForm => {
+                f.write_str("a CONNECT target is authority-form host:port, not a URL")
+            }
+            Self::Address(error) => write!(f, "bad CONNECT target: {error}"),
+            Self::PortZero => f.write_str("a CONNECT target's port is 1-65535, not port 0"),
         }
     }
 }
