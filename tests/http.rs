@@ -630,6 +630,26 @@ async fn a_connect_target_is_host_and_port() {
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
 }
 
+/// `OPTIONS http://host:port`, absolute-form with no path, asks about the server: the origin
+/// gets it in asterisk-form, `OPTIONS *` (RFC 9112 3.2.4: the last proxy sends it so). With a
+/// path or a query it is about a resource and keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_without_a_path_reaches_the_origin_as_asterisk_form() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let proxy = proxy(&[]);
+    for (target, sent) in [
+        (format!("http://{origin}"), "OPTIONS * HTTP/1.1\r\n"),
+        (format!("http://{origin}/"), "OPTIONS / HTTP/1.1\r\n"),
+        (format!("http://{origin}?q"), "OPTIONS /?q HTTP/1.1\r\n"),
+    ] {
+        let request =
+            format!("OPTIONS {target} HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n");
+        let answer = raw(proxy.addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(sent), "{target}: {answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_read_and_upstream_timeouts_restart_with_each_request_on_kept_alive_connections() {
     // A keep-alive origin and an upstream timeout as short: the requests share one pooled

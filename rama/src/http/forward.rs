@@ -11,8 +11,9 @@
 //! - Absolute-form requests (`GET http://host/path`) are forwarded through a pooled
 //!   [`Client`], bodies streaming both ways, hop-by-hop headers removed, `Via` added, and
 //!   `Host` the target's (RFC 9112 3.2.2; a request with two, or one that is not
-//!   `host[:port]`, gets `400`). The upstream's failures become `502` (cannot connect,
-//!   closed) and `504` (timed out).
+//!   `host[:port]`, gets `400`). `OPTIONS http://host:port` (no path) goes as `OPTIONS *`
+//!   (RFC 9112 3.2.4). The upstream's failures become `502` (cannot connect, closed) and `504`
+//!   (timed out).
 //! - With [`with_auth`](ForwardProxy::with_auth), `Proxy-Authorization: Basic` is checked
 //!   first (the same checks as SOCKS5's: [`Users`](crate::socks5::auth::Users), a closure, any
 //!   async service); a client without valid credentials gets `407` with `Proxy-Authenticate`.

@@ -5,6 +5,7 @@ use super::ParseError;
 use crate::http::headers;
 use ::http::{
     Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header,
+    uri::PathAndQuery,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
@@ -470,9 +471,12 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
     let spans = Spans::of(buf, request.headers);
     let head = buf.split_to(len).freeze();
     let body = buf.split_to(body_len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
+    let Ok(mut uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
         return Err(NotOwn::Bad("invalid request target"));
     };
+    if method == Method::OPTIONS && has_no_path(&head[target.0..target.0 + target.1]) {
+        uri = asterisk(uri).ok_or(NotOwn::Bad("invalid request target"))?;
+    }
     let Ok(headers) = spans.header_map(&head, ROOM_IN_REQUEST, None) else {
         return Err(NotOwn::Bad("invalid header"));
     };
@@ -483,6 +487,24 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
         headers,
         body,
     }))
+}
+
+/// Whether a request target is absolute-form without a path or a query (`http://host:port`).
+/// `http` reads it as `http://host:port/`; for an `OPTIONS` the two differ (RFC 9112 3.2.4).
+fn has_no_path(target: &[u8]) -> bool {
+    target
+        .windows(3)
+        .position(|w| w == b"://")
+        .is_some_and(|at| !target[at + 3..].iter().any(|b| b"/?#".contains(b)))
+}
+
+/// `uri` with the path `*`: an `OPTIONS` about the server as a whole, which the last proxy on
+/// its way sends in asterisk-form (RFC 9112 3.2.4). An HTTP/2 `OPTIONS` with `:path *` comes
+/// as the same URI, and rama's clients write it as `OPTIONS *`.
+fn asterisk(uri: Uri) -> Option<Uri> {
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(PathAndQuery::from_static("*"));
+    Uri::from_parts(parts).ok()
 }
 
 /// How a response the server's own path writes is framed, and what it says about the
@@ -1076,6 +1098,29 @@ mod tests {
         let next = taken(parse_request(&mut buf, MAX_HEAD));
         assert_eq!((next.method, next.version), (Method::GET, Version::HTTP_10));
         assert!(next.body.is_empty() && buf.is_empty());
+    }
+
+    /// `OPTIONS http://host:port` asks about the server: its URI has the path `*`; with a path
+    /// or a query, and for any other method, the target is what `http` reads.
+    #[test]
+    fn an_options_without_a_path_is_about_the_server() {
+        for (request, uri) in [
+            ("OPTIONS http://a.test:8080 HTTP/1.1", "http://a.test:8080*"),
+            (
+                "OPTIONS http://a.test:8080/ HTTP/1.1",
+                "http://a.test:8080/",
+            ),
+            (
+                "OPTIONS http://a.test:8080?q HTTP/1.1",
+                "http://a.test:8080/?q",
+            ),
+            ("OPTIONS * HTTP/1.1", "*"),
+            ("GET http://a.test:8080 HTTP/1.1", "http://a.test:8080/"),
+        ] {
+            let mut buf = BytesMut::from(format!("{request}\r\nHost: a.test\r\n\r\n").as_str());
+            let head = taken(parse_request(&mut buf, MAX_HEAD));
+            assert_eq!(head.uri.to_string(), uri, "{request}");
+        }
     }
 
     #[test]
