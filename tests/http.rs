@@ -1,5 +1,6 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
-//! absolute-form and `CONNECT` (a failed one the last answer on its connection),
+//! absolute-form and `CONNECT` (a failed one the last answer on its connection, a target
+//! checked), `OPTIONS *`, a WebSocket upgrade in absolute-form (to `ws_echo`, raw frames),
 //! `--proxy-user`, egress rules, upstream failures, bad input, the
 //! header-read and upstream timeouts on kept-alive connections, and graceful shutdown with a
 //! request in flight, and under load (HTTP/1.1 keep-alive clients and HTTP/2 connections with
@@ -14,6 +15,7 @@ use rama::target::Target;
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, bind_origin, closed_port, digest_origin, echo_line,
     h2_handshake, origin_thread, payload, plain, raw, read_head, sha256, spawn_origin, until,
+    ws::{CLOSE, FIN, PING, PONG, RawWs},
 };
 use std::{
     net::SocketAddr,
@@ -524,6 +526,14 @@ async fn a_malformed_upload_is_400_and_not_the_upstreams_fault() {
     assert!(!log.contains("upstream failed"), "{log}");
 }
 
+/// Waits (bounded) until `proxy` logged a line with `needle`, and asserts that the line names
+/// the client's address.
+async fn assert_logged_with_peer(proxy: &Running, needle: &str) {
+    let log = plain(&proxy.wait_for_log(needle).await);
+    let line = log.lines().find(|l| l.contains(needle)).unwrap_or_default();
+    assert!(line.contains("peer=127.0.0.1:"), "{needle}: {line}");
+}
+
 /// The one answer on a connection that must be the last: `status`, `Connection: close`, and
 /// nothing after it.
 fn assert_last_answer(answer: &str, status: u16) {
@@ -622,12 +632,7 @@ async fn a_connect_target_is_host_and_port() {
         assert!(answer.contains(says), "{target}: {answer}");
     }
     assert_eq!(echo.accepted(), 0);
-    let log = plain(&proxy.wait_for_log("bad CONNECT target").await);
-    let line = log
-        .lines()
-        .find(|l| l.contains("bad CONNECT target"))
-        .unwrap();
-    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert_logged_with_peer(&proxy, "bad CONNECT target").await;
 }
 
 /// `OPTIONS http://host:port`, absolute-form with no path, asks about the server: the origin
@@ -648,6 +653,32 @@ async fn options_without_a_path_reaches_the_origin_as_asterisk_form() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains(sent), "{target}: {answer}");
     }
+}
+
+/// A WebSocket opened with an upgrade request in absolute-form through the forward proxy
+/// (`GET http://origin/raw`, `Connection: Upgrade`, `Upgrade: websocket`) reaches the origin
+/// with its upgrade headers (without them `ws_echo` answers `426`), and once the origin
+/// switched, frames go both ways until the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_in_absolute_form_is_relayed() {
+    let echo = Running::start_local("ws_echo", &[]);
+    let proxy = proxy(&[]);
+    let mut ws = RawWs::through_proxy(proxy.addr, echo.addr).await;
+    assert_eq!(
+        ws.echo("hello through the forward proxy").await,
+        "hello through the forward proxy"
+    );
+    let large = "x".repeat(100_000);
+    assert_eq!(ws.echo(&large).await, large);
+    ws.send(FIN | PING, b"still there?", true).await;
+    assert_eq!(ws.recv().await, (PONG, b"still there?".to_vec()));
+    let mut close = 4000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"bye");
+    ws.send(FIN | CLOSE, &close, true).await;
+    assert_eq!(ws.close_code().await, 4000);
+    // The relay ends once both sides closed.
+    drop(ws);
+    assert_logged_with_peer(&proxy, "upgraded connection closed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

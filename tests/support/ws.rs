@@ -62,9 +62,21 @@ pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 impl RawWs {
     /// Connects and runs the opening handshake; panics unless the answer is `101`.
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::open(addr, "/raw", addr).await
+    }
+
+    /// Connects to the HTTP forward proxy at `proxy` and runs the opening handshake with
+    /// `origin` through it, the upgrade request in absolute-form (`GET http://ORIGIN/raw`);
+    /// panics unless the answer is `101`.
+    pub async fn through_proxy(proxy: SocketAddr, origin: SocketAddr) -> Self {
+        Self::open(proxy, &format!("http://{origin}/raw"), origin).await
+    }
+
+    /// Connects to `addr` and sends the upgrade request for `target` with `Host: host`.
+    async fn open(addr: SocketAddr, target: &str, host: SocketAddr) -> Self {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let request = format!(
-            "GET /raw HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.unwrap();

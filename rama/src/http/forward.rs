@@ -9,7 +9,9 @@
 //!   `2xx` or `407` ends an HTTP/1 connection (`Connection: close`, as squid does): the bytes
 //!   the client sent behind the `CONNECT` were meant for the tunnel, not for this proxy.
 //! - Absolute-form requests (`GET http://host/path`) are forwarded through a pooled
-//!   [`Client`], bodies streaming both ways, hop-by-hop headers removed, `Via` added, and
+//!   [`Client`], bodies streaming both ways, hop-by-hop headers removed (an upgrade's
+//!   `Upgrade` and `Connection: upgrade` kept: on the upstream's `101` both upgraded connections
+//!   are relayed, as the [`ReverseProxy`](super::ReverseProxy) does), `Via` added, and
 //!   `Host` the target's (RFC 9112 3.2.2; a request with two, or one that is not
 //!   `host[:port]`, gets `400`). `OPTIONS http://host:port` (no path) goes as `OPTIONS *`
 //!   (RFC 9112 3.2.4). The upstream's failures become `502` (cannot connect, closed) and `504`
@@ -21,7 +23,7 @@
 //!
 //! Every answer rama writes itself has a short plain-text body that says what failed.
 
-use super::{Body, Client, ConnFacts, DialOnly, headers, server};
+use super::{Body, Client, ConnFacts, DialOnly, headers, server, upgrade::ClientUpgrade};
 use crate::{
     Address, AddressError, BoxError,
     egress::{Rules, Verdict},
@@ -408,7 +410,10 @@ async fn forward(
         }
     }
     let version = request.version();
-    let removed = headers::remove_hop_by_hop_noting(request.headers_mut());
+    // An upgrade (WebSocket) keeps the headers that ask for it, and the client's side of it is
+    // taken before the request goes, to be joined with the upstream's on its `101`.
+    let client_upgrade = ClientUpgrade::take(&mut request);
+    let removed = headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
     if let Err(error) = removed.pass_on(request.headers_mut()) {
         return upstream_failed(&error, &destination, peer);
     }
@@ -424,7 +429,7 @@ async fn forward(
         Ok(mut response) => {
             let version = response.version();
             headers::append_via(response.headers_mut(), version);
-            response
+            client_upgrade.relay(response, peer, &destination, "http proxy")
         }
         Err(error) => upstream_failed(&error, &destination, peer),
     }

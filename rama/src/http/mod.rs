@@ -31,6 +31,7 @@ pub mod headers;
 pub mod mitm;
 pub mod reverse;
 pub mod server;
+mod upgrade;
 
 pub use self::body::Body;
 pub use self::client::{Client, ClientBuilder, DialOnly, ResponseFuture};

@@ -34,14 +34,12 @@
 //! # }
 //! ```
 
-use super::{Body, Client, ConnFacts, forward, headers, server};
-use crate::error::Chain;
+use super::{Body, Client, ConnFacts, forward, headers, upgrade::ClientUpgrade};
 use ::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
     uri::{Authority, PathAndQuery, Scheme},
 };
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
 use std::{
     cell::RefCell,
     convert::Infallible,
@@ -330,9 +328,7 @@ impl Inner {
 
         // An upgrade keeps the headers that ask for it; everything else hop-by-hop goes before
         // the forwarding headers are added (a client's `Connection` must not name them away).
-        let client_upgrade = headers::upgrade_of(request.headers())
-            .is_some()
-            .then(|| hyper::upgrade::on(&mut request));
+        let client_upgrade = ClientUpgrade::take(&mut request);
         let headers = request.headers_mut();
         let destination = self.authority.as_str();
         let removed = headers::remove_hop_by_hop_but_upgrade(headers);
@@ -357,59 +353,11 @@ impl Inner {
             Ok(response) => response,
             Err(error) => return forward::upstream_failed(&error, destination, log_peer),
         };
-
-        // `Via` names the version the response came in (RFC 9110 7.6.3), not the client's.
+        // The client hands responses on without their hop-by-hop headers. `Via` names the
+        // version the response came in (RFC 9110 7.6.3), not the client's.
         let response_version = response.version();
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut response);
-                let spawned = server::spawn(relay_upgrade(
-                    client_upgrade,
-                    upstream_upgrade,
-                    log_peer,
-                    destination.to_owned(),
-                ));
-                if spawned.is_ok() {
-                    headers::append_via(response.headers_mut(), response_version);
-                    return response;
-                }
-            }
-            tracing::warn!(peer = %log_peer, %destination, "reverse proxy: upstream switched protocols unasked");
-            return forward::text(
-                StatusCode::BAD_GATEWAY,
-                format!("the upstream {destination} switched protocols without being asked"),
-            );
-        }
-        // The client hands responses on without their hop-by-hop headers.
         headers::append_via(response.headers_mut(), response_version);
-        response
-    }
-}
-
-/// Joins the client's and the upstream's upgraded connections and relays bytes until both
-/// directions end.
-async fn relay_upgrade(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    peer: forward::Peer,
-    destination: String,
-) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(both) => both,
-        Err(error) => {
-            tracing::warn!(%peer, %destination, error = %Chain(&error), "reverse proxy: upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((sent, received)) => {
-            tracing::debug!(%peer, %destination, sent, received, "reverse proxy: upgraded connection closed")
-        }
-        Err(error) => {
-            tracing::debug!(%peer, %destination, error = %Chain(&error), "reverse proxy: upgraded connection failed")
-        }
+        client_upgrade.relay(response, log_peer, destination, "reverse proxy")
     }
 }
 
