@@ -11,7 +11,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
-    PATIENCE, Running, accepted, closed_port, origin_certificate, origin_thread, payload,
+    PATIENCE, Running, accepted, closed_port, origin_certificate, origin_thread, payload, plain,
     python::{PythonServer, run_script},
     raw, read_head, sha256, until, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
@@ -935,6 +935,12 @@ async fn a_closed_upstream_is_502() {
     let (body, codes) = curl(&[&format!("http://{}/", proxy.addr)]).await;
     assert!(codes.starts_with("502"), "{codes} {body}");
     assert!(body.contains("cannot connect"), "{body}");
+    // The upstream's address and the system's reason are the operator's, for the log: a
+    // forward proxy's client named its destination, a reverse proxy's did not.
+    assert!(!body.contains(&closed.port().to_string()), "{body}");
+    assert!(!body.contains("os error"), "{body}");
+    let log = plain(&proxy.wait_for_log("upstream failed").await);
+    assert!(log.contains(&closed.to_string()), "{log}");
     assert!(proxy.terminate().await, "exits cleanly on SIGTERM");
 }
 

@@ -415,13 +415,13 @@ async fn forward(
     let client_upgrade = ClientUpgrade::take(&mut request);
     let removed = headers::remove_hop_by_hop_but_upgrade(request.headers_mut());
     if let Err(error) = removed.pass_on(request.headers_mut()) {
-        return upstream_failed(&error, &destination, peer);
+        return upstream_failed(&error, &destination, true, peer);
     }
     headers::append_via(request.headers_mut(), version);
     tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "http proxy: forwarding");
     match ServiceExt::<Request<Body>>::ready(&mut client).await {
         Ok(_) => {}
-        Err(error) => return upstream_failed(&error, &destination, peer),
+        Err(error) => return upstream_failed(&error, &destination, true, peer),
     }
     match client.call(request).await {
         // The client hands responses on without their hop-by-hop headers; `Via` names the
@@ -431,7 +431,7 @@ async fn forward(
             headers::append_via(response.headers_mut(), version);
             client_upgrade.relay(response, peer, &destination, "http proxy")
         }
-        Err(error) => upstream_failed(&error, &destination, peer),
+        Err(error) => upstream_failed(&error, &destination, true, peer),
     }
 }
 
@@ -490,10 +490,14 @@ pub(crate) async fn judge(
 
 /// The answer to a request the client could not complete: `400` when the request's own body
 /// failed, `501` for a transfer coding it does not forward, `504` when the upstream timed out,
-/// `502` otherwise.
+/// `502` otherwise. The log names `destination`; the answer names it only when `disclose`
+/// (a forward proxy's client named it itself; a reverse proxy's upstream is the operator's
+/// business, its address and the system's reasons for not reaching it included, as nginx and
+/// HAProxy keep them to their logs).
 pub(crate) fn upstream_failed(
     error: &super::Error,
     destination: &str,
+    disclose: bool,
     peer: Peer,
 ) -> Response<Body> {
     if error.is_request_transfer_coding() {
@@ -518,21 +522,26 @@ pub(crate) fn upstream_failed(
         ));
     }
     tracing::warn!(%peer, %destination, error = %Chain(error), "http proxy: upstream failed");
-    if error.is_timeout() {
-        text(
+    match (error.is_timeout(), error.is_connect(), disclose) {
+        (true, _, true) => text(
             StatusCode::GATEWAY_TIMEOUT,
             format!("the upstream {destination} timed out"),
-        )
-    } else if error.is_connect() {
-        text(
+        ),
+        (true, _, false) => text(StatusCode::GATEWAY_TIMEOUT, "the upstream timed out"),
+        (false, true, true) => text(
             StatusCode::BAD_GATEWAY,
             format!("cannot connect to {destination}: {}", Causes(error)),
-        )
-    } else {
-        text(
+        ),
+        (false, true, false) => text(StatusCode::BAD_GATEWAY, "cannot connect to the upstream"),
+        // What was wrong with the answer (no address in it): the client may act on it.
+        (false, false, true) => text(
             StatusCode::BAD_GATEWAY,
             format!("the upstream {destination} failed: {}", Causes(error)),
-        )
+        ),
+        (false, false, false) => text(
+            StatusCode::BAD_GATEWAY,
+            format!("the upstream failed: {}", Causes(error)),
+        ),
     }
 }
 

@@ -20,7 +20,8 @@
 //!   connection's own task ([`http::server::spawn`](super::server::spawn)), so the server's
 //!   graceful drain waits for them.
 //! - An upstream that cannot be reached answers `502`, one that takes too long `504`, each with
-//!   a one-line text body; a request in origin-form with more than one `Host`, a `Host`
+//!   a one-line text body that says what failed but not where (the upstream's address, and the
+//!   system's reasons, go to the log only, as nginx and HAProxy keep them); a request in origin-form with more than one `Host`, a `Host`
 //!   that is not `host[:port]`, or (HTTP/1.1) none, `400` (RFC 9112 3.2; with an authority
 //!   in the target, `Host` is ignored and replaced).
 //!
@@ -333,7 +334,7 @@ impl Inner {
         let destination = self.authority.as_str();
         let removed = headers::remove_hop_by_hop_but_upgrade(headers);
         if let Err(error) = removed.pass_on(headers) {
-            return forward::upstream_failed(&error, destination, log_peer);
+            return forward::upstream_failed(&error, destination, false, log_peer);
         }
         add_forwarded(headers, peer, host.as_ref(), secure);
         headers::append_via(headers, version);
@@ -351,7 +352,7 @@ impl Inner {
         let mut client = self.client.clone();
         let mut response = match client.call(request).await {
             Ok(response) => response,
-            Err(error) => return forward::upstream_failed(&error, destination, log_peer),
+            Err(error) => return forward::upstream_failed(&error, destination, false, log_peer),
         };
         // The client hands responses on without their hop-by-hop headers. `Via` names the
         // version the response came in (RFC 9110 7.6.3), not the client's.

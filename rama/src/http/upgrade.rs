@@ -44,7 +44,7 @@ impl ClientUpgrade {
             tracing::warn!(%peer, %destination, "{proxy}: upstream switched protocols unasked");
             return forward::text(
                 StatusCode::BAD_GATEWAY,
-                format!("the upstream {destination} switched protocols without being asked"),
+                "the upstream switched protocols without being asked",
             );
         };
         let upstream = hyper::upgrade::on(&mut response);

@@ -455,7 +455,7 @@ where
     match result {
         Ok(response) => response.map(Into::into),
         Err(error) => match error.downcast::<super::Error>() {
-            Ok(error) => forward::upstream_failed(&error, &destination, peer),
+            Ok(error) => forward::upstream_failed(&error, &destination, true, peer),
             Err(error) => {
                 tracing::warn!(%peer, %destination, error = %Chain(&*error), "mitm: the service failed");
                 forward::text(
