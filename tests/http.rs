@@ -324,17 +324,12 @@ async fn a_client_that_goes_mid_request_takes_the_upstream_exchange_with_it() {
     let (closed_tx, closed) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
+        if !matches!(read_head(&mut stream).await, Ok(Some(_))) {
+            return;
         }
         let _ = arrived_tx.send(());
         // Silent: the request is in flight until the proxy closes this connection.
-        let read = stream.read(&mut buf).await;
+        let read = stream.read(&mut [0u8; 64]).await;
         let _ = closed_tx.send(matches!(read, Ok(0) | Err(_)));
     });
     let proxy = proxy(&[]);

@@ -1173,7 +1173,10 @@ async fn an_upstream_that_is_the_proxy_itself_is_502_not_a_loop() {
         let proxy = Running::start("reverse_proxy", &args);
         let (body, codes) = curl(&[&format!("http://{own}/loop")]).await;
         assert_eq!(codes, "502 1.1", "{upstream_flags:?}: {body}");
-        assert!(body.contains("cannot connect"), "{upstream_flags:?}: {body}");
+        assert!(
+            body.contains("cannot connect"),
+            "{upstream_flags:?}: {body}"
+        );
         // The one request, and no connection to itself left open.
         until("only curl's connection came", || accepted(port) == 0).await;
         let log = proxy.stderr();
