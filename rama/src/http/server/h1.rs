@@ -176,7 +176,7 @@ where
         };
         // A shutdown lets this response finish, then closes (and says so).
         let close = !persist || signal.is_triggered();
-        let client = Client {
+        let client = ReadSide {
             buf: &mut buf,
             room: config.max_header_size,
         };
@@ -198,7 +198,7 @@ where
 
 /// The read side of the connection while a response is written: the buffer a pipelined next
 /// request goes to, and how much of it may be read ahead.
-struct Client<'a> {
+struct ReadSide<'a> {
     buf: &'a mut BytesMut,
     room: usize,
 }
@@ -255,7 +255,7 @@ async fn answer<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result
 async fn write_response<IO, B>(
     io: &mut IO,
     out: &mut Vec<u8>,
-    client: Client<'_>,
+    client: ReadSide<'_>,
     response: Response<B>,
     is_head: bool,
     version: Version,
