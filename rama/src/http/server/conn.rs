@@ -670,16 +670,10 @@ where
             // response through a whole period are reset.
             let generation = &self.tasks.generation;
             generation.set(generation.get() + 1);
-            let stalled = self
-                .running
-                .iter()
-                .map(Task::slot)
-                .filter(|slot| slot.stalled());
-            let mut reset = 0;
-            for slot in stalled {
-                slot.kill();
-                reset += 1;
-            }
+            let reset = (self.running.iter().map(Task::slot))
+                .filter(|slot| slot.stalled())
+                .inspect(|slot| slot.kill())
+                .count();
             if reset > 0 {
                 tracing::warn!(peer = %self.peer, streams = reset, ?period, "http2: the client took nothing of a response for the header-read timeout, resetting the stream");
             }
