@@ -46,8 +46,12 @@ impl http_body::Body for Unsized {
     }
 }
 
-/// A body whose first frame never comes, or, `Broken(true)`, fails.
-struct Stalled(bool);
+/// A body whose first frame never comes, or, `broken`, fails; with an [`OnDrop`], it tells
+/// when it is dropped.
+struct Stalled {
+    broken: bool,
+    _dropped: Option<OnDrop>,
+}
 
 impl http_body::Body for Stalled {
     type Data = Bytes;
@@ -57,7 +61,7 @@ impl http_body::Body for Stalled {
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.0 {
+        if self.broken {
             return Poll::Ready(Some(Err("broken before its first byte".into())));
         }
         Poll::Pending
@@ -83,24 +87,6 @@ impl Drop for OnDrop {
     }
 }
 
-/// A body that never sends a byte (an event stream with nothing to say yet), and tells when it
-/// is dropped.
-struct Quiet {
-    _dropped: OnDrop,
-}
-
-impl http_body::Body for Quiet {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Pending
-    }
-}
-
 /// `/stream`: an unsized body; `/none`: `204`; `/stalled`: a body that never starts;
 /// `/broken`: one that fails at once; `/quiet`: a head and then nothing; `/hang`: no answer ever; `/gate`: an answer once
 /// [`GATE_OPEN`]; anything else: `METHOD PATH VERSION BODYLEN`.
@@ -109,8 +95,9 @@ async fn answer(
 ) -> Result<http::Response<rama_http::Body>, BoxError> {
     match request.uri().path() {
         "/quiet" => {
-            let body = Quiet {
-                _dropped: OnDrop(&QUIET_DROPPED),
+            let body = Stalled {
+                broken: false,
+                _dropped: Some(OnDrop(&QUIET_DROPPED)),
             };
             return Ok(http::Response::new(rama_http::Body::new(body)));
         }
@@ -124,8 +111,18 @@ async fn answer(
             GATE_OPEN.notified().await;
         }
         "/stream" => return Ok(http::Response::new(rama_http::Body::new(Unsized(0)))),
-        "/stalled" => return Ok(http::Response::new(rama_http::Body::new(Stalled(false)))),
-        "/broken" => return Ok(http::Response::new(rama_http::Body::new(Stalled(true)))),
+        "/stalled" => {
+            return Ok(http::Response::new(rama_http::Body::new(Stalled {
+                broken: false,
+                _dropped: None,
+            })));
+        }
+        "/broken" => {
+            return Ok(http::Response::new(rama_http::Body::new(Stalled {
+                broken: true,
+                _dropped: None,
+            })));
+        }
         "/none" => {
             let mut response = http::Response::new(rama_http::Body::empty());
             *response.status_mut() = http::StatusCode::NO_CONTENT;
@@ -207,11 +204,17 @@ async fn closed(stream: &mut TcpStream) -> bool {
     matches!(timeout(PATIENCE, stream.read(&mut byte)).await, Ok(Ok(0)))
 }
 
+/// Sends `request` on a new connection to `addr`.
+async fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream
+}
+
 /// Sends `request` on a new connection to `addr`: the connection, and the response's head
 /// (lowercase) and body (see [`response`]).
 async fn ask(addr: SocketAddr, request: &[u8]) -> (TcpStream, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
+    let mut stream = send(addr, request).await;
     let (head, body) = response(&mut stream, false).await;
     (stream, head, body)
 }
@@ -247,11 +250,7 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 async fn a_request_or_slow_body_in_flight_is_dropped_when_its_client_closes_and_a_pipelined_one_waits()
  {
     let addr = server();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    let stream = send(addr, b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n").await;
     timeout(PATIENCE, HANG_CALLED.notified()).await.unwrap();
     drop(stream);
     timeout(PATIENCE, HANG_DROPPED.notified())
@@ -259,11 +258,7 @@ async fn a_request_or_slow_body_in_flight_is_dropped_when_its_client_closes_and_
         .expect("the request's future dropped once its client closed");
 
     // The same while a response's body is slow to come, after its head went.
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /quiet HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = send(addr, b"GET /quiet HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let head = timeout(PATIENCE, read_head(&mut stream)).await.unwrap();
     assert!(head.unwrap().unwrap().starts_with("HTTP/1.1 200"));
     drop(stream);
@@ -271,11 +266,7 @@ async fn a_request_or_slow_body_in_flight_is_dropped_when_its_client_closes_and_
         .await
         .expect("the response body dropped once its client closed");
 
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /gate HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = send(addr, b"GET /gate HTTP/1.1\r\nHost: a\r\n\r\n").await;
     timeout(PATIENCE, GATE_CALLED.notified()).await.unwrap();
     stream
         .write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -256,6 +256,18 @@ fn sni_picks_one_certificate_per_name_on_one_listener() {
     });
 }
 
+/// `openssl s_client` to `connect` with `args`, its stdin closed (it ends after the
+/// handshake).
+async fn s_client(connect: &str, args: &[&str]) -> std::process::Output {
+    let run = Command::new("openssl")
+        .args(["s_client", "-connect", connect])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    timeout(PATIENCE, run).await.unwrap().unwrap()
+}
+
 #[test]
 fn alpn_h2_is_negotiated_and_recorded_for_the_next_stage() {
     local(async {
@@ -286,20 +298,7 @@ fn alpn_h2_is_negotiated_and_recorded_for_the_next_stage() {
 
         // openssl agrees.
         let connect = format!("127.0.0.1:{}", addr.port());
-        let s_client = Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &connect,
-                "-alpn",
-                "h2",
-                "-servername",
-                "localhost",
-            ])
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = timeout(PATIENCE, s_client).await.unwrap().unwrap();
+        let out = s_client(&connect, &["-alpn", "h2", "-servername", "localhost"]).await;
         assert!(
             stdout(&out).contains("ALPN protocol: h2"),
             "{}",
@@ -309,12 +308,7 @@ fn alpn_h2_is_negotiated_and_recorded_for_the_next_stage() {
         // A client that sends neither SNI nor ALPN leaves only what the handshake negotiated:
         // that alone says the connection is TLS.
         seen.take();
-        let s_client = Command::new("openssl")
-            .args(["s_client", "-connect", &connect, "-noservername"])
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = timeout(PATIENCE, s_client).await.unwrap().unwrap();
+        let out = s_client(&connect, &["-noservername"]).await;
         assert!(
             stdout(&out).contains("No ALPN negotiated"),
             "{}",

@@ -214,36 +214,29 @@ impl Inner {
 /// segment in (an escape this proxy cannot resolve the way every origin does).
 fn resolve_dots(path: &str) -> Option<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
-    let dotted = |segment: &str| {
-        let segment = segment.replace("%2e", ".").replace("%2E", ".");
-        match segment.as_str() {
-            "." => Some(false),
-            ".." => Some(true),
-            _ => None,
-        }
-    };
-    if !path.contains('.') && !path.contains('%') {
+    if !path.contains(['.', '%']) {
         return Some(Cow::Borrowed(path));
     }
     let mut kept: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let last = segments.len() - 1;
     let mut trailing_slash = false;
-    for (i, segment) in segments.into_iter().enumerate() {
-        match dotted(segment) {
+    for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
+        match dot_segment(segment) {
             Some(up) => {
                 if up && kept.pop().is_none() {
                     return None;
                 }
-                trailing_slash = i == last;
+                trailing_slash = true;
             }
             None => {
-                let lower = segment.to_ascii_lowercase();
-                if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
-                    let decoded = lower.replace("%2f", "/").replace("%5c", "/");
+                // Rare enough to look at with a copy: separators an origin may decode.
+                if segment.contains(['%', '\\']) {
+                    let decoded = segment
+                        .to_ascii_lowercase()
+                        .replace("%2f", "/")
+                        .replace("%5c", "/");
                     if decoded
                         .split(['/', '\\'])
-                        .any(|part| dotted(part).is_some())
+                        .any(|part| dot_segment(part).is_some())
                     {
                         return None;
                     }
@@ -262,6 +255,26 @@ fn resolve_dots(path: &str) -> Option<std::borrow::Cow<'_, str>> {
         resolved.push('/');
     }
     Some(Cow::Owned(resolved))
+}
+
+/// Whether `segment` is a dot segment, `%2E` (any case) read as a dot: `Some(true)` for `..`,
+/// `Some(false)` for `.`.
+fn dot_segment(mut segment: &str) -> Option<bool> {
+    let mut dots = 0;
+    while !segment.is_empty() {
+        segment = match segment.strip_prefix('.') {
+            Some(rest) => rest,
+            // `%2e` is three ASCII bytes: index 3 is a character boundary.
+            None if segment.as_bytes().get(..3)?.eq_ignore_ascii_case(b"%2e") => &segment[3..],
+            None => return None,
+        };
+        dots += 1;
+    }
+    match dots {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    }
 }
 
 impl<B> Service<Request<B>> for ReverseProxy

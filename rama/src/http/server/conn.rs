@@ -670,7 +670,10 @@ where
             // response through a whole period are reset.
             let generation = &self.tasks.generation;
             generation.set(generation.get() + 1);
-            let reset = (self.running.iter().map(Task::slot))
+            let reset = self
+                .running
+                .iter()
+                .map(Task::slot)
                 .filter(|slot| slot.stalled())
                 .inspect(|slot| slot.kill())
                 .count();

@@ -107,9 +107,7 @@ where
                     ));
                 }
             }
-            if buf.capacity() - buf.len() < READ_BUF / 4 {
-                buf.reserve(READ_BUF);
-            }
+            make_room(&mut buf);
             let read = tokio::select! {
                 biased;
                 () = &mut shutdown, if nothing_of_a_request(&buf) => return Outcome::Closed,
@@ -160,9 +158,13 @@ where
         *request.headers_mut() = head.headers;
         facts.add_to(request.extensions_mut());
 
+        let mut read_side = ReadSide {
+            buf: &mut buf,
+            room: config.max_header_size,
+        };
         let mut call = Call::new(shared.clone(), request);
         let called = match poll_fn(|cx| call.poll(cx)).await {
-            Ok(future) => in_flight(&mut io, &mut buf, config.max_header_size, future).await,
+            Ok(future) => in_flight(&mut io, &mut read_side, future).await,
             Err(error) => Some(Err(error)),
         };
         drop(call);
@@ -176,12 +178,10 @@ where
         };
         // A shutdown lets this response finish, then closes (and says so).
         let close = !persist || signal.is_triggered();
-        let client = ReadSide {
-            buf: &mut buf,
-            room: config.max_header_size,
-        };
-        let written =
-            write_response(&mut io, &mut out, client, response, is_head, version, close).await;
+        let written = write_response(
+            &mut io, &mut out, read_side, response, is_head, version, close,
+        )
+        .await;
         match written {
             Ok(true) => {}
             Ok(false) => {
@@ -196,11 +196,18 @@ where
     }
 }
 
-/// The read side of the connection while a response is written: the buffer a pipelined next
+/// The read side of the connection while a request is answered: the buffer a pipelined next
 /// request goes to, and how much of it may be read ahead.
 struct ReadSide<'a> {
     buf: &'a mut BytesMut,
     room: usize,
+}
+
+/// Room in `buf` for the next read.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_BUF / 4 {
+        buf.reserve(READ_BUF);
+    }
 }
 
 /// Awaits the service's `answer` while reading on from the client, as nginx and squid do: a
@@ -208,11 +215,11 @@ struct ReadSide<'a> {
 /// the answer's future ends what it does for it (an upstream exchange: its connection is
 /// closed, not held until the upstream answers or times out). `None` when the client went.
 ///
-/// Bytes that come meanwhile are a pipelined next request, kept in `buf` up to `room` (then
-/// the client waits, as its socket's buffers fill). A client that shuts down only its sending
-/// side and waits for the answer cannot be told from one that closed: it loses the answer,
-/// as it does with nginx's and squid's defaults.
-async fn in_flight<IO, F, T>(io: &mut IO, buf: &mut BytesMut, room: usize, answer: F) -> Option<T>
+/// Bytes that come meanwhile are a pipelined next request, kept in the read side's buffer up
+/// to its room (then the client waits, as its socket's buffers fill). A client that shuts
+/// down only its sending side and waits for the answer cannot be told from one that closed:
+/// it loses the answer, as it does with nginx's and squid's defaults.
+async fn in_flight<IO, F, T>(io: &mut IO, read_side: &mut ReadSide<'_>, answer: F) -> Option<T>
 where
     IO: AsyncRead + Unpin,
     F: Future<Output = T>,
@@ -223,11 +230,9 @@ where
         if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));
         }
-        while buf.len() < room {
-            if buf.capacity() - buf.len() < READ_BUF / 4 {
-                buf.reserve(READ_BUF);
-            }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *buf) {
+        while read_side.buf.len() < read_side.room {
+            make_room(read_side.buf);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *read_side.buf) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Pending => break,
@@ -255,7 +260,7 @@ async fn answer<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> io::Result
 async fn write_response<IO, B>(
     io: &mut IO,
     out: &mut Vec<u8>,
-    client: ReadSide<'_>,
+    mut read_side: ReadSide<'_>,
     response: Response<B>,
     is_head: bool,
     version: Version,
@@ -328,7 +333,7 @@ where
                 // A body that is slow to come (an event stream, a long poll) is waited for
                 // while reading on from the client, as a request in flight is: one that went
                 // takes the body, and what it holds upstream, with it.
-                in_flight(io, client.buf, client.room, body.frame())
+                in_flight(io, &mut read_side, body.frame())
                     .await
                     .ok_or("the client closed the connection while the response was streaming")?
             }
