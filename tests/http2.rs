@@ -6,11 +6,13 @@
 //! nothing of its response is reset after a period; a connection without a stream (half a header block, then nothing) is
 //! sent `GOAWAY` after the header-read timeout and dropped one period later, while a stream
 //! that runs longer than that period is served to its end; extended `CONNECT` (RFC 8441) is
-//! offered, and one for a protocol other than WebSocket is reset.
+//! offered, and one for a protocol other than WebSocket is reset; a client that resets its
+//! streams once the service has them is sent `GOAWAY`, then closed, while one that cancels a
+//! third of its requests is served on.
 
 use http_body_util::{BodyExt, Empty};
 use rama::{BoxError, http as rama_http, tcp};
-use rama_e2e::{PATIENCE, h2_handshake, origin_thread};
+use rama_e2e::{PATIENCE, h2_handshake, origin_thread, until};
 use std::{
     net::SocketAddr,
     sync::{
@@ -20,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     time::timeout,
 };
@@ -142,7 +144,7 @@ impl Frame {
 }
 
 /// The next frame, `None` at EOF (or a reset: the server closed, either way).
-async fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Option<Frame> {
     let mut head = [0u8; 9];
     timeout(PATIENCE, stream.read_exact(&mut head))
         .await
@@ -160,7 +162,7 @@ async fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
 }
 
 /// Reads until the server closes: the `GOAWAY`'s error code, if one came.
-async fn goaway_then_eof(stream: &mut TcpStream) -> Option<u32> {
+async fn goaway_then_eof(stream: &mut (impl AsyncRead + Unpin)) -> Option<u32> {
     let mut code = None;
     while let Some(frame) = read_frame(stream).await {
         if frame.kind == GOAWAY {
@@ -170,12 +172,14 @@ async fn goaway_then_eof(stream: &mut TcpStream) -> Option<u32> {
     code
 }
 
-/// How stream `id` ended: its status and body, or the code of its `RST_STREAM`.
+/// How stream `id` ended: its status and body, or the code of its `RST_STREAM`; with no
+/// `GOAWAY` before.
 async fn outcome(stream: &mut TcpStream, id: u32) -> Result<(u16, Vec<u8>), u32> {
     let mut status = None;
     let mut body = Vec::new();
     loop {
         let frame = read_frame(stream).await.expect("the stream's end, not EOF");
+        assert_ne!(frame.kind, GOAWAY, "GOAWAY before stream {id} ended");
         if frame.stream != id {
             continue;
         }
@@ -571,4 +575,89 @@ async fn extended_connect_is_offered_for_websockets_and_another_protocol_is_rese
         1,
         "only the GET reached the service"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cancels_most_of_its_requests_after_they_reached_the_service_is_sent_away() {
+    // Rapid reset paced to pass `h2`'s own count, which sees only streams reset before they
+    // are accepted: each batch is reset once the service has it (behind a proxy, an upstream
+    // exchange begun and thrown away: a connection to the origin churned per stream).
+    const BATCH: u32 = 50;
+    let (addr, calls) = server(false);
+    let mut bystander = open(addr).await;
+    let (mut read, mut write) = open(addr).await.into_split();
+    let ended = tokio::spawn(async move { goaway_then_eof(&mut read).await });
+    for batch in 0..20 {
+        let ids: Vec<u32> = (0..BATCH).map(|n| 1 + 2 * (batch * BATCH + n)).collect();
+        let before = calls.load(Ordering::SeqCst);
+        let opened: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/slow")))
+            .collect();
+        if write.write_all(&opened).await.is_err() {
+            break;
+        }
+        until(
+            "the batch reached the service, or the connection closed",
+            || calls.load(Ordering::SeqCst) >= before + BATCH as usize || ended.is_finished(),
+        )
+        .await;
+        let resets: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| frame(RST_STREAM, 0, id, &8u32.to_be_bytes()))
+            .collect();
+        if ended.is_finished() || write.write_all(&resets).await.is_err() {
+            break;
+        }
+    }
+    let code = timeout(PATIENCE, ended)
+        .await
+        .expect("the cancelling client's connection closed")
+        .unwrap();
+    assert_eq!(code, Some(NO_ERROR), "sent GOAWAY before the close");
+    let served = calls.load(Ordering::SeqCst);
+    assert!(
+        served < 600,
+        "{served} cancelled requests reached the service"
+    );
+
+    // A client that cancels some of its requests (a browser leaving pages) is served on:
+    // 250 cancelled among 750.
+    let mut browsing = open(addr).await;
+    let mut id = 1;
+    for round in 0..250 {
+        let before = calls.load(Ordering::SeqCst);
+        browsing
+            .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/slow")))
+            .await
+            .unwrap();
+        until("the service has the request", || {
+            calls.load(Ordering::SeqCst) > before
+        })
+        .await;
+        browsing
+            .write_all(&frame(RST_STREAM, 0, id, &8u32.to_be_bytes()))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            id += 2;
+            browsing
+                .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/")))
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome(&mut browsing, id).await,
+                Ok((200, b"ok".to_vec())),
+                "round {round}"
+            );
+        }
+        id += 2;
+    }
+
+    // And the connection opened before it all.
+    bystander
+        .write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &get("/")))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&mut bystander, 1).await, Ok((200, b"ok".to_vec())));
 }

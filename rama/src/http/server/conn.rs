@@ -6,7 +6,7 @@ use super::{
     extended_connect::{self, Extended},
     flood,
     h1::{self, Outcome},
-    stall::{self, Held, Task},
+    stall::{self, Held, Ledger, Task},
 };
 use crate::{
     BoxError, Conn, graceful,
@@ -27,7 +27,7 @@ use hyper_util::{
 };
 use pin_project_lite::pin_project;
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     fmt,
     future::Future,
     io,
@@ -55,15 +55,13 @@ type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
 #[derive(Clone, Default)]
 pub(crate) struct Tasks {
     queue: Rc<RefCell<Vec<Task>>>,
-    /// The idle check's generation, which the tasks' slots read (see `stall`).
-    generation: Rc<Cell<u64>>,
+    /// What the tasks share with the connection (see `stall`).
+    ledger: Rc<Ledger>,
 }
 
 impl Tasks {
     pub(crate) fn push(&self, task: LocalTask) {
-        self.queue
-            .borrow_mut()
-            .push(Task::new(task, &self.generation));
+        self.queue.borrow_mut().push(Task::new(task, &self.ledger));
     }
 
     /// Moves what was queued into `set`; how many tasks that was.
@@ -269,6 +267,9 @@ pin_project! {
             if this.waiting {
                 this.shared.wake_waiters();
             }
+            if this.future.is_some() {
+                stall::cancelled();
+            }
         }
     }
 }
@@ -304,10 +305,12 @@ where
                 Poll::Ready(Ok(future)) => this.future.set(Some(future)),
             }
         }
-        let Some(future) = this.future.as_pin_mut() else {
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
-        let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+        let response = ready!(future.poll(cx));
+        this.future.set(None);
+        let mut response = response.map_err(Into::into)?;
         // The server speaks its own version (RFC 9110 6.2: an intermediary sends its own),
         // whatever an upstream's answer said: hyper would write an `HTTP/1.0` one as such to
         // an HTTP/1.1 client, and panics on versions it does not write (HTTP/0.9, HTTP/3).
@@ -373,6 +376,9 @@ pub struct Connection<IO> {
     idle: Option<Idle>,
     /// How many tasks (HTTP/2 streams, tunnels) the connection has queued so far.
     queued: usize,
+    /// The count of cancelled requests when rapid reset sent the client away (see
+    /// [`Connection::poll_cancelled`]).
+    sent_away_at: Option<usize>,
     peer: SocketAddr,
     failure: Option<Error>,
     /// The stream's type, which the fields above have erased.
@@ -395,6 +401,11 @@ struct Idle {
     seen: usize,
     going_away: bool,
 }
+
+/// How many requests an HTTP/2 client may cancel once the service has them before its
+/// connection is looked at for rapid reset: hyper's limit on concurrent streams, a whole
+/// window of them.
+const RAPID_RESET_FLOOR: usize = 200;
 
 /// The answer to a client whose request headers did not come in time.
 pub(super) const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
@@ -555,6 +566,7 @@ where
             idle_period: config.header_read_timeout,
             idle: None,
             queued: 0,
+            sent_away_at: None,
             peer: info.peer_addr(),
             failure: None,
             _io: PhantomData,
@@ -668,7 +680,7 @@ where
             }
             // The send timeout (see `stall`): the streams whose client took nothing of their
             // response through a whole period are reset.
-            let generation = &self.tasks.generation;
+            let generation = &self.tasks.ledger.generation;
             generation.set(generation.get() + 1);
             let reset = self
                 .running
@@ -696,6 +708,43 @@ where
         }
         // Registers the connection's waker with the timer, armed or moved.
         let _ = idle.sleep.as_mut().poll(cx);
+    }
+
+    /// Rapid reset past `h2`'s own count (CVE-2023-44487): `h2` bounds the streams reset
+    /// before hyper accepts them, but a client that waits until the service has its request
+    /// before it resets the stream costs a call each time (behind a proxy, an upstream
+    /// exchange begun and thrown away, a connection to the origin churned). Once
+    /// [`RAPID_RESET_FLOOR`] requests were cancelled so, and they are half or more of the
+    /// connection's streams (Envoy's measure), the client is sent `GOAWAY` (graceful: what it
+    /// has in flight finishes); one that goes on cancelling as many again is closed.
+    fn poll_cancelled(&mut self, cx: &Context<'_>) {
+        let cancelled = self.tasks.ledger.cancelled.get();
+        if cancelled < RAPID_RESET_FLOOR {
+            return;
+        }
+        let Some(hyper) = self.hyper.as_mut() else {
+            return;
+        };
+        match self.sent_away_at {
+            None if cancelled * 2 >= self.queued => {
+                tracing::warn!(peer = %self.peer, cancelled, streams = self.queued, "http2: the client cancelled most of its requests once the service had them (rapid reset), sending GOAWAY");
+                self.sent_away_at = Some(cancelled);
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    hyper.as_mut().graceful_shutdown();
+                    // For hyper to write the GOAWAY.
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Some(at) if cancelled >= at + RAPID_RESET_FLOOR => {
+                tracing::warn!(peer = %self.peer, cancelled, "http2: the client went on cancelling its requests after GOAWAY, closing");
+                self.hyper = None;
+                self.failure = Some(Error::protocol(
+                    "the client cancelled its requests as fast as it made them".into(),
+                ));
+            }
+            _ => {}
+        }
     }
 
     /// Writes what is left of the `408` answer, then shuts the stream down.
@@ -745,6 +794,7 @@ where
                 break;
             }
         }
+        this.poll_cancelled(cx);
         this.poll_idle(cx);
         if this.own.is_none()
             && this.hyper.is_none()

@@ -50,7 +50,10 @@
 //! far more than the limit (an HPACK bomb) get `GOAWAY ENHANCE_YOUR_CALM`; each
 //! closes the connection, as does a flood of frames that ask for nothing (`PRIORITY`,
 //! `SETTINGS`, `PING`, tiny `WINDOW_UPDATE`s: nginx's measure, eight times the bytes the
-//! requests carry and 1 MiB). A connection without a stream for the header-read timeout (a
+//! requests carry and 1 MiB). A client that resets its streams once the service has them
+//! (rapid reset paced past the `h2` crate's count) is sent `GOAWAY` when 200 or more of its
+//! requests, and half or more of its streams, were cancelled so, and closed when it cancels
+//! as many again. A connection without a stream for the header-read timeout (a
 //! client that sent half a header block, or nothing, and stopped) is sent `GOAWAY`, and
 //! dropped when it is still there, without a stream, as long again. A stream whose client
 //! takes nothing of its response (its window left shut) through a whole header-read period

@@ -10,6 +10,9 @@
 //! head, or a frame) and hyper did not come back for more; the connection's idle check,
 //! once a period, resets the streams that waited a whole period ([`Slot::kill`]), by ending
 //! their tasks ([`Task`]): hyper's stream handles dropped, `h2` sends `RST_STREAM`.
+//!
+//! The slots also carry the count of streams the client cancelled after the service had
+//! them ([`cancelled`]), which the connection reads for rapid reset.
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -33,10 +36,32 @@ thread_local! {
 /// How many spare slots a thread keeps.
 const SPARES: usize = 1024;
 
+/// What a connection's tasks share with it.
+#[derive(Default)]
+pub(super) struct Ledger {
+    /// The idle check's generation, one more each period.
+    pub(super) generation: Cell<u64>,
+    /// How many of the connection's requests were dropped unanswered while the service had
+    /// them: a client's `RST_STREAM` (see [`cancelled`]).
+    pub(super) cancelled: Cell<usize>,
+}
+
+/// Counts a request the service had and that was dropped unanswered, against the
+/// connection whose task is dropping it. Outside a task (hyper's HTTP/1.1, where the client
+/// closing the connection is the only way to drop one) it counts nowhere.
+pub(super) fn cancelled() {
+    let current = CURRENT.take();
+    if let Some(slot) = &current {
+        let cancelled = &slot.ledger.cancelled;
+        cancelled.set(cancelled.get() + 1);
+    }
+    CURRENT.set(current);
+}
+
 /// What the connection knows of one of its tasks.
 pub(super) struct Slot {
-    /// The connection's check generation, one more each idle period (shared by its slots).
-    generation: Rc<Cell<u64>>,
+    /// The connection's ledger (shared by its slots).
+    ledger: Rc<Ledger>,
     /// The generation at which the task's response body last handed hyper something that
     /// hyper did not come back after; `None` while it waits on its own source, or has ended.
     held_since: Cell<Option<u64>>,
@@ -49,7 +74,7 @@ pub(super) struct Slot {
 impl Slot {
     /// Notes that the body handed hyper something (with `waker`, its task's).
     fn hold(&self, waker: &Waker) {
-        self.held_since.set(Some(self.generation.get()));
+        self.held_since.set(Some(self.ledger.generation.get()));
         let mut stored = self.waker.borrow_mut();
         match stored.as_ref() {
             Some(stored) if stored.will_wake(waker) => {}
@@ -61,7 +86,7 @@ impl Slot {
     pub(super) fn stalled(&self) -> bool {
         self.held_since
             .get()
-            .is_some_and(|since| since + 1 < self.generation.get())
+            .is_some_and(|since| since + 1 < self.ledger.generation.get())
     }
 
     /// Ends the task at its next poll, and wakes it for that.
@@ -81,18 +106,15 @@ pub(super) struct Task {
 }
 
 impl Task {
-    pub(super) fn new(
-        future: Pin<Box<dyn Future<Output = ()>>>,
-        generation: &Rc<Cell<u64>>,
-    ) -> Self {
+    pub(super) fn new(future: Pin<Box<dyn Future<Output = ()>>>, ledger: &Rc<Ledger>) -> Self {
         let spare = SPARE.with_borrow_mut(Vec::pop).and_then(|mut slot| {
             // A spare nothing else holds (as `Drop` keeps them): this task's alone.
-            Rc::get_mut(&mut slot)?.generation.clone_from(generation);
+            Rc::get_mut(&mut slot)?.ledger.clone_from(ledger);
             Some(slot)
         });
         let slot = spare.unwrap_or_else(|| {
             Rc::new(Slot {
-                generation: generation.clone(),
+                ledger: ledger.clone(),
                 held_since: Cell::new(None),
                 waker: RefCell::new(None),
                 killed: Cell::new(false),
@@ -108,9 +130,12 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        // The future first: a response body inside it holds the slot too.
+        // The future first: a response body inside it holds the slot too; and as the current
+        // task, for what it drops unanswered to be counted (see [`cancelled`]).
         // (A zero-sized future: no allocation.)
+        let previous = CURRENT.replace(Some(self.slot.clone()));
         self.future = Box::pin(std::future::pending());
+        CURRENT.set(previous);
         let slot = &self.slot;
         if Rc::strong_count(slot) == 1 {
             slot.held_since.set(None);
@@ -219,9 +244,9 @@ mod tests {
 
     #[test]
     fn a_body_waiting_on_hyper_through_a_whole_period_is_stalled() {
-        let generation = Rc::new(Cell::new(0));
+        let ledger = Rc::new(Ledger::default());
         let slot = Rc::new(Slot {
-            generation: generation.clone(),
+            ledger: ledger.clone(),
             held_since: Cell::new(None),
             waker: RefCell::new(None),
             killed: Cell::new(false),
@@ -229,9 +254,9 @@ mod tests {
         let waker = Waker::noop();
         slot.hold(waker);
         assert!(!slot.stalled());
-        generation.set(1);
+        ledger.generation.set(1);
         assert!(!slot.stalled(), "held for less than a whole period");
-        generation.set(2);
+        ledger.generation.set(2);
         assert!(slot.stalled());
         // Hyper came back: no longer waiting on the client.
         slot.held_since.set(None);
