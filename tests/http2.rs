@@ -8,7 +8,8 @@
 //! that runs longer than that period is served to its end; extended `CONNECT` (RFC 8441) is
 //! offered, and one for a protocol other than WebSocket is reset; a client that resets its
 //! streams once the service has them is sent `GOAWAY`, then closed, while one that cancels a
-//! third of its requests is served on.
+//! third of its requests is served on; an upload the service does not read leaves room in the
+//! connection's window for its others.
 
 use http_body_util::{BodyExt, Empty};
 use rama::{BoxError, http as rama_http, tcp};
@@ -660,4 +661,53 @@ async fn a_client_that_cancels_most_of_its_requests_after_they_reached_the_servi
         .await
         .unwrap();
     assert_eq!(outcome(&mut bystander, 1).await, Ok((200, b"ok".to_vec())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_service_does_not_read_leaves_room_for_the_connections_others() {
+    // An upload stalled behind it (an upstream that does not read) holds a stream window of
+    // data; the connection's window has room for more than one such stream, so the client's
+    // other uploads go on.
+    let addr = origin_thread(move |listener| async move {
+        let answer = tower::service_fn(|request: http::Request<rama_http::Body>| async move {
+            if request.uri().path() == "/stall" {
+                // Held, unread, for as long as the client keeps the stream.
+                std::future::pending::<()>().await;
+            }
+            let length = request.into_body().collect().await?.to_bytes().len();
+            Ok::<_, BoxError>(http::Response::new(rama_http::Body::from(
+                length.to_string(),
+            )))
+        });
+        let stack = rama_http::Server::new().layer(answer);
+        let _ = tcp::Server::from_std(listener).serve(stack).await;
+    });
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut send, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Full<bytes::Bytes>>(io)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let post = |path: &str, len: usize| {
+        http::Request::post(format!("http://{addr}{path}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'x';
+                len
+            ])))
+            .unwrap()
+    };
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(tokio::spawn(send.send_request(post("/stall", 4 << 20))));
+    }
+    for len in [1 << 20, 3 << 20] {
+        let answer = timeout(PATIENCE, send.send_request(post("/count", len)))
+            .await
+            .expect("the upload beside the stalled ones went through")
+            .unwrap();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, len.to_string());
+    }
+    assert!(stalled.iter().all(|upload| !upload.is_finished()));
 }

@@ -82,6 +82,9 @@ where
     }
 }
 
+/// The receive window of an HTTP/2 stream: hyper's default, 1 MiB.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+
 /// What an HTTP/2 connection opens with (RFC 9113 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -469,8 +472,15 @@ where
     }
     // Extended CONNECT (RFC 8441) is offered: a WebSocket on an HTTP/2 stream reaches the
     // service as the HTTP/1.1 upgrade every stage carries (`extended_connect`).
+    // The connection's window four times a stream's (hyper's default for both is 1 MiB):
+    // an upload stalled behind the service (an upstream that does not read) holds its
+    // stream's window of data, and with equal windows it held the whole connection's, the
+    // client's other uploads starved. Four: room for three such streams and more, while
+    // what one connection can make the server hold stays small.
     builder
         .http2()
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(4 * H2_STREAM_WINDOW)
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
         .enable_connect_protocol();
