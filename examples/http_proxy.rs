@@ -22,7 +22,7 @@ use rama::{
 use rama_examples::{
     Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
 };
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 use tower::util::{MapErrLayer, option_layer};
 
 const USAGE: &str = "\
@@ -51,9 +51,9 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse(USAGE, &["allow-private", "sched-batch", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:3128");
     let threads: usize = args.get("threads", "0");
-    let header_read_timeout = Duration::from_secs_f64(args.get("header-read-timeout", "30"));
-    let connect_timeout = Duration::from_secs_f64(args.get("connect-timeout", "10"));
-    let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
+    let header_read_timeout = args.seconds("header-read-timeout", "30");
+    let connect_timeout = args.seconds("connect-timeout", "10");
+    let upstream_timeout = args.seconds("upstream-timeout", "60");
     let user_args = args.all("user");
     let users = Users::parse(user_args.iter().map(String::as_str))?;
     let rules = egress_rules(&args, listen)?;

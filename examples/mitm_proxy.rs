@@ -28,7 +28,6 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 use tower::{Layer, Service};
 
@@ -59,7 +58,7 @@ async fn main() -> Result<(), BoxError> {
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
     let threads: usize = args.get("threads", "0");
     let ca_dir: PathBuf = args.required("ca-dir");
-    let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
+    let upstream_timeout = args.seconds("upstream-timeout", "60");
     let upstream_ca: String = args.get("upstream-ca", "");
     let rules = egress_rules(&args, listen)?;
 

@@ -25,7 +25,7 @@ use rama::{
 use rama_examples::{
     Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
 };
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
@@ -49,7 +49,7 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse(USAGE, &["allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8080");
     let threads: usize = args.get("threads", "0");
-    let connect_timeout = Duration::from_secs_f64(args.get("connect-timeout", "10"));
+    let connect_timeout = args.seconds("connect-timeout", "10");
     let user_args = args.all("user");
     let users = Users::parse(user_args.iter().map(String::as_str))?;
     let rules = egress_rules(&args, listen)?;

@@ -22,7 +22,7 @@ use rama::{
     proxy, tls,
 };
 use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 use tower::util::{MapResponseLayer, option_layer};
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
 
@@ -63,7 +63,7 @@ async fn main() -> Result<(), BoxError> {
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8081");
     let threads: usize = args.get("threads", "0");
     let upstream: String = args.required("upstream");
-    let upstream_timeout = Duration::from_secs_f64(args.get("upstream-timeout", "60"));
+    let upstream_timeout = args.seconds("upstream-timeout", "60");
     let ca: String = args.get("upstream-ca", "");
     let alpn: String = args.get("upstream-alpn", "");
     let connector = tls::Connector::builder().alpn(alpn.split(',').filter(|p| !p.is_empty()));

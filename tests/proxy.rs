@@ -456,3 +456,34 @@ async fn headless_chromium_loads_a_page_with_subresources_over_http_and_socks5()
     }
     proxy.wait_for_log("socks5 request").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_on_a_taken_port_and_mistyped_options_exit_with_an_error() {
+    let first = proxy(&[]);
+    let addr = first.addr.to_string();
+    let tries: [(&[&str], &str); 4] = [
+        // On the first one's port, with a login it would not ask for half the time.
+        (&["--listen", &addr, "--user", "alice:s3cret"], "in use"),
+        // A mistyped `--deny-port` and `--user`: no open proxy.
+        (
+            &["--deny-prot", "9000", "--usr", "alice:s3cret"],
+            "unknown option `--deny-prot`",
+        ),
+        (
+            &["--alow-private", "--user", "a:b"],
+            "unknown option `--alow-private`",
+        ),
+        (&["--connect-timeout", "-1"], "--connect-timeout -1"),
+    ];
+    for (args, error) in tries {
+        let run = Command::new(rama_e2e::example("proxy"))
+            .args(args)
+            .kill_on_drop(true)
+            .output();
+        let output = timeout(PATIENCE, run).await.unwrap().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started: {stderr}");
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

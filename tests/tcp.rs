@@ -487,3 +487,27 @@ async fn a_relay_to_its_own_address_refuses_instead_of_looping() {
     })
     .await;
 }
+
+#[test]
+fn per_core_listeners_do_not_share_an_address_something_listens_on() {
+    // `SO_REUSEPORT` would let a second group join the first and split its connections.
+    let first = tcp::PerCore::bind_threads("127.0.0.1:0", 2).unwrap();
+    let addr = first.local_addr();
+    let second = tcp::PerCore::bind_threads(addr, 2).map(|servers| servers.local_addr());
+    assert_eq!(
+        second.map_err(|error| error.kind()),
+        Err(std::io::ErrorKind::AddrInUse)
+    );
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = tcp::PerCore::bind_threads(plain.local_addr().unwrap(), 2);
+    assert_eq!(
+        taken
+            .map(|servers| servers.local_addr())
+            .map_err(|error| error.kind()),
+        Err(std::io::ErrorKind::AddrInUse)
+    );
+    // Free again once the first group is gone; and its own listeners share it.
+    drop(first);
+    let again = tcp::PerCore::bind_threads(addr, 2).unwrap();
+    assert_eq!(again.threads(), 2);
+}

@@ -26,7 +26,8 @@ pub struct Args {
 
 impl Args {
     /// Parses `std::env::args`, exiting with `usage` on `--help` or a malformed line.
-    /// `flags` are the options that take no value.
+    /// `flags` are the options that take no value; an option `usage` does not name is an
+    /// error (a mistyped `--user` or `--deny-port` must not leave a proxy open).
     pub fn parse(usage: &'static str, flags: &[&str]) -> Self {
         let mut values: HashMap<String, Vec<String>> = HashMap::new();
         let mut args = std::env::args().skip(1);
@@ -35,20 +36,34 @@ impl Args {
                 println!("{usage}");
                 process::exit(0);
             }
-            let Some(name) = arg.strip_prefix("--") else {
+            let Some(option) = arg.strip_prefix("--") else {
                 fail(usage, format_args!("unexpected argument `{arg}`"));
             };
-            let (name, value) = match name.split_once('=') {
-                Some((name, value)) => (name.to_owned(), value.to_owned()),
-                None if flags.contains(&name) => (name.to_owned(), String::new()),
-                None => match args.next() {
-                    Some(value) => (name.to_owned(), value),
-                    None => fail(usage, format_args!("`--{name}` needs a value")),
-                },
+            let (name, inline) = match option.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (option, None),
             };
-            values.entry(name).or_default().push(value);
+            if !options(usage).any(|known| known == name) {
+                fail(usage, format_args!("unknown option `--{name}`"));
+            }
+            let value = match inline {
+                Some(value) => value.to_owned(),
+                None if flags.contains(&name) => String::new(),
+                None => args
+                    .next()
+                    .unwrap_or_else(|| fail(usage, format_args!("`--{name}` needs a value"))),
+            };
+            values.entry(name.to_owned()).or_default().push(value);
         }
         Self { usage, values }
+    }
+
+    /// The last value of `--name` as a duration in seconds (fractions allowed), or
+    /// `default`'s; exits with the usage on a negative, infinite or too large value.
+    pub fn seconds(&self, name: &str, default: &str) -> Duration {
+        let seconds: f64 = self.get(name, default);
+        Duration::try_from_secs_f64(seconds)
+            .unwrap_or_else(|error| fail(self.usage, format_args!("--{name} {seconds}: {error}")))
     }
 
     /// The last value of `--name`, parsed, or `default`.
@@ -98,6 +113,14 @@ impl Args {
         raw.parse()
             .unwrap_or_else(|error| fail(self.usage, format_args!("--{name} {raw}: {error}")))
     }
+}
+
+/// The options `usage` names: its words that start with `--`.
+fn options(usage: &str) -> impl Iterator<Item = &str> {
+    usage
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter_map(|word| word.strip_prefix("--"))
+        .filter(|name| !name.is_empty())
 }
 
 fn fail(usage: &str, message: fmt::Arguments<'_>) -> ! {

@@ -160,7 +160,9 @@ impl Users {
         }
     }
 
-    /// Parses `NAME:PASSWORD` entries (the password may contain `:`).
+    /// Parses `NAME:PASSWORD` entries (the password may contain `:`). A name or password
+    /// of more than 255 bytes is refused: SOCKS5 carries no more (RFC 1929), and such a
+    /// user could log in over HTTP only.
     pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, BoxError> {
         let mut users = Vec::new();
         for entry in entries {
@@ -168,6 +170,12 @@ impl Users {
                 .split_once(':')
                 .filter(|(name, _)| !name.is_empty())
                 .ok_or_else(|| format!("`{entry}` is not NAME:PASSWORD"))?;
+            if name.len() > 255 || password.len() > 255 {
+                return Err(format!(
+                    "user `{name}`: a name or password of more than 255 bytes, which SOCKS5 cannot carry"
+                )
+                .into());
+            }
             users.push((name.to_owned(), password.to_owned()));
         }
         Ok(Self::new(users))
@@ -321,6 +329,11 @@ mod tests {
         assert!(!users.contains(&Credentials::new("carol", "pw")));
         assert!(Users::parse(["nopassword"]).is_err());
         assert!(Users::parse([":pw"]).is_err());
+        // What SOCKS5 carries: 255 bytes of each.
+        let (name, password) = ("n".repeat(255), "p".repeat(255));
+        assert!(Users::parse([format!("{name}:{password}").as_str()]).is_ok());
+        assert!(Users::parse([format!("{name}n:pw").as_str()]).is_err());
+        assert!(Users::parse([format!("alice:{password}p").as_str()]).is_err());
         assert!(!format!("{:?}", Credentials::new("a", "secret")).contains("secret"));
     }
 }

@@ -1,7 +1,7 @@
 use super::{
     Serve, Server, Stream,
     future::ConnectionFuture,
-    server::{Connections, Mode, bind_listener},
+    server::{Connections, Mode, bind_listener, check_free},
 };
 use crate::{BoxError, Conn};
 use std::{
@@ -52,6 +52,11 @@ impl PerCore {
 
     /// Binds `threads` listeners on `addr`; `0` means one per available core (what a
     /// `--threads` option left at its default wants).
+    ///
+    /// An address something already listens on is an error (`AddrInUse`), as it is for a
+    /// plain listener, even when that is another `PerCore` group: `SO_REUSEPORT` would let
+    /// the kernel split the connections between the two (a second instance of a proxy,
+    /// started with other settings, taking part of the first one's clients).
     pub fn bind_threads(addr: impl ToSocketAddrs, threads: usize) -> io::Result<Self> {
         let threads = match threads {
             0 => thread::available_parallelism().map_or(1, NonZeroUsize::get),
@@ -60,6 +65,9 @@ impl PerCore {
         let mut addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
         })?;
+        if addr.port() != 0 {
+            check_free(addr)?;
+        }
         let mut listeners = Vec::with_capacity(threads);
         for _ in 0..threads {
             let listener = bind_listener(addr, true)?;

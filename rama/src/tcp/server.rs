@@ -172,16 +172,27 @@ impl fmt::Debug for Server {
 
 /// Binds a non-blocking listener, optionally with `SO_REUSEPORT` (one listener per core).
 pub(super) fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<StdListener> {
+    let socket = bound(addr, reuse_port)?;
+    socket.set_nonblocking(true)?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Fails (`AddrInUse`) when a socket listens on `addr`: a bind without `SO_REUSEPORT`,
+/// never listening (a connection arriving meanwhile is not taken and reset).
+pub(super) fn check_free(addr: SocketAddr) -> io::Result<()> {
+    bound(addr, false).map(drop)
+}
+
+fn bound(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 // ===== impl Serve =====
