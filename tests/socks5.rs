@@ -5,7 +5,9 @@ use rama::{
     egress::{EgressLayer, Rules},
     proxy, socks5, tcp,
 };
-use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, origins, python::python_with_socks};
+use rama_e2e::{
+    EchoOrigin, PATIENCE, Running, echo_line, origins, plain, python::python_with_socks,
+};
 use std::{
     net::SocketAddr,
     process::{Command, Output},
@@ -299,7 +301,10 @@ sys.stdout.write(data.split(b"\r\n\r\n", 1)[1].decode())
 #[tokio::test]
 async fn udp_associate_relays_to_an_echo_and_ends_with_the_control_connection() {
     let echo = udp_echo();
-    let proxy = Running::start("socks5_proxy", &["--listen", "127.0.0.1:0"]);
+    let proxy = Running::start(
+        "socks5_proxy",
+        &["--listen", "127.0.0.1:0", "--deny-port", "9"],
+    );
     let mut control = TcpStream::connect(proxy.addr).await.unwrap();
     control
         .write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
@@ -349,10 +354,29 @@ async fn udp_associate_relays_to_an_echo_and_ends_with_the_control_connection() 
     proxy.wait_for_log("fragmented datagram dropped").await;
     let nothing = timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await;
     assert!(nothing.is_err(), "a fragment was relayed");
+    // One to a port the rules deny: a warning, the first of the association.
+    let mut denied = header(0);
+    denied[8..10].copy_from_slice(&9u16.to_be_bytes());
+    denied.extend_from_slice(b"denied");
+    client.send_to(&denied, relay).await.unwrap();
+    proxy.wait_for_log("datagram denied by egress rules").await;
 
     // Closing the control connection ends the association: the relay port goes away.
     drop(control);
     proxy.wait_for_log("socks5 udp association closed").await;
+    // Its access line says what it carried.
+    let log = plain(&proxy.wait_for_log("udp association finished").await);
+    let line = log
+        .lines()
+        .find(|line| line.contains("udp association finished"))
+        .unwrap();
+    for field in [
+        "rama::access",
+        "peer=127.0.0.1:",
+        "sent=5 sent_bytes=30 received=5 received_bytes=30 denied=1 dropped=1",
+    ] {
+        assert!(line.contains(field), "{field}: {line}");
+    }
     let mut late = header(0);
     late.extend_from_slice(b"too late");
     client.send_to(&late, relay).await.unwrap();

@@ -511,3 +511,35 @@ fn per_core_listeners_do_not_share_an_address_something_listens_on() {
     let again = tcp::PerCore::bind_threads(addr, 2).unwrap();
     assert_eq!(again.threads(), 2);
 }
+
+#[tokio::test]
+async fn a_relay_dropped_by_the_idle_timeout_has_its_access_line() {
+    let origin = EchoOrigin::start().await;
+    let proxy = Running::start(
+        "tcp_forward",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &origin.addr.to_string(),
+            "--idle-timeout",
+            "1",
+        ],
+    );
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    assert_eq!(echo_line(&mut stream, "hi\n").await.unwrap(), "hi\n");
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+    let log = rama_e2e::plain(&proxy.wait_for_log("relay cut before its end").await);
+    let line = log
+        .lines()
+        .find(|l| l.contains("relay cut before its end"))
+        .unwrap();
+    assert!(line.contains("rama::access"), "{line}");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    assert!(
+        line.contains(&format!("upstream={}", origin.addr)),
+        "{line}"
+    );
+}

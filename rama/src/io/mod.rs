@@ -6,7 +6,7 @@ mod pool;
 mod rewind;
 mod tcp_relay;
 pub use self::rewind::Rewind;
-pub(crate) use self::tcp_relay::{TcpRelay, relay_finished};
+pub(crate) use self::tcp_relay::{TcpRelay, relay_cut, relay_finished};
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(target_os = "linux")]

@@ -108,6 +108,12 @@ fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     }
 }
 
+/// Logs a relay dropped before its end (the server's drain deadline, its idle or total
+/// timeout), as [`relay_finished`] logs one that ended: a tunnel's access line either way.
+pub(crate) fn relay_cut(peer: SocketAddr, upstream: &crate::Address) {
+    tracing::info!(target: crate::access::TARGET, %peer, %upstream, "relay cut before its end");
+}
+
 /// Logs the end of a relay with the peer and the upstream.
 pub(crate) fn relay_finished(
     peer: SocketAddr,

@@ -3,7 +3,7 @@
 use super::{Error, Target};
 use crate::{
     Address, Conn,
-    io::{Relay, Relayed, TcpRelay, relay, relay_finished},
+    io::{Relay, Relayed, TcpRelay, relay, relay_cut, relay_finished},
     tcp::{self, Connect},
     tunnel::{OpenError, Refusal},
 };
@@ -29,6 +29,16 @@ pin_project! {
         splice: bool,
         #[pin]
         state: State<S>,
+    }
+
+    impl<S> PinnedDrop for ResponseFuture<S> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let relaying = matches!(*this.state, State::Relaying { .. } | State::RelayingTls { .. });
+            if let (true, Some(upstream)) = (relaying, this.upstream) {
+                relay_cut(*this.peer, upstream);
+            }
+        }
     }
 }
 

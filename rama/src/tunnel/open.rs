@@ -51,6 +51,18 @@ pin_project! {
         #[pin]
         state: State<H, D, E>,
     }
+
+    impl<H, D, E> PinnedDrop for Open<H, D, E>
+    where
+        H: Handshake,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (State::Relaying { .. }, Some(upstream)) = (&*this.state, this.upstream) {
+                crate::io::relay_cut(*this.peer, upstream);
+            }
+        }
+    }
 }
 
 pin_project! {

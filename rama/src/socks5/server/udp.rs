@@ -35,6 +35,8 @@ pub(super) struct Association<IO> {
     control: Option<IO>,
     client_socket: UdpSocket,
     outbound: UdpSocket,
+    /// The control connection's peer, for the log.
+    peer: SocketAddr,
     peer_ip: IpAddr,
     /// The client's UDP address: announced in the request, or learned from its first datagram.
     client: Option<SocketAddr>,
@@ -42,6 +44,20 @@ pub(super) struct Association<IO> {
     rules: Option<Rules>,
     buf: Box<[u8]>,
     resolving: Option<(Lookup, Box<str>, u16, Vec<u8>)>,
+    moved: Moved,
+}
+
+/// What an association carried, for its access line.
+#[derive(Debug, Default)]
+struct Moved {
+    sent: u64,
+    sent_bytes: u64,
+    received: u64,
+    received_bytes: u64,
+    /// Datagrams the egress rules refused (the first one logged as a warning).
+    denied: u64,
+    /// Datagrams dropped for anything else: from strangers, malformed, fragmented.
+    dropped: u64,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
@@ -77,17 +93,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
         // A client that names its UDP port is held to it; 0 means "learn it".
         let announced_port = Some(requested.port()).filter(|&port| port != 0);
         tracing::debug!(peer = %info.peer_addr(), %bound, "socks5 udp association open");
+        let peer = info.peer_addr();
         Ok(Self {
             reply: Some(Write::reply(io, 0, bound, false)),
             control: None,
             client_socket,
             outbound,
+            peer,
             peer_ip,
             client: None,
             announced_port,
             rules,
             buf: vec![0; HEADROOM + MAX_DATAGRAM].into_boxed_slice(),
             resolving: None,
+            moved: Moved::default(),
         })
     }
 
@@ -125,10 +144,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
                         .find(|addr| self.allows(Some(&name), *addr));
                     match allowed {
                         Some(dest) => self.send_out(dest, &payload),
-                        None => tracing::debug!(%name, port, "socks5 udp: destination denied"),
+                        None => self.denied(format_args!("{name}:{port}")),
                     }
                 }
-                _ => tracing::debug!(%name, port, "socks5 udp: cannot resolve destination"),
+                _ => {
+                    self.moved.dropped += 1;
+                    tracing::debug!(peer = %self.peer, %name, port, "socks5 udp: cannot resolve destination");
+                }
             }
         }
         if self.resolving.is_none() {
@@ -148,24 +170,27 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             let src = match self.client_socket.poll_recv_from(cx, &mut read) {
                 Poll::Ready(Ok(src)) => src,
                 Poll::Ready(Err(error)) => {
-                    tracing::debug!(%error, "socks5 udp: receive failed");
+                    tracing::debug!(peer = %self.peer, %error, "socks5 udp: receive failed");
                     continue;
                 }
                 Poll::Pending => return false,
             };
             let n = read.filled().len();
             if src.ip().to_canonical() != self.peer_ip {
-                tracing::debug!(%src, "socks5 udp: datagram from a stranger dropped");
+                self.moved.dropped += 1;
+                tracing::debug!(peer = %self.peer, %src, "socks5 udp: datagram from a stranger dropped");
                 continue;
             }
             match self.client {
                 Some(client) if client != src => {
-                    tracing::debug!(%src, "socks5 udp: datagram from another port dropped");
+                    self.moved.dropped += 1;
+                    tracing::debug!(peer = %self.peer, %src, "socks5 udp: datagram from another port dropped");
                     continue;
                 }
                 Some(_) => {}
                 None if self.announced_port.is_some_and(|port| port != src.port()) => {
-                    tracing::debug!(%src, "socks5 udp: datagram from an unannounced port dropped");
+                    self.moved.dropped += 1;
+                    tracing::debug!(peer = %self.peer, %src, "socks5 udp: datagram from an unannounced port dropped");
                     continue;
                 }
                 None => self.client = Some(src),
@@ -174,12 +199,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             let header = match UdpHeader::parse(&mut input) {
                 Ok(header) => header,
                 Err(error) => {
-                    tracing::debug!(%src, %error, "socks5 udp: bad datagram header, dropped");
+                    self.moved.dropped += 1;
+                    tracing::debug!(peer = %self.peer, %src, %error, "socks5 udp: bad datagram header, dropped");
                     continue;
                 }
             };
             if header.frag != 0 {
-                tracing::info!(%src, frag = header.frag, "socks5 udp: fragmented datagram dropped");
+                self.moved.dropped += 1;
+                tracing::info!(peer = %self.peer, %src, frag = header.frag, "socks5 udp: fragmented datagram dropped");
                 continue;
             }
             let start = n - input.len();
@@ -190,7 +217,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
                         let payload = self.buf[start..n].to_vec();
                         self.send_out(dest, &payload);
                     } else {
-                        tracing::debug!(%dest, "socks5 udp: destination denied");
+                        self.denied(format_args!("{dest}"));
                     }
                 }
                 Host::Name(name) => {
@@ -229,9 +256,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             let start = HEADROOM - header.len();
             self.buf[start..HEADROOM].copy_from_slice(&header);
             // UDP may drop: a full socket buffer drops the datagram.
-            let _ = self
+            if self
                 .client_socket
-                .try_send_to(&self.buf[start..HEADROOM + n], client);
+                .try_send_to(&self.buf[start..HEADROOM + n], client)
+                .is_ok()
+            {
+                self.moved.received += 1;
+                self.moved.received_bytes += n as u64;
+            }
         }
         true
     }
@@ -242,15 +274,52 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             .is_none_or(|rules| rules.verdict(name, Some(dest.ip()), dest.port()) == Verdict::Allow)
     }
 
-    fn send_out(&self, dest: SocketAddr, payload: &[u8]) {
+    /// Counts a datagram the rules refused; the first of the association is a warning, as a
+    /// refused tunnel is (the rest are counted in the access line, not logged one by one).
+    fn denied(&mut self, dest: std::fmt::Arguments<'_>) {
+        if self.moved.denied == 0 {
+            tracing::warn!(peer = %self.peer, %dest, "socks5 udp: datagram denied by egress rules, dropped (the association's others are counted at its end)");
+        }
+        self.moved.denied += 1;
+    }
+
+    fn send_out(&mut self, dest: SocketAddr, payload: &[u8]) {
         let dest = match (self.outbound.local_addr(), dest) {
             (Ok(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
                 SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
             }
             (_, dest) => dest,
         };
-        if let Err(error) = self.outbound.try_send_to(payload, dest) {
-            tracing::debug!(%dest, %error, "socks5 udp: send failed, datagram dropped");
+        match self.outbound.try_send_to(payload, dest) {
+            Ok(_) => {
+                self.moved.sent += 1;
+                self.moved.sent_bytes += payload.len() as u64;
+            }
+            Err(error) => {
+                self.moved.dropped += 1;
+                tracing::debug!(peer = %self.peer, %dest, %error, "socks5 udp: send failed, datagram dropped");
+            }
         }
+    }
+}
+
+/// The association's access line, however it ended (its control connection closed, the
+/// server's drain deadline, a timeout), as a tunnel has one.
+impl<IO> Drop for Association<IO> {
+    fn drop(&mut self) {
+        let Moved {
+            sent,
+            sent_bytes,
+            received,
+            received_bytes,
+            denied,
+            dropped,
+        } = self.moved;
+        tracing::info!(
+            target: crate::access::TARGET,
+            peer = %self.peer,
+            sent, sent_bytes, received, received_bytes, denied, dropped,
+            "udp association finished"
+        );
     }
 }
