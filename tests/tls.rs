@@ -877,3 +877,64 @@ fn socks5_inside_tls_in_one_line() {
         assert_echoes(&mut stream, b"through tls and socks5\n").await;
     });
 }
+
+#[tokio::test]
+async fn a_tls_peer_that_closes_without_close_notify_ends_its_side_of_the_relay() {
+    let dir = cert_dir("no-close-notify");
+    let (_, cert, key) = ca_and_server(&dir, "localhost", &["localhost"]);
+    let ca_pem = dir.join("ca.pem");
+
+    // An origin that answers a line, then closes its TCP side without `close_notify`, as
+    // nginx does on a kept-alive connection.
+    let acceptor = tls::Acceptor::from_pem_files(&cert, &key).unwrap();
+    let abrupt = tower::service_fn(|conn: Conn<tls::TlsStream<tcp::Stream>>| async move {
+        let (mut stream, _) = conn.into_parts();
+        let mut line = [0u8; 6];
+        stream.read_exact(&mut line).await?;
+        stream.write_all(b"bye\n").await?;
+        stream.flush().await?;
+        stream.get_mut().0.shutdown().await
+    });
+    let origin = rama_origin(|server| server.serve(acceptor.layer(abrupt)).spawn_connections());
+    let proxy = start_tls_upstream(origin.port(), Some(&ca_pem), &[]);
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    stream.write_all(b"hello\n").await.unwrap();
+    let mut answer = Vec::new();
+    timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, b"bye\n");
+    drop(stream);
+    let log = rama_e2e::plain(&proxy.wait_for_log("relay finished").await);
+    assert!(log.contains(&format!("peer={me}")), "{log}");
+    assert!(!log.contains("connection failed"), "{log}");
+
+    // A client of the TLS terminator that half-closes without `close_notify`: its end reaches
+    // the upstream (which answers only then), and the answer comes back.
+    let origin = rama_e2e::digest_origin(1000).await;
+    let proxy = Running::start(
+        "tls_reverse_proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &origin.to_string(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mut client = tls_client(proxy.addr, &ca_pem).await;
+    client.write_all(b"abc").await.unwrap();
+    client.flush().await.unwrap();
+    client.get_mut().0.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = timeout(PATIENCE, client.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    assert_eq!(answer.len(), 32 + 1000, "the answer after the half-close");
+    assert_eq!(answer[..32], rama_e2e::sha256(b"abc"));
+}

@@ -197,7 +197,15 @@ impl Half {
                 });
                 let mut buf = ReadBuf::new(buf);
                 match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
-                    Poll::Ready(result) => result?,
+                    Poll::Ready(Ok(())) => {}
+                    // A TLS peer that closed its TCP side without `close_notify` (nginx on a
+                    // kept-alive connection, clients that half-close): its end, passed on as
+                    // the other side's FIN, as haproxy does; a relay cannot tell the other
+                    // side about a truncation better than that.
+                    Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                        buf.clear();
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Pending => {
                         self.release();
                         // Nothing more to read for now: push out what a buffering writer
