@@ -612,3 +612,29 @@ async fn dial_only_dials_its_addresses_and_the_host_stays_the_name() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_https_upstream_that_never_finishes_its_handshake_has_timed_out() {
+    // It takes the connection and never speaks: `504` behind a proxy, as a dial that timed
+    // out is (it was `502`, a TLS failure).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let ca = rama::tls::dev::Ca::generate("silent test CA").unwrap();
+    let tls = rama::tls::Connector::builder()
+        .ca_pem(ca.cert_pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap()
+        .handshake_timeout(Duration::from_millis(300));
+    let client = Client::builder().tls(tls).build();
+    let request = http::Request::get(format!("https://localhost:{port}/"))
+        .body(Body::empty())
+        .unwrap();
+    let error = timeout(PATIENCE, client.oneshot(request))
+        .await
+        .expect("an answer in time")
+        .unwrap_err();
+    let chain = rama::error::Chain(&error).to_string();
+    assert!(error.is_timeout(), "{chain}");
+    assert!(chain.contains("tls handshake timed out"), "{chain}");
+}

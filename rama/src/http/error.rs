@@ -197,6 +197,14 @@ fn is_timed_out(error: &(dyn StdError + 'static)) -> bool {
         if err.is::<tokio::time::error::Elapsed>() {
             return true;
         }
+        // An `https://` upstream that took its connection and never finished the handshake
+        // has timed out as one that never answered has (`504`, as nginx answers it).
+        if err
+            .downcast_ref::<crate::tls::HandshakeError>()
+            .is_some_and(crate::tls::HandshakeError::is_timeout)
+        {
+            return true;
+        }
         next = err.source();
     }
     false

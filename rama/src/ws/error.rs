@@ -70,9 +70,16 @@ impl UpstreamError {
         }
     }
 
-    pub(super) fn tls(source: impl Into<crate::BoxError>) -> Self {
+    /// The handshake with a `wss://` upstream failed; one that timed out is a timeout
+    /// (`504`, as a dial that timed out is).
+    pub(super) fn tls(source: crate::tls::HandshakeError) -> Self {
+        let kind = if source.is_timeout() {
+            Kind::Timeout
+        } else {
+            Kind::Tls
+        };
         Self {
-            kind: Kind::Tls,
+            kind,
             source: Some(source.into()),
         }
     }
