@@ -912,6 +912,17 @@ async fn a_broken_upstream_answer_is_502_cut_short_or_reframed_and_never_answers
         .to_ascii_lowercase();
     assert!(answer.contains("content-length: 100\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nonly this"), "{answer}");
+    // Over HTTP/2 the stream is reset (curl fails), and the log says so with the client.
+    let url = format!("http://{}/truncated", proxy.addr);
+    let cut = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--http2-prior-knowledge", &url])
+        .output();
+    let cut = timeout(PATIENCE, cut).await.unwrap().unwrap();
+    assert!(!cut.status.success(), "a cut body passed as whole");
+    let failed = "http2: the response body failed";
+    let log = plain(&proxy.wait_for_log(failed).await);
+    let line = log.lines().find(|line| line.contains(failed)).unwrap();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
     // A 204 that names a length goes on without it: over HTTP/2 a length its empty body
     // lacks would have the client reset the stream (curl: "PROTOCOL_ERROR").
     let answer = raw(proxy.addr, get("/204-length").as_bytes())

@@ -563,6 +563,7 @@ where
         let alpn = info.extensions().get::<crate::tls::Alpn>().cloned();
         let facts = ConnFacts::from_info(&info);
         let tasks = Tasks::default();
+        tasks.ledger.peer.set(Some(info.peer_addr()));
         let mut this = Self {
             own: None,
             hyper: None,

@@ -19,6 +19,7 @@ use pin_project_lite::pin_project;
 use std::{
     cell::{Cell, RefCell},
     future::Future,
+    net::SocketAddr,
     pin::Pin,
     rc::Rc,
     task::{Context, Poll, Waker},
@@ -44,6 +45,8 @@ pub(super) struct Ledger {
     /// How many of the connection's requests were dropped unanswered while the service had
     /// them: a client's `RST_STREAM` (see [`cancelled`]).
     pub(super) cancelled: Cell<usize>,
+    /// The connection's peer, for what its tasks log.
+    pub(super) peer: Cell<Option<SocketAddr>>,
 }
 
 /// Counts a request the service had and that was dropped unanswered, against the
@@ -209,23 +212,46 @@ impl<B: Body> Held<B> {
     }
 }
 
-impl<B: Body> Body for Held<B> {
+impl<B: Body> Body for Held<B>
+where
+    B::Error: Into<crate::BoxError>,
+{
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = crate::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, crate::BoxError>>> {
         let this = self.project();
         let poll = this.body.poll_frame(cx);
-        if let Some(slot) = this.slot {
-            match &poll {
-                Poll::Ready(Some(Ok(_))) => slot.hold(cx.waker()),
-                _ => slot.held_since.set(None),
+        let Some(slot) = this.slot else {
+            return poll.map(|frame| frame.map(|frame| frame.map_err(Into::into)));
+        };
+        let Poll::Ready(frame) = poll else {
+            // Waiting on its own source, not on the client.
+            slot.held_since.set(None);
+            return Poll::Pending;
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                slot.hold(cx.waker());
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(error)) => {
+                slot.held_since.set(None);
+                let error = error.into();
+                // hyper resets the stream and says nothing above `debug`; on HTTP/1.1 the
+                // connection's end is logged (an upstream that cut its body short, say).
+                let peer = crate::http::forward::Peer(slot.ledger.peer.get());
+                tracing::warn!(%peer, error = %crate::error::Chain(&*error), "http2: the response body failed, resetting the stream");
+                Poll::Ready(Some(Err(error)))
+            }
+            None => {
+                slot.held_since.set(None);
+                Poll::Ready(None)
             }
         }
-        poll
     }
 
     fn is_end_stream(&self) -> bool {
