@@ -16,6 +16,7 @@
 //! curl --http2-prior-knowledge http://127.0.0.1:8081/
 //! ```
 
+use ::http::{HeaderValue, Response, header};
 use rama::{
     BoxError, Target,
     http::{self, Body, Client, ReverseProxy},
@@ -100,7 +101,9 @@ async fn main() -> Result<(), BoxError> {
                     )))
                     => option_layer(gzip.then(|| (
                         MapResponseLayer::new(Body::map_response),
+                        MapResponseLayer::new(weak_etag_if_compressed),
                         CompressionLayer::new(),
+                        MapResponseLayer::new(mark_identity),
                     )))
                     => reverse.clone()
             }
@@ -108,4 +111,33 @@ async fn main() -> Result<(), BoxError> {
             .drain_timeout(DRAIN_TIMEOUT)
         })
         .await
+}
+
+/// Marks a response the upstream sent without a content coding, for
+/// [`weak_etag_if_compressed`].
+#[derive(Clone, Copy)]
+struct SentIdentity;
+
+fn mark_identity<B>(mut response: Response<B>) -> Response<B> {
+    if !response.headers().contains_key(header::CONTENT_ENCODING) {
+        response.extensions_mut().insert(SentIdentity);
+    }
+    response
+}
+
+/// A response the compression layer encoded is another representation than the upstream's:
+/// its ETag cannot stay the identity one's strong ETag (RFC 9110 8.8.3), or a resumed
+/// download (`If-Range`) would put identity bytes behind gzip ones. Weak, as nginx's gzip
+/// filter makes it; the upstream's own encodings keep theirs.
+fn weak_etag_if_compressed<B>(mut response: Response<B>) -> Response<B> {
+    let compressed = response.extensions().get::<SentIdentity>().is_some()
+        && response.headers().contains_key(header::CONTENT_ENCODING);
+    let headers = response.headers_mut();
+    if let (true, Some(etag)) = (compressed, headers.get(header::ETAG))
+        && !etag.as_bytes().starts_with(b"W/")
+        && let Ok(weak) = HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat())
+    {
+        headers.insert(header::ETAG, weak);
+    }
+    response
 }
