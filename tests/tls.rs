@@ -938,3 +938,24 @@ async fn a_tls_peer_that_closes_without_close_notify_ends_its_side_of_the_relay(
     assert_eq!(answer.len(), 32 + 1000, "the answer after the half-close");
     assert_eq!(answer[..32], rama_e2e::sha256(b"abc"));
 }
+
+#[tokio::test]
+async fn the_development_ca_file_is_trusted_then_removed_at_exit() {
+    let origin = EchoOrigin::start().await;
+    let mut proxy = Running::start(
+        "tls_reverse_proxy",
+        &["--listen", "127.0.0.1:0", "--upstream", &origin.addr.to_string()],
+    );
+    let log = rama_e2e::plain(&proxy.wait_for_log("curl --cacert ").await);
+    let ca = log
+        .split("curl --cacert ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("the CA's path in the log");
+    let ca = PathBuf::from(ca);
+    let mut client = tls_client(proxy.addr, &ca).await;
+    assert_echoes(&mut client, b"trusted\n").await;
+    drop(client);
+    assert!(proxy.terminate().await, "exits cleanly on SIGTERM");
+    assert!(!ca.exists(), "{} left behind", ca.display());
+}

@@ -115,12 +115,15 @@ impl Acceptor {
         let leaf = ca.issue_server(&["localhost", "127.0.0.1"])?;
         let path = std::env::temp_dir().join(format!("rama-dev-ca-{}.pem", std::process::id()));
         match std::fs::write(&path, ca.cert_pem()) {
-            Ok(()) => tracing::info!(
+            Ok(()) => {
+                remove_at_exit(&path);
+                tracing::info!(
                 ca = %path.display(),
-                "tls: serving a development certificate for localhost and 127.0.0.1; \
-                 trust it with `curl --cacert {}`",
-                path.display()
-            ),
+                    "tls: serving a development certificate for localhost and 127.0.0.1; \
+                     trust it with `curl --cacert {}`",
+                    path.display()
+                );
+            }
             Err(error) => tracing::info!(
                 %error,
                 "tls: serving a development certificate for localhost and 127.0.0.1 \
@@ -418,3 +421,31 @@ impl<S> fmt::Debug for AcceptorService<S> {
             .finish_non_exhaustive()
     }
 }
+
+/// Removes the development CA's file when the process exits (returning from `main`, or
+/// `exit`): one was left in the temporary directory per process before. A process killed
+/// by a signal it does not handle still leaves it.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn remove_at_exit(path: &Path) {
+    static PATH: Mutex<Option<std::ffi::CString>> = Mutex::new(None);
+    extern "C" fn remove() {
+        let path = PATH.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = path.as_ref() {
+            // SAFETY: a NUL-terminated path that lives in the static until the process ends.
+            unsafe { libc::unlink(path.as_ptr()) };
+        }
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let mut stored = PATH.lock().unwrap_or_else(PoisonError::into_inner);
+    if stored.replace(path).is_none() {
+        // SAFETY: `remove` is a plain function that only reads the static above.
+        unsafe { libc::atexit(remove) };
+    }
+}
+
+#[cfg(not(unix))]
+fn remove_at_exit(_: &Path) {}
