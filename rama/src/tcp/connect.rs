@@ -317,4 +317,22 @@ mod tests {
             Some(io::ErrorKind::ConnectionRefused)
         );
     }
+
+    #[test]
+    fn only_the_proxys_own_refusal_is_a_denial() {
+        use crate::tunnel::Refusal;
+        let failed = |source| ConnectError {
+            addr: Address::from(SocketAddr::from(([10, 98, 0, 1], 80))),
+            kind: Kind::Connect,
+            source: Some(source),
+        };
+        assert_eq!(
+            Refusal::from_connect_error(&failed(own_address())),
+            Refusal::Denied
+        );
+        for errno in [libc::EACCES, libc::EPERM] {
+            let system = failed(io::Error::from_raw_os_error(errno));
+            assert_eq!(Refusal::from_connect_error(&system), Refusal::Failure);
+        }
+    }
 }

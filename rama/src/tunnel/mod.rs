@@ -122,7 +122,10 @@ impl Refusal {
             io::ErrorKind::HostUnreachable => Self::HostUnreachable,
             io::ErrorKind::NetworkUnreachable => Self::NetworkUnreachable,
             io::ErrorKind::TimedOut => Self::TimedOut,
-            io::ErrorKind::PermissionDenied => Self::Denied,
+            // The proxy's own refusal (`tcp::Connect::refusing`); the system's `EACCES` or
+            // `EPERM` (a firewall's `prohibit` route) is a failed dial like any other, as
+            // the absolute-form path answers it (`502`), not the proxy's rules.
+            io::ErrorKind::PermissionDenied if io.raw_os_error().is_none() => Self::Denied,
             _ => Self::Failure,
         }
     }
