@@ -944,7 +944,12 @@ async fn the_development_ca_file_is_trusted_then_removed_at_exit() {
     let origin = EchoOrigin::start().await;
     let mut proxy = Running::start(
         "tls_reverse_proxy",
-        &["--listen", "127.0.0.1:0", "--upstream", &origin.addr.to_string()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &origin.addr.to_string(),
+        ],
     );
     let log = rama_e2e::plain(&proxy.wait_for_log("curl --cacert ").await);
     let ca = log

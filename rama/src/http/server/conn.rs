@@ -470,13 +470,13 @@ where
     if config.max_headers != super::DEFAULT_MAX_HEADERS {
         builder.http1().max_headers(config.max_headers);
     }
-    // Extended CONNECT (RFC 8441) is offered: a WebSocket on an HTTP/2 stream reaches the
-    // service as the HTTP/1.1 upgrade every stage carries (`extended_connect`).
-    // The connection's window four times a stream's (hyper's default for both is 1 MiB):
+    // The connection's window is four times a stream's (hyper's default for both is 1 MiB):
     // an upload stalled behind the service (an upstream that does not read) holds its
     // stream's window of data, and with equal windows it held the whole connection's, the
     // client's other uploads starved. Four: room for three such streams and more, while
     // what one connection can make the server hold stays small.
+    // Extended CONNECT (RFC 8441) is offered: a WebSocket on an HTTP/2 stream reaches the
+    // service as the HTTP/1.1 upgrade every stage carries (`extended_connect`).
     builder
         .http2()
         .initial_stream_window_size(H2_STREAM_WINDOW)
