@@ -11,7 +11,7 @@
 //! python3 -m websockets ws://127.0.0.1:8082/
 //! ```
 
-use rama::{BoxError, Target, http, proxy, tls, ws};
+use rama::{BoxError, Target, http, http::Client, proxy, tls, ws};
 use rama_examples::{Args, DRAIN_TIMEOUT, TagTexts, bind, init_tracing};
 use std::net::SocketAddr;
 
@@ -21,7 +21,8 @@ ws_proxy: a WebSocket reverse proxy that logs every message
 usage: ws_proxy --upstream ADDR|ws://HOST:PORT[/PATH]|wss://... [--listen ADDR] [options]
 
   --upstream ADDR           the WebSocket server (HOST:PORT means ws://HOST:PORT)
-  --upstream-ca FILE        verify a wss:// upstream against this CA (default: webpki roots)
+  --upstream-ca FILE        verify a wss:// upstream (WebSockets and plain requests alike)
+                            against this CA (default: webpki roots)
   --listen ADDR             where to accept connections (default 127.0.0.1:8082)
   --threads N               servers, one per thread (default: one per core)
   --prefix TEXT             put TEXT in front of every text message from the upstream
@@ -50,10 +51,13 @@ async fn main() -> Result<(), BoxError> {
     };
 
     let relay = ws::Relay::to(&upstream)?
-        .tls(connector)
+        .tls(connector.clone())
         .max_message_size(max_message_size)
         .hook(TagTexts::new(prefix));
-    let origin = Target::reverse_proxy(http::ReverseProxy::new(&http_upstream)?);
+    // The same connector for plain requests: a `wss://` upstream verified against
+    // `--upstream-ca` is that CA's for HTTP too (the fallback's default trusts webpki roots).
+    let client = Client::builder().tls(connector).build();
+    let origin = Target::reverse_proxy(http::ReverseProxy::new(&http_upstream)?.client(client));
 
     let servers = bind(listen, threads, |addr| {
         vec![format!("try: python3 -m websockets ws://{addr}/")]

@@ -328,8 +328,9 @@ async fn handshake_headers_reach_the_origin_and_its_subprotocol_comes_back() {
     assert_origin_saw_the_handshake(&mut origin).await;
 }
 
+/// `--upstream-ca` verifies the `wss://` upstream and the `https://` one plain requests go to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wss_upstream_is_verified_against_the_given_ca() {
+async fn a_wss_upstream_and_its_https_fallback_are_verified_against_the_given_ca() {
     let dir = origin_certificate("ws-wss");
     let mut origin = header_origin(Some(&dir)).await;
     let upstream = format!("wss://localhost:{}", origin.addr.port());
@@ -338,6 +339,9 @@ async fn a_wss_upstream_is_verified_against_the_given_ca() {
     let client = run_script(HEADER_CLIENT, &[&format!("ws://{}/", trusting.addr)]).await;
     assert_eq!(client, ["subprotocol superchat", "text hi"]);
     assert_origin_saw_the_handshake(&mut origin).await;
+    // A plain request reached the origin over verified TLS: `websockets` answers it 426 (the
+    // fallback without the CA answered 502, unknown issuer).
+    assert_eq!(curl_status(trusting.addr, &[]).await, "426");
 
     // Without the CA the origin's certificate is not trusted: 502, and a log line saying so.
     let untrusting = ws_proxy(&upstream, &[]);
