@@ -167,10 +167,10 @@ async fn ws_echo_answers_bad_frames_with_1002_and_oversized_messages_with_1009()
 }
 
 /// A raw WebSocket origin for one session: it answers the handshake, then runs `script` on the
-/// stream and reports what the script returns.
+/// stream and the handshake's head, and reports what the script returns.
 fn raw_origin<F, Fut, T>(script: F) -> (SocketAddr, tokio::sync::oneshot::Receiver<T>)
 where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    F: FnOnce(TcpStream, String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = std::io::Result<T>> + Send + 'static,
     T: Send + 'static,
 {
@@ -200,7 +200,7 @@ where
                 derive_accept_key(key.as_bytes())
             );
             stream.write_all(answer.as_bytes()).await?;
-            script(stream).await
+            script(stream, head).await
         };
         if let Ok(Ok(value)) = timeout(PATIENCE, session).await {
             let _ = report.send(value);
@@ -228,7 +228,7 @@ async fn read_client_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u
 async fn an_upstream_that_breaks_the_protocol_gets_1002_and_the_client_1001() {
     // After the handshake the origin sends a reserved opcode, and reports the close code the
     // relay answers with.
-    let (origin, origin_code) = raw_origin(|mut stream| async move {
+    let (origin, origin_code) = raw_origin(|mut stream, _| async move {
         stream.write_all(&[FIN | 0x3, 2, b'h', b'i']).await?;
         let (opcode, payload) = read_client_frame(&mut stream).await?;
         assert_eq!(opcode, CLOSE);
@@ -250,7 +250,7 @@ async fn an_upstream_that_breaks_the_protocol_gets_1002_and_the_client_1001() {
 async fn an_origin_ping_reaches_the_client_and_gets_exactly_one_pong() {
     // The origin pings, then counts the pongs it gets before the client's text: the relay's
     // leg answers at once, so the client's own pong must not arrive as a second one.
-    let (origin, pongs) = raw_origin(|mut stream| async move {
+    let (origin, pongs) = raw_origin(|mut stream, _| async move {
         stream
             .write_all(&[FIN | PING, 6, b'o', b'r', b'i', b'g', b'i', b'n'])
             .await?;
@@ -280,6 +280,44 @@ async fn an_origin_ping_reaches_the_client_and_gets_exactly_one_pong() {
     assert_eq!(pongs, ["origin"]);
     let log = proxy.wait_for_log("upstream->client").await;
     assert!(log.contains("\"ping\""), "{log}");
+}
+
+/// The forwarding headers of the reverse proxy (the fallback of plain requests) reach the
+/// origin of a relayed WebSocket too: earlier `X-Forwarded-For` lines joined with the peer
+/// after them, the scheme, the host the client asked for, `Forwarded` and `Via`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_handshake_carries_the_forwarding_headers() {
+    let (origin, head) = raw_origin(|_, head| async move { Ok(head) });
+    let proxy = ws_proxy(origin, &[]);
+    let forwarded_for = ["X-Forwarded-For: 10.9.9.9", "X-Forwarded-For: 10.8.8.8"];
+    let _client = RawWs::connect_with(proxy.addr, &forwarded_for).await;
+    let head = timeout(PATIENCE, head)
+        .await
+        .expect("the origin never got the handshake")
+        .expect("the origin failed");
+    let header = |name: &str| -> Vec<String> {
+        head.lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim().to_owned())
+            .collect()
+    };
+    let host = proxy.addr.to_string();
+    assert_eq!(
+        header("x-forwarded-for"),
+        ["10.9.9.9, 10.8.8.8, 127.0.0.1"],
+        "{head}"
+    );
+    assert_eq!(header("x-forwarded-proto"), ["http"], "{head}");
+    assert_eq!(header("x-forwarded-host"), [host.as_str()], "{head}");
+    assert_eq!(
+        header("forwarded"),
+        [format!("for=127.0.0.1;host=\"{host}\";proto=http")],
+        "{head}"
+    );
+    assert_eq!(header("via"), ["1.1 rama"], "{head}");
+    // The upstream's own `Host`, as the reverse proxy sends it.
+    assert_eq!(header("host"), [origin.to_string()], "{head}");
 }
 
 const HEADER_CLIENT: &str = r#"

@@ -62,22 +62,30 @@ pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 impl RawWs {
     /// Connects and runs the opening handshake; panics unless the answer is `101`.
     pub async fn connect(addr: SocketAddr) -> Self {
-        Self::open(addr, "/raw", addr).await
+        Self::open(addr, "/raw", addr, &[]).await
+    }
+
+    /// Connects and runs the opening handshake with `headers` (`Name: value` lines) besides
+    /// its own; panics unless the answer is `101`.
+    pub async fn connect_with(addr: SocketAddr, headers: &[&str]) -> Self {
+        Self::open(addr, "/raw", addr, headers).await
     }
 
     /// Connects to the HTTP forward proxy at `proxy` and runs the opening handshake with
     /// `origin` through it, the upgrade request in absolute-form (`GET http://ORIGIN/raw`);
     /// panics unless the answer is `101`.
     pub async fn through_proxy(proxy: SocketAddr, origin: SocketAddr) -> Self {
-        Self::open(proxy, &format!("http://{origin}/raw"), origin).await
+        Self::open(proxy, &format!("http://{origin}/raw"), origin, &[]).await
     }
 
-    /// Connects to `addr` and sends the upgrade request for `target` with `Host: host`.
-    async fn open(addr: SocketAddr, target: &str, host: SocketAddr) -> Self {
+    /// Connects to `addr` and sends the upgrade request for `target` with `Host: host` and
+    /// `extra` header lines.
+    async fn open(addr: SocketAddr, target: &str, host: SocketAddr, extra: &[&str]) -> Self {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
         let request = format!(
             "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         // Byte by byte, so that nothing after the head is consumed.

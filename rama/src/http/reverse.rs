@@ -349,8 +349,7 @@ impl Inner {
         if let Err(error) = removed.pass_on(headers) {
             return forward::upstream_failed(&error, destination, false, log_peer);
         }
-        add_forwarded(headers, peer, host.as_ref(), secure);
-        headers::append_via(headers, version);
+        add_forwarding(headers, peer, host.as_ref(), secure, version);
         // The upstream's `Host`, made once; the client drops it for an HTTP/2 upstream, where
         // `:authority` (the URI's) says the same.
         let host = match host {
@@ -375,11 +374,28 @@ impl Inner {
     }
 }
 
+/// What a reverse proxy adds to a request it passes on, once its hop-by-hop headers are gone
+/// (so that a client's `Connection` cannot name these away): `X-Forwarded-For` (the client's
+/// address `peer` appended), `X-Forwarded-Proto` (`https` when `secure`, [`is_secure`]),
+/// `X-Forwarded-Host` (`host`, the client's: [`original_host`]), a `Forwarded` element and
+/// `Via` (the client's `version`). Shared with `ws::Relay`, whose upstream handshake is such a
+/// request.
+pub(crate) fn add_forwarding(
+    headers: &mut HeaderMap,
+    peer: Option<SocketAddr>,
+    host: Option<&HeaderValue>,
+    secure: bool,
+    version: ::http::Version,
+) {
+    add_forwarded(headers, peer, host, secure);
+    headers::append_via(headers, version);
+}
+
 /// Whether the client reached us over TLS: the connection's facts say so, as nginx's `$scheme`
 /// and haproxy's `ssl_fc` do. Not the request's own scheme (an `https://` target, HTTP/2's
 /// `:scheme`): over plain text a client could claim `X-Forwarded-Proto: https` with it, which
 /// applications trust for secure cookies and redirects.
-fn is_secure(facts: Option<&ConnFacts>) -> bool {
+pub(crate) fn is_secure(facts: Option<&ConnFacts>) -> bool {
     facts.is_some_and(ConnFacts::is_tls)
 }
 
@@ -390,7 +406,9 @@ fn is_secure(facts: Option<&ConnFacts>) -> bool {
 /// `Host` is checked only when it is what names the host: with an authority in the target it
 /// is ignored and then replaced, so no hop can read another host out of it, and the lookup is
 /// left out of every HTTP/2 request.
-fn original_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, headers::BadHost> {
+pub(crate) fn original_host<B>(
+    request: &Request<B>,
+) -> Result<Option<HeaderValue>, headers::BadHost> {
     if let Some(authority) = request.uri().authority() {
         return Ok(HeaderValue::from_str(headers::host_port(authority)).ok());
     }

@@ -11,7 +11,7 @@ use super::{
 use crate::{
     Address,
     error::Chain,
-    http::{Body, ConnFacts, forward::Peer, headers, server},
+    http::{Body, ConnFacts, forward::Peer, headers, reverse, server},
     tcp, tls,
 };
 use ::http::{
@@ -63,7 +63,9 @@ const NOT_FORWARDED: [HeaderName; 6] = [
 /// The upstream is fixed ([`Relay::to`]) or each request's own ([`Relay::requested`]: its
 /// absolute URI, `https://host/path` becoming `wss://host/path`, as `http::Mitm` hands them
 /// on). `wss://` upstreams are opened with the [`tls`](Relay::tls) connector, which verifies
-/// them (webpki roots by default).
+/// them (webpki roots by default). A fixed upstream's handshake carries the forwarding headers
+/// [`ReverseProxy`](crate::http::ReverseProxy) adds (`X-Forwarded-For`, `-Proto`, `-Host`,
+/// `Forwarded`, `Via`).
 pub struct Relay<H = PassThrough> {
     upstream: Upstream,
     tls: tls::Connector,
@@ -313,7 +315,8 @@ impl<H: Hook + 'static> Relay<H> {
                     );
                 }
             };
-        let opening = self.open(&destination, request.headers());
+        let forwarded = self.upstream_headers(&request, facts.as_ref());
+        let opening = self.open(&destination, forwarded);
         let opened = match tokio::time::timeout(self.connect_timeout, opening).await {
             Ok(opened) => opened,
             Err(_) => Err(UpstreamError::timeout()),
@@ -374,17 +377,47 @@ impl<H: Hook + 'static> Relay<H> {
         }
     }
 
-    /// Dials the upstream (and TLS for `wss://`) and runs the handshake.
+    /// The client's handshake headers as the upstream gets them: the end-to-end ones but
+    /// [`NOT_FORWARDED`] and, to a fixed upstream, what the reverse proxy adds to every
+    /// request it passes on (`X-Forwarded-For`/`-Proto`/`-Host`, `Forwarded`, `Via`), which
+    /// an origin behind `ws_proxy` reads for WebSockets as for its plain requests. Not to a
+    /// [requested](Relay::requested) one: that relay stands for a forward proxy or `Mitm`,
+    /// whose plain requests tell the origin nothing of the client either.
+    fn upstream_headers(&self, request: &Request<()>, facts: Option<&ConnFacts>) -> HeaderMap {
+        let mut forwarded = request.headers().clone();
+        // Before the forwarding headers are added: a client's `Connection` must not name them
+        // away.
+        headers::remove_hop_by_hop(&mut forwarded);
+        for name in NOT_FORWARDED {
+            forwarded.remove(name);
+        }
+        if let Upstream::Fixed { .. } = self.upstream {
+            // A `Host` the reverse proxy would refuse (repeated, not `host[:port]`) names no
+            // host here: the upstream is fixed, so only `X-Forwarded-Host` is left out.
+            let host = reverse::original_host(request).ok().flatten();
+            reverse::add_forwarding(
+                &mut forwarded,
+                facts.map(ConnFacts::peer_addr),
+                host.as_ref(),
+                reverse::is_secure(facts),
+                request.version(),
+            );
+        }
+        forwarded
+    }
+
+    /// Dials the upstream (and TLS for `wss://`) and runs the handshake with `forwarded`
+    /// ([`Relay::upstream_headers`]).
     async fn open(
         &self,
         destination: &Destination,
-        client_headers: &HeaderMap,
+        forwarded: HeaderMap,
     ) -> Result<Opened, UpstreamError> {
         let stream = tcp::connect(&destination.address, self.connect_timeout)
             .await
             .map_err(UpstreamError::connect)?;
         if !destination.secure {
-            return handshake(stream, destination, client_headers, self.config).await;
+            return handshake(stream, destination, forwarded, self.config).await;
         }
         let stream = self
             .tls
@@ -396,16 +429,17 @@ impl<H: Hook + 'static> Relay<H> {
                 "the upstream chose h2 by ALPN; give ws::Relay a tls::Connector without h2",
             ));
         }
-        handshake(stream, destination, client_headers, self.config).await
+        handshake(stream, destination, forwarded, self.config).await
     }
 }
 
-/// The HTTP/1.1 upgrade over `io`: the client's headers that matter (subprotocols, cookies,
-/// authorization, origin, ...), a fresh key, and the checks RFC 6455 asks of a client.
+/// The HTTP/1.1 upgrade over `io`: the `forwarded` headers (the client's that matter:
+/// subprotocols, cookies, authorization, origin, ...; the forwarding ones), a fresh key, and
+/// the checks RFC 6455 asks of a client.
 async fn handshake<IO>(
     io: IO,
     destination: &Destination,
-    client_headers: &HeaderMap,
+    forwarded: HeaderMap,
     config: Config,
 ) -> Result<Opened, UpstreamError>
 where
@@ -417,12 +451,9 @@ where
     let key = generate_key();
     let mut request = Request::new(Empty::<Bytes>::new());
     *request.uri_mut() = Uri::from(destination.path_and_query.clone());
+    let offered = offered_protocols(&forwarded);
     let headers = request.headers_mut();
-    *headers = client_headers.clone();
-    headers::remove_hop_by_hop(headers);
-    for name in NOT_FORWARDED {
-        headers.remove(name);
-    }
+    *headers = forwarded;
     let host = HeaderValue::from_str(destination.authority.as_str())
         .map_err(|_| UpstreamError::handshake("the upstream's host is not a valid header"))?;
     headers.insert(header::HOST, host);
@@ -435,7 +466,6 @@ where
     let key_value = HeaderValue::from_str(&key)
         .map_err(|_| UpstreamError::handshake("the generated key is not a valid header"))?;
     headers.insert(header::SEC_WEBSOCKET_KEY, key_value);
-    let offered = offered_protocols(client_headers);
 
     // The connection must be driven until the upgrade (or, for a refusal, its body). With
     // upgrades it resolves as soon as it hands the stream over, which can be in the same poll
