@@ -7,7 +7,7 @@ use rama_e2e::{
     PATIENCE, Running, bind_origin, h2_handshake, origin_certificate,
     python::{PythonServer, run_script},
     spawn_origin,
-    ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT},
+    ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame},
 };
 use std::net::SocketAddr;
 use tokio::{
@@ -280,6 +280,91 @@ async fn an_origin_ping_reaches_the_client_and_gets_exactly_one_pong() {
     assert_eq!(pongs, ["origin"]);
     let log = proxy.wait_for_log("upstream->client").await;
     assert!(log.contains("\"ping\""), "{log}");
+}
+
+/// Five texts and a close in one write: every echo the upstream sent before its close reply
+/// reaches the client, then that reply (RFC 6455 5.5.1: who sent a close still receives data
+/// until the peer's close), over HTTP/1.1 and on an HTTP/2 stream.
+async fn echoes_in_flight_come_before_the_close<S>(mut ws: RawWs<S>, what: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut burst = Vec::new();
+    for i in 0..5 {
+        burst.extend(frame(FIN | TEXT, format!("message {i}").as_bytes(), true));
+    }
+    burst.extend(frame(FIN | CLOSE, &[0x0F, 0xA1, b'b', b'y', b'e'], true));
+    ws.send_raw(&burst).await;
+    for i in 0..5 {
+        let (opcode, payload) = ws.recv().await;
+        assert_eq!(
+            (opcode, String::from_utf8_lossy(&payload)),
+            (TEXT, format!("message {i}").into()),
+            "{what}"
+        );
+    }
+    // ws_echo answers the close with its code and reason, and the relay passes that on.
+    let (opcode, payload) = ws.recv().await;
+    assert_eq!(
+        (opcode, payload.as_slice()),
+        (CLOSE, &[0x0F, 0xA1, b'b', b'y', b'e'][..]),
+        "{what}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_messages_in_flight_when_the_client_closes_still_reach_it() {
+    let echo = ws_echo(&[]);
+    let proxy = ws_proxy(echo.addr, &[]);
+    echoes_in_flight_come_before_the_close(RawWs::connect(proxy.addr).await, "http/1.1").await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut send, _connection) = h2_handshake(tcp).await;
+    let ws = RawWs::h2(&mut send, &format!("http://{}/h2", proxy.addr)).await;
+    echoes_in_flight_come_before_the_close(ws, "http/2").await;
+    assert_echo_saw_the_close(&echo, "4001", "bye").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_messages_in_flight_when_the_upstream_closes_still_reach_it() {
+    // The origin closes first, then reports every frame it gets until the client's close.
+    let (origin, frames) = raw_origin(|mut stream, _| async move {
+        stream
+            .write_all(&[FIN | CLOSE, 4, 0x0F, 0xA2, b'g', b'o'])
+            .await?;
+        let mut frames = Vec::new();
+        loop {
+            let (opcode, payload) = read_client_frame(&mut stream).await?;
+            frames.push((opcode, payload));
+            if opcode == CLOSE {
+                return Ok(frames);
+            }
+        }
+    });
+    let proxy = ws_proxy(origin, &[]);
+    let mut client = RawWs::connect(proxy.addr).await;
+    // The client had two texts on their way when the origin's close came.
+    client.send(FIN | TEXT, b"late 1", true).await;
+    client.send(FIN | TEXT, b"late 2", true).await;
+    let (opcode, payload) = client.recv().await;
+    assert_eq!(
+        (opcode, payload.as_slice()),
+        (CLOSE, &[0x0F, 0xA2, b'g', b'o'][..])
+    );
+    client
+        .send(FIN | CLOSE, &[0x0F, 0xA2, b'g', b'o'], true)
+        .await;
+    let frames = timeout(PATIENCE, frames)
+        .await
+        .expect("the origin never heard back")
+        .expect("the origin failed");
+    assert_eq!(
+        frames,
+        [
+            (TEXT, b"late 1".to_vec()),
+            (TEXT, b"late 2".to_vec()),
+            (CLOSE, vec![0x0F, 0xA2, b'g', b'o']),
+        ]
+    );
 }
 
 /// The forwarding headers of the reverse proxy (the fallback of plain requests) reach the

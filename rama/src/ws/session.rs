@@ -1,5 +1,7 @@
 //! The life of a relayed session: messages both ways through the hook, then the close on both
-//! legs. Also the answer to a peer that breaks the protocol, shared with [`Socket`](super::Socket).
+//! legs (the closing side's close goes on, the other side's messages still come back until its
+//! own close answers it). Also the answer to a peer that breaks the protocol, shared with
+//! [`Socket`](super::Socket).
 
 use super::{
     CloseCode, CloseFrame, Message,
@@ -8,9 +10,15 @@ use super::{
 use crate::{error::Chain, graceful, http::forward::Peer};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use hyper_tungstenite::{HyperWebsocketStream, tungstenite};
-use std::{collections::VecDeque, pin::pin, time::Duration};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper_tungstenite::{
+    HyperWebsocketStream, tungstenite,
+    tungstenite::protocol::frame::{
+        Frame,
+        coding::{Data, OpCode},
+    },
+};
+use std::{collections::VecDeque, io, pin::pin, time::Duration};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Relayed pings whose pongs are still due, per side; older ones are forgotten (their pong,
 /// if it ever comes, is then carried like an unsolicited one).
@@ -26,7 +34,13 @@ enum End {
     /// The leg's connection is gone: nothing to send.
     Gone,
     /// A close went to it or came from it: read until its connection ends (the close reply).
+    /// For a leg whose close came first and was never answered, reading also sends the echo
+    /// of that close its tungstenite queued when it read it.
     Closing,
+    /// Its close came first, and this (the other side's close, its answer) goes to it, past
+    /// its tungstenite ([`Leg::write_past_close`]); then shut the connection and read until
+    /// it ends.
+    Answer(Message),
     /// Tell it the session is over, then read until its connection ends.
     Close(CloseFrame),
     /// It broke the protocol: answer with this close, shut the connection and discard what it
@@ -34,9 +48,21 @@ enum End {
     Fail(CloseFrame),
 }
 
+/// How the message loop ended.
+#[derive(Debug)]
+enum Ended {
+    /// How the client's and the upstream's legs end.
+    Legs(End, End),
+    /// A close came from one side (travelling this way) and went on to the other, whose
+    /// messages are still carried back until its own close answers it ([`carry_back`]).
+    Closing(Direction),
+}
+
 /// One side of the relay.
 struct Leg {
     ws: HyperWebsocketStream,
+    /// Whether its frames are masked: the relay is the upstream's client (RFC 6455 5.3).
+    masked: bool,
     /// Payloads of the pings relayed *to* this side whose pongs are still due.
     pings: VecDeque<Bytes>,
     /// `client` or `upstream`, for logs.
@@ -47,7 +73,9 @@ struct Leg {
 
 /// Carries messages between `client` and `upstream` through `hook` until either side closes,
 /// fails or goes away, or the server shuts down (both legs then get close `1001`), then ends
-/// both legs within `linger`.
+/// both legs within `linger`. A side's close goes to the other, whose messages are still
+/// carried back, then its close (RFC 6455 5.5.1: who sent a close receives data until the
+/// peer's close), for at most `linger`.
 pub(super) async fn relay<H: Hook>(
     client: HyperWebsocketStream,
     upstream: HyperWebsocketStream,
@@ -56,36 +84,61 @@ pub(super) async fn relay<H: Hook>(
     linger: Duration,
     shutdown: &graceful::Signal,
 ) {
-    let mut client = Leg::new(client, "client");
-    let mut upstream = Leg::new(upstream, "upstream");
-    let (client_end, upstream_end) =
-        carry(&mut client, &mut upstream, hook, &session, shutdown).await;
+    let peer = Peer(session.peer_addr());
+    let mut client = Leg::new(client, "client", false);
+    let mut upstream = Leg::new(upstream, "upstream", true);
+    let (client_end, upstream_end) = match carry(
+        &mut client,
+        &mut upstream,
+        hook,
+        &session,
+        shutdown,
+    )
+    .await
+    {
+        Ended::Legs(client_end, upstream_end) => (client_end, upstream_end),
+        Ended::Closing(direction) => {
+            let (closer, other) = match direction {
+                Direction::ClientToUpstream => (&mut client, &mut upstream),
+                Direction::UpstreamToClient => (&mut upstream, &mut client),
+            };
+            let back = carry_back(other, closer, hook, &session, reverse(direction));
+            let (closer_end, other_end) = match tokio::time::timeout(linger, back).await {
+                Ok(ends) => ends,
+                Err(_) => {
+                    tracing::debug!(%peer, upstream = %session.upstream(), side = other.name, "ws relay: no close answered the close in time");
+                    (End::Closing, End::Gone)
+                }
+            };
+            match direction {
+                Direction::ClientToUpstream => (closer_end, other_end),
+                Direction::UpstreamToClient => (other_end, closer_end),
+            }
+        }
+    };
     let finished = tokio::time::timeout(
         linger,
-        futures_util::future::join(
-            finish(&mut client.ws, client_end),
-            finish(&mut upstream.ws, upstream_end),
-        ),
+        futures_util::future::join(client.finish(client_end), upstream.finish(upstream_end)),
     )
     .await;
     if finished.is_err() {
-        tracing::debug!(peer = %Peer(session.peer_addr()), upstream = %session.upstream(), "ws relay: close handshake timed out");
+        tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: close handshake timed out");
     }
-    tracing::debug!(peer = %Peer(session.peer_addr()), upstream = %session.upstream(), "ws relay: session closed");
+    tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: session closed");
 }
 
-/// The message loop: returns how the client's and the upstream's legs end.
+/// The message loop: returns how it ended.
 async fn carry<H: Hook>(
     client: &mut Leg,
     upstream: &mut Leg,
     hook: &H,
     session: &Session,
     shutdown: &graceful::Signal,
-) -> (End, End) {
+) -> Ended {
     let peer = Peer(session.peer_addr());
     let close_both = || {
         tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: the server is shutting down, closing both legs with 1001");
-        (End::Close(shutting_down()), End::Close(shutting_down()))
+        Ended::Legs(End::Close(shutting_down()), End::Close(shutting_down()))
     };
     // Polled only while both legs are idle; a busy session sees the flag at its next message.
     let mut triggered = pin!(shutdown.triggered());
@@ -97,22 +150,25 @@ async fn carry<H: Hook>(
         // Messages are fed to the other leg unflushed while more are already waiting, and
         // written out once none is: one write for a burst instead of one per message.
         let waiting = if unflushed < MAX_UNFLUSHED {
-            next(client, upstream).now_or_never()
+            next(client, upstream).now_or_never().flatten()
         } else {
             None
         };
         let (direction, item) = match waiting {
             Some(event) => event,
             None => {
-                if let Err(ends) = flush(client, upstream, peer).await {
-                    return ends;
+                if let Err((client_end, upstream_end)) = flush(client, upstream, peer).await {
+                    return Ended::Legs(client_end, upstream_end);
                 }
                 unflushed = 0;
-                tokio::select! {
+                let event = tokio::select! {
                     biased;
                     event = next(client, upstream) => event,
                     () = &mut triggered => return close_both(),
-                }
+                };
+                // Both legs were just flushed, so both were read; `None` cannot come here.
+                let Some(event) = event else { continue };
+                event
             }
         };
         let (from, to) = match direction {
@@ -122,22 +178,9 @@ async fn carry<H: Hook>(
         // Each arm returns (how `from` ends, how `to` ends).
         let (from_end, to_end) = match item {
             Some(Ok(message)) => {
-                if let Message::Pong(payload) = &message
-                    && let Some(at) = from.pings.iter().position(|p| p == payload)
-                {
-                    // The answer to a ping we relayed to `from`: its sender was already
-                    // answered by its own leg (tungstenite replies on read), so a second pong
-                    // must not reach it.
-                    from.pings.remove(at);
+                let Some((message, closing)) = pass(from, message, hook, session, direction) else {
                     continue;
-                }
-                let closing = message.is_close();
-                let message = match hook.on_message(session, direction, message) {
-                    Some(message) => message,
-                    None if closing => Message::Close(None),
-                    None => continue,
                 };
-                tracing::trace!(%peer, %direction, opcode = super::opcode(&message), len = message.len(), "ws relay: message");
                 if let Message::Ping(payload) = &message {
                     if to.pings.len() == MAX_PENDING_PINGS {
                         to.pings.pop_front();
@@ -151,7 +194,7 @@ async fn carry<H: Hook>(
                     to.ws.feed(message).await
                 };
                 match sent {
-                    Ok(()) if closing => (End::Closing, End::Closing),
+                    Ok(()) if closing => return Ended::Closing(direction),
                     Ok(()) => {
                         to.unflushed = true;
                         unflushed += 1;
@@ -186,20 +229,91 @@ async fn carry<H: Hook>(
             None => (End::Gone, End::Close(going_away())),
         };
         return match direction {
-            Direction::ClientToUpstream => (from_end, to_end),
-            Direction::UpstreamToClient => (to_end, from_end),
+            Direction::ClientToUpstream => Ended::Legs(from_end, to_end),
+            Direction::UpstreamToClient => Ended::Legs(to_end, from_end),
         };
     }
 }
 
-/// The next message from either leg.
+/// Once `to`'s close went to `from`: carries `from`'s messages (`direction`) to `to` until
+/// `from`'s own close, which goes to `to` last; returns how `to` and `from` end. `to`'s
+/// tungstenite takes no frame after the close it read, so they go past it
+/// ([`Leg::write_past_close`]).
+async fn carry_back<H: Hook>(
+    from: &mut Leg,
+    to: &mut Leg,
+    hook: &H,
+    session: &Session,
+    direction: Direction,
+) -> (End, End) {
+    let peer = Peer(session.peer_addr());
+    loop {
+        let message = match from.ws.next().await {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                let answer = answer(&error);
+                tracing::debug!(%peer, side = from.name, error = %Chain(&error), "ws relay: error while waiting for the close");
+                return (End::Closing, answer.map_or(End::Gone, End::Fail));
+            }
+            // Gone without answering: `to` gets the echo of its own close.
+            None => return (End::Closing, End::Gone),
+        };
+        let Some((message, closing)) = pass(from, message, hook, session, direction) else {
+            continue;
+        };
+        if closing {
+            return (End::Answer(message), End::Closing);
+        }
+        if let Err(error) = to.write_past_close(message).await {
+            tracing::debug!(%peer, side = to.name, %error, "ws relay: write failed");
+            return (End::Gone, End::Closing);
+        }
+    }
+}
+
+/// What of `message`, read from `from`, goes on `direction`: nothing for the pong to a
+/// relayed ping or what the hook drops, else what the hook made of it and whether it came as
+/// a close (which the hook cannot drop: dropped, it goes as a close without a code).
+fn pass<H: Hook>(
+    from: &mut Leg,
+    message: Message,
+    hook: &H,
+    session: &Session,
+    direction: Direction,
+) -> Option<(Message, bool)> {
+    if from.answers_relayed_ping(&message) {
+        return None;
+    }
+    let closing = message.is_close();
+    let message = match hook.on_message(session, direction, message) {
+        Some(message) => message,
+        None if closing => Message::Close(None),
+        None => return None,
+    };
+    tracing::trace!(peer = %Peer(session.peer_addr()), %direction, opcode = super::opcode(&message), len = message.len(), "ws relay: message");
+    Some((message, closing))
+}
+
+/// The way back of `direction`.
+fn reverse(direction: Direction) -> Direction {
+    match direction {
+        Direction::ClientToUpstream => Direction::UpstreamToClient,
+        Direction::UpstreamToClient => Direction::ClientToUpstream,
+    }
+}
+
+/// The next message from either leg, read from a leg only while nothing fed to it waits
+/// unflushed: a close read from it makes its tungstenite queue the echo behind what waits,
+/// and the relay must send what waits without that echo (the other side's messages and close
+/// go first). `None` when both legs wait for their flush.
 async fn next(
     client: &mut Leg,
     upstream: &mut Leg,
-) -> (Direction, Option<Result<Message, tungstenite::Error>>) {
+) -> Option<(Direction, Option<Result<Message, tungstenite::Error>>)> {
     tokio::select! {
-        item = client.ws.next() => (Direction::ClientToUpstream, item),
-        item = upstream.ws.next() => (Direction::UpstreamToClient, item),
+        item = client.ws.next(), if !client.unflushed => Some((Direction::ClientToUpstream, item)),
+        item = upstream.ws.next(), if !upstream.unflushed => Some((Direction::UpstreamToClient, item)),
+        else => None,
     }
 }
 
@@ -220,20 +334,6 @@ async fn flush(client: &mut Leg, upstream: &mut Leg, peer: Peer) -> Result<(), (
         leg.unflushed = false;
     }
     Ok(())
-}
-
-/// Ends one leg as `end` says.
-async fn finish(ws: &mut HyperWebsocketStream, end: End) {
-    match end {
-        End::Gone => {}
-        End::Closing => drain_messages(ws).await,
-        End::Close(close) => {
-            if ws.send(Message::Close(Some(close))).await.is_ok() {
-                drain_messages(ws).await;
-            }
-        }
-        End::Fail(close) => fail(ws, close).await,
-    }
 }
 
 /// Reads (and drops) until the session's connection ends: the close reply, and what the
@@ -267,10 +367,13 @@ pub(super) fn answer(error: &tungstenite::Error) -> Option<CloseFrame> {
 /// ends (closing a socket with unread bytes resets it, and a reset can overtake the close).
 /// Bounded by the caller's timeout.
 pub(super) async fn fail(ws: &mut HyperWebsocketStream, close: CloseFrame) {
-    if ws.send(Message::Close(Some(close))).await.is_err() {
-        return;
+    if ws.send(Message::Close(Some(close))).await.is_ok() {
+        shut_and_discard(ws.get_mut()).await;
     }
-    let io = ws.get_mut();
+}
+
+/// Shuts `io`'s sending side down and discards what the peer still sends until it closes.
+async fn shut_and_discard<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO) {
     if io.shutdown().await.is_err() {
         return;
     }
@@ -296,12 +399,73 @@ fn going_away() -> CloseFrame {
 }
 
 impl Leg {
-    fn new(ws: HyperWebsocketStream, name: &'static str) -> Self {
+    fn new(ws: HyperWebsocketStream, name: &'static str, masked: bool) -> Self {
         Self {
             ws,
+            masked,
             pings: VecDeque::new(),
             name,
             unflushed: false,
+        }
+    }
+
+    /// Whether `message` is the pong to a ping relayed to this side, which is then forgotten:
+    /// the side that pinged was already answered by its own leg (tungstenite replies on
+    /// read), so a second pong must not reach it.
+    fn answers_relayed_ping(&mut self, message: &Message) -> bool {
+        let Message::Pong(payload) = message else {
+            return false;
+        };
+        let Some(at) = self.pings.iter().position(|p| p == payload) else {
+            return false;
+        };
+        self.pings.remove(at);
+        true
+    }
+
+    /// Writes `message` as one frame straight to the connection: this side closed first, and
+    /// its tungstenite takes no frame after the close it read (and would send the echo of that
+    /// close with the next write), while the other side's messages and close are still due.
+    async fn write_past_close(&mut self, message: Message) -> io::Result<()> {
+        let mut frame = match message {
+            Message::Text(text) => Frame::message(text, OpCode::Data(Data::Text), true),
+            Message::Binary(data) => Frame::message(data, OpCode::Data(Data::Binary), true),
+            Message::Ping(data) => Frame::ping(data),
+            Message::Pong(data) => Frame::pong(data),
+            Message::Close(close) => Frame::close(close),
+            Message::Frame(frame) => frame,
+        };
+        if self.masked {
+            let mut mask = [0; 4];
+            crate::tls::provider()
+                .secure_random
+                .fill(&mut mask)
+                .map_err(|_| io::Error::other("no random source for a frame's mask"))?;
+            frame.header_mut().mask = Some(mask);
+        }
+        let mut bytes = Vec::with_capacity(frame.len());
+        frame.format(&mut bytes).map_err(io::Error::other)?;
+        let io = self.ws.get_mut();
+        io.write_all(&bytes).await?;
+        io.flush().await
+    }
+
+    /// Ends this leg as `end` says.
+    async fn finish(&mut self, end: End) {
+        match end {
+            End::Gone => {}
+            End::Closing => drain_messages(&mut self.ws).await,
+            End::Answer(close) => {
+                if self.write_past_close(close).await.is_ok() {
+                    shut_and_discard(self.ws.get_mut()).await;
+                }
+            }
+            End::Close(close) => {
+                if self.ws.send(Message::Close(Some(close))).await.is_ok() {
+                    drain_messages(&mut self.ws).await;
+                }
+            }
+            End::Fail(close) => fail(&mut self.ws, close).await,
         }
     }
 }
