@@ -29,18 +29,17 @@ fn forward_to(upstream: SocketAddr) -> tcp::Serve<Target> {
     tcp::Server::bind("127.0.0.1:0").serve(Target::fixed(upstream.into()))
 }
 
+/// The `tcp_forward` example on 127.0.0.1 towards `upstream`, with `extra` options.
+fn tcp_forward(upstream: SocketAddr, extra: &[&str]) -> Running {
+    let upstream = upstream.to_string();
+    let args = ["--listen", "127.0.0.1:0", "--upstream", upstream.as_str()];
+    Running::start("tcp_forward", &[&args[..], extra].concat())
+}
+
 #[tokio::test]
 async fn relays_64_mib_each_way_through_tcp_forward() {
     let origin = EchoOrigin::start().await;
-    let proxy = Running::start(
-        "tcp_forward",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &origin.addr.to_string(),
-        ],
-    );
+    let proxy = tcp_forward(origin.addr, &[]);
     let data = payload(64 * MIB, 1);
     let echoed = exchange(proxy.addr, &data).await.unwrap();
     assert_eq!(echoed.len(), data.len());
@@ -50,10 +49,7 @@ async fn relays_64_mib_each_way_through_tcp_forward() {
 #[tokio::test]
 async fn client_half_close_first_then_64_mib_back() {
     let origin = digest_origin(64 * MIB).await;
-    let proxy = Running::start(
-        "tcp_forward",
-        &["--listen", "127.0.0.1:0", "--upstream", &origin.to_string()],
-    );
+    let proxy = tcp_forward(origin, &[]);
     let data = payload(64 * MIB, 2);
     // `exchange` shuts the write half after sending; the origin answers only after that EOF.
     let answer = exchange(proxy.addr, &data).await.unwrap();
@@ -392,10 +388,7 @@ async fn dial_failure_is_logged_with_the_peer() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxy = Running::start(
-        "tcp_forward",
-        &["--listen", "127.0.0.1:0", "--upstream", &closed.to_string()],
-    );
+    let proxy = tcp_forward(closed, &[]);
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let me = stream.local_addr().unwrap();
     let mut rest = Vec::new();
@@ -515,17 +508,7 @@ fn per_core_listeners_do_not_share_an_address_something_listens_on() {
 #[tokio::test]
 async fn a_relay_dropped_by_the_idle_timeout_has_its_access_line() {
     let origin = EchoOrigin::start().await;
-    let proxy = Running::start(
-        "tcp_forward",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &origin.addr.to_string(),
-            "--idle-timeout",
-            "1",
-        ],
-    );
+    let proxy = tcp_forward(origin.addr, &["--idle-timeout", "1"]);
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let me = stream.local_addr().unwrap();
     assert_eq!(echo_line(&mut stream, "hi\n").await.unwrap(), "hi\n");
