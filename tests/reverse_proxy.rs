@@ -275,6 +275,20 @@ async fn http1_and_http2_prior_knowledge_reach_the_origin_with_forwarded_headers
     assert!(seen.contains("via: 2 rama\n"), "{seen}");
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     proxy.wait_for_log("reverse proxy: forwarding").await;
+    // The access log names the target as the client sent it, path and query, whatever
+    // the version (HTTP/2's URI carries the scheme and authority too).
+    let logged = || plain(&proxy.stderr());
+    rama_e2e::until("the HTTP/2 request's access line", || {
+        logged().matches("rama::access").count() == 3
+    })
+    .await;
+    let log = logged();
+    let answered: Vec<_> = log.lines().filter(|l| l.contains("rama::access")).collect();
+    assert_eq!(answered.len(), 3, "{answered:?}");
+    assert!(
+        answered.iter().all(|l| l.contains("uri=/hello?x=1 ")),
+        "{answered:?}"
+    );
 
     // An HTTP/2 upstream (prior knowledge) gets `:authority` and no `Host` beside it.
     let h2 = reverse_proxy(origin, &["--http2-upstream"]);

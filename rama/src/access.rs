@@ -27,14 +27,23 @@ impl Exchange {
     /// request path pays one cached level check for it. Boxed: it waits inside each
     /// request's future, which grew past glibc's per-thread cache sizes with it in place
     /// (+470 instructions per request with the log off).
-    pub(crate) fn start<B>(request: &Request<B>) -> Option<Box<Self>> {
+    ///
+    /// With `path_only` (a reverse proxy, whose clients name no origin) the target is its
+    /// path and query alone, as nginx logs it: an HTTP/2 request carries its scheme and
+    /// authority in its URI, and would be logged unlike the same request over HTTP/1.1.
+    pub(crate) fn start<B>(request: &Request<B>, path_only: bool) -> Option<Box<Self>> {
         if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
             return None;
         }
+        let uri = request.uri();
+        let uri = match uri.path_and_query() {
+            Some(path) if path_only => Uri::from(path.clone()),
+            _ => uri.clone(),
+        };
         Some(Box::new(Self {
             started: Instant::now(),
             method: request.method().clone(),
-            uri: request.uri().clone(),
+            uri,
             peer: request
                 .extensions()
                 .get::<ConnFacts>()

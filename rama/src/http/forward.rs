@@ -210,7 +210,7 @@ where
         let auth = self.auth.clone();
         let rules = self.rules.clone();
         Box::pin(async move {
-            let access = crate::access::Exchange::start(&request);
+            let access = crate::access::Exchange::start(&request, false);
             let failed_connect_closes =
                 request.method() == Method::CONNECT && request.version() < Version::HTTP_2;
             let mut response = handle(request, inner, client, auth, rules).await;

@@ -293,7 +293,7 @@ where
         let request = request.map(Into::into);
         let inner = self.inner.clone();
         Box::pin(async move {
-            let access = crate::access::Exchange::start(&request);
+            let access = crate::access::Exchange::start(&request, true);
             let response = inner.forward(request).await;
             if let Some(mut access) = access {
                 access.answered(response.status());
