@@ -82,8 +82,11 @@ where
     }
 }
 
-/// The receive window of an HTTP/2 stream: hyper's default, 1 MiB.
-const H2_STREAM_WINDOW: u32 = 1 << 20;
+/// The receive window of an HTTP/2 stream (see `hyper()`).
+const H2_STREAM_WINDOW: u32 = 512 << 10;
+
+/// The receive window of an HTTP/2 connection (see `hyper()`).
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// What an HTTP/2 connection opens with (RFC 9113 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -470,17 +473,19 @@ where
     if config.max_headers != super::DEFAULT_MAX_HEADERS {
         builder.http1().max_headers(config.max_headers);
     }
-    // The connection's window is four times a stream's (hyper's default for both is 1 MiB):
-    // an upload stalled behind the service (an upstream that does not read) holds its
-    // stream's window of data, and with equal windows it held the whole connection's, the
-    // client's other uploads starved. Four: room for three such streams and more, while
-    // what one connection can make the server hold stays small.
+    // An upload or tunnel stalled behind the service (an upstream that does not read) holds
+    // its stream's window of data; with hyper's defaults (1 MiB for a stream and for the
+    // connection) one such stream starved all the others of the client (and four, with a 4
+    // MiB connection window: a browser's uploads through an HTTP/2 proxy). nginx opens the
+    // connection's window all the way and keeps streams' small; here a stream has 512 KiB
+    // (25 MiB/s at 20 ms) and the connection 16 MiB: 32 stalled streams before the others
+    // wait, and what one connection can make the server hold stays nginx's order (8 MiB).
     // Extended CONNECT (RFC 8441) is offered: a WebSocket on an HTTP/2 stream reaches the
     // service as the HTTP/1.1 upgrade every stage carries (`extended_connect`).
     builder
         .http2()
         .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(4 * H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
         .enable_connect_protocol();
