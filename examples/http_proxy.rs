@@ -20,7 +20,7 @@ use rama::{
     tls,
 };
 use rama_examples::{
-    Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
+    Args, DRAIN_TIMEOUT, Failure, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
 };
 use std::net::SocketAddr;
 use tower::util::{MapErrLayer, option_layer};
@@ -46,7 +46,7 @@ usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
                               offering h2 and http/1.1 by ALPN (curl --proxy https://...)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &["allow-private", "sched-batch", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:3128");
@@ -88,7 +88,7 @@ async fn main() -> Result<(), BoxError> {
             .build(),
     );
     let dial = Target::requested().connect_timeout(connect_timeout);
-    if users.is_empty() {
+    let served = if users.is_empty() {
         servers
             .run(move |listener| {
                 proxy! {
@@ -120,5 +120,6 @@ async fn main() -> Result<(), BoxError> {
                 .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
-    }
+    };
+    Ok(served?)
 }

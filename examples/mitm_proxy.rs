@@ -13,14 +13,14 @@
 
 use ::http::{HeaderValue, Request, Response};
 use rama::{
-    BoxError, Target,
+    Target,
     egress::EgressLayer,
     http::{self, Client, ConnFacts, mitm::NotTls},
     proxy,
     tls::{self, intercept::Authority},
     ws,
 };
-use rama_examples::{Args, DRAIN_TIMEOUT, TagTexts, bind, egress_rules, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, Failure, TagTexts, bind, egress_rules, init_tracing};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -52,7 +52,7 @@ usage: mitm_proxy --ca-dir DIR [--listen ADDR] [options]
 const MARK: &str = "x-rama-mitm";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &["relay-plain", "allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
@@ -69,8 +69,13 @@ async fn main() -> Result<(), BoxError> {
     };
     // The rules judge both what the proxy intercepts (the client dials those) and what it
     // tunnels untouched.
+    let pass_through = args
+        .all("pass-through")
+        .into_iter()
+        .map(pass_through_host)
+        .collect::<Result<Vec<_>, _>>()?;
     let mitm = http::Mitm::new(authority)?
-        .pass_through(args.all("pass-through"))
+        .pass_through(pass_through)
         .not_tls(not_tls)
         .rules(rules.clone())
         .tunnel(EgressLayer::new(rules).layer(Target::requested()));
@@ -117,7 +122,8 @@ async fn main() -> Result<(), BoxError> {
             }
             .drain_timeout(DRAIN_TIMEOUT)
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Logs each request and response line with the client's address and marks the request.
@@ -174,5 +180,24 @@ where
             tracing::info!(%peer, "response: {line} -> {} {:?}", response.status(), response.version());
             Ok(response)
         })
+    }
+}
+
+/// A `--pass-through` value: a host name (`*.` for its subdomains) or an address. A port or
+/// a scheme (`localhost:443`, `https://localhost`, as mitmproxy's `--ignore-hosts` takes
+/// them) would never match, and the host would be intercepted, not passed.
+fn pass_through_host(value: String) -> Result<String, String> {
+    let name = value.strip_prefix("*.").unwrap_or(&value);
+    let is_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if is_name || value.parse::<std::net::IpAddr>().is_ok() {
+        Ok(value)
+    } else {
+        Err(format!(
+            "--pass-through {value}: a host name (`*.` for its subdomains) or an address, \
+             without a port or scheme: every port of the host passes"
+        ))
     }
 }

@@ -17,13 +17,13 @@
 //! ```
 
 use rama::{
-    BoxError, Target, detect,
+    Target, detect,
     egress::EgressLayer,
     http, proxy,
     socks5::{self, auth::Users},
 };
 use rama_examples::{
-    Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
+    Args, DRAIN_TIMEOUT, Failure, IDLE_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing,
 };
 use std::net::SocketAddr;
 use tower::ServiceBuilder;
@@ -44,7 +44,7 @@ usage: proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
 Listening beyond loopback denies loopback, private, link-local and metadata destinations.";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &["allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8080");
@@ -70,7 +70,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let dial = Target::requested().connect_timeout(connect_timeout);
     let egress = EgressLayer::new(rules);
-    if users.is_empty() {
+    let served = if users.is_empty() {
         servers
             .run(move |server| {
                 let socks5 = ServiceBuilder::new()
@@ -104,5 +104,6 @@ async fn main() -> Result<(), BoxError> {
                     .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
-    }
+    };
+    Ok(served?)
 }

@@ -18,11 +18,11 @@
 
 use ::http::{HeaderValue, Response, header};
 use rama::{
-    BoxError, Target,
+    Target,
     http::{self, Body, Client, ReverseProxy},
     proxy, tls,
 };
-use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
+use rama_examples::{Args, DRAIN_TIMEOUT, Failure, IDLE_TIMEOUT, bind, init_tracing};
 use std::net::SocketAddr;
 use tower::util::{MapResponseLayer, option_layer};
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
@@ -47,7 +47,7 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
   --upstream-timeout SECS     how long the upstream may take to answer (default 60; 504)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(
         USAGE,
@@ -110,7 +110,8 @@ async fn main() -> Result<(), BoxError> {
             .idle_timeout(IDLE_TIMEOUT)
             .drain_timeout(DRAIN_TIMEOUT)
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Marks a response the upstream sent without a content coding, for

@@ -9,12 +9,13 @@
 //! ```
 
 use rama::{
-    BoxError,
     egress::EgressLayer,
     proxy,
     socks5::{self, auth::Users},
 };
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, curl_credentials, egress_rules, init_tracing};
+use rama_examples::{
+    Args, DRAIN_TIMEOUT, Failure, bind, curl_credentials, egress_rules, init_tracing,
+};
 use std::net::SocketAddr;
 
 const USAGE: &str = "\
@@ -31,7 +32,7 @@ usage: socks5_proxy [--listen ADDR] [--user NAME:PASSWORD]... [--threads N] [--a
   --deny-port PORT       refuse tunnels to this destination port (repeatable; answered 0x02)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &["allow-private", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:1080");
@@ -46,7 +47,7 @@ async fn main() -> Result<(), BoxError> {
         )]
     })?;
     let stage = socks5::Server::new().udp(true).rules(rules.clone());
-    if users.is_empty() {
+    let served = if users.is_empty() {
         servers
             .run(move |server| {
                 proxy! { server => stage.clone() => EgressLayer::new(rules.clone()) => target }
@@ -65,5 +66,6 @@ async fn main() -> Result<(), BoxError> {
                 .drain_timeout(DRAIN_TIMEOUT)
             })
             .await
-    }
+    };
+    Ok(served?)
 }

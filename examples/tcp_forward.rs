@@ -5,8 +5,8 @@
 //! cargo run --release --example tcp_forward -- --listen 127.0.0.1:9000 --upstream 127.0.0.1:5201
 //! ```
 
-use rama::{Address, BoxError, Target, proxy};
-use rama_examples::{Args, bind, init_tracing};
+use rama::{Address, Target, proxy};
+use rama_examples::{Args, Failure, bind, init_tracing};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -25,7 +25,7 @@ usage: tcp_forward --upstream ADDR [--listen ADDR] [--threads N] [--relay splice
   --drain-timeout SECS   on SIGINT/SIGTERM, wait that long for connections (default 30)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &["hand-built"]);
     let listen: String = args.get("listen", "127.0.0.1:9000");
@@ -60,5 +60,6 @@ async fn main() -> Result<(), BoxError> {
                 secs => serve.idle_timeout(Duration::from_secs(secs)),
             }
         })
-        .await
+        .await?;
+    Ok(())
 }

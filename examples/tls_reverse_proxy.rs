@@ -8,8 +8,8 @@
 //! curl --cacert /tmp/rama-dev-ca-PID.pem https://localhost:8443/
 //! ```
 
-use rama::{Address, BoxError, proxy, tls};
-use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
+use rama::{Address, proxy, tls};
+use rama_examples::{Args, DRAIN_TIMEOUT, Failure, IDLE_TIMEOUT, bind, init_tracing};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -32,7 +32,7 @@ usage: tls_reverse_proxy --upstream ADDR [--listen ADDR] [--cert FILE --key FILE
                              (with --cert and --key)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &["no-resumption"]);
     let listen: String = args.get("listen", "127.0.0.1:8443");
@@ -84,5 +84,6 @@ async fn main() -> Result<(), BoxError> {
                 .idle_timeout(IDLE_TIMEOUT)
                 .drain_timeout(DRAIN_TIMEOUT)
         })
-        .await
+        .await?;
+    Ok(())
 }

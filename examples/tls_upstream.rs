@@ -7,8 +7,8 @@
 //! curl -H 'Host: example.com' http://127.0.0.1:9080/
 //! ```
 
-use rama::{Address, BoxError, proxy, tls};
-use rama_examples::{Args, DRAIN_TIMEOUT, IDLE_TIMEOUT, bind, init_tracing};
+use rama::{Address, proxy, tls};
+use rama_examples::{Args, DRAIN_TIMEOUT, Failure, IDLE_TIMEOUT, bind, init_tracing};
 
 const USAGE: &str = "\
 tls_upstream: relay every plain TCP connection over TLS to one upstream
@@ -29,7 +29,7 @@ usage: tls_upstream --upstream HOST:PORT [--listen ADDR] [--upstream-ca FILE]
   --threads N            servers, one per thread (default: one per core)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &[]);
     let listen: String = args.get("listen", "127.0.0.1:9080");
@@ -70,5 +70,6 @@ async fn main() -> Result<(), BoxError> {
                 .idle_timeout(IDLE_TIMEOUT)
                 .drain_timeout(DRAIN_TIMEOUT)
         })
-        .await
+        .await?;
+    Ok(())
 }

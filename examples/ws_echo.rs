@@ -10,8 +10,8 @@
 //! python3 -m websockets ws://127.0.0.1:9001/
 //! ```
 
-use rama::{BoxError, http, proxy, ws};
-use rama_examples::{Args, DRAIN_TIMEOUT, bind, init_tracing};
+use rama::{http, proxy, ws};
+use rama_examples::{Args, DRAIN_TIMEOUT, Failure, bind, init_tracing};
 use std::net::SocketAddr;
 
 const USAGE: &str = "\
@@ -24,7 +24,7 @@ usage: ws_echo [--listen ADDR] [options]
   --max-message-size BYTES  the largest message a client may send (default 16777216; close 1009)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &[]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:9001");
@@ -43,7 +43,8 @@ async fn main() -> Result<(), BoxError> {
             }
             .drain_timeout(DRAIN_TIMEOUT)
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 /// One session: echo until the client closes, or close when asked to.

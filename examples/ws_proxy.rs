@@ -11,8 +11,8 @@
 //! python3 -m websockets ws://127.0.0.1:8082/
 //! ```
 
-use rama::{BoxError, Target, http, http::Client, proxy, tls, ws};
-use rama_examples::{Args, DRAIN_TIMEOUT, TagTexts, bind, init_tracing};
+use rama::{Target, http, http::Client, proxy, tls, ws};
+use rama_examples::{Args, DRAIN_TIMEOUT, Failure, TagTexts, bind, init_tracing};
 use std::net::SocketAddr;
 
 const USAGE: &str = "\
@@ -29,7 +29,7 @@ usage: ws_proxy --upstream ADDR|ws://HOST:PORT[/PATH]|wss://... [--listen ADDR] 
   --max-message-size BYTES  the largest message either side may send (default 16777216; close 1009)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> Result<(), Failure> {
     init_tracing();
     let args = Args::parse(USAGE, &[]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
@@ -72,5 +72,6 @@ async fn main() -> Result<(), BoxError> {
             }
             .drain_timeout(DRAIN_TIMEOUT)
         })
-        .await
+        .await?;
+    Ok(())
 }

@@ -461,22 +461,47 @@ async fn headless_chromium_loads_a_page_with_subresources_over_http_and_socks5()
 async fn a_second_proxy_on_a_taken_port_and_mistyped_options_exit_with_an_error() {
     let first = proxy(&[]);
     let addr = first.addr.to_string();
-    let tries: [(&[&str], &str); 4] = [
+    let ca_dir = rama_e2e::scratch("mistyped-pass-through");
+    let ca_dir = ca_dir.to_str().unwrap();
+    let tries: [(&str, &[&str], &str); 5] = [
         // On the first one's port, with a login it would not ask for half the time.
-        (&["--listen", &addr, "--user", "alice:s3cret"], "in use"),
+        (
+            "proxy",
+            &["--listen", &addr, "--user", "alice:s3cret"],
+            "in use",
+        ),
         // A mistyped `--deny-port` and `--user`: no open proxy.
         (
+            "proxy",
             &["--deny-prot", "9000", "--usr", "alice:s3cret"],
             "unknown option `--deny-prot`",
         ),
         (
+            "proxy",
             &["--alow-private", "--user", "a:b"],
             "unknown option `--alow-private`",
         ),
-        (&["--connect-timeout", "-1"], "--connect-timeout -1"),
+        (
+            "proxy",
+            &["--connect-timeout", "-1"],
+            "--connect-timeout -1",
+        ),
+        // mitmproxy's `--ignore-hosts` form, which would never match: the host intercepted.
+        (
+            "mitm_proxy",
+            &[
+                "--ca-dir",
+                ca_dir,
+                "--listen",
+                "127.0.0.1:0",
+                "--pass-through",
+                "localhost:443",
+            ],
+            "Error: --pass-through localhost:443: a host name",
+        ),
     ];
-    for (args, error) in tries {
-        let run = Command::new(rama_e2e::example("proxy"))
+    for (example, args, error) in tries {
+        let run = Command::new(rama_e2e::example(example))
             .args(args)
             .kill_on_drop(true)
             .output();

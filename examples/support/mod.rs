@@ -123,6 +123,23 @@ fn options(usage: &str) -> impl Iterator<Item = &str> {
         .filter(|name| !name.is_empty())
 }
 
+/// What an example's `main` fails with: printed as the error and its causes, one line
+/// (`main` prints its error with `Debug`, which for a boxed error is a struct dump or a
+/// quoted string).
+pub struct Failure(rama::BoxError);
+
+impl<E: Into<rama::BoxError>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", rama::error::Chain(&*self.0))
+    }
+}
+
 fn fail(usage: &str, message: fmt::Arguments<'_>) -> ! {
     eprintln!("error: {message}\n\n{usage}");
     process::exit(2)
