@@ -16,8 +16,9 @@
 //! # }
 //! ```
 //!
-//! These are for development: the keys are written unencrypted and the certificates are
-//! valid for years.
+//! These are for development: the keys are written unencrypted. A CA is valid for ten
+//! years, a leaf for [`LEAF_VALIDITY`](super::intercept::LEAF_VALIDITY) (397 days, what
+//! browsers take from public CAs), each from a day back.
 
 use super::Error;
 use rcgen::{
@@ -27,7 +28,12 @@ use rcgen::{
 use std::{
     fmt,
     path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+/// How long a generated CA is valid: ten years (rcgen's default, 1975 to 4096, made a trust
+/// anchor that outlives everyone who installed it).
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
 /// A certificate authority: its self-signed certificate and its key.
 pub struct Ca {
@@ -57,6 +63,7 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        valid_for(&mut params, CA_VALIDITY);
         let cert = params.self_signed(&key)?;
         Ok(Self {
             cert_pem: cert.pem(),
@@ -129,11 +136,8 @@ impl Ca {
     }
 
     fn issue(&self, mut params: CertificateParams) -> Result<Cert, Error> {
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.use_authority_key_identifier_extension = true;
+        leaf_usages(&mut params);
+        valid_for(&mut params, super::intercept::LEAF_VALIDITY);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Cert {
@@ -192,4 +196,23 @@ fn write_pair(dir: &Path, stem: &str, cert: &str, key: &str) -> Result<(PathBuf,
     std::fs::write(&cert_path, cert).map_err(|error| Error::write(&cert_path, error))?;
     std::fs::write(&key_path, key).map_err(|error| Error::write(&key_path, error))?;
     Ok((cert_path, key_path))
+}
+
+/// Makes `params` valid from a day ago (a client whose clock runs behind still accepts a fresh
+/// certificate) for `validity` from now.
+pub(crate) fn valid_for(params: &mut CertificateParams, validity: Duration) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    let day = Duration::from_secs(24 * 60 * 60);
+    params.not_before = epoch + now.saturating_sub(day);
+    params.not_after = epoch + now + validity;
+}
+
+/// The key usage of a leaf with an ECDSA key (what `KeyPair::generate` makes): signatures
+/// only; `keyEncipherment` is for RSA key transport, and RFC 5480 3 forbids it for EC keys.
+pub(crate) fn leaf_usages(params: &mut CertificateParams) {
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
 }

@@ -31,8 +31,7 @@
 use super::{Error, dev::Ca, provider};
 use crate::error::Chain;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
-    KeyUsagePurpose, SerialNumber,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, SerialNumber,
 };
 use rustls::{
     ServerConfig,
@@ -223,20 +222,9 @@ impl Authority {
         subject.push(DnType::CommonName, bare);
         params.distinguished_name = subject;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.use_authority_key_identifier_extension = true;
+        super::dev::leaf_usages(&mut params);
         params.serial_number = Some(self.next_serial());
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let epoch = rcgen::date_time_ymd(1970, 1, 1);
-        let day = Duration::from_secs(24 * 60 * 60);
-        // A day back: clients whose clocks run behind still accept a fresh leaf.
-        params.not_before = epoch + now.saturating_sub(day);
-        params.not_after = epoch + now + LEAF_VALIDITY;
+        super::dev::valid_for(&mut params, LEAF_VALIDITY);
         let cert = params.signed_by(&self.leaf_key, self.ca.issuer())?;
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         tracing::debug!(host = bare, "tls: minted a certificate");
@@ -417,6 +405,32 @@ mod tests {
         handshake(&authority, "127.0.0.1", Some("127.0.0.1")).await;
         handshake(&authority, "::1", Some("[::1]")).await;
         assert_eq!(authority.cached(), 3);
+    }
+
+    #[test]
+    fn leaves_sign_only_and_nothing_is_valid_for_centuries() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let authority = Authority::generate("test CA").unwrap();
+        let minted = authority.certificate("a.test").unwrap();
+        let issued = super::super::dev::Ca::generate("dev CA")
+            .unwrap()
+            .issue_server(&["localhost"])
+            .unwrap();
+        let issued = crate::tls::pem::certs(issued.cert_pem().as_bytes()).unwrap();
+        let ca = rustls_pki_types_certs(authority.cert_pem());
+        let now = x509_parser::time::ASN1Time::now().timestamp();
+        let days =
+            |cert: &X509Certificate<'_>| (cert.validity().not_after.timestamp() - now) / 86_400;
+        for leaf in [&minted.cert[0], &issued[0]] {
+            let (_, leaf) = X509Certificate::from_der(leaf).unwrap();
+            let usage = leaf.key_usage().unwrap().expect("a key usage").value;
+            // An ECDSA key: RFC 5480 3 forbids keyEncipherment.
+            assert!(usage.digital_signature() && !usage.key_encipherment());
+            assert!((396..=397).contains(&days(&leaf)), "{}", days(&leaf));
+        }
+        let (_, ca) = X509Certificate::from_der(&ca[0]).unwrap();
+        assert!((3649..=3650).contains(&days(&ca)), "{}", days(&ca));
+        assert!(ca.validity().not_before.timestamp() <= now - 86_000);
     }
 
     #[test]
