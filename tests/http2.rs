@@ -712,3 +712,33 @@ async fn an_upload_the_service_does_not_read_leaves_room_for_the_connections_oth
     }
     assert!(stalled.iter().all(|upload| !upload.is_finished()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_a_client_with_nothing_in_flight_is_closed_before_the_drain_deadline() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let addr = origin_thread(move |listener| async move {
+        let answer = tower::service_fn(|_: http::Request<rama_http::Body>| async {
+            Ok::<_, BoxError>(http::Response::new(rama_http::Body::from("ok")))
+        });
+        let stack = rama_http::Server::new().layer(answer);
+        let _ = tcp::Server::from_std(listener)
+            .serve(stack)
+            .drain_timeout(PATIENCE)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    // Served once, then kept open; it answers no PING (Python's `h2` stops at GOAWAY), so
+    // hyper's graceful shutdown never completes on its own.
+    let mut kept = open(addr).await;
+    kept.write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &get("/")))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&mut kept, 1).await, Ok((200, b"ok".to_vec())));
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    assert_eq!(goaway_then_eof(&mut kept).await, Some(NO_ERROR));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
+}

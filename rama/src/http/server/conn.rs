@@ -413,6 +413,10 @@ struct Idle {
 /// window of them.
 const RAPID_RESET_FLOOR: usize = 200;
 
+/// How often the HTTP/2 idle check looks once the server is shutting down (see
+/// `Connection::poll_hyper`).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// The answer to a client whose request headers did not come in time.
 pub(super) const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 42\r\nconnection: close\r\n\r\n\
@@ -625,6 +629,15 @@ where
             self.shutting_down = true;
             tracing::debug!(peer = %self.peer, "http: shutting down, finishing requests in flight");
             hyper.as_mut().graceful_shutdown();
+            // From here the idle check looks every `SHUTDOWN_GRACE`: an HTTP/2 client with
+            // nothing in flight is closed then, not held to the server's drain deadline
+            // (hyper's GOAWAY waits for the answer to a PING, which some clients, Python's
+            // `h2`, never send once they saw GOAWAY).
+            if let Some(idle) = self.idle.as_mut() {
+                idle.going_away = true;
+                idle.seen = self.queued;
+                idle.sleep.as_mut().reset(Instant::now() + SHUTDOWN_GRACE);
+            }
         }
         let Poll::Ready(result) = hyper.as_mut().poll_serve(cx) else {
             return;
@@ -683,7 +696,12 @@ where
         if idle.sleep.is_elapsed() {
             let quiet = self.running.is_empty() && self.queued == idle.seen;
             idle.seen = self.queued;
-            idle.sleep.as_mut().reset(Instant::now() + period);
+            let next = if self.shutting_down {
+                SHUTDOWN_GRACE
+            } else {
+                period
+            };
+            idle.sleep.as_mut().reset(Instant::now() + next);
             if quiet && silent {
                 tracing::debug!(peer = %self.peer, "http: connection idle past the header-read timeout, closing");
                 self.hyper = None;
@@ -707,6 +725,11 @@ where
                 .count();
             if reset > 0 {
                 tracing::warn!(peer = %self.peer, streams = reset, ?period, "http2: the client took nothing of a response for the header-read timeout, resetting the stream");
+            }
+            if quiet && idle.going_away && self.shutting_down {
+                tracing::debug!(peer = %self.peer, "http2: nothing in flight since the shutdown's GOAWAY, closing");
+                self.hyper = None;
+                return;
             }
             if quiet && idle.going_away {
                 tracing::warn!(peer = %self.peer, "http2: no stream since GOAWAY and the client kept the connection, closing");

@@ -62,7 +62,9 @@
 //! # Graceful shutdown
 //!
 //! When the server's [`Signal`](crate::graceful::Signal) fires, each connection finishes the
-//! requests in flight and then closes (HTTP/1.1 stops keep-alive, HTTP/2 sends `GOAWAY`).
+//! requests in flight and then closes (HTTP/1.1 stops keep-alive, HTTP/2 sends `GOAWAY`; an
+//! HTTP/2 client with nothing in flight is closed within a second even when it does not
+//! answer the `PING` that completes the `GOAWAY`).
 //! Tunnels already open run until they end or the server's drain deadline drops them.
 
 mod conn;
