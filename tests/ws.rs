@@ -72,11 +72,14 @@ async fn text_binary_ping_and_closes_through_ws_proxy_to_ws_echo() {
     full_session(&format!("ws://{}/chat", proxy.addr), "[rama] ").await;
     // The client's close reached the origin with its code and reason.
     assert_echo_saw_the_close(&echo, "4001", "done here").await;
-    // Every message is logged with its direction and opcode.
+    // Every message is logged with its client, direction and opcode.
     let log = proxy.wait_for_log("client->upstream").await;
     for needle in ["upstream->client", "\"ping\"", "\"binary\"", "\"close\""] {
         assert!(log.contains(needle), "{needle} missing from\n{log}");
     }
+    let plain = rama_e2e::plain(&log);
+    let message = plain.lines().find(|l| l.contains("ws message")).unwrap();
+    assert!(message.contains("peer=127.0.0.1:"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

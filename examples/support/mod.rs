@@ -227,9 +227,12 @@ impl ws::Hook for TagTexts {
         direction: ws::Direction,
         message: ws::Message,
     ) -> Option<ws::Message> {
-        let peer = session.peer_addr();
+        // `-` where the request did not come through `http::Server` (as the access log has).
+        let peer = session
+            .peer_addr()
+            .map_or_else(|| "-".to_owned(), |peer| peer.to_string());
         let upstream = session.upstream();
-        tracing::info!(?peer, %upstream, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
+        tracing::info!(%peer, %upstream, %direction, opcode = ws::opcode(&message), size = message.len(), "ws message");
         match message {
             ws::Message::Text(text)
                 if !self.tag.is_empty() && direction == ws::Direction::UpstreamToClient =>
