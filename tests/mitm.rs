@@ -374,6 +374,26 @@ async fn the_egress_rules_deny_an_intercepted_connect_with_403() {
     proxy.wait_for_log("mitm: denied by the egress rules").await;
 }
 
+/// The interception checks a `CONNECT`'s target as `http::ForwardProxy` does (`http_proxy`):
+/// authority-form `host:port` with a port 1-65535, else `400` saying what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_connect_target_is_400_as_for_the_forward_proxy() {
+    let proxy = mitm_proxy(&scratch("target-ca"), None, &[]);
+    for (target, why) in [
+        ("localhost:0", "port is 1-65535, not port 0"),
+        (
+            "https://localhost:18443",
+            "authority-form host:port, not a URL",
+        ),
+    ] {
+        // An HTTP/1 `400` closes the connection: the answer is read to its end.
+        let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+        let answer = rama_e2e::raw(proxy.addr, head.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+        assert!(answer.contains(why), "{target}: {answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intercepted_requests_reach_the_origin_without_hop_by_hop_headers_or_host() {
     let (origin, origin_ca) = https_origin("hop");

@@ -343,8 +343,8 @@ where
 
 /// Where a `CONNECT` to `target` goes: authority-form `host:port` only (RFC 9112 3.2.3; an
 /// HTTP/2 `CONNECT` has only `:authority`, which reads the same), with a port a connection
-/// can go to.
-fn connect_destination(target: &Uri) -> Result<Address, BadConnectTarget> {
+/// can go to. [`Mitm`](super::Mitm) asks the same of the `CONNECT`s it intercepts.
+pub(crate) fn connect_destination(target: &Uri) -> Result<Address, BadConnectTarget> {
     let authority = match target.authority() {
         Some(authority) if target.scheme().is_none() && target.path_and_query().is_none() => {
             authority
@@ -625,7 +625,7 @@ impl fmt::Display for Peer {
 
 /// What is wrong with a `CONNECT`'s target: the `400`'s text.
 #[derive(Debug)]
-enum BadConnectTarget {
+pub(crate) enum BadConnectTarget {
     /// Not authority-form: an absolute URL (`http://host:port/`), or no authority at all.
     NotAuthorityForm,
     /// Authority-form, but not a `host:port`.

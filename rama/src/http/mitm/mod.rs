@@ -15,6 +15,9 @@
 //!    the service behind the stage in absolute form, `https://host:port/path`: the same
 //!    service that gets the plain requests.
 //!
+//! A `CONNECT` whose target [`ForwardProxy`] refuses (not authority-form `host:port`, port 0)
+//! gets the forward proxy's `400`.
+//!
 //! Requests that are not `CONNECT` (absolute-form `http://`) pass through unchanged. Hosts on
 //! the [pass-through](Mitm::pass_through) list, or that a [predicate](Mitm::pass_through_if)
 //! picks, are tunnelled untouched through the tunnel service ([`Target`] by default, or any
@@ -360,15 +363,15 @@ where
             });
         }
         let facts = request.extensions().get::<ConnFacts>().cloned();
-        let destination = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().parse::<Address>());
+        // The forward proxy's check of the target (authority-form, a port 1-65535): what
+        // `http_proxy` refuses is not intercepted either.
+        let destination = forward::connect_destination(request.uri());
         let (facts, destination) = match (facts, destination) {
-            (Some(facts), Some(Ok(destination))) => (facts, destination),
+            (Some(facts), Ok(destination)) => (facts, destination),
             (None, _) => return answer(not_behind_server()),
-            // A bad target is answered by the forward proxy's own checks.
-            (Some(_), _) => return Box::pin(self.pass_through.clone().oneshot(request)),
+            // A bad target is answered by the forward proxy itself: `400` saying what is
+            // wrong, and an HTTP/1 connection closed behind it.
+            (Some(_), Err(_)) => return Box::pin(self.pass_through.clone().oneshot(request)),
         };
         if self.config.passes_through(&destination) {
             tracing::debug!(peer = %facts.peer_addr(), %destination, "mitm: passing through");
