@@ -7,6 +7,7 @@ use super::{
     h1_pool,
     headers::{self, TransferCoding},
 };
+use crate::{Address, Host};
 use ::http::{
     HeaderValue, Request, Response, StatusCode, Uri, Version, header,
     uri::{self, Authority, Scheme},
@@ -116,6 +117,12 @@ type Pool = legacy::Client<Connector, Body>;
 thread_local! {
     /// This thread's pools, one per live [`Client`] (and its clones) used on the thread.
     static POOLS: RefCell<Vec<(Weak<Config>, Pool)>> = const { RefCell::new(Vec::new()) };
+
+    /// This thread's pools for requests whose [`ConnectTo`] differs from their URI, per
+    /// client and route, the one used last at the end. hyper-util keys its pool by the
+    /// URI's scheme and authority alone: in the client's one pool, a connection dialed for
+    /// one route would serve the next request for that URI, wherever that one must go.
+    static ROUTES: RefCell<Vec<(Weak<Config>, ConnectTo, Pool)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The only addresses a request's new upstream connection may be dialed on, instead of a
@@ -149,6 +156,88 @@ impl DialOnly {
         &self.0
     }
 }
+
+// ===== impl ConnectTo =====
+
+impl ConnectTo {
+    /// Connections to `address`, whose host is also the TLS name unless
+    /// [`server_name`](Self::server_name) says another.
+    pub fn new(address: Address) -> Self {
+        Self {
+            server_name: address.host().clone(),
+            address,
+        }
+    }
+
+    /// Names `name` in TLS (SNI, unless it is an IP address, and the certificate's check).
+    pub fn server_name(mut self, name: Host) -> Self {
+        self.server_name = name;
+        self
+    }
+
+    /// Where connections are dialed.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// What TLS names.
+    pub fn name(&self) -> &Host {
+        &self.server_name
+    }
+
+    /// Whether `uri` says the same: its host is both the address's and the TLS name, and its
+    /// port (the scheme's default when it has none) the address's.
+    pub(crate) fn is_uri(&self, uri: &Uri) -> bool {
+        let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
+            443
+        } else {
+            80
+        };
+        connect::host_of(uri).is_some_and(|host| {
+            same_host(&host, self.address.host()) && same_host(&host, &self.server_name)
+        }) && uri.port_u16().unwrap_or(default_port) == self.address.port()
+    }
+}
+
+/// Whether two hosts are the same: names in any case, addresses equal.
+fn same_host(a: &Host, b: &Host) -> bool {
+    match (a, b) {
+        (Host::Name(a), Host::Name(b)) => a.eq_ignore_ascii_case(b),
+        (Host::Ip(a), Host::Ip(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Where a request's new upstream connections go, and the name their TLS gives, when that is
+/// not what its URI's authority says (as curl's `--connect-to`): a request extension that
+/// [`Client`] honours on every path. The URI's authority is still what the request says
+/// (`Host`, HTTP/2's `:authority`); connections are dialed to [`address`](Self::address)
+/// (only to a [`DialOnly`]'s addresses when it has one too), and TLS sends
+/// [`server_name`](Self::server_name) as SNI and verifies the certificate against it.
+/// [`Mitm`](super::Mitm) puts one on every intercepted request: the `CONNECT`'s destination,
+/// and the name the client's TLS asked for.
+///
+/// A request whose `ConnectTo` names other than its URI does gets connections of their own,
+/// pooled apart per route (per thread, the 64 routes used last): a request for
+/// the same URI with no route, or with another one, never reuses them.
+///
+/// ```
+/// use rama::{Address, Host, http::{Body, ConnectTo}};
+///
+/// let mut request = http::Request::get("https://front.test/").body(Body::empty()).unwrap();
+/// let address: Address = "127.0.0.1:443".parse().unwrap();
+/// request
+///     .extensions_mut()
+///     .insert(ConnectTo::new(address).server_name(Host::Name("origin.test".into())));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectTo {
+    address: Address,
+    server_name: Host,
+}
+
+/// How many routes ([`ConnectTo`]s that differ from their URIs) each thread keeps a pool for.
+const ROUTE_POOLS: usize = 64;
 
 /// Configures a [`Client`].
 #[derive(Debug, Clone)]
@@ -197,6 +286,8 @@ impl Client {
         !self.config.builder.http2_only
             && request.uri().scheme() == Some(&Scheme::HTTP)
             && headers::upgrade_of(request.headers()).is_none()
+            // Its idle lists are keyed by the URI's authority as well.
+            && route(request).is_none()
     }
 
     /// Sends `request` through this thread's pool (built on the thread's first request); an
@@ -207,6 +298,10 @@ impl Client {
             && headers::upgrade_of(request.headers()).is_some()
         {
             return self.config.pool_over(connector.clone()).request(request);
+        }
+        if let Some(route) = route(&request) {
+            let route = route.clone();
+            return self.route_pool(route).request(request);
         }
         let pool = POOLS
             .try_with(|pools| {
@@ -225,6 +320,41 @@ impl Client {
             .unwrap_or_else(|_| self.config.pool());
         pool.request(request)
     }
+
+    /// This thread's pool for `route` (built on its first request; the route used longest
+    /// ago leaves when there are [`ROUTE_POOLS`], its idle connections with it).
+    fn route_pool(&self, route: ConnectTo) -> Pool {
+        ROUTES
+            .try_with(|routes| {
+                let mut routes = routes.borrow_mut();
+                let key = Arc::as_ptr(&self.config);
+                if let Some(at) = routes
+                    .iter()
+                    .position(|(k, r, _)| k.as_ptr() == key && *r == route)
+                {
+                    let used = routes.remove(at);
+                    let pool = used.2.clone();
+                    routes.push(used);
+                    return pool;
+                }
+                routes.retain(|(k, _, _)| k.strong_count() > 0);
+                if routes.len() >= ROUTE_POOLS {
+                    routes.remove(0);
+                }
+                let pool = self.config.pool();
+                routes.push((Arc::downgrade(&self.config), route, pool.clone()));
+                pool
+            })
+            .unwrap_or_else(|_| self.config.pool())
+    }
+}
+
+/// The request's [`ConnectTo`], when it names other than the URI does.
+fn route<B>(request: &Request<B>) -> Option<&ConnectTo> {
+    request
+        .extensions()
+        .get::<ConnectTo>()
+        .filter(|to| !to.is_uri(request.uri()))
 }
 
 impl fmt::Debug for Client {
@@ -700,6 +830,18 @@ mod tests {
                 "{uri} {host}"
             );
         }
+    }
+
+    #[test]
+    fn a_route_naming_what_the_uri_does_needs_no_pool_of_its_own() {
+        let to = |address: &str| ConnectTo::new(address.parse().unwrap());
+        let uri: Uri = "https://Localhost/".parse().unwrap();
+        assert!(to("localhost:443").is_uri(&uri));
+        assert!(!to("127.0.0.1:443").is_uri(&uri));
+        assert!(!to("localhost:8443").is_uri(&uri));
+        let other = Host::Name("other.test".into());
+        assert!(!to("localhost:443").server_name(other).is_uri(&uri));
+        assert!(to("[::1]:80").is_uri(&"http://[::1]/".parse().unwrap()));
     }
 
     #[test]

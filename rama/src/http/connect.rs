@@ -3,7 +3,7 @@
 //! [`DialOnly`] addresses), never to the proxy's own address, then, for `https://` URIs, a
 //! TLS handshake through [`tls::Connector`].
 
-use super::{ConnFacts, DialOnly};
+use super::{ConnFacts, ConnectTo, DialOnly};
 use crate::{BoxError, Host, tls};
 use ::http::{Uri, uri::Scheme};
 use futures_util::{FutureExt, future::Either};
@@ -34,8 +34,10 @@ pub(crate) struct Connector {
 /// Where a request's new upstream connections may go, beyond its URI.
 #[derive(Clone, Default)]
 pub(crate) struct Dial {
-    /// Only these addresses, instead of a lookup of the URI's host.
+    /// Only these addresses, instead of a lookup of the URI's host (or of `to`'s).
     pub(crate) only: Option<DialOnly>,
+    /// This address and TLS name instead of the URI's.
+    pub(crate) to: Option<ConnectTo>,
     /// Never this one: the address the request's client reached this proxy on. A proxy
     /// whose upstream is itself would otherwise send each request around again (on HTTP/2,
     /// as one more stream on its own connection each time, until the streams run out).
@@ -47,13 +49,14 @@ impl Dial {
     pub(crate) fn of(extensions: &::http::Extensions) -> Self {
         Self {
             only: extensions.get::<DialOnly>().cloned(),
+            to: extensions.get::<ConnectTo>().cloned(),
             own: extensions.get::<ConnFacts>().map(ConnFacts::local_addr),
         }
     }
 
     /// Whether it asks nothing of a dial.
     pub(crate) fn is_free(&self) -> bool {
-        self.only.is_none() && self.own.is_none()
+        self.only.is_none() && self.to.is_none() && self.own.is_none()
     }
 }
 
@@ -106,17 +109,23 @@ impl Connector {
         }
     }
 
-    /// Dials `uri` as `dial` allows: TCP to its host (or only to `dial`'s addresses, never to
-    /// its own), then TLS for `https://`, naming the URI's host.
+    /// Dials `uri` as `dial` allows: TCP to its host (or to `dial`'s [`ConnectTo`], or only
+    /// to its addresses; never to its own), then TLS for `https://`, naming the URI's host
+    /// (or the [`ConnectTo`]'s name).
     pub(crate) fn dial(&mut self, uri: Uri, dial: Dial) -> Connecting {
         let secure = uri.scheme() == Some(&Scheme::HTTPS);
-        let host = uri
-            .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .map(|h| match h.parse::<IpAddr>() {
-                Ok(ip) => Host::Ip(ip),
-                Err(_) => Host::Name(h.into()),
-            });
+        let host = match &dial.to {
+            Some(to) => Some(to.name().clone()),
+            None => host_of(&uri),
+        };
+        // HttpConnector resolves and dials what a URI names: the route's address, as one.
+        let uri = match &dial.to {
+            Some(to) => match Uri::try_from(format!("http://{}", to.address())) {
+                Ok(uri) => uri,
+                Err(error) => return Box::pin(async move { Err(error.into()) }),
+            },
+            None => uri,
+        };
         let tls = self.tls.clone();
         let tcp = match dial.only {
             Some(only) => {
@@ -148,6 +157,15 @@ impl Connector {
             Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
         })
     }
+}
+
+/// The host `uri` names, without IPv6 brackets.
+pub(crate) fn host_of(uri: &Uri) -> Option<Host> {
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    Some(match host.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(host.into()),
+    })
 }
 
 impl Service<Uri> for Connector {

@@ -34,7 +34,7 @@ pub mod server;
 mod upgrade;
 
 pub use self::body::Body;
-pub use self::client::{Client, ClientBuilder, DialOnly, ResponseFuture};
+pub use self::client::{Client, ClientBuilder, ConnectTo, DialOnly, ResponseFuture};
 pub use self::error::Error;
 pub use self::forward::{ForwardProxy, ForwardProxyService};
 pub use self::mitm::{Mitm, MitmService};

@@ -9,9 +9,9 @@ use super::{
     protocol_header, session, text,
 };
 use crate::{
-    Address,
+    Address, Host,
     error::Chain,
-    http::{Body, ConnFacts, forward::Peer, headers, reverse, server},
+    http::{Body, ConnFacts, ConnectTo, forward::Peer, headers, reverse, server},
     tcp, tls,
 };
 use ::http::{
@@ -92,7 +92,8 @@ enum Upstream {
         authority: Authority,
         base: String,
     },
-    /// Each session to the request's own URI (or `Host`).
+    /// Each session to the request's own URI (or `Host`), dialed where its
+    /// [`ConnectTo`] says when it has one.
     Requested,
 }
 
@@ -101,6 +102,8 @@ struct Destination {
     /// `ws://` or `wss://` with the path and query, for hooks and logs.
     uri: Uri,
     address: Address,
+    /// What TLS names (SNI and the certificate's check).
+    server_name: Host,
     secure: bool,
     authority: Authority,
     path_and_query: PathAndQuery,
@@ -421,7 +424,7 @@ impl<H: Hook + 'static> Relay<H> {
         }
         let stream = self
             .tls
-            .connect(destination.address.host(), stream)
+            .connect(&destination.server_name, stream)
             .await
             .map_err(UpstreamError::tls)?;
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
@@ -619,6 +622,16 @@ impl Upstream {
         let address: Address = format!("{host}:{port}")
             .parse()
             .map_err(|_| "the upstream's host is not a valid address")?;
+        // A requested upstream goes where the request's route says (`http::Mitm`'s: the
+        // `CONNECT`'s destination, whatever `Host` the client sent), as `http::Client` does.
+        let route = match self {
+            Self::Requested => request.extensions().get::<ConnectTo>(),
+            Self::Fixed { .. } => None,
+        };
+        let (address, server_name) = match route {
+            Some(route) => (route.address().clone(), route.name().clone()),
+            None => (address.clone(), address.host().clone()),
+        };
         let uri = Uri::builder()
             .scheme(if secure { "wss" } else { "ws" })
             .authority(authority.clone())
@@ -628,6 +641,7 @@ impl Upstream {
         Ok(Destination {
             uri,
             address,
+            server_name,
             secure,
             authority,
             path_and_query,
@@ -650,6 +664,21 @@ mod tests {
     fn destination(upstream: &Upstream, request: &Request<()>) -> (String, String, bool) {
         let d = upstream.destination(request, None).unwrap();
         (d.uri.to_string(), d.address.to_string(), d.secure)
+    }
+
+    #[test]
+    fn a_requested_upstream_is_dialed_where_its_route_says() {
+        let mut routed = request("https://front.test/chat", None);
+        let address: Address = "127.0.0.1:8443".parse().unwrap();
+        routed
+            .extensions_mut()
+            .insert(ConnectTo::new(address).server_name(Host::Name("origin.test".into())));
+        let d = Upstream::Requested.destination(&routed, None).unwrap();
+        // The handshake still names the request's authority.
+        assert_eq!(d.uri.to_string(), "wss://front.test/chat");
+        assert_eq!(d.authority.as_str(), "front.test");
+        assert_eq!(d.address.to_string(), "127.0.0.1:8443");
+        assert_eq!(d.server_name, Host::Name("origin.test".into()));
     }
 
     #[test]
