@@ -426,6 +426,97 @@ async fn intercepted_requests_reach_the_origin_without_hop_by_hop_headers_or_hos
     }
 }
 
+/// The authority the client said (HTTP/1.1 `Host`, HTTP/2 `:authority`) reaches the origin
+/// as it was said, whatever either side speaks, and as one value: an HTTP/2 origin gets it as
+/// `:authority` with no `Host` beside it, an HTTP/1.1 origin as `Host`. The connection still
+/// goes to the `CONNECT`'s destination (the origin that answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_authority_reaches_the_origin_whatever_the_versions() {
+    let dir = rama_e2e::origin_certificate("mitm-authority");
+    for alpn in [&["h2", "http/1.1"][..], &["http/1.1"]] {
+        let origin = rama_e2e::https_origin_in(&dir, alpn, echo_request);
+        let ca_dir = scratch(&format!("authority-ca-{}", alpn.len()));
+        let proxy = mitm_proxy(&ca_dir, Some(&dir.join("ca.pem")), &[]);
+        let ca = ca_dir.join("ca.pem");
+        let url = format!("https://localhost:{}/hdr", origin.port());
+        // An absolute-form target names the authority over `Host` (RFC 9112 3.2.2).
+        let absolute = ["--request-target", "https://other.test/hdr"];
+        for (version, said) in [
+            ("--http1.1", ["-H", "Host: other.test"]),
+            ("--http2", ["-H", "Host: other.test"]),
+            ("--http1.1", absolute),
+        ] {
+            let args = [
+                "--cacert",
+                ca.to_str().unwrap(),
+                version,
+                said[0],
+                said[1],
+                &url,
+            ];
+            let seen = curl(proxy.addr, &args).await;
+            seen.assert_status(200);
+            let what = format!("{alpn:?} {version} {said:?}: {}", seen.body);
+            if alpn.len() == 2 {
+                assert!(
+                    seen.body
+                        .starts_with("get https://other.test/hdr http/2.0\n"),
+                    "{what}"
+                );
+                assert!(!seen.body.contains("\nhost:"), "{what}");
+            } else {
+                assert!(seen.body.starts_with("get /hdr http/1.1\n"), "{what}");
+                assert!(seen.body.contains("\nhost: other.test\n"), "{what}");
+            }
+        }
+    }
+}
+
+/// The origin's answer, tagged with `tag` to tell two origins apart.
+async fn tagged(
+    tag: &'static str,
+    request: http::Request<rama_http::Body>,
+) -> Result<http::Response<rama_http::Body>, BoxError> {
+    let text = format!("{tag}\n{}", rama_e2e::request_text(&request));
+    Ok(http::Response::new(text.into()))
+}
+
+/// `CONNECT 127.0.0.1:port` from a client whose TLS names `localhost` (curl's
+/// `--connect-to`): the origin's certificate, for `localhost` alone, is verified against that
+/// name, and the connection goes to the `CONNECT`'s address, not to a pooled connection for
+/// the request's authority (`localhost:a`, which another origin serves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_is_verified_by_the_clients_sni_on_the_connects_address() {
+    let dir = rama_e2e::origin_certificate_for("mitm-sni", &["localhost"]);
+    let alpn = ["h2", "http/1.1"];
+    let a = rama_e2e::https_origin_in(&dir, &alpn, |r| tagged("origin a", r));
+    let b = rama_e2e::https_origin_in(&dir, &alpn, |r| tagged("origin b", r));
+    let ca_dir = scratch("sni-ca");
+    let proxy = mitm_proxy(&ca_dir, Some(&dir.join("ca.pem")), &[]);
+    let ca = ca_dir.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let url = format!("https://localhost:{}/one", a.port());
+    let first = curl(proxy.addr, &["--cacert", ca, &url]).await;
+    first.assert_status(200);
+    assert!(first.body.starts_with("origin a\n"), "{}", first.body);
+    let to = format!("localhost:{}:127.0.0.1:{}", a.port(), b.port());
+    let second = curl(proxy.addr, &["--cacert", ca, "--connect-to", &to, &url]).await;
+    second.assert_status(200);
+    assert!(
+        second
+            .verbose
+            .contains(&format!("CONNECT 127.0.0.1:{}", b.port())),
+        "{}",
+        second.verbose
+    );
+    let line = format!("get https://localhost:{}/one http/2.0\n", a.port());
+    assert!(
+        second.body.starts_with(&format!("origin b\n{line}")),
+        "{}",
+        second.body
+    );
+}
+
 /// `http::Mitm` in this process with egress rules that must resolve a name to judge it
 /// (10.0.0.0/8 denied), and behind it a service that answers with the
 /// [`DialOnly`](rama_http::DialOnly) its requests carry: intercepted requests and

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::{
     io::{BufRead, BufReader, Read},
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{
         Arc, Mutex, OnceLock,
@@ -553,10 +553,15 @@ pub fn scratch(name: &str) -> PathBuf {
 /// for `localhost` and `127.0.0.1` (`DIR/origin.pem`, `DIR/origin.key`), in the
 /// [`scratch`] directory `name`; returns the directory.
 pub fn origin_certificate(name: &str) -> PathBuf {
+    origin_certificate_for(name, &["localhost", "127.0.0.1"])
+}
+
+/// [`origin_certificate`] for the names (and addresses) `sans` alone.
+pub fn origin_certificate_for(name: &str, sans: &[&str]) -> PathBuf {
     let dir = scratch(name);
     let ca = rama::tls::dev::Ca::generate("rama test CA").expect("generate the test CA");
     ca.write(&dir).expect("write the test CA");
-    ca.issue_server(&["localhost", "127.0.0.1"])
+    ca.issue_server(sans)
         .expect("issue the origin certificate")
         .write(&dir, "origin")
         .expect("write the origin certificate");
@@ -572,20 +577,32 @@ where
     Fut: std::future::Future<Output = Result<http::Response<rama::http::Body>, rama::BoxError>>
         + 'static,
 {
-    use tower::Layer;
     let dir = origin_certificate(name);
+    let addr = https_origin_in(&dir, &["h2", "http/1.1"], answer);
+    (addr, dir.join("ca.pem"))
+}
+
+/// An HTTPS origin with the certificate in `dir` (`origin.pem`, `origin.key`, as
+/// [`origin_certificate_for`] writes them), offering `alpn`, and `answer` behind
+/// `http::Server`, on its own thread ([`origin_thread`]); its address.
+pub fn https_origin_in<F, Fut>(dir: &Path, alpn: &[&str], answer: F) -> SocketAddr
+where
+    F: Fn(http::Request<rama::http::Body>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<rama::http::Body>, rama::BoxError>>
+        + 'static,
+{
+    use tower::Layer;
     let acceptor = rama::tls::Acceptor::builder()
         .cert_pem_files(dir.join("origin.pem"), dir.join("origin.key"))
         .expect("the origin's certificate")
-        .alpn(["h2", "http/1.1"])
+        .alpn(alpn)
         .build()
         .expect("the origin's TLS configuration");
-    let addr = origin_thread(|listener| async move {
+    origin_thread(|listener| async move {
         let http = rama::http::Server::new().layer(tower::service_fn(answer));
         let server = rama::tcp::Server::from_std(listener).serve(acceptor.layer(http));
         let _ = server.await;
-    });
-    (addr, dir.join("ca.pem"))
+    })
 }
 
 /// hyper's HTTP/2 client over `io`: the handle to send requests with, and the connection's

@@ -3,16 +3,16 @@
 
 use super::{Config, Error, NotTls, bare_host, call_shared, not_behind_server};
 use crate::{
-    Address, BoxError, Conn,
+    Address, BoxError, Conn, Host,
     error::Chain,
-    http::{Body, ConnFacts, DialOnly, server},
+    http::{Body, ConnFacts, ConnectTo, DialOnly, server},
     io::Rewind,
     shared::Shared,
     tls::{self, intercept::Resolver},
     tunnel::{self, Handshake, Refusal},
 };
 use ::http::{
-    Request, Response, Uri, header,
+    HeaderValue, Request, Response, Uri, header,
     uri::{self, Scheme},
 };
 use hyper::upgrade::Upgraded;
@@ -54,9 +54,12 @@ pub(super) struct Intercept<S, T> {
 }
 
 /// The service behind the intercepted connection's `http::Server`: the request in absolute
-/// form, `https://` + the `CONNECT`'s authority + its path, to the stage's inner service.
+/// form, `https://` + its own authority + its path, with a [`ConnectTo`] for the `CONNECT`'s
+/// destination, to the stage's inner service.
 struct Inside<S> {
     inner: Shared<S>,
+    destination: Address,
+    /// The `CONNECT`'s, for a request that names none.
     authority: uri::Authority,
     dial_only: Option<DialOnly>,
 }
@@ -115,6 +118,10 @@ where
         let tls = first[0] == 0x16 && first.get(1).is_none_or(|&major| major == 0x03);
         let stream = Rewind::new(first, stream);
         let mut info = self.facts.to_info();
+        // The facts of a TLS connection to the proxy itself are not the tunnel's: its SNI
+        // would stand for a ClientHello inside that sent none (and name the origin's TLS).
+        info.extensions_mut().remove::<tls::ServerName>();
+        info.extensions_mut().remove::<tls::Alpn>();
         info.extensions_mut().insert(self.destination.clone());
         if !tls {
             return match self.config.not_tls {
@@ -144,6 +151,7 @@ where
         ));
         let inside = Inside {
             inner: self.inner,
+            destination: self.destination,
             authority,
             dial_only: self.dial_only,
         };
@@ -176,16 +184,35 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        // The URI names the tunnel's destination as the client's `Host` spells it when that
-        // is the same origin. (`http::Client` drops a `Host` that matches the URI for an
-        // HTTP/2 origin, where `:authority` says it.)
-        let authority = match request.headers().get(header::HOST).map(|h| h.to_str()) {
-            Some(Ok(host)) => match host.parse::<uri::Authority>() {
-                Ok(host) if same_origin(&host, &self.authority) => host,
-                _ => self.authority.clone(),
-            },
-            _ => self.authority.clone(),
+        // The origin gets the authority the client said (HTTP/2's `:authority`, in the URI;
+        // HTTP/1.1's `Host`, unless an absolute-form target names one, which wins, RFC 9112
+        // 3.2.2), whatever either side speaks, as mitmproxy keeps it: a `Host` left beside
+        // it says the same, so `http::Client` drops it for an HTTP/2 origin (RFC 9113 8.3.1:
+        // two that differ make the request malformed) and HTTP/1.1 sends that one.
+        let host = request.headers().get(header::HOST);
+        let authority = match (request.uri().authority(), host) {
+            (Some(authority), _) => authority.clone(),
+            (None, Some(host)) => {
+                uri::Authority::try_from(host.as_bytes()).unwrap_or_else(|_| self.authority.clone())
+            }
+            (None, None) => self.authority.clone(),
         };
+        if let Some(host) = request.headers_mut().get_mut(header::HOST)
+            && let Ok(said) = HeaderValue::from_str(authority.as_str())
+        {
+            *host = said;
+        }
+        // The connection still goes where the `CONNECT` said (and the egress rules judged),
+        // its TLS naming what the client's did (its SNI), else the `CONNECT`'s host.
+        let sni = request
+            .extensions()
+            .get::<ConnFacts>()
+            .and_then(|facts| facts.extensions().get::<tls::ServerName>());
+        let name = match sni {
+            Some(sni) => Host::Name(sni.as_str().into()),
+            None => self.destination.host().clone(),
+        };
+        let route = ConnectTo::new(self.destination.clone()).server_name(name);
         let mut parts = uri::Parts::default();
         parts.scheme = Some(Scheme::HTTPS);
         parts.authority = Some(authority);
@@ -198,17 +225,11 @@ where
             Ok(uri) => *request.uri_mut() = uri,
             Err(error) => return Box::pin(ready(Err(error.into()))),
         }
+        request.extensions_mut().insert(route);
         super::pin(&mut request, self.dial_only.clone());
         let shared = self.inner.clone();
         Box::pin(async move { Ok(call_shared(shared, request).await) })
     }
-}
-
-/// Whether `host` (a `Host` header) names the tunnel's `destination`: the same host, and the
-/// same port (443 when `host` has none).
-fn same_origin(host: &uri::Authority, destination: &uri::Authority) -> bool {
-    host.host().eq_ignore_ascii_case(destination.host())
-        && host.port_u16().unwrap_or(443) == destination.port_u16().unwrap_or(443)
 }
 
 // ===== impl AlreadyOpen =====

@@ -12,8 +12,13 @@
 //!    `http/1.1`;
 //! 4. serves the HTTP inside with rama's [`http::Server`](super::Server), on the outer
 //!    connection's own task set ([`spawn`](super::server::spawn)), and hands each request to
-//!    the service behind the stage in absolute form, `https://host:port/path`: the same
-//!    service that gets the plain requests.
+//!    the service behind the stage in absolute form, `https://authority/path` with the
+//!    authority the client said (`Host`, `:authority`), and a [`ConnectTo`](super::ConnectTo)
+//!    that keeps its connections to the `CONNECT`'s destination, their TLS naming the
+//!    client's SNI: the same service that gets the plain requests.
+//!
+//! A `CONNECT` whose target [`ForwardProxy`] refuses (not authority-form `host:port`, port 0)
+//! gets the forward proxy's `400`.
 //!
 //! A `CONNECT` whose target [`ForwardProxy`] refuses (not authority-form `host:port`, port 0)
 //! gets the forward proxy's `400`.
