@@ -35,9 +35,8 @@ pub(super) struct Association<IO> {
     control: Option<IO>,
     client_socket: UdpSocket,
     outbound: UdpSocket,
-    /// The control connection's peer, for the log.
+    /// The control connection's peer: datagrams come from its address only.
     peer: SocketAddr,
-    peer_ip: IpAddr,
     /// The client's UDP address: announced in the request, or learned from its first datagram.
     client: Option<SocketAddr>,
     announced_port: Option<u16>,
@@ -89,7 +88,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             Ok(bound) => bound,
             Err(error) => return Err((io, error)),
         };
-        let peer_ip = info.peer_addr().ip().to_canonical();
         // A client that names its UDP port is held to it; 0 means "learn it".
         let announced_port = Some(requested.port()).filter(|&port| port != 0);
         tracing::debug!(peer = %info.peer_addr(), %bound, "socks5 udp association open");
@@ -100,7 +98,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             client_socket,
             outbound,
             peer,
-            peer_ip,
             client: None,
             announced_port,
             rules,
@@ -124,7 +121,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
             let mut read = ReadBuf::new(&mut discard);
             match Pin::new(&mut *control).poll_read(cx, &mut read) {
                 Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    tracing::debug!(peer = %self.peer_ip, "socks5 udp association closed");
+                    tracing::debug!(peer = %self.peer, "socks5 udp association closed");
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(Ok(())) => continue,
@@ -176,7 +173,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
                 Poll::Pending => return false,
             };
             let n = read.filled().len();
-            if src.ip().to_canonical() != self.peer_ip {
+            if src.ip().to_canonical() != self.peer.ip().to_canonical() {
                 self.moved.dropped += 1;
                 tracing::debug!(peer = %self.peer, %src, "socks5 udp: datagram from a stranger dropped");
                 continue;
