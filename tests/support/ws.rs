@@ -62,46 +62,64 @@ pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 impl RawWs {
     /// Connects and runs the opening handshake; panics unless the answer is `101`.
     pub async fn connect(addr: SocketAddr) -> Self {
-        Self::open(addr, "/raw", addr, &[]).await
+        Self::open(addr, "/raw", &addr.to_string(), &[]).await
     }
 
     /// Connects and runs the opening handshake with `headers` (`Name: value` lines) besides
     /// its own; panics unless the answer is `101`.
     pub async fn connect_with(addr: SocketAddr, headers: &[&str]) -> Self {
-        Self::open(addr, "/raw", addr, headers).await
+        Self::open(addr, "/raw", &addr.to_string(), headers).await
     }
 
     /// Connects to the HTTP forward proxy at `proxy` and runs the opening handshake with
     /// `origin` through it, the upgrade request in absolute-form (`GET http://ORIGIN/raw`);
     /// panics unless the answer is `101`.
     pub async fn through_proxy(proxy: SocketAddr, origin: SocketAddr) -> Self {
-        Self::open(proxy, &format!("http://{origin}/raw"), origin, &[]).await
+        Self::open(
+            proxy,
+            &format!("http://{origin}/raw"),
+            &origin.to_string(),
+            &[],
+        )
+        .await
     }
 
-    /// Connects to `addr` and sends the upgrade request for `target` with `Host: host` and
-    /// `extra` header lines.
-    async fn open(addr: SocketAddr, target: &str, host: SocketAddr, extra: &[&str]) -> Self {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
-        let request = format!(
-            "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        // Byte by byte, so that nothing after the head is consumed.
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            assert!(head.len() < 8192, "response head too long");
-            let byte = timeout(PATIENCE, stream.read_u8())
-                .await
-                .expect("no handshake answer")
-                .expect("read the handshake answer");
-            head.push(byte);
-        }
-        let head = String::from_utf8_lossy(&head);
+    /// Connects to `addr` and runs the opening handshake for `target` with `Host: host` and
+    /// `extra` header lines; panics unless the answer is `101`.
+    async fn open(addr: SocketAddr, target: &str, host: &str, extra: &[&str]) -> Self {
+        let (stream, head) = upgrade(addr, target, host, extra).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         Self { stream }
     }
+}
+
+/// Connects to `addr` and sends the upgrade request for `target` with `Host: host` and `extra`
+/// header lines; returns the connection and the answer's head, whatever its status (nothing
+/// after the head is read).
+pub async fn upgrade(
+    addr: SocketAddr,
+    target: &str,
+    host: &str,
+    extra: &[&str],
+) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Byte by byte, so that nothing after the head is consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 8192, "response head too long");
+        let byte = timeout(PATIENCE, stream.read_u8())
+            .await
+            .expect("no handshake answer")
+            .expect("read the handshake answer");
+        head.push(byte);
+    }
+    (stream, String::from_utf8_lossy(&head).into_owned())
 }
 
 impl RawWs<TokioIo<Upgraded>> {
