@@ -3,18 +3,20 @@
 //! client never sends (unmasked and reserved-opcode frames, oversized messages) and for
 //! counting pongs.
 
+use rama::http::{Body, DialOnly};
 use rama_e2e::{
-    PATIENCE, Running, bind_origin, h2_handshake, origin_certificate,
+    PATIENCE, Running, bind_origin, h2_handshake, origin_certificate, origin_thread,
     python::{PythonServer, run_script},
     spawn_origin,
-    ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame},
+    ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame, upgrade},
 };
-use std::net::SocketAddr;
+use std::{convert::Infallible, net::SocketAddr};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     time::timeout,
 };
+use tower::Layer;
 
 fn ws_echo(args: &[&str]) -> Running {
     Running::start_local("ws_echo", args)
@@ -406,6 +408,56 @@ async fn the_upstream_handshake_carries_the_forwarding_headers() {
     assert_eq!(header("via"), ["1.1 rama"], "{head}");
     // The upstream's own `Host`, as the reverse proxy sends it.
     assert_eq!(header("host"), [origin.to_string()], "{head}");
+}
+
+/// `ws::Relay::requested()` behind `http::Server` in this process, with `only` put on every
+/// request in front of it, as the egress rules of `http::ForwardProxy` and `http::Mitm` pin
+/// the addresses they judged. Plain requests get an empty `200`.
+fn requested_relay(only: Option<DialOnly>) -> SocketAddr {
+    origin_thread(move |listener| async move {
+        let plain = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        });
+        let pin = tower::util::MapRequestLayer::new(move |mut request: http::Request<Body>| {
+            if let Some(only) = &only {
+                request.extensions_mut().insert(only.clone());
+            }
+            request
+        });
+        let stack =
+            rama::http::Server::new().layer(pin.layer(rama::ws::Relay::requested().layer(plain)));
+        let _ = rama::tcp::Server::from_std(listener).serve(stack).await;
+    })
+}
+
+/// A requested relay dials a request's [`DialOnly`] addresses, in turn, instead of resolving
+/// its host again, as `http::Client` does: the egress rules judged those addresses, and a
+/// second lookup could answer with one they deny (DNS rebinding). The host is under
+/// `.invalid` (RFC 6761), which never resolves: unpinned, the relay cannot reach it (`502`);
+/// pinned (a closed port first), the origin gets the handshake, which still names the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_relay_dials_only_the_addresses_a_request_is_pinned_to() {
+    let (origin, head) = raw_origin(|_, head| async move { Ok(head) });
+    let authority = format!("rebind.invalid:{}", origin.port());
+    let target = format!("http://{authority}/pinned");
+
+    let unpinned = requested_relay(None);
+    let (_, answer) = upgrade(unpinned, &target, &authority, &[]).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+
+    let pinned = requested_relay(Some(DialOnly::new([rama_e2e::closed_port(), origin])));
+    let (_, answer) = upgrade(pinned, &target, &authority, &[]).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let head = timeout(PATIENCE, head)
+        .await
+        .expect("the origin never got the handshake")
+        .expect("the origin failed");
+    assert!(head.starts_with("GET /pinned HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("\r\nhost: {authority}\r\n")),
+        "{head}"
+    );
 }
 
 const HEADER_CLIENT: &str = r#"

@@ -126,7 +126,8 @@ thread_local! {
 }
 
 /// The only addresses a request's new upstream connection may be dialed on, instead of a
-/// lookup of its URI's host: a request extension that [`Client`] honours on every path. The
+/// lookup of its URI's host: a request extension that [`Client`] honours on every path, and
+/// [`ws::Relay::requested`](crate::ws::Relay::requested) for the WebSockets it relays. The
 /// egress rules of [`ForwardProxy`](super::ForwardProxy) and [`Mitm`](super::Mitm) attach
 /// one when they resolved a name to judge it, since a second lookup could answer with an
 /// address they deny (a name with a short TTL that first resolves somewhere public, then to a

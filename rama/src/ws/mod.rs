@@ -40,6 +40,10 @@
 //!   bare `ws::Relay` in a diagram) sends each to the request's own destination: an absolute
 //!   URI `https://host/path` becomes `wss://host/path` and `http://` becomes `ws://`, which is
 //!   what the inner requests of a TLS interception carry; a relative one goes to its `Host`.
+//!   Such a request's [`ConnectTo`](crate::http::ConnectTo) and
+//!   [`DialOnly`](crate::http::DialOnly) are dialed as
+//!   [`http::Client`](crate::http::Client) dials them: the egress rules' pinned addresses
+//!   only, never another lookup of the host.
 //!   `wss://` upstreams are opened with [`Relay::tls`]'s [`tls::Connector`](crate::tls::Connector)
 //!   (webpki roots unless given one), which verifies the upstream's certificate.
 //!   Behind TLS interception the diagram is `http::Server => mitm => relay => client`, with

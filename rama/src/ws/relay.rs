@@ -11,7 +11,7 @@ use super::{
 use crate::{
     Address, Host,
     error::Chain,
-    http::{Body, ConnFacts, ConnectTo, forward::Peer, headers, reverse, server},
+    http::{Body, ConnFacts, ConnectTo, DialOnly, forward::Peer, headers, reverse, server},
     tcp, tls,
 };
 use ::http::{
@@ -93,7 +93,8 @@ enum Upstream {
         base: String,
     },
     /// Each session to the request's own URI (or `Host`), dialed where its
-    /// [`ConnectTo`] says when it has one.
+    /// [`ConnectTo`] says when it has one, and only to its [`DialOnly`] addresses when it
+    /// has those.
     Requested,
 }
 
@@ -102,6 +103,9 @@ struct Destination {
     /// `ws://` or `wss://` with the path and query, for hooks and logs.
     uri: Uri,
     address: Address,
+    /// The only addresses to dial instead of resolving `address`'s host: what egress rules
+    /// judged (a requested upstream's [`DialOnly`]).
+    only: Option<DialOnly>,
     /// What TLS names (SNI and the certificate's check).
     server_name: Host,
     secure: bool,
@@ -127,6 +131,10 @@ impl Relay {
     /// Relays each upgrade to the request's own destination: its absolute URI (`https`/`wss`
     /// → `wss://`, `http`/`ws` → `ws://`), else its `Host` (`wss://` when the client's
     /// connection is TLS). What a relay behind `http::Mitm` or `http::ForwardProxy` wants.
+    ///
+    /// A request's [`ConnectTo`] and [`DialOnly`] are dialed as
+    /// [`http::Client`](crate::http::Client) dials them: the route's address and TLS name,
+    /// and only the addresses the egress rules judged, never another lookup of the host.
     pub fn requested() -> Self {
         Self::with_upstream(Upstream::Requested)
     }
@@ -416,9 +424,11 @@ impl<H: Hook + 'static> Relay<H> {
         destination: &Destination,
         forwarded: HeaderMap,
     ) -> Result<Opened, UpstreamError> {
-        let stream = tcp::connect(&destination.address, self.connect_timeout)
-            .await
-            .map_err(UpstreamError::connect)?;
+        let dial = match &destination.only {
+            Some(only) => tcp::connect_any(only.addresses().to_vec(), self.connect_timeout),
+            None => tcp::connect(&destination.address, self.connect_timeout),
+        };
+        let stream = dial.await.map_err(UpstreamError::connect)?;
         if !destination.secure {
             return handshake(stream, destination, forwarded, self.config).await;
         }
@@ -623,10 +633,16 @@ impl Upstream {
             .parse()
             .map_err(|_| "the upstream's host is not a valid address")?;
         // A requested upstream goes where the request's route says (`http::Mitm`'s: the
-        // `CONNECT`'s destination, whatever `Host` the client sent), as `http::Client` does.
-        let route = match self {
-            Self::Requested => request.extensions().get::<ConnectTo>(),
-            Self::Fixed { .. } => None,
+        // `CONNECT`'s destination, whatever `Host` the client sent), and only to the addresses
+        // egress rules pinned when they resolved its host to judge it (another lookup could
+        // answer with one they deny: DNS rebinding), as `http::Client` does. Both speak of the
+        // request's own destination, which a fixed upstream does not dial.
+        let (route, only) = match self {
+            Self::Requested => (
+                request.extensions().get::<ConnectTo>(),
+                request.extensions().get::<DialOnly>().cloned(),
+            ),
+            Self::Fixed { .. } => (None, None),
         };
         let (address, server_name) = match route {
             Some(route) => (route.address().clone(), route.name().clone()),
@@ -641,6 +657,7 @@ impl Upstream {
         Ok(Destination {
             uri,
             address,
+            only,
             server_name,
             secure,
             authority,
@@ -679,6 +696,26 @@ mod tests {
         assert_eq!(d.authority.as_str(), "front.test");
         assert_eq!(d.address.to_string(), "127.0.0.1:8443");
         assert_eq!(d.server_name, Host::Name("origin.test".into()));
+    }
+
+    #[test]
+    fn a_requested_upstream_keeps_to_its_pinned_addresses_and_a_fixed_one_has_none() {
+        let only = DialOnly::new(["127.0.0.1:8443".parse().unwrap()]);
+        let mut pinned = request("https://rebind.test/chat", None);
+        pinned.extensions_mut().insert(only.clone());
+        let d = Upstream::Requested.destination(&pinned, None).unwrap();
+        assert_eq!(d.only, Some(only));
+        // TLS still names the request's host.
+        assert_eq!(d.server_name, Host::Name("rebind.test".into()));
+        // The pin is for the request's own destination, which a fixed upstream never dials.
+        let Ok(fixed) = Relay::to("ws://origin.test") else {
+            panic!("a valid upstream")
+        };
+        let d = fixed.upstream.destination(&pinned, None).unwrap();
+        assert_eq!(
+            (d.address.to_string(), d.only),
+            ("origin.test:80".into(), None)
+        );
     }
 
     #[test]
