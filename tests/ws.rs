@@ -10,7 +10,11 @@ use rama_e2e::{
     spawn_origin,
     ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame, upgrade},
 };
-use std::{convert::Infallible, net::SocketAddr};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -410,10 +414,10 @@ async fn the_upstream_handshake_carries_the_forwarding_headers() {
     assert_eq!(header("host"), [origin.to_string()], "{head}");
 }
 
-/// `ws::Relay::requested()` behind `http::Server` in this process, with `only` put on every
-/// request in front of it, as the egress rules of `http::ForwardProxy` and `http::Mitm` pin
-/// the addresses they judged. Plain requests get an empty `200`.
-fn requested_relay(only: Option<DialOnly>) -> SocketAddr {
+/// `relay` behind `http::Server` in this process, with `only` put on every request in front of
+/// it, as the egress rules of `http::ForwardProxy` and `http::Mitm` pin the addresses they
+/// judged. Plain requests get an empty `200`.
+fn relay_here(relay: rama::ws::Relay, only: Option<DialOnly>) -> SocketAddr {
     origin_thread(move |listener| async move {
         let plain = tower::service_fn(|_: http::Request<Body>| async {
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
@@ -424,8 +428,7 @@ fn requested_relay(only: Option<DialOnly>) -> SocketAddr {
             }
             request
         });
-        let stack =
-            rama::http::Server::new().layer(pin.layer(rama::ws::Relay::requested().layer(plain)));
+        let stack = rama::http::Server::new().layer(pin.layer(relay.layer(plain)));
         let _ = rama::tcp::Server::from_std(listener).serve(stack).await;
     })
 }
@@ -441,11 +444,12 @@ async fn a_requested_relay_dials_only_the_addresses_a_request_is_pinned_to() {
     let authority = format!("rebind.invalid:{}", origin.port());
     let target = format!("http://{authority}/pinned");
 
-    let unpinned = requested_relay(None);
+    let unpinned = relay_here(rama::ws::Relay::requested(), None);
     let (_, answer) = upgrade(unpinned, &target, &authority, &[]).await;
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
 
-    let pinned = requested_relay(Some(DialOnly::new([rama_e2e::closed_port(), origin])));
+    let only = DialOnly::new([rama_e2e::closed_port(), origin]);
+    let pinned = relay_here(rama::ws::Relay::requested(), Some(only));
     let (_, answer) = upgrade(pinned, &target, &authority, &[]).await;
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     let head = timeout(PATIENCE, head)
@@ -457,6 +461,33 @@ async fn a_requested_relay_dials_only_the_addresses_a_request_is_pinned_to() {
         head.to_ascii_lowercase()
             .contains(&format!("\r\nhost: {authority}\r\n")),
         "{head}"
+    );
+}
+
+/// A `wss://` upstream that takes the connection and never answers the TLS handshake: the
+/// client is answered `504` once the relay's TLS connector gives up, as for a dial that
+/// timed out (not `502`, a failed handshake), and long before the relay's own connect
+/// timeout would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_upstream_that_never_answers_the_tls_handshake_is_504() {
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+    // The kernel completes the TCP handshake on its own; nothing ever reads or writes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("wss://{}", silent.local_addr().unwrap());
+    let tls = rama::tls::Connector::webpki_roots().handshake_timeout(HANDSHAKE_TIMEOUT);
+    let relay = rama::ws::Relay::to(&upstream)
+        .unwrap()
+        .tls(tls)
+        .connect_timeout(CONNECT_TIMEOUT);
+    let proxy = relay_here(relay, None);
+    let start = Instant::now();
+    let (_, answer) = upgrade(proxy, "/chat", &proxy.to_string(), &[]).await;
+    let waited = start.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(
+        (HANDSHAKE_TIMEOUT..CONNECT_TIMEOUT / 4).contains(&waited),
+        "answered after {waited:?}"
     );
 }
 
