@@ -26,7 +26,10 @@ usage: ws_proxy --upstream ADDR|ws://HOST:PORT[/PATH]|wss://... [--listen ADDR] 
   --listen ADDR             where to accept connections (default 127.0.0.1:8082)
   --threads N               servers, one per thread (default: one per core)
   --prefix TEXT             put TEXT in front of every text message from the upstream
-  --max-message-size BYTES  the largest message either side may send (default 16777216; close 1009)";
+  --max-message-size BYTES  the largest message either side may send (default 16777216; close 1009)
+  --close-timeout SECS      how long a side's close waits for the other side's, and the
+                            close handshake after it, before both connections are dropped
+                            (default 5)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Failure> {
@@ -35,6 +38,7 @@ async fn main() -> Result<(), Failure> {
     let listen: SocketAddr = args.get("listen", "127.0.0.1:8082");
     let threads: usize = args.get("threads", "0");
     let max_message_size: usize = args.get("max-message-size", "16777216");
+    let close_timeout = args.seconds("close-timeout", "5");
     let prefix: String = args.get("prefix", "");
     let upstream: String = args.required("upstream");
     let upstream = if upstream.contains("://") {
@@ -53,6 +57,7 @@ async fn main() -> Result<(), Failure> {
     let relay = ws::Relay::to(&upstream)?
         .tls(connector.clone())
         .max_message_size(max_message_size)
+        .close_timeout(close_timeout)
         .hook(TagTexts::new(prefix));
     // The same connector for plain requests: a `wss://` upstream verified against
     // `--upstream-ca` is that CA's for HTTP too (the fallback's default trusts webpki roots).

@@ -376,6 +376,89 @@ async fn client_messages_in_flight_when_the_upstream_closes_still_reach_it() {
     );
 }
 
+/// Every frame the relay sends an origin until it closes the connection.
+async fn read_client_frames_to_end(stream: &mut TcpStream) -> std::io::Result<Vec<(u8, Vec<u8>)>> {
+    let mut frames = Vec::new();
+    loop {
+        match read_client_frame(stream).await {
+            Ok(frame) => frames.push(frame),
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(frames),
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The close timeout `ws_proxy` is given in the close-timeout tests: short, so that they are
+/// quick, and apart from the 5 s default, so that they show it is the one that counts.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Asserts that a session ended `waited` after a close went unanswered: after the close
+/// timeout, well before the default one, and that `ws_proxy` logged it, naming the client and
+/// the `side` that never answered.
+async fn assert_ended_at_the_close_timeout(proxy: &Running, waited: Duration, side: &str) {
+    assert!(
+        (CLOSE_TIMEOUT..CLOSE_TIMEOUT * 4).contains(&waited),
+        "ended after {waited:?}"
+    );
+    let log = rama_e2e::plain(&proxy.wait_for_log("ws relay: session closed").await);
+    let line = log
+        .lines()
+        .find(|l| l.contains("no close answered the close in time"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(line.contains(&format!("side=\"{side}\"")), "{line}");
+}
+
+/// The client closes and the origin never answers: once the close timeout has passed, the
+/// client gets the echo of its own close and both connections end; the origin got the close
+/// and nothing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_the_upstream_never_answers_ends_the_session_at_the_close_timeout() {
+    let (origin, frames) =
+        raw_origin(|mut stream, _| async move { read_client_frames_to_end(&mut stream).await });
+    let seconds = CLOSE_TIMEOUT.as_secs().to_string();
+    let proxy = ws_proxy(origin, &["--close-timeout", &seconds]);
+    let mut client = RawWs::connect(proxy.addr).await;
+    let close = [0x0F, 0xA1, b'b', b'y', b'e'];
+    let start = Instant::now();
+    client.send(FIN | CLOSE, &close, true).await;
+    assert_eq!(client.recv().await, (CLOSE, close.to_vec()));
+    client.closed().await;
+    let waited = start.elapsed();
+    let frames = timeout(PATIENCE, frames)
+        .await
+        .expect("the origin's connection never ended")
+        .expect("the origin failed");
+    assert_eq!(frames, [(CLOSE, close.to_vec())]);
+    assert_ended_at_the_close_timeout(&proxy, waited, "upstream").await;
+}
+
+/// The origin closes and the client never answers: once the close timeout has passed, the
+/// origin gets the echo of its own close and both connections end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_the_client_never_answers_ends_the_session_at_the_close_timeout() {
+    let close = [0x0F, 0xA2, b'g', b'o'];
+    let (origin, frames) = raw_origin(move |mut stream, _| async move {
+        stream
+            .write_all(&[&[FIN | CLOSE, 4][..], &close].concat())
+            .await?;
+        read_client_frames_to_end(&mut stream).await
+    });
+    let seconds = CLOSE_TIMEOUT.as_secs().to_string();
+    let proxy = ws_proxy(origin, &["--close-timeout", &seconds]);
+    let mut client = RawWs::connect(proxy.addr).await;
+    let start = Instant::now();
+    assert_eq!(client.recv().await, (CLOSE, close.to_vec()));
+    client.closed().await;
+    let waited = start.elapsed();
+    let frames = timeout(PATIENCE, frames)
+        .await
+        .expect("the origin's connection never ended")
+        .expect("the origin failed");
+    assert_eq!(frames, [(CLOSE, close.to_vec())]);
+    assert_ended_at_the_close_timeout(&proxy, waited, "client").await;
+}
+
 /// The forwarding headers of the reverse proxy (the fallback of plain requests) reach the
 /// origin of a relayed WebSocket too: earlier `X-Forwarded-For` lines joined with the peer
 /// after them, the scheme, the host the client asked for, `Forwarded` and `Via`.

@@ -188,6 +188,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawWs<S> {
         .expect("read a frame")
     }
 
+    /// Waits (bounded) until the server closes the connection; panics if it sends anything
+    /// first.
+    pub async fn closed(&mut self) {
+        let mut byte = [0; 1];
+        let read = timeout(PATIENCE, self.stream.read(&mut byte))
+            .await
+            .expect("the server never closed the connection")
+            .expect("read to the end");
+        assert_eq!(read, 0, "more from the server: {byte:?}");
+    }
+
     /// Reads until the server's close frame and returns its code.
     pub async fn close_code(&mut self) -> u16 {
         for _ in 0..100 {
