@@ -392,12 +392,13 @@ async fn read_client_frames_to_end(stream: &mut TcpStream) -> std::io::Result<Ve
 /// quick, and apart from the 5 s default, so that they show it is the one that counts.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Asserts that a session ended `waited` after a close went unanswered: after the close
-/// timeout, well before the default one, and that `ws_proxy` logged it, naming the client and
-/// the `side` that never answered.
+/// Asserts that the client's connection ended `waited` after a close went unanswered: after
+/// the close timeout and before twice that (the closing side's own close handshake may take
+/// another timeout, but the silent side is not held open meanwhile), and that `ws_proxy`
+/// logged it, naming the client and the `side` that never answered.
 async fn assert_ended_at_the_close_timeout(proxy: &Running, waited: Duration, side: &str) {
     assert!(
-        (CLOSE_TIMEOUT..CLOSE_TIMEOUT * 4).contains(&waited),
+        (CLOSE_TIMEOUT..CLOSE_TIMEOUT * 2).contains(&waited),
         "ended after {waited:?}"
     );
     let log = rama_e2e::plain(&proxy.wait_for_log("ws relay: session closed").await);
@@ -434,7 +435,9 @@ async fn a_close_the_upstream_never_answers_ends_the_session_at_the_close_timeou
 }
 
 /// The origin closes and the client never answers: once the close timeout has passed, the
-/// origin gets the echo of its own close and both connections end.
+/// client's connection ends, and the origin gets the echo of its own close and then its
+/// connection ends too (after its own close handshake, which the raw origin never finishes:
+/// within another close timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_the_client_never_answers_ends_the_session_at_the_close_timeout() {
     let close = [0x0F, 0xA2, b'g', b'o'];

@@ -31,7 +31,8 @@ const MAX_UNFLUSHED: usize = 64;
 /// How one leg ends once the relay stops carrying messages.
 #[derive(Debug)]
 enum End {
-    /// The leg's connection is gone: nothing to send.
+    /// The leg's connection is gone, or it never answered the close that went to it in time:
+    /// nothing to send; its connection is shut at once.
     Gone,
     /// A close went to it or came from it: read until its connection ends (the close reply).
     /// For a leg whose close came first and was never answered, reading also sends the echo
@@ -453,7 +454,14 @@ impl Leg {
     /// Ends this leg as `end` says.
     async fn finish(&mut self, end: End) {
         match end {
-            End::Gone => {}
+            // Shut now: dropping the leg later would not end a client's connection either
+            // (hyper's upgraded stream shares it with the HTTP connection, which lives until
+            // the session ends), and a peer that never answered a close would be held open
+            // while the other leg's close handshake runs on, up to another close timeout. On
+            // a connection that is really gone the shutdown just fails.
+            End::Gone => {
+                let _ = self.ws.get_mut().shutdown().await;
+            }
             End::Closing => drain_messages(&mut self.ws).await,
             End::Answer(close) => {
                 if self.write_past_close(close).await.is_ok() {
