@@ -550,6 +550,36 @@ async fn a_requested_relay_dials_only_the_addresses_a_request_is_pinned_to() {
     );
 }
 
+/// A relay whose upstream is its own address refuses to dial it (`502`), as `Target` and
+/// `http::Client` do: each upgrade it relayed to itself would come back as a new one, a
+/// connection more each time, until the connect timeout or the file descriptors ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_the_relay_itself_is_502_not_a_loop() {
+    let port = rama_e2e::closed_port().port();
+    let own = format!("127.0.0.1:{port}");
+    let proxy = Running::start(
+        "ws_proxy",
+        &["--listen", &own, "--upstream", &own, "--threads", "1"],
+    );
+    let start = Instant::now();
+    let (client, answer) = upgrade(proxy.addr, "/loop", &own, &[]).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        start.elapsed()
+    );
+    drop(client);
+    // The one upgrade, and no connection to itself left open.
+    rama_e2e::until("no connection to the relay left", || {
+        rama_e2e::accepted(port) == 0
+    })
+    .await;
+    let log = proxy.stderr();
+    assert!(log.contains("it is this proxy's own address"), "{log}");
+    assert_eq!(log.matches("cannot open the upstream").count(), 1, "{log}");
+}
+
 /// A `wss://` upstream that takes the connection and never answers the TLS handshake: the
 /// client is answered `504` once the relay's TLS connector gives up, as for a dial that
 /// timed out (not `502`, a failed handshake), and long before the relay's own connect

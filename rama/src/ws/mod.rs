@@ -55,7 +55,9 @@
 //!   version or extensions (no permessage-deflate), and only on the upstream's `101` is the
 //!   client answered `101`, with the subprotocol the upstream selected. Any other answer
 //!   (a `403`, say) is passed on; an upstream that cannot be reached is `502`, one that takes
-//!   longer than [`Relay::connect_timeout`] `504`.
+//!   longer than [`Relay::connect_timeout`] `504`. The address the client reached the relay
+//!   on is never dialed (`502`): an upgrade relayed to the relay itself would come back,
+//!   again and again.
 //! - **Messages** go through the [`Hook`] in order, per direction: observe, change or drop.
 //! - **Ping/pong.** tungstenite answers every ping it reads, on each leg. A ping is relayed to
 //!   the other side too (so the far end sees it), and the pong that comes back from there is

@@ -30,6 +30,7 @@ use hyper_tungstenite::{
 use hyper_util::rt::TokioIo;
 use std::{
     fmt,
+    net::SocketAddr,
     pin::pin,
     sync::Arc,
     task::{Context, Poll},
@@ -106,6 +107,10 @@ struct Destination {
     /// The only addresses to dial instead of resolving `address`'s host: what egress rules
     /// judged (a requested upstream's [`DialOnly`]).
     only: Option<DialOnly>,
+    /// Never this one: the address the client reached this proxy on. An upgrade relayed to
+    /// the relay itself would come back as a new one, each trip a connection (and a line of
+    /// forwarding headers) more.
+    own: Option<SocketAddr>,
     /// What TLS names (SNI and the certificate's check).
     server_name: Host,
     secure: bool,
@@ -424,10 +429,13 @@ impl<H: Hook + 'static> Relay<H> {
         destination: &Destination,
         forwarded: HeaderMap,
     ) -> Result<Opened, UpstreamError> {
-        let dial = match &destination.only {
+        let mut dial = match &destination.only {
             Some(only) => tcp::connect_any(only.addresses().to_vec(), self.connect_timeout),
             None => tcp::connect(&destination.address, self.connect_timeout),
         };
+        if let Some(own) = destination.own {
+            dial = dial.refusing(own);
+        }
         let stream = dial.await.map_err(UpstreamError::connect)?;
         if !destination.secure {
             return handshake(stream, destination, forwarded, self.config).await;
@@ -658,6 +666,7 @@ impl Upstream {
             uri,
             address,
             only,
+            own: facts.map(ConnFacts::local_addr),
             server_name,
             secure,
             authority,
