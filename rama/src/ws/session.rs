@@ -454,11 +454,11 @@ impl Leg {
     /// Ends this leg as `end` says.
     async fn finish(&mut self, end: End) {
         match end {
-            // Shut now: dropping the leg later would not end a client's connection either
-            // (hyper's upgraded stream shares it with the HTTP connection, which lives until
-            // the session ends), and a peer that never answered a close would be held open
-            // while the other leg's close handshake runs on, up to another close timeout. On
-            // a connection that is really gone the shutdown just fails.
+            // Shut now, not when the session ends: the legs are dropped only then (and a
+            // client's connection, which hyper's upgraded stream shares with the HTTP
+            // connection, ends only with that), so a peer that never answered a close would be
+            // held open while the other leg's close handshake runs on, up to another close
+            // timeout. On a connection that is really gone the shutdown just fails.
             End::Gone => {
                 let _ = self.ws.get_mut().shutdown().await;
             }
