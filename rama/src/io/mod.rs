@@ -3,8 +3,10 @@
 
 pub(crate) mod batch;
 mod pool;
+mod reset;
 mod rewind;
 mod tcp_relay;
+pub use self::reset::{ResetSignal, is_reset};
 pub use self::rewind::Rewind;
 pub(crate) use self::tcp_relay::{TcpRelay, relay_cut, relay_finished};
 #[cfg(target_os = "linux")]
@@ -80,6 +82,7 @@ where
         b,
         a_to_b: Half::new(buffer_size),
         b_to_a: Half::new(buffer_size),
+        reset: None,
     }
 }
 
@@ -90,6 +93,8 @@ pin_project! {
         b: B,
         a_to_b: Half,
         b_to_a: Half,
+        // Raised when `a` ended abnormally where no read or write of it would tell.
+        reset: Option<ResetSignal>,
     }
 }
 
@@ -111,6 +116,19 @@ struct Half {
 // ===== impl Relay =====
 
 impl<A, B> Relay<A, B> {
+    /// Ends the relay with an error ([`is_reset`]) once `signal` is raised: the first stream
+    /// (the client) ended abnormally, as an HTTP/2 `CONNECT` stream reset by its client,
+    /// which the relay may not be reading or writing at the time (see [`ResetSignal`]).
+    ///
+    /// The signal counts while the relay has not shut down the first stream's write half.
+    /// Once it has (the second stream ended), the first stream's sending side has ended by the
+    /// relay's hand, and whatever raises the signal on that end (hyper's task that sends an
+    /// HTTP/2 tunnel's bytes) raises it as a reset would.
+    pub fn with_reset(mut self, signal: ResetSignal) -> Self {
+        self.reset = Some(signal);
+        self
+    }
+
     /// Bytes moved so far, each way.
     pub fn relayed(&self) -> Relayed {
         Relayed {
@@ -130,16 +148,44 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // Poll both directions every time: one being stuck must not starve the other.
-        let a_to_b = this.a_to_b.poll_copy(cx, this.a, this.b)?;
-        let b_to_a = this.b_to_a.poll_copy(cx, this.b, this.a)?;
+        let a_to_b = this.a_to_b.poll_copy(cx, this.a, this.b);
+        let a_to_b = ready_or_reset(a_to_b, this.reset, this.b_to_a)?;
+        let b_to_a = this.b_to_a.poll_copy(cx, this.b, this.a);
+        let b_to_a = ready_or_reset(b_to_a, this.reset, this.b_to_a)?;
         if a_to_b.is_ready() && b_to_a.is_ready() {
-            Poll::Ready(Ok(Relayed {
+            return Poll::Ready(Ok(Relayed {
                 sent: this.a_to_b.moved,
                 received: this.b_to_a.moved,
-            }))
-        } else {
-            Poll::Pending
+            }));
         }
+        // About to wait: a write pending on the upstream and a read pending on it leave the
+        // client unpolled, so its reset would go unseen (see `reset`). Looked at only here, so
+        // a relay that moves bytes pays nothing per byte, and one without a signal a branch.
+        if let Some(reset) = this.reset {
+            if this.b_to_a.done {
+                // Shut down by the relay: its end is no news (see `with_reset`).
+                *this.reset = None;
+            } else if reset.poll_raised(cx).is_ready() {
+                return Poll::Ready(Err(reset::reset_error()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// A direction's error once the client's side was reset (hyper's `Upgraded` fails its writes
+/// then) is that reset: the relay's end is the same whichever way it learnt of it first. (The
+/// signal counts while `to_client` has not shut the client's side down, see `with_reset`.)
+fn ready_or_reset(
+    poll: Poll<io::Result<()>>,
+    reset: &Option<ResetSignal>,
+    to_client: &Half,
+) -> Poll<io::Result<()>> {
+    match (poll, reset) {
+        (Poll::Ready(Err(_)), Some(reset)) if !to_client.done && reset.is_raised() => {
+            Poll::Ready(Err(reset::reset_error()))
+        }
+        (poll, _) => poll,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The relay every tunnel ends in once its upstream is a TCP stream: spliced when the client
 //! is a plain TCP socket, else a buffered copy.
 
-use super::{Relay, Relayed, relay};
+use super::{Relay, Relayed, ResetSignal, relay};
 #[cfg(target_os = "linux")]
 use crate::tcp;
 use std::{
@@ -17,7 +17,8 @@ use tokio::{
 };
 
 /// A relay from a client stream to a TCP upstream: spliced when asked to and the client is a
-/// plain accepted TCP stream, else a buffered copy.
+/// plain accepted TCP stream, else a buffered copy (watching the client's [`ResetSignal`],
+/// when it has one).
 pub(crate) enum TcpRelay<S> {
     Copy(Relay<S, TcpStream>),
     #[cfg(target_os = "linux")]
@@ -34,6 +35,7 @@ where
         upstream: TcpStream,
         buffer_size: usize,
         splice: bool,
+        reset: Option<ResetSignal>,
     ) -> Self {
         #[cfg(target_os = "linux")]
         let client = if splice {
@@ -49,7 +51,13 @@ where
         };
         #[cfg(not(target_os = "linux"))]
         let _ = (peer, splice);
-        Self::Copy(relay(client, upstream, buffer_size))
+        let relay = relay(client, upstream, buffer_size);
+        // A spliced client is a TCP socket: its reset is an error its own reads and writes
+        // report, and no stage has a signal for it.
+        Self::Copy(match reset {
+            Some(reset) => relay.with_reset(reset),
+            None => relay,
+        })
     }
 }
 
@@ -61,7 +69,19 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Self::Copy(relay) => Pin::new(relay).poll(cx),
+            Self::Copy(relay) => {
+                let result = std::task::ready!(Pin::new(&mut *relay).poll(cx));
+                if let Err(error) = &result
+                    && super::is_reset(error)
+                {
+                    // RFC 9113 8.5: a reset `CONNECT` stream closes its TCP connection, and
+                    // with `RST`, the end being abnormal: the upstream learns it now, where a
+                    // FIN would wait behind the bytes an upstream that does not read left in
+                    // the send buffer. (Failing that, the drop below still closes it.)
+                    let _ = relay.b.set_zero_linger();
+                }
+                Poll::Ready(result)
+            }
             #[cfg(target_os = "linux")]
             Self::Splice(relay) => Pin::new(relay).poll(cx),
         }
@@ -114,21 +134,29 @@ pub(crate) fn relay_cut(peer: SocketAddr, upstream: &crate::Address) {
     tracing::info!(target: crate::access::TARGET, %peer, %upstream, "relay cut before its end");
 }
 
-/// Logs the end of a relay with the peer and the upstream.
+/// Logs the end of a relay with the peer and the upstream (a failure is its caller's to log).
 pub(crate) fn relay_finished(
     peer: SocketAddr,
     upstream: &crate::Address,
     result: io::Result<Relayed>,
 ) -> io::Result<Relayed> {
-    if let Ok(moved) = &result {
-        tracing::info!(
+    match &result {
+        Ok(moved) => tracing::info!(
             target: crate::access::TARGET,
             %peer,
             %upstream,
             sent = moved.sent,
             received = moved.received,
             "relay finished"
-        );
+        ),
+        // The client's doing, not a failure of the relay: a tunnel's access line all the same.
+        Err(error) if super::is_reset(error) => tracing::info!(
+            target: crate::access::TARGET,
+            %peer,
+            %upstream,
+            "relay reset by the client"
+        ),
+        Err(_) => {}
     }
     result
 }

@@ -112,6 +112,7 @@ where
                             upstream,
                             *this.buffer_size,
                             *this.splice,
+                            None,
                         ),
                     }
                 }

@@ -15,7 +15,7 @@ mod open;
 
 pub use self::open::{Open, OpenError, RelayConfig};
 
-use crate::{Address, ConnInfo, tcp::ConnectError};
+use crate::{Address, ConnInfo, io::ResetSignal, tcp::ConnectError};
 use std::{fmt, future::Future, io, net::SocketAddr};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -45,6 +45,16 @@ pub trait Handshake {
 
     /// Tells the client why the tunnel will not open.
     fn reject(self, refusal: Refusal) -> Self::Reject;
+
+    /// A signal raised when the client's side of the tunnel ends abnormally in a way the
+    /// stream's reads and writes may not tell while the relay waits on the upstream: an
+    /// HTTP/2 `CONNECT` stream reset by its client (see [`ResetSignal`]). The relay then ends
+    /// and closes the upstream connection with a TCP `RST`. Asked before
+    /// [`accept`](Self::accept); `None` (the default) where the stream tells everything
+    /// itself.
+    fn reset_signal(&self) -> Option<ResetSignal> {
+        None
+    }
 }
 
 /// Why a tunnel was not opened, in the terms every proxy protocol can express.

@@ -3,7 +3,7 @@
 use super::{Handshake, Refusal};
 use crate::{
     Address,
-    io::{Relayed, TcpRelay},
+    io::{Relayed, ResetSignal, TcpRelay},
 };
 use pin_project_lite::pin_project;
 use std::{
@@ -72,7 +72,12 @@ pin_project! {
         H: Handshake,
     {
         Dialing { #[pin] dial: D, handshake: Option<H> },
-        Accepting { #[pin] accept: H::Accept, upstream: Option<TcpStream> },
+        Accepting {
+            #[pin]
+            accept: H::Accept,
+            upstream: Option<TcpStream>,
+            reset: Option<ResetSignal>,
+        },
         Relaying { relay: TcpRelay<H::Stream> },
         Rejecting { #[pin] reject: H::Reject, error: Option<E> },
     }
@@ -118,6 +123,7 @@ where
                     match dialed.and_then(|up| up.local_addr().map(|b| (up, b)).map_err(E::answer))
                     {
                         Ok((upstream, bound)) => State::Accepting {
+                            reset: handshake.reset_signal(),
                             accept: handshake.accept(bound),
                             upstream: Some(upstream),
                         },
@@ -131,7 +137,11 @@ where
                         }
                     }
                 }
-                StateProj::Accepting { accept, upstream } => {
+                StateProj::Accepting {
+                    accept,
+                    upstream,
+                    reset,
+                } => {
                     let client = ready!(accept.poll(cx)).map_err(E::answer)?;
                     let upstream = upstream.take().expect("accepting holds the upstream");
                     tracing::debug!(peer = %this.peer, "tunnel open, relaying");
@@ -142,6 +152,7 @@ where
                             upstream,
                             this.relay.buffer_size,
                             this.relay.splice,
+                            reset.take(),
                         ),
                     }
                 }
