@@ -1360,6 +1360,154 @@ async fn connect_over_http2_on_tls_chosen_by_alpn() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An upstream on 127.0.0.1 that accepts one connection and never reads from it; its receive
+/// buffer is the smallest the system allows, so that a tunnel's bytes soon fill the way to it
+/// and the proxy's writes to it wait.
+async fn deaf_upstream() -> (SocketAddr, tokio::task::JoinHandle<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // Accepted connections inherit it.
+    socket.set_recv_buffer_size(1).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+    (addr, accepted)
+}
+
+/// Waits, without reading (a read would let the relay move again), until `stream`'s peer has
+/// closed it: a FIN or a RST, told by the socket's readiness rather than by its bytes.
+async fn closed_by_peer(stream: &TcpStream) {
+    use tokio::io::Interest;
+    loop {
+        let ready = stream
+            .ready(Interest::READABLE | Interest::ERROR)
+            .await
+            .unwrap();
+        if ready.is_read_closed() || ready.is_error() {
+            return;
+        }
+        // Bytes, not the end: forget this readiness and wait for the next event, unread.
+        let _ = stream.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
+    }
+}
+
+/// How the client ends a tunnel the upstream stopped reading.
+#[derive(Debug, Clone, Copy)]
+enum ClientEnd {
+    /// `RST_STREAM` on the tunnel's stream; the connection stays.
+    ResetStream,
+    /// The whole HTTP/2 connection goes (its TCP connection closed).
+    CloseConnection,
+}
+
+/// Opens a tunnel through the proxy over HTTP/2 (the `h2` crate: raw streams, resets) to an
+/// upstream that never reads, sends until the proxy takes no more (the upstream's buffer, the
+/// proxy's send buffer, the relay's buffer and the stream's window all full), then ends the
+/// tunnel as `end` says; the upstream must see its connection closed within seconds, well
+/// before the proxy's idle timeout (5 minutes).
+async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: ClientEnd) {
+    let (upstream, accepted) = deaf_upstream().await;
+    let proxy = proxy(&[]);
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let (client, connection) = timeout(PATIENCE, h2::client::handshake(tcp))
+        .await
+        .expect("the HTTP/2 handshake in time")
+        .expect("the HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = timeout(PATIENCE, client.ready())
+        .await
+        .expect("the connection ready in time")
+        .unwrap();
+    let request = http::Request::connect(upstream.to_string())
+        .body(())
+        .unwrap();
+    let (response, mut tunnel) = client.send_request(request, false).unwrap();
+    let response = timeout(PATIENCE, response)
+        .await
+        .expect("the proxy answered CONNECT in time")
+        .expect("the CONNECT stream");
+    assert_eq!(response.status(), 200);
+    let upstream_side = timeout(PATIENCE, accepted)
+        .await
+        .expect("the proxy dialed the upstream")
+        .unwrap();
+
+    // Send as long as the proxy grants the stream room. Once the upstream's buffer is full the
+    // relay's write waits, it reads no more of the stream, and no more room comes: the end of
+    // the filling is a quiet period, the one thing here waited for by time (a slow machine
+    // makes it longer, never the assertions wrong).
+    const CHUNK: usize = 64 << 10;
+    const QUIET: Duration = Duration::from_millis(500);
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let mut sent = 0usize;
+    loop {
+        tunnel.reserve_capacity(CHUNK);
+        let room = timeout(QUIET, std::future::poll_fn(|cx| tunnel.poll_capacity(cx))).await;
+        match room {
+            Ok(Some(Ok(room))) => {
+                tunnel.send_data(chunk.slice(..room), false).unwrap();
+                sent += room;
+            }
+            Ok(other) => panic!("the tunnel's stream failed after {sent} bytes: {other:?}"),
+            Err(_) => break,
+        }
+        assert!(sent < 256 << 20, "the upstream never stopped the tunnel");
+    }
+    // At least the stream's whole window (512 KiB) was granted before the proxy read a byte.
+    assert!(sent >= 512 << 10, "{sent}");
+
+    match end {
+        ClientEnd::ResetStream => tunnel.send_reset(h2::Reason::CANCEL),
+        ClientEnd::CloseConnection => {
+            connection.abort();
+            let _ = connection.await;
+            drop((tunnel, client));
+        }
+    }
+    timeout(Duration::from_secs(3), closed_by_peer(&upstream_side))
+        .await
+        .unwrap_or_else(|_| {
+            // The proxy's own lines, without h2's line per frame.
+            let log = plain(&proxy.stderr());
+            let log: Vec<&str> = log.lines().filter(|l| !l.contains("h2::")).collect();
+            panic!(
+                "{end:?}: the upstream's connection still open 3 s after {sent} bytes:\n{}",
+                log.join("\n")
+            )
+        });
+    // With a RST (RFC 9113 8.5), not a FIN waiting behind the bytes the upstream never read.
+    assert_eq!(
+        upstream_side
+            .take_error()
+            .unwrap()
+            .map(|error| error.kind()),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{end:?}"
+    );
+    let log = plain(&proxy.wait_for_log("relay reset by the client").await);
+    let line = log
+        .lines()
+        .find(|l| l.contains("relay reset by the client"))
+        .unwrap();
+    assert!(line.contains("rama::access"), "{line}");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    assert!(line.contains(&format!("upstream={upstream}")), "{line}");
+    assert!(!log.contains("tunnel failed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_tunnel_reset_by_its_client_closes_its_stalled_upstream_at_once() {
+    a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(ClientEnd::ResetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_tunnel_whose_client_connection_goes_closes_its_stalled_upstream_at_once() {
+    a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(ClientEnd::CloseConnection).await;
+}
+
 /// nginx answering `ok <protocol> <host>` over h2c (prior knowledge) on 127.0.0.1, ending each
 /// connection with `GOAWAY` after `keepalive_requests` requests; killed when dropped.
 struct Nginx {

@@ -28,6 +28,7 @@ use crate::{
     Address, AddressError, BoxError,
     egress::{Rules, Verdict},
     error::Chain,
+    io::ResetSignal,
     socks5::auth::{Authenticator, Credentials, NoAuth, User},
     tunnel::{self, Handshake, Refusal},
 };
@@ -113,6 +114,9 @@ pub struct ConnectHandshake {
     respond: oneshot::Sender<Response<Body>>,
     upgrade: OnUpgrade,
     destination: Address,
+    /// Over HTTP/2, raised when the tunnel's stream is reset or its connection goes (see
+    /// `server::tunnel`).
+    reset: Option<ResetSignal>,
 }
 
 /// The accepted `CONNECT`: waits for hyper to hand over the client's stream after the `200`.
@@ -307,10 +311,14 @@ where
         info.extensions_mut().insert(user);
     }
     let (respond, answer) = oneshot::channel();
+    // An HTTP/1 tunnel's client side is the connection itself, whose reads and writes tell
+    // its end; an HTTP/2 one is a stream, whose reset the relay may not see (`io::ResetSignal`).
+    let reset = (request.version() == Version::HTTP_2).then(ResetSignal::new);
     let handshake = ConnectHandshake {
         respond,
         upgrade: hyper::upgrade::on(&mut request),
         destination: destination.clone(),
+        reset: reset.clone(),
     };
     tracing::debug!(%peer, %destination, "http proxy: CONNECT");
     let tunnel = inner.call(tunnel::Request::new(destination.clone(), handshake, info));
@@ -322,7 +330,12 @@ where
             }
             Err(error) => {
                 let error: BoxError = error.into();
-                tracing::warn!(%peer, destination = %log_destination, error = %Chain(&*error), "http proxy: tunnel failed");
+                if crate::error::cause_ref::<io::Error>(&*error).is_some_and(crate::io::is_reset) {
+                    // The client's own end (it has its access line): nothing failed here.
+                    tracing::debug!(%peer, destination = %log_destination, "http proxy: tunnel reset by the client");
+                } else {
+                    tracing::warn!(%peer, destination = %log_destination, error = %Chain(&*error), "http proxy: tunnel failed");
+                }
             }
         }
     });
@@ -333,7 +346,15 @@ where
         );
     }
     match answer.await {
-        Ok(response) => response,
+        Ok(response) => {
+            if let Some(reset) = reset
+                && response.status().is_success()
+            {
+                // hyper spawns the tunnel's sending half once this answer is returned.
+                server::tunnel::watch(reset);
+            }
+            response
+        }
         Err(_) => text(
             StatusCode::BAD_GATEWAY,
             format!("the tunnel to {destination} failed before it opened"),
@@ -774,6 +795,10 @@ impl Handshake for ConnectHandshake {
         Accept {
             upgrade: sent.then_some(self.upgrade),
         }
+    }
+
+    fn reset_signal(&self) -> Option<ResetSignal> {
+        self.reset.clone()
     }
 
     fn reject(self, refusal: Refusal) -> Self::Reject {

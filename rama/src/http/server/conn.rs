@@ -48,7 +48,7 @@ use tokio::{
 };
 use tower::Service;
 
-type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
+pub(super) type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
 
 /// The connection's own tasks: HTTP/2 streams, tunnels, whatever services spawn. hyper sees it
 /// as its executor; the connection's future polls what it queues.
@@ -78,7 +78,8 @@ where
     F: Future<Output = ()> + 'static,
 {
     fn execute(&self, task: F) {
-        self.push(Box::pin(task));
+        // hyper's own tasks: HTTP/2 streams, and the sending halves of HTTP/2 tunnels.
+        self.push(super::tunnel::spawned(task));
     }
 }
 

@@ -72,6 +72,7 @@ mod extended_connect;
 mod flood;
 mod h1;
 mod stall;
+pub(crate) mod tunnel;
 
 pub use self::conn::Connection;
 

@@ -12,8 +12,10 @@
 //! their tasks ([`Task`]): hyper's stream handles dropped, `h2` sends `RST_STREAM`.
 //!
 //! The slots also carry the count of streams the client cancelled after the service had
-//! them ([`cancelled`]), which the connection reads for rapid reset.
+//! them ([`cancelled`]), which the connection reads for rapid reset, and the mark of a stream
+//! that answered an HTTP/2 `CONNECT` ([`mark_tunnel`], see `tunnel`).
 
+use crate::io::ResetSignal;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::{
@@ -61,6 +63,24 @@ pub(super) fn cancelled() {
     CURRENT.set(current);
 }
 
+/// Marks the task being polled (an HTTP/2 stream) as one that answered a `CONNECT`: the next
+/// task it spawns takes `signal` (see [`take_tunnel`]). Outside a connection's task, nothing.
+pub(super) fn mark_tunnel(signal: ResetSignal) {
+    let current = CURRENT.take();
+    if let Some(slot) = &current {
+        slot.tunnel.set(Some(signal));
+    }
+    CURRENT.set(current);
+}
+
+/// The signal [`mark_tunnel`] left on the task being polled, taken.
+pub(super) fn take_tunnel() -> Option<ResetSignal> {
+    let current = CURRENT.take();
+    let signal = current.as_ref().and_then(|slot| slot.tunnel.take());
+    CURRENT.set(current);
+    signal
+}
+
 /// What the connection knows of one of its tasks.
 pub(super) struct Slot {
     /// The connection's ledger (shared by its slots).
@@ -72,6 +92,9 @@ pub(super) struct Slot {
     /// to be polled once more.
     waker: RefCell<Option<Waker>>,
     killed: Cell<bool>,
+    /// Set while the task (an HTTP/2 stream) has answered a `CONNECT` and hyper has not yet
+    /// spawned that tunnel's sending half from it (see `tunnel`).
+    tunnel: Cell<Option<ResetSignal>>,
 }
 
 impl Slot {
@@ -121,6 +144,7 @@ impl Task {
                 held_since: Cell::new(None),
                 waker: RefCell::new(None),
                 killed: Cell::new(false),
+                tunnel: Cell::new(None),
             })
         });
         Self { slot, future }
@@ -140,6 +164,9 @@ impl Drop for Task {
         self.future = Box::pin(std::future::pending());
         CURRENT.set(previous);
         let slot = &self.slot;
+        // A stream that answered a `CONNECT` and ended before hyper spawned from it: nothing
+        // took the mark, and the slot's next task must not.
+        slot.tunnel.take();
         if Rc::strong_count(slot) == 1 {
             slot.held_since.set(None);
             slot.waker.take();
@@ -276,6 +303,7 @@ mod tests {
             held_since: Cell::new(None),
             waker: RefCell::new(None),
             killed: Cell::new(false),
+            tunnel: Cell::new(None),
         });
         let waker = Waker::noop();
         slot.hold(waker);
