@@ -206,6 +206,34 @@ async fn curl_socks5_and_socks5_hostname_without_auth() {
 }
 
 #[tokio::test]
+async fn a_tunnel_dropped_by_the_idle_timeout_has_its_access_line() {
+    // `tunnel::Open` (every tunnel-opening terminal) logs a relay dropped before its end, as
+    // `Target`'s connection relay does (`tests/tcp.rs`).
+    let origin = EchoOrigin::start().await;
+    let proxy = Running::start(
+        "socks5_proxy",
+        &["--listen", "127.0.0.1:0", "--idle-timeout", "1"],
+    );
+    let mut stream = connect(proxy.addr, &connect_ip(origin.addr)).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    assert_eq!(echo_line(&mut stream, "hi\n").await.unwrap(), "hi\n");
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+    let log = plain(&proxy.wait_for_log("relay cut before its end").await);
+    let line = log
+        .lines()
+        .find(|l| l.contains("relay cut before its end"))
+        .unwrap();
+    assert!(line.contains("rama::access"), "{line}");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    assert!(
+        line.contains(&format!("upstream={}", origin.addr)),
+        "{line}"
+    );
+    assert!(!log.contains("relay finished"), "{log}");
+}
+
+#[tokio::test]
 async fn curl_with_proxy_user_and_wrong_credentials_refused() {
     let origin = http_origin("127.0.0.1:0");
     let proxy = Running::start(
