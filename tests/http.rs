@@ -1508,6 +1508,64 @@ async fn an_h2_tunnel_whose_client_connection_goes_closes_its_stalled_upstream_a
     a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(ClientEnd::CloseConnection).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_resets_its_h2_tunnel_has_the_stream_reset_not_ended() {
+    // RFC 9113 8.5: a TCP connection to the target that fails resets the `CONNECT` stream.
+    // Ended with `END_STREAM` (as a FIN is passed on) the client took a cut tunnel for a
+    // finished one.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (got_hello, hello_arrived) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        // Once the client has the bytes: a RST, not a FIN.
+        let _ = hello_arrived.await;
+        stream.set_zero_linger().unwrap();
+    });
+    let proxy = proxy(&[]);
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let (client, connection) = timeout(PATIENCE, h2::client::handshake(tcp))
+        .await
+        .expect("the HTTP/2 handshake in time")
+        .expect("the HTTP/2 handshake");
+    tokio::spawn(connection);
+    let mut client = timeout(PATIENCE, client.ready())
+        .await
+        .expect("the connection ready in time")
+        .unwrap();
+    let request = http::Request::connect(upstream.to_string())
+        .body(())
+        .unwrap();
+    let (response, _tunnel) = client.send_request(request, false).unwrap();
+    let response = timeout(PATIENCE, response)
+        .await
+        .expect("the proxy answered CONNECT in time")
+        .expect("the CONNECT stream");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let hello = timeout(PATIENCE, body.data())
+        .await
+        .expect("the upstream's bytes in time")
+        .expect("the upstream's bytes")
+        .expect("the upstream's bytes");
+    assert_eq!(&hello[..], b"hello");
+    got_hello.send(()).unwrap();
+    let end = timeout(PATIENCE, body.data())
+        .await
+        .expect("the tunnel's end in time");
+    let error = match end {
+        Some(Err(error)) => error,
+        other => panic!("the stream ended without a reset: {other:?}"),
+    };
+    assert!(error.is_reset(), "{error}");
+    assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}");
+    let log = plain(&proxy.wait_for_log("tunnel failed").await);
+    let line = log.lines().find(|l| l.contains("tunnel failed")).unwrap();
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+}
+
 /// nginx answering `ok <protocol> <host>` over h2c (prior knowledge) on 127.0.0.1, ending each
 /// connection with `GOAWAY` after `keepalive_requests` requests; killed when dropped.
 struct Nginx {

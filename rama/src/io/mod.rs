@@ -123,7 +123,9 @@ impl<A, B> Relay<A, B> {
     /// The signal counts while the relay has not shut down the first stream's write half.
     /// Once it has (the second stream ended), the first stream's sending side has ended by the
     /// relay's hand, and whatever raises the signal on that end (hyper's task that sends an
-    /// HTTP/2 tunnel's bytes) raises it as a reset would.
+    /// HTTP/2 tunnel's bytes) raises it as a reset would. The relay failing for another
+    /// reason (an I/O error on either side) marks the signal
+    /// [aborted](ResetSignal::is_aborted) before the relay resolves.
     pub fn with_reset(mut self, signal: ResetSignal) -> Self {
         self.reset = Some(signal);
         self
@@ -176,6 +178,8 @@ where
 /// A direction's error once the client's side was reset (hyper's `Upgraded` fails its writes
 /// then) is that reset: the relay's end is the same whichever way it learnt of it first. (The
 /// signal counts while `to_client` has not shut the client's side down, see `with_reset`.)
+/// Any other error aborts the signal: the relay failed, and the client's side is to be reset
+/// rather than ended as if the tunnel had finished.
 fn ready_or_reset(
     poll: Poll<io::Result<()>>,
     reset: &Option<ResetSignal>,
@@ -184,6 +188,10 @@ fn ready_or_reset(
     match (poll, reset) {
         (Poll::Ready(Err(_)), Some(reset)) if !to_client.done && reset.is_raised() => {
             Poll::Ready(Err(reset::reset_error()))
+        }
+        (Poll::Ready(Err(error)), Some(reset)) => {
+            reset.abort();
+            Poll::Ready(Err(error))
         }
         (poll, _) => poll,
     }

@@ -9,6 +9,11 @@
 //! buffered data (a whole window, 512 KiB here) before its reset, and hyper reports a reset
 //! with `CANCEL` or `NO_ERROR` as a plain end of stream. Whoever learns of the end instead
 //! raises a [`ResetSignal`], and the relay looks at it each time it is about to wait.
+//!
+//! The other way round, a relay that fails (the upstream reset its TCP connection) marks the
+//! signal [aborted](ResetSignal::is_aborted): dropped, hyper's `Upgraded` ends its stream as
+//! cleanly as an upstream's FIN would (`END_STREAM`), and the client could not tell a cut
+//! tunnel from a finished one; told, the client's side resets the stream instead.
 
 use futures_util::task::AtomicWaker;
 use std::{
@@ -26,6 +31,9 @@ use std::{
 /// for which [`is_reset`] holds, and a relay to a TCP upstream closes that connection with
 /// a TCP `RST`. Clones share the one signal.
 ///
+/// The relay, failing, [aborts](Self::is_aborted) it in turn: the client's side is then to be
+/// reset, not ended as if the tunnel had finished.
+///
 /// `http::ForwardProxy` makes one for each HTTP/2 `CONNECT` and hands it to the tunnel
 /// through [`Handshake::reset_signal`](crate::tunnel::Handshake::reset_signal).
 #[derive(Clone, Default)]
@@ -36,6 +44,7 @@ pub struct ResetSignal {
 #[derive(Default)]
 struct Inner {
     raised: AtomicBool,
+    aborted: AtomicBool,
     /// The relay's task, from when it last waited.
     waker: AtomicWaker,
 }
@@ -63,6 +72,18 @@ impl ResetSignal {
         self.inner.raised.load(Ordering::Acquire)
     }
 
+    /// Whether the relay watching this signal failed (see [`ResetSignal`]): the client's
+    /// side is to be reset rather than ended cleanly. The relay marks it before it lets go of
+    /// the client's stream.
+    pub fn is_aborted(&self) -> bool {
+        self.inner.aborted.load(Ordering::Acquire)
+    }
+
+    /// Marks the relay failed (see [`is_aborted`](Self::is_aborted)).
+    pub(crate) fn abort(&self) {
+        self.inner.aborted.store(true, Ordering::Release);
+    }
+
     /// Ready once raised; else the task of `cx` is woken when it is.
     pub(crate) fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_raised() {
@@ -82,6 +103,7 @@ impl fmt::Debug for ResetSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResetSignal")
             .field("raised", &self.is_raised())
+            .field("aborted", &self.is_aborted())
             .finish()
     }
 }

@@ -19,7 +19,11 @@
 
 use super::stall;
 use crate::io::ResetSignal;
-use std::future::Future;
+use std::{
+    future::{Future, poll_fn},
+    pin::pin,
+    task::Poll,
+};
 
 /// Called by a service answering an HTTP/2 `CONNECT` with `2xx`, from the stream's task
 /// (inside its call's future, as it returns the answer): the end of the tunnel's sending
@@ -33,6 +37,13 @@ pub(crate) fn watch(signal: ResetSignal) {
 /// `task`, as hyper's executor runs it: the sending half of a tunnel when the task spawning
 /// it was marked by [`watch`], raising that tunnel's signal when it ends (completed or
 /// dropped with the connection).
+///
+/// Once the relay failed (the upstream reset its connection: the signal is aborted), the
+/// task is dropped at its next poll (the relay letting go of the `Upgraded` wakes it) rather
+/// than polled: polled, it would end the stream with `END_STREAM`, which tells the client
+/// the tunnel finished; dropped with the `Upgraded`'s receiving half gone too, `h2` resets
+/// the stream (`CANCEL`: RFC 9113 8.5 asks for `CONNECT_ERROR`, which hyper's handles have
+/// no way to send).
 pub(super) fn spawned<F>(task: F) -> super::conn::LocalTask
 where
     F: Future<Output = ()> + 'static,
@@ -40,8 +51,16 @@ where
     match stall::take_tunnel() {
         None => Box::pin(task),
         Some(signal) => Box::pin(async move {
-            let _raise = RaiseOnDrop(signal);
-            task.await;
+            let _raise = RaiseOnDrop(signal.clone());
+            let mut task = pin!(task);
+            poll_fn(|cx| {
+                if signal.is_aborted() {
+                    Poll::Ready(())
+                } else {
+                    task.as_mut().poll(cx)
+                }
+            })
+            .await;
         }),
     }
 }
