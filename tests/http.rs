@@ -1437,8 +1437,9 @@ async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: Client
 
     // Send as long as the proxy grants the stream room. Once the upstream's buffer is full the
     // relay's write waits, it reads no more of the stream, and no more room comes: the end of
-    // the filling is a quiet period, the one thing here waited for by time (a slow machine
-    // makes it longer, never the assertions wrong).
+    // the filling is a quiet period, the one thing here waited for by time. On a machine too
+    // slow for it the relay may be less stuck than meant when the reset comes, which weakens
+    // what the test proves without the fix, never what it asserts with it.
     const CHUNK: usize = 64 << 10;
     const QUIET: Duration = Duration::from_millis(500);
     let chunk = Bytes::from(vec![b'x'; CHUNK]);
