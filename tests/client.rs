@@ -638,3 +638,36 @@ async fn an_https_upstream_that_never_finishes_its_handshake_has_timed_out() {
     assert!(error.is_timeout(), "{chain}");
     assert!(chain.contains("tls handshake timed out"), "{chain}");
 }
+
+/// A response with both `Content-Length` and `Transfer-Encoding: chunked` is read by its
+/// chunks, and comes without the `Content-Length` (RFC 9112 6.3: an intermediary removes it),
+/// on both of the client's paths: its own HTTP/1.1 one, and hyper-util's (an upgrade request
+/// the upstream answers without `101`), where it was kept and reached clients beside the
+/// decoded body (`content-length: 2` over `hello`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_length_beside_chunks_goes_on_both_paths() {
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   5\r\nhello\r\n0\r\n\r\n"
+        .to_vec();
+    let (addr, _, _) = scripted_origin(Arc::new(move |_, _| (answer.clone(), false)));
+    let client = Client::new();
+    for upgrade in [false, true] {
+        let mut request = request("GET", addr, "/", Body::empty());
+        if upgrade {
+            let headers = request.headers_mut();
+            headers.insert("connection", "upgrade".parse().unwrap());
+            headers.insert("upgrade", "x-test".parse().unwrap());
+        }
+        let response = timeout(PATIENCE, client.clone().oneshot(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            response.headers().get("content-length"),
+            None,
+            "upgrade: {upgrade}"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello", "upgrade: {upgrade}");
+    }
+}

@@ -736,6 +736,10 @@ impl Future for ResponseFuture {
                             super::h1::ParseError::TransferCoding,
                         ))));
                     }
+                    // hyper reads the chunks and keeps the fields as they came.
+                    removed
+                        .coding
+                        .drop_length_beside_chunks(response.headers_mut());
                     let timeout = this.read_timeout;
                     // A `204` or `304` has no content (RFC 9110 6.4.1): what an HTTP/2
                     // upstream sent after one anyway would reach an HTTP/2 client as a

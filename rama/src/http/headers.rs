@@ -132,6 +132,18 @@ impl TransferCoding {
         }
     }
 
+    /// Removes the `Content-Length` of a message whose `Transfer-Encoding` said this, when
+    /// that is chunked: beside the chunks it is not the body's length, and an intermediary
+    /// must remove it before forwarding (RFC 9112 6.3): an HTTP/1.1 client would read too
+    /// little or wait for more, an HTTP/2 one resets the stream. Both of the client's paths
+    /// take this rule (rama's own reads the coding while parsing, hyper-util's in the
+    /// hop-by-hop removal).
+    pub(crate) fn drop_length_beside_chunks(self, headers: &mut HeaderMap) {
+        if self == Self::Chunked {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+    }
+
     /// The verdict over every `Transfer-Encoding` field line of `headers`.
     pub(crate) fn of(headers: &HeaderMap) -> Self {
         headers

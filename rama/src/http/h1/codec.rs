@@ -48,7 +48,7 @@ pub(crate) struct ResponseHead {
 #[derive(Debug, Default)]
 pub(crate) struct Hop {
     /// What the `Transfer-Encoding` fields said, all of them.
-    transfer_coding: headers::TransferCoding,
+    pub(crate) transfer_coding: headers::TransferCoding,
     /// `Connection: close`.
     close: bool,
     /// `Connection: keep-alive`.

@@ -16,7 +16,7 @@ use super::{
     body_timeout::{Silent, Upload, Verdict},
 };
 use crate::{BoxError, io::batch, timer::ConnTimer};
-use ::http::{Response, StatusCode, header, request};
+use ::http::{Response, StatusCode, request};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, future::Either};
 use http_body::Frame;
@@ -532,12 +532,9 @@ fn answer_to(method: &::http::Method, head: ResponseHead) -> Result<Option<Answe
     }
     let framing = codec::response_framing(method, &head)?;
     let mut head = head;
-    if framing == Framing::Chunked {
-        // A `Content-Length` beside the chunked coding was not the body's length, and must go
-        // before the message is forwarded (RFC 9112 6.3): an HTTP/2 client resets a stream
-        // whose data does not add up to it.
-        head.headers.remove(header::CONTENT_LENGTH);
-    }
+    head.hop
+        .transfer_coding
+        .drop_length_beside_chunks(&mut head.headers);
     let keep_alive = codec::keeps_alive(&head) && framing != Framing::Close;
     Ok(Some(Answer {
         head,
