@@ -52,7 +52,8 @@ const PROTOCOL_ERROR: u32 = 1;
 const ENHANCE_YOUR_CALM: u32 = 11;
 
 /// A server whose service counts its calls: `/slow` answers after three idle-check periods,
-/// anything else at once, with `ok`. With `idle_check`, its header-read timeout is
+/// `/lengths` with the request's `content-length` values (`|` between them), anything else
+/// at once, with `ok`. With `idle_check`, its header-read timeout is
 /// [`PERIOD`]; else the default, so that a connection the test leaves quiet for a while on a
 /// busy machine is not closed under it.
 fn server(idle_check: bool) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -62,8 +63,16 @@ fn server(idle_check: bool) -> (SocketAddr, Arc<AtomicUsize>) {
         let answer = tower::service_fn(move |request: http::Request<rama_http::Body>| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
-                if request.uri().path() == "/slow" {
-                    tokio::time::sleep(PERIOD * 3).await;
+                match request.uri().path() {
+                    "/slow" => tokio::time::sleep(PERIOD * 3).await,
+                    "/lengths" => {
+                        let lengths = request.headers().get_all("content-length").iter();
+                        let lengths: Vec<_> = lengths.map(|v| v.to_str().unwrap()).collect();
+                        let lengths = lengths.join("|");
+                        request.into_body().collect().await?;
+                        return Ok(http::Response::new(rama_http::Body::from(lengths)));
+                    }
+                    _ => {}
                 }
                 Ok::<_, BoxError>(http::Response::new(rama_http::Body::from("ok")))
             }
@@ -285,6 +294,27 @@ async fn malformed_streams_are_reset_and_the_connection_serves_on() {
         1,
         "only stream 5 reached the service"
     );
+}
+
+/// Equal repeated `content-length` fields, which `h2` takes as one length, reach the service
+/// as one field: forwarded as they came, an HTTP/2 upstream (nginx) refused the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_repeated_lengths_reach_the_service_as_one() {
+    let (addr, _) = server(false);
+    let mut stream = open(addr).await;
+    // `:method POST` is static-table entry 3; `content-length` a literal named by entry 28.
+    let mut block = vec![0x83, 0x86];
+    block.extend(literal(4, b"/lengths"));
+    block.extend(literal(1, b"localhost"));
+    for _ in 0..2 {
+        block.extend(integer(28, 4, 0));
+        block.extend(integer(1, 7, 0));
+        block.push(b'2');
+    }
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &block);
+    bytes.extend(frame(DATA, END_STREAM, 1, b"ok"));
+    stream.write_all(&bytes).await.unwrap();
+    assert_eq!(outcome(&mut stream, 1).await, Ok((200, b"2".to_vec())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -275,6 +275,19 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Makes the equal `Content-Length` field lines of a request one: RFC 9110 8.6 lets a
+/// recipient take such a list as the one length, and an HTTP/2 upstream must not be sent it
+/// (nginx answers `400` to two `content-length` fields). Only for lines the parser already
+/// took as one length (rama's own path, hyper and `h2` refuse a request whose lines differ,
+/// or that lists a length twice on one line).
+pub(crate) fn single_content_length(headers: &mut HeaderMap) {
+    let mut lines = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let (Some(first), Some(_)) = (lines.next(), lines.next()) {
+        let first = first.clone();
+        headers.insert(header::CONTENT_LENGTH, first);
+    }
+}
+
 /// Appends `Via: <version> rama` (RFC 9110 7.6.3).
 pub fn append_via(headers: &mut HeaderMap, version: Version) {
     // Constants: `from_static` outside a const context checks every byte again at each call,
@@ -476,6 +489,19 @@ mod tests {
             assert!(headers.is_empty(), "{te}");
             removed.restore_te_trailers(&mut headers);
             assert_eq!(headers.get(header::TE).is_some(), trailers, "{te}");
+        }
+    }
+
+    #[test]
+    fn equal_lengths_become_one_field() {
+        for lines in [&[][..], &["5"], &["5", "5"], &["5", "5", "5"]] {
+            let mut headers = HeaderMap::new();
+            for &line in lines {
+                headers.append(header::CONTENT_LENGTH, HeaderValue::from_static(line));
+            }
+            single_content_length(&mut headers);
+            let values: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+            assert_eq!(values, &lines[..lines.len().min(1)], "{lines:?}");
         }
     }
 

@@ -245,6 +245,13 @@ where
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
         self.facts.add_to(request.extensions_mut());
+        if request.version() == http::Version::HTTP_2
+            && !http_body::Body::is_end_stream(request.body())
+        {
+            // `h2` takes equal repeated lengths as one and keeps every field (hyper's HTTP/1.1
+            // keeps one): an HTTP/2 upstream would get them all. Only a body pays the lookup.
+            crate::http::headers::single_content_length(request.headers_mut());
+        }
         let extended = extended_connect::as_upgrade(&mut request);
         BridgeFuture {
             shared: self.shared.clone(),
