@@ -627,7 +627,43 @@ async fn a_connect_target_is_host_and_port() {
         assert!(answer.contains(says), "{target}: {answer}");
     }
     assert_eq!(echo.accepted(), 0);
-    assert_logged_with_peer(&proxy, "bad CONNECT target").await;
+    assert_logged_with_peer(&proxy, "bad CONNECT").await;
+}
+
+/// A `CONNECT` has no content (RFC 9110 9.3.6): one whose head announces some (a
+/// `Content-Length` but `0`, a `Transfer-Encoding`) is `400`, nothing dialed, the connection
+/// closed after it; hyper read that many of the tunnel's bytes as a body, which went nowhere.
+/// `Content-Length: 0` takes nothing from the tunnel and opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_with_content_is_400() {
+    let echo = EchoOrigin::start().await;
+    let proxy = proxy(&["--header-read-timeout", "2"]);
+    let tunnelled = "hello through\n";
+    for framing in [
+        format!("Content-Length: {}", tunnelled.len()),
+        "Transfer-Encoding: chunked".to_owned(),
+    ] {
+        let request = format!(
+            "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n{framing}\r\n\r\n{tunnelled}",
+            echo.addr
+        );
+        let answer = raw(proxy.addr, request.as_bytes()).await;
+        assert_last_answer(&answer, 400);
+        assert!(answer.contains("no content"), "{framing}: {answer}");
+    }
+    assert_eq!(echo.accepted(), 0);
+    assert_logged_with_peer(&proxy, "bad CONNECT").await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let connect = format!(
+        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nContent-Length: 0\r\n\r\n",
+        echo.addr
+    );
+    stream.write_all(connect.as_bytes()).await.unwrap();
+    let head = timeout(PATIENCE, read_head(&mut stream)).await.unwrap();
+    let head = head.unwrap().expect("the 200");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(echo_line(&mut stream, tunnelled).await.unwrap(), tunnelled);
 }
 
 /// `OPTIONS http://host:port`, absolute-form with no path, asks about the server: the origin

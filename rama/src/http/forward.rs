@@ -32,7 +32,7 @@ use crate::{
     socks5::auth::{Authenticator, Credentials, NoAuth, User},
     tunnel::{self, Handshake, Refusal},
 };
-use ::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use ::http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -299,10 +299,10 @@ where
         );
     };
     let peer = facts.peer_addr();
-    let destination = match connect_destination(request.uri()) {
+    let destination = match connect_destination(&request) {
         Ok(destination) => destination,
         Err(error) => {
-            tracing::warn!(%peer, %error, target = %request.uri(), "http proxy: bad CONNECT target");
+            tracing::warn!(%peer, %error, target = %request.uri(), "http proxy: bad CONNECT");
             return text(StatusCode::BAD_REQUEST, error.to_string());
         }
     };
@@ -362,22 +362,31 @@ where
     }
 }
 
-/// Where a `CONNECT` to `target` goes: authority-form `host:port` only (RFC 9112 3.2.3; an
+/// Where a `CONNECT` goes: its target authority-form `host:port` only (RFC 9112 3.2.3; an
 /// HTTP/2 `CONNECT` has only `:authority`, which reads the same), with a port a connection
-/// can go to. [`Mitm`](super::Mitm) asks the same of the `CONNECT`s it intercepts.
-pub(crate) fn connect_destination(target: &Uri) -> Result<Address, BadConnectTarget> {
+/// can go to, and no content announced ([`BadConnect::Content`]). [`Mitm`](super::Mitm) asks
+/// the same of the `CONNECT`s it intercepts.
+pub(crate) fn connect_destination<B>(request: &Request<B>) -> Result<Address, BadConnect> {
+    let headers = request.headers();
+    // `0` announces nothing, and takes nothing from the tunnel.
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes().trim_ascii() != b"0")
+    {
+        return Err(BadConnect::Content);
+    }
+    let target = request.uri();
     let authority = match target.authority() {
         Some(authority) if target.scheme().is_none() && target.path_and_query().is_none() => {
             authority
         }
-        _ => return Err(BadConnectTarget::NotAuthorityForm),
+        _ => return Err(BadConnect::NotAuthorityForm),
     };
-    let destination: Address = authority
-        .as_str()
-        .parse()
-        .map_err(BadConnectTarget::Address)?;
+    let destination: Address = authority.as_str().parse().map_err(BadConnect::Address)?;
     if destination.port() == 0 {
-        return Err(BadConnectTarget::PortZero);
+        return Err(BadConnect::PortZero);
     }
     Ok(destination)
 }
@@ -644,9 +653,13 @@ impl fmt::Display for Peer {
     }
 }
 
-/// What is wrong with a `CONNECT`'s target: the `400`'s text.
+/// What is wrong with a `CONNECT`: the `400`'s text.
 #[derive(Debug)]
-pub(crate) enum BadConnectTarget {
+pub(crate) enum BadConnect {
+    /// `Content-Length` (but `0`) or `Transfer-Encoding`: a `CONNECT` has no content (RFC 9110
+    /// 9.3.6), and what follows its head is the tunnel's; hyper read that many of those bytes
+    /// as a body, which went nowhere.
+    Content,
     /// Not authority-form: an absolute URL (`http://host:port/`), or no authority at all.
     NotAuthorityForm,
     /// Authority-form, but not a `host:port`.
@@ -655,9 +668,12 @@ pub(crate) enum BadConnectTarget {
     PortZero,
 }
 
-impl fmt::Display for BadConnectTarget {
+impl fmt::Display for BadConnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Content => {
+                f.write_str("a CONNECT has no content: no Content-Length or Transfer-Encoding")
+            }
             Self::NotAuthorityForm => {
                 f.write_str("a CONNECT target is authority-form host:port, not a URL")
             }

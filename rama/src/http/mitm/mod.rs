@@ -368,13 +368,13 @@ where
             });
         }
         let facts = request.extensions().get::<ConnFacts>().cloned();
-        // The forward proxy's check of the target (authority-form, a port 1-65535): what
-        // `http_proxy` refuses is not intercepted either.
-        let destination = forward::connect_destination(request.uri());
+        // The forward proxy's check (an authority-form target with a port 1-65535, no
+        // content): what `http_proxy` refuses is not intercepted either.
+        let destination = forward::connect_destination(&request);
         let (facts, destination) = match (facts, destination) {
             (Some(facts), Ok(destination)) => (facts, destination),
             (None, _) => return answer(not_behind_server()),
-            // A bad target is answered by the forward proxy itself: `400` saying what is
+            // A bad `CONNECT` is answered by the forward proxy itself: `400` saying what is
             // wrong, and an HTTP/1 connection closed behind it.
             (Some(_), Err(_)) => return Box::pin(self.pass_through.clone().oneshot(request)),
         };
