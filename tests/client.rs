@@ -671,3 +671,30 @@ async fn a_length_beside_chunks_goes_on_both_paths() {
         assert_eq!(&body[..], b"hello", "upgrade: {upgrade}");
     }
 }
+
+/// Two framings that own path misread: an HTTP/1.0 response with `Transfer-Encoding` is read
+/// by its chunks and its connection closes after it though it said `keep-alive` (RFC 9112 6.1:
+/// faulty framing; it was kept and reused); a `Content-Length` that `Connection` names still
+/// frames the body (it was removed first, and the body read until a close that never came).
+#[tokio::test(flavor = "current_thread")]
+async fn faulty_http10_framing_closes_and_connection_takes_no_length_away() {
+    let answer = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   2\r\nok\r\n0\r\n\r\n"
+        .to_vec();
+    let (addr, accepted, _) = scripted_origin(Arc::new(move |_, _| (answer.clone(), false)));
+    let client = Client::new();
+    for _ in 0..2 {
+        let got = fetch(&client, request("GET", addr, "/", Body::empty())).await;
+        assert_eq!(got.unwrap(), (200, Bytes::from_static(b"ok")));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection each");
+
+    let answer =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\nok".to_vec();
+    let (addr, accepted, _) = scripted_origin(Arc::new(move |_, _| (answer.clone(), false)));
+    for _ in 0..2 {
+        let got = fetch(&client, request("GET", addr, "/", Body::empty())).await;
+        assert_eq!(got.unwrap(), (200, Bytes::from_static(b"ok")));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "kept alive");
+}

@@ -276,7 +276,12 @@ impl Hop {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
-                } else if let Ok(name) = HeaderName::from_bytes(token) {
+                } else if let Ok(name) = HeaderName::from_bytes(token)
+                    // The body's length is read once the map is built: a connection option
+                    // must not take it away (the client then read until the close, which a
+                    // kept-alive upstream never sent). The server frames what it forwards.
+                    && name != header::CONTENT_LENGTH
+                {
                     named.push(name);
                 }
             }
@@ -640,7 +645,9 @@ pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
 pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {
     match head.version {
         Version::HTTP_11 => !head.hop.close,
-        _ => head.hop.keep_alive,
+        // `Transfer-Encoding` in an HTTP/1.0 message is faulty framing, and the connection
+        // closes after it whatever it says (RFC 9112 6.1): its next bytes may be anything.
+        _ => head.hop.keep_alive && head.hop.transfer_coding == headers::TransferCoding::Absent,
     }
 }
 
@@ -1066,6 +1073,24 @@ mod tests {
         assert!(keeps_alive(&head(
             "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n"
         )));
+        assert!(!keeps_alive(&head(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n"
+        )));
+    }
+
+    /// `Connection` naming `Content-Length` takes it out of nothing: the body is still framed
+    /// by it (before, it was removed first, and the body read until a close that never came).
+    #[test]
+    fn a_length_connection_names_still_frames_the_body() {
+        let head = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length, x-a\r\n\
+             x-a: 1\r\n\r\n",
+        );
+        assert_eq!(
+            response_framing(&Method::GET, &head).unwrap(),
+            Framing::Length(2)
+        );
+        assert!(!head.headers.contains_key("x-a"));
     }
 
     /// The request `parsed` took.
