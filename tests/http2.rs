@@ -296,6 +296,35 @@ async fn malformed_streams_are_reset_and_the_connection_serves_on() {
     );
 }
 
+/// What `h2` lets through and RFC 9113 8.3.1 does not: userinfo in `:authority` (stream 1)
+/// and a `:scheme` other than `http` or `https` (stream 3) are reset with `PROTOCOL_ERROR`
+/// before the service sees them (they were served), and the connection serves on (stream 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_and_other_schemes_are_reset_before_the_service() {
+    let (addr, calls) = server(false);
+    let mut stream = open(addr).await;
+    let mut userinfo = vec![0x82, 0x86];
+    userinfo.extend(literal(4, b"/"));
+    userinfo.extend(literal(1, b"user@localhost"));
+    let mut bytes = frame(HEADERS, END_STREAM | END_HEADERS, 1, &userinfo);
+    let mut ftp = vec![0x82];
+    ftp.extend(literal(6, b"ftp"));
+    ftp.extend(literal(4, b"/"));
+    ftp.extend(literal(1, b"localhost"));
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &ftp));
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 5, &get("/")));
+    stream.write_all(&bytes).await.unwrap();
+
+    assert_eq!(outcome(&mut stream, 1).await, Err(PROTOCOL_ERROR));
+    assert_eq!(outcome(&mut stream, 3).await, Err(PROTOCOL_ERROR));
+    assert_eq!(outcome(&mut stream, 5).await, Ok((200, b"ok".to_vec())));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only stream 5 reached the service"
+    );
+}
+
 /// Equal repeated `content-length` fields, which `h2` takes as one length, reach the service
 /// as one field: forwarded as they came, an HTTP/2 upstream (nginx) refused the request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use super::{
     extended_connect::{self, Extended},
     flood,
     h1::{self, Outcome},
+    malformed,
     stall::{self, Held, Ledger, Task},
 };
 use crate::{
@@ -253,12 +254,18 @@ where
             crate::http::headers::single_content_length(request.headers_mut());
         }
         let extended = extended_connect::as_upgrade(&mut request);
+        let refused = if extended == Extended::Other {
+            Some(extended_connect::refusal(&request))
+        } else {
+            malformed::check(&request).err().map(BoxError::from)
+        };
         BridgeFuture {
             shared: self.shared.clone(),
             request: Some(request),
             future: None,
             waiting: false,
             extended,
+            refused,
         }
     }
 }
@@ -272,8 +279,11 @@ pin_project! {
         #[pin]
         future: Option<S::Future>,
         waiting: bool,
-        // An HTTP/2 WebSocket `CONNECT` handed on as an upgrade, or one to reset.
+        // An HTTP/2 WebSocket `CONNECT` handed on as an upgrade.
         extended: Extended,
+        // Why the request's stream is reset without a call: an extended `CONNECT` for another
+        // protocol, a malformed HTTP/2 request.
+        refused: Option<BoxError>,
     }
 
     impl<S: Service<Request<Body>>> PinnedDrop for BridgeFuture<S> {
@@ -298,10 +308,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if *this.extended == Extended::Other
+        if let Some(error) = this.refused.take()
             && let Some(request) = this.request.take()
         {
-            let error = extended_connect::refusal(&request);
             let peer = request
                 .extensions()
                 .get::<ConnFacts>()

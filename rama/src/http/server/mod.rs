@@ -71,6 +71,7 @@ mod conn;
 mod extended_connect;
 mod flood;
 mod h1;
+mod malformed;
 mod stall;
 pub(crate) mod tunnel;
 
