@@ -13,8 +13,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::TokioIo;
 use rama::target::Target;
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, bind_origin, closed_port, digest_origin, echo_line,
-    h2_handshake, origin_thread, payload, plain, raw, read_head, sha256, spawn_origin, until,
+    EchoOrigin, PATIENCE, Running, assert_access_line, bind_origin, closed_port, digest_origin,
+    echo_line, h2_handshake, origin_thread, payload, plain, raw, read_head, sha256, spawn_origin,
+    until,
     ws::{CLOSE, FIN, PING, PONG, RawWs},
 };
 use std::{
@@ -1438,15 +1439,23 @@ enum ClientEnd {
     CloseConnection,
 }
 
-/// Opens a tunnel through the proxy over HTTP/2 (the `h2` crate: raw streams, resets) to an
-/// upstream that never reads, sends until the proxy takes no more (the upstream's buffer, the
-/// proxy's send buffer, the relay's buffer and the stream's window all full), then ends the
-/// tunnel as `end` says; the upstream must see its connection closed within seconds, well
-/// before the proxy's idle timeout (5 minutes).
-async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: ClientEnd) {
-    let (upstream, accepted) = deaf_upstream().await;
-    let proxy = proxy(&[]);
-    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+/// A tunnel opened over HTTP/2 with the `h2` crate (raw streams, resets), answered `200`.
+struct H2Tunnel {
+    /// The client's address, as the proxy's log names it.
+    me: SocketAddr,
+    /// The connection's task.
+    connection: tokio::task::JoinHandle<Result<(), h2::Error>>,
+    /// The connection's handle (dropping every handle ends the connection).
+    client: h2::client::SendRequest<Bytes>,
+    /// The proxy's answer; its body is what the upstream sends.
+    response: http::Response<h2::RecvStream>,
+    /// The stream's sending half: what goes to the upstream.
+    send: h2::SendStream<Bytes>,
+}
+
+/// Opens a `CONNECT` to `upstream` through the proxy at `proxy` over HTTP/2.
+async fn h2_tunnel(proxy: SocketAddr, upstream: SocketAddr) -> H2Tunnel {
+    let tcp = TcpStream::connect(proxy).await.unwrap();
     let me = tcp.local_addr().unwrap();
     let (client, connection) = timeout(PATIENCE, h2::client::handshake(tcp))
         .await
@@ -1460,12 +1469,36 @@ async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: Client
     let request = http::Request::connect(upstream.to_string())
         .body(())
         .unwrap();
-    let (response, mut tunnel) = client.send_request(request, false).unwrap();
+    let (response, send) = client.send_request(request, false).unwrap();
     let response = timeout(PATIENCE, response)
         .await
         .expect("the proxy answered CONNECT in time")
         .expect("the CONNECT stream");
     assert_eq!(response.status(), 200);
+    H2Tunnel {
+        me,
+        connection,
+        client,
+        response,
+        send,
+    }
+}
+
+/// Opens a tunnel through the proxy over HTTP/2 (the `h2` crate: raw streams, resets) to an
+/// upstream that never reads, sends until the proxy takes no more (the upstream's buffer, the
+/// proxy's send buffer, the relay's buffer and the stream's window all full), then ends the
+/// tunnel as `end` says; the upstream must see its connection closed within seconds, well
+/// before the proxy's idle timeout (5 minutes).
+async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: ClientEnd) {
+    let (upstream, accepted) = deaf_upstream().await;
+    let proxy = proxy(&[]);
+    let H2Tunnel {
+        me,
+        connection,
+        client,
+        response: _,
+        send: mut tunnel,
+    } = h2_tunnel(proxy.addr, upstream).await;
     let upstream_side = timeout(PATIENCE, accepted)
         .await
         .expect("the proxy dialed the upstream")
@@ -1524,14 +1557,9 @@ async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: Client
         Some(std::io::ErrorKind::ConnectionReset),
         "{end:?}"
     );
-    let log = plain(&proxy.wait_for_log("relay reset by the client").await);
-    let line = log
-        .lines()
-        .find(|l| l.contains("relay reset by the client"))
-        .unwrap();
-    assert!(line.contains("rama::access"), "{line}");
-    assert!(line.contains(&format!("peer={me}")), "{line}");
-    assert!(line.contains(&format!("upstream={upstream}")), "{line}");
+    let line = proxy.wait_for_line("relay reset by the client").await;
+    assert_access_line(&line, me, upstream);
+    let log = proxy.stderr();
     assert!(!log.contains("tunnel failed"), "{log}");
 }
 
@@ -1561,27 +1589,9 @@ async fn an_upstream_that_resets_its_h2_tunnel_has_the_stream_reset_not_ended() 
         stream.set_zero_linger().unwrap();
     });
     let proxy = proxy(&[]);
-    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
-    let me = tcp.local_addr().unwrap();
-    let (client, connection) = timeout(PATIENCE, h2::client::handshake(tcp))
-        .await
-        .expect("the HTTP/2 handshake in time")
-        .expect("the HTTP/2 handshake");
-    tokio::spawn(connection);
-    let mut client = timeout(PATIENCE, client.ready())
-        .await
-        .expect("the connection ready in time")
-        .unwrap();
-    let request = http::Request::connect(upstream.to_string())
-        .body(())
-        .unwrap();
-    let (response, _tunnel) = client.send_request(request, false).unwrap();
-    let response = timeout(PATIENCE, response)
-        .await
-        .expect("the proxy answered CONNECT in time")
-        .expect("the CONNECT stream");
-    assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
+    let tunnel = h2_tunnel(proxy.addr, upstream).await;
+    let me = tunnel.me;
+    let mut body = tunnel.response.into_body();
     let hello = timeout(PATIENCE, body.data())
         .await
         .expect("the upstream's bytes in time")
@@ -1598,8 +1608,7 @@ async fn an_upstream_that_resets_its_h2_tunnel_has_the_stream_reset_not_ended() 
     };
     assert!(error.is_reset(), "{error}");
     assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}");
-    let log = plain(&proxy.wait_for_log("tunnel failed").await);
-    let line = log.lines().find(|l| l.contains("tunnel failed")).unwrap();
+    let line = proxy.wait_for_line("tunnel failed").await;
     assert!(line.contains(&format!("peer={me}")), "{line}");
 }
 

@@ -6,7 +6,8 @@ use rama::{
     proxy, socks5, tcp,
 };
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, echo_line, origins, plain, python::python_with_socks,
+    EchoOrigin, PATIENCE, Running, assert_access_line, echo_line, origins, plain,
+    python::python_with_socks,
 };
 use std::{
     net::SocketAddr,
@@ -219,17 +220,9 @@ async fn a_tunnel_dropped_by_the_idle_timeout_has_its_access_line() {
     assert_eq!(echo_line(&mut stream, "hi\n").await.unwrap(), "hi\n");
     let mut rest = Vec::new();
     let _ = timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
-    let log = plain(&proxy.wait_for_log("relay cut before its end").await);
-    let line = log
-        .lines()
-        .find(|l| l.contains("relay cut before its end"))
-        .unwrap();
-    assert!(line.contains("rama::access"), "{line}");
-    assert!(line.contains(&format!("peer={me}")), "{line}");
-    assert!(
-        line.contains(&format!("upstream={}", origin.addr)),
-        "{line}"
-    );
+    let line = proxy.wait_for_line("relay cut before its end").await;
+    assert_access_line(&line, me, origin.addr);
+    let log = proxy.stderr();
     assert!(!log.contains("relay finished"), "{log}");
 }
 

@@ -514,15 +514,6 @@ async fn a_relay_dropped_by_the_idle_timeout_has_its_access_line() {
     assert_eq!(echo_line(&mut stream, "hi\n").await.unwrap(), "hi\n");
     let mut rest = Vec::new();
     let _ = timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
-    let log = rama_e2e::plain(&proxy.wait_for_log("relay cut before its end").await);
-    let line = log
-        .lines()
-        .find(|l| l.contains("relay cut before its end"))
-        .unwrap();
-    assert!(line.contains("rama::access"), "{line}");
-    assert!(line.contains(&format!("peer={me}")), "{line}");
-    assert!(
-        line.contains(&format!("upstream={}", origin.addr)),
-        "{line}"
-    );
+    let line = proxy.wait_for_line("relay cut before its end").await;
+    rama_e2e::assert_access_line(&line, me, origin.addr);
 }

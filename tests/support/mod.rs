@@ -147,6 +147,15 @@ impl Running {
         }
     }
 
+    /// Waits (bounded) until a line of the log contains `needle`: that line, colours removed.
+    pub async fn wait_for_line(&self, needle: &str) -> String {
+        let log = plain(&self.wait_for_log(needle).await);
+        log.lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with `{needle}` once colours are removed:\n{log}"))
+            .to_owned()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("wait on child").is_none()
@@ -431,6 +440,14 @@ async fn exchange_unbounded(addr: SocketAddr, data: &[u8]) -> std::io::Result<Ve
     r.read_to_end(&mut got).await?;
     writer.await.expect("writer task")?;
     Ok(got)
+}
+
+/// Asserts that `line` is an access line (target `rama::access`) naming the client `peer` and
+/// the `upstream` it was relayed to.
+pub fn assert_access_line(line: &str, peer: SocketAddr, upstream: impl std::fmt::Display) {
+    assert!(line.contains("rama::access"), "{line}");
+    assert!(line.contains(&format!("peer={peer}")), "{line}");
+    assert!(line.contains(&format!("upstream={upstream}")), "{line}");
 }
 
 /// The log without its colours.
