@@ -130,6 +130,16 @@ fn proxy(args: &[&str]) -> Running {
     Running::start_local("http_proxy", args)
 }
 
+/// Trailers pass the forward proxy both ways in absolute-form requests (the server's own path,
+/// then hyper's after the chunked upload; the client's own path to the origin), without the
+/// fields no trailer may carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_pass_both_ways_without_the_fields_no_trailer_may_carry() {
+    let (origin, seen) = rama_e2e::trailer_origin(rama_e2e::ORIGIN_TRAILERS);
+    let proxy = proxy(&[]);
+    rama_e2e::assert_trailers_pass(proxy.addr, &format!("http://{origin}"), &seen).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_and_connect_through_curl() {
     let (origin, _) = origin(Behaviour::EchoHead).await;

@@ -455,6 +455,26 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
     }
 }
 
+/// Trailers pass the proxy both ways over HTTP/1.1 (the server's own path for the `GET`,
+/// hyper's once the chunked upload handed the connection over; the client's own path to the
+/// origin), and the origin's reach an HTTP/2 client as a trailing HEADERS frame, each without
+/// the fields no trailer may carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_pass_both_ways_without_the_fields_no_trailer_may_carry() {
+    let (origin, seen) = rama_e2e::trailer_origin(rama_e2e::ORIGIN_TRAILERS);
+    let proxy = reverse_proxy(origin, &[]);
+    rama_e2e::assert_trailers_pass(proxy.addr, "", &seen).await;
+    let request = http::Request::get(format!("http://{}/h2", proxy.addr))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (status, collected) = h2_exchange(proxy.addr, request).await;
+    assert_eq!(status, 200);
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(collected.to_bytes(), "hello");
+    let fields: Vec<_> = trailers.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(fields, ["grpc-status", "x-checksum"], "{trailers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_100_mib_up_and_down_checksummed_in_flat_memory() {
     /// The proxy's resident memory may never exceed this while 100 MiB pass through it: far

@@ -696,3 +696,146 @@ pub async fn chromium_dump_dom(
     );
     dom
 }
+
+/// Reads a chunked body (RFC 9112 7.1) to its end, byte by byte so that nothing after it is
+/// consumed: its data, and its trailer section's field lines as they came.
+pub async fn read_chunked<S>(stream: &mut S) -> std::io::Result<(Vec<u8>, Vec<String>)>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    async fn line<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<String> {
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            line.push(stream.read_u8().await?);
+        }
+        line.truncate(line.len() - 2);
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let mut data = Vec::new();
+    loop {
+        let size = line(stream).await?;
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| invalid(size))?;
+        if size == 0 {
+            break;
+        }
+        let at = data.len();
+        data.resize(at + size, 0);
+        stream.read_exact(&mut data[at..]).await?;
+        if !line(stream).await?.is_empty() {
+            return Err(invalid("chunk data not followed by CRLF"));
+        }
+    }
+    let mut trailers = Vec::new();
+    loop {
+        let field = line(stream).await?;
+        if field.is_empty() {
+            return Ok((data, trailers));
+        }
+        trailers.push(field);
+    }
+}
+
+/// An HTTP/1.1 origin on raw sockets whose every answer ends in trailers: `200`, chunked,
+/// `hello`, then the trailer section `trailers` (field lines, each with its CRLF), with a
+/// `Trailer` field naming what comes. Each request it reads (the head, and a chunked body's
+/// trailer lines after it, one per line) goes to the receiver as text; a request body by
+/// length is read past.
+pub fn trailer_origin(trailers: &'static str) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let (seen, requests) = std::sync::mpsc::channel();
+    let addr = origin_thread(move |listener| async move {
+        let listener = TcpListener::from_std(listener).expect("the origin's listener");
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(head)) = read_head(&mut stream).await {
+                    let lower = head.to_ascii_lowercase();
+                    let mut request = head.clone();
+                    if lower.contains("transfer-encoding: chunked") {
+                        let Ok((_, trailers)) = read_chunked(&mut stream).await else {
+                            return;
+                        };
+                        for field in trailers {
+                            request.push_str(&field);
+                            request.push('\n');
+                        }
+                    } else if let Some(length) = lower
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                    {
+                        let mut body = vec![0; length];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = seen.send(request);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+                         trailer: grpc-status, x-checksum\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n"
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// The trailer section [`assert_trailers_pass`] has its [`trailer_origin`] send: two fields a
+/// next hop may get, and two no trailer may carry (RFC 9110 6.5.1).
+pub const ORIGIN_TRAILERS: &str =
+    "grpc-status: 0\r\ncontent-length: 99\r\nhost: evil.test\r\nx-checksum: abc\r\n";
+
+/// Checks on one raw HTTP/1.1 connection to `proxy`, whose upstream is a [`trailer_origin`]
+/// sending [`ORIGIN_TRAILERS`] (whose requests come out of `seen`), that trailers pass both ways
+/// without the fields no trailer may carry: a `GET` (`prefix` before its path: empty for
+/// origin-form, `http://host:port` for a forward proxy) gets the origin's trailers after its
+/// body; then a chunked upload's trailers reach the origin, and its answer's trailers the
+/// client (which says `TE: trailers`: hyper's server, which serves the connection from the
+/// upload on, writes trailers only to a client that asked).
+pub async fn assert_trailers_pass(
+    proxy: SocketAddr,
+    prefix: &str,
+    seen: &std::sync::mpsc::Receiver<String>,
+) {
+    let exchange = async {
+        let mut client = TcpStream::connect(proxy).await.unwrap();
+        let get = format!("GET {prefix}/get HTTP/1.1\r\nhost: rama.test\r\n\r\n");
+        let upload = format!(
+            "POST {prefix}/upload HTTP/1.1\r\nhost: rama.test\r\ntransfer-encoding: chunked\r\n\
+             te: trailers\r\ntrailer: x-upload-sum\r\n\r\n5\r\nhello\r\n0\r\nx-upload-sum: 123\r\n\
+             host: evil.test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+        );
+        let mut answers = Vec::new();
+        for request in [get, upload] {
+            let request_line = request.lines().next().unwrap_or_default().to_owned();
+            client.write_all(request.as_bytes()).await.unwrap();
+            let head = read_head(&mut client).await.unwrap().expect("a response");
+            assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+            let (data, trailers) = read_chunked(&mut client).await.expect("a chunked body");
+            assert_eq!(data, b"hello", "{head}");
+            answers.push((request_line, head, trailers));
+        }
+        answers
+    };
+    let answers = tokio::time::timeout(PATIENCE, exchange)
+        .await
+        .expect("the answers in time");
+    for (request_line, head, trailers) in answers {
+        let fields = ["grpc-status: 0", "x-checksum: abc"];
+        assert_eq!(trailers, fields, "{request_line}: {head}");
+    }
+    let get = seen.recv_timeout(PATIENCE).expect("the GET at the origin");
+    assert!(get.contains(" /get HTTP/1.1\r\n"), "{get}");
+    let upload = seen
+        .recv_timeout(PATIENCE)
+        .expect("the upload at the origin");
+    let (head, trailers) = upload.split_once("\r\n\r\n").expect("a head");
+    assert!(head.contains(" /upload HTTP/1.1\r\n"), "{upload}");
+    assert_eq!(trailers, "x-upload-sum: 123\n", "{upload}");
+}

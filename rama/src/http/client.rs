@@ -394,7 +394,8 @@ where
             // Trailers pass on hyper's paths. An `https://` upstream turns out HTTP/2 or not
             // at the handshake (ALPN), after the request is made, so one that chose HTTP/1.1
             // is told too: harmless, as hyper's HTTP/1.1 path passes trailers back. Plain
-            // HTTP/1.1 upstreams are not told (rama's own path reads theirs past).
+            // HTTP/1.1 upstreams are not told (`TE` there is the connection's, to be named in
+            // `Connection` too); the trailers they send anyway pass on rama's own path.
             removed.restore_te_trailers(request.headers_mut());
         }
         let refused = if removed.coding == TransferCoding::Unsupported {

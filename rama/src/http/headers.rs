@@ -4,10 +4,12 @@
 use ::http::{HeaderMap, HeaderName, HeaderValue, Version, header, uri::Authority};
 
 /// How many names [`HOP_BY_HOP`] has.
-const HOP_BY_HOP_COUNT: usize = 9;
+const HOP_BY_HOP_COUNT: usize = 8;
 
 /// The hop-by-hop headers (RFC 9110 7.6.1) besides those `Connection` names; `Connection`
-/// first, `Upgrade` last.
+/// first, `Upgrade` last. Not `Trailer` (RFC 2616's list had it, RFC 9110's has not): it
+/// announces the trailer fields, which pass on with the message, and hyper's HTTP/1.1 side
+/// writes only the trailer fields a message's `Trailer` announced.
 static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
@@ -15,7 +17,6 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::PROXY_AUTHENTICATE,
     HeaderName::from_static("keep-alive"),
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -24,10 +25,10 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
 const TE_AT: usize = 5;
 
 /// Where `Transfer-Encoding` is in [`HOP_BY_HOP`].
-const TRANSFER_ENCODING_AT: usize = 7;
+const TRANSFER_ENCODING_AT: usize = 6;
 
 /// Where `name` is in [`HOP_BY_HOP`], if it is one. Names are lowercase, so one `match` on the
-/// text (a jump on the length, then one comparison) does what comparing the name with all nine
+/// text (a jump on the length, then one comparison) does what comparing the name with all eight
 /// entries did at several times the cost; it runs on every header of every proxied message.
 pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     Some(match name.as_str() {
@@ -37,16 +38,69 @@ pub(crate) fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
         "proxy-authenticate" => 3,
         "keep-alive" => 4,
         "te" => TE_AT,
-        "trailer" => 6,
         "transfer-encoding" => TRANSFER_ENCODING_AT,
-        "upgrade" => 8,
+        "upgrade" => 7,
         _ => return None,
     })
 }
 
+/// Whether a trailer field named `name` may be passed on (RFC 9110 6.5.1). A field that must be
+/// acted on before the content (framing, routing, authentication, request modifiers, response
+/// controls, the content's format) has no meaning in a trailer section, and one that arrives
+/// there anyway must not reach a next hop that merges trailers into the head (HTTP/2 gateways,
+/// applications): `Content-Length` or `Host` in a trailer would change the message after a
+/// proxy judged it. The list is RFC 7230 4.1.2's examples (Go's `badTrailer` holds the same),
+/// the forwarding fields a proxy sets in the head, and every hop-by-hop name. Fields the
+/// head's `Connection` named are this hop's too; the caller that knows them drops them.
+pub(crate) fn allowed_in_trailers(name: &HeaderName) -> bool {
+    if hop_by_hop_index(name).is_some() {
+        return false;
+    }
+    !matches!(
+        name.as_str(),
+        // framing and content format
+        "content-length"
+            | "trailer"
+            | "content-encoding"
+            | "content-type"
+            | "content-range"
+            // routing
+            | "host"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "via"
+            // authentication and state
+            | "authorization"
+            | "www-authenticate"
+            | "cookie"
+            | "set-cookie"
+            // request modifiers and controls
+            | "cache-control"
+            | "expect"
+            | "max-forwards"
+            | "pragma"
+            | "range"
+            | "if-match"
+            | "if-none-match"
+            | "if-modified-since"
+            | "if-unmodified-since"
+            | "if-range"
+            // response controls
+            | "age"
+            | "date"
+            | "expires"
+            | "location"
+            | "retry-after"
+            | "vary"
+            | "warning"
+    )
+}
+
 /// Removes the hop-by-hop headers (RFC 9110 7.6.1): `Connection` and every header it names,
 /// `Proxy-Connection`, `Proxy-Authorization`, `Proxy-Authenticate`, `Keep-Alive`, `TE`,
-/// `Trailer`, `Transfer-Encoding`, `Upgrade`.
+/// `Transfer-Encoding`, `Upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let _ = remove_hop_by_hop_noting(headers);
 }

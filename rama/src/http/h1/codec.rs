@@ -53,6 +53,9 @@ pub(crate) struct Hop {
     close: bool,
     /// `Connection: keep-alive`.
     keep_alive: bool,
+    /// The fields `Connection` named besides the usual tokens (rare: empty, no allocation,
+    /// otherwise): this hop's, in the head and in a trailer section alike.
+    named: Vec<HeaderName>,
 }
 
 /// Appends the head of a request to `out`: `method target HTTP/1.1`, `headers` as they are
@@ -145,6 +148,21 @@ pub(crate) const CHUNK_END: &[u8] = b"\r\n";
 
 /// The last chunk with an empty trailer section.
 pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends the last chunk with `trailers` as its trailer section (RFC 9112 7.1.2), but the
+/// fields no trailer may carry ([`headers::allowed_in_trailers`]).
+pub(crate) fn encode_last_chunk(trailers: &HeaderMap, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        if headers::allowed_in_trailers(name) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Parses a response head from the front of `buf`: `Ok(None)` while it is incomplete (an
 /// error once it is longer than [`MAX_HEAD`]); when complete, its bytes are split off `buf`
@@ -254,8 +272,11 @@ impl Spans {
             }
             headers.append(name, value);
         }
-        for name in named {
+        for name in &named {
             headers.remove(name);
+        }
+        if let Some(hop) = hop {
+            hop.named = named;
         }
         Ok(headers)
     }
@@ -680,17 +701,18 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
     Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Decodes a chunked body (RFC 9112 section 7.1) as its bytes arrive; chunk extensions and
-/// trailer fields are read past.
-#[derive(Debug, Default)]
+/// Decodes a chunked body (RFC 9112 section 7.1) as its bytes arrive; chunk extensions are
+/// read past, the trailer fields a next hop may get are handed out.
+#[derive(Debug)]
 pub(crate) struct ChunkedDecoder {
     state: ChunkState,
+    /// The fields the head's `Connection` named: this hop's, kept out of the trailers too.
+    named: Vec<HeaderName>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     /// Before a chunk-size line.
-    #[default]
     Size,
     /// Inside a chunk's data, this many bytes left.
     Data(u64),
@@ -707,6 +729,9 @@ enum ChunkState {
 pub(crate) enum Decoded {
     /// Body bytes.
     Data(Bytes),
+    /// The trailer section's fields (those a next hop may get, at least one); the body has
+    /// ended.
+    Trailers(HeaderMap),
     /// `buf` holds no complete next step: read more.
     NeedMore,
     /// The body (trailer section included) has ended.
@@ -714,6 +739,15 @@ pub(crate) enum Decoded {
 }
 
 impl ChunkedDecoder {
+    /// A decoder for the body of a response whose hop-by-hop fields said `hop` (the fields its
+    /// `Connection` named are taken along, to be left out of its trailers too).
+    pub(crate) fn new(hop: &mut Hop) -> Self {
+        Self {
+            state: ChunkState::Size,
+            named: std::mem::take(&mut hop.named),
+        }
+    }
+
     /// Takes the next piece of the body off the front of `buf`.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ParseError> {
         loop {
@@ -753,17 +787,55 @@ impl ChunkedDecoder {
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailer => {
-                    let Some(line) = take_line(buf)? else {
+                    let Some(trailers) = parse_trailers(buf, &self.named)? else {
                         return Ok(Decoded::NeedMore);
                     };
-                    if line.is_empty() {
-                        self.state = ChunkState::Done;
+                    self.state = ChunkState::Done;
+                    if !trailers.is_empty() {
+                        return Ok(Decoded::Trailers(trailers));
                     }
                 }
                 ChunkState::Done => return Ok(Decoded::Done),
             }
         }
     }
+}
+
+/// Takes the trailer section (the field lines after the last chunk, and the empty line that
+/// ends them) off the front of `buf`: `None` while incomplete, an error once it is larger
+/// than a head may be ([`MAX_HEAD`], [`MAX_HEADERS`] fields: the limit that answers an
+/// oversized head, as hyper bounds trailers by its head's). The fields no trailer may carry
+/// ([`headers::allowed_in_trailers`]) and those `named` are left out. Values are copied: a
+/// trailer section is rare, and small.
+fn parse_trailers(
+    buf: &mut BytesMut,
+    named: &[HeaderName],
+) -> Result<Option<HeaderMap>, ParseError> {
+    // Most trailer sections are empty: no field slots to set up for those.
+    if buf.starts_with(b"\r\n") {
+        buf.advance(2);
+        return Ok(Some(HeaderMap::new()));
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (len, fields) = match httparse::parse_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete((len, fields))) if len <= MAX_HEAD => (len, fields),
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TrailersTooLarge),
+        Err(error) => return Err(ParseError::Trailers(error)),
+    };
+    let mut trailers = HeaderMap::new();
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| ParseError::Trailers(httparse::Error::HeaderName))?;
+        if !headers::allowed_in_trailers(&name) || named.contains(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| ParseError::Trailers(httparse::Error::HeaderValue))?;
+        trailers.append(name, value);
+    }
+    buf.advance(len);
+    Ok(Some(trailers))
 }
 
 /// The line at the front of `buf` without its CRLF, taken off `buf`; `None` while incomplete.
@@ -1328,15 +1400,26 @@ mod tests {
         .unwrap();
     }
 
-    /// Decodes `input` fed in pieces of `step` bytes.
-    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), ParseError> {
-        let mut decoder = ChunkedDecoder::default();
+    /// What [`decode_all`] got: the body, its trailers, and what was left behind it.
+    struct Whole {
+        body: Vec<u8>,
+        trailers: Option<HeaderMap>,
+        rest: Vec<u8>,
+    }
+
+    /// Decodes `input` fed in pieces of `step` bytes, as the body of a response with `head`.
+    fn decode_with(input: &[u8], step: usize, head: &str) -> Result<Whole, ParseError> {
+        let mut decoder = ChunkedDecoder::new(&mut self::head(head).hop);
         let mut buf = BytesMut::new();
         let mut body = Vec::new();
+        let mut trailers = None;
         let mut pieces = input.chunks(step);
         loop {
             match decoder.decode(&mut buf)? {
                 Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::Trailers(fields) => {
+                    assert!(trailers.replace(fields).is_none(), "trailers twice");
+                }
                 Decoded::NeedMore => match pieces.next() {
                     Some(piece) => buf.extend_from_slice(piece),
                     None => return Err(ParseError::Chunk("ended early")),
@@ -1344,10 +1427,106 @@ mod tests {
                 Decoded::Done => {
                     // Done stays done.
                     assert_eq!(decoder.decode(&mut buf)?, Decoded::Done);
-                    return Ok((body, buf.to_vec()));
+                    return Ok(Whole {
+                        body,
+                        trailers,
+                        rest: buf.to_vec(),
+                    });
                 }
             }
         }
+    }
+
+    /// [`decode_with`] for a head without `Connection`: the body and what was left behind it.
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), ParseError> {
+        let whole = decode_with(input, step, "HTTP/1.1 200 OK\r\n\r\n")?;
+        Ok((whole.body, whole.rest))
+    }
+
+    /// The trailer fields a next hop may get are handed out after the body, whatever the
+    /// pieces; framing, routing and authentication fields, the hop-by-hop ones and those the
+    /// head's `Connection` named are left out (RFC 9110 6.5.1, 7.6.1).
+    #[test]
+    fn trailers_come_after_the_body_without_the_forbidden_fields() {
+        let input = b"5\r\nhello\r\n0\r\ngrpc-status: 0\r\nContent-Length: 99\r\n\
+                      Host: evil.test\r\nTransfer-Encoding: chunked\r\nConnection: x-a\r\n\
+                      x-hop: 1\r\nAuthorization: Basic eA==\r\nTrailer: x\r\n\
+                      Set-Cookie: a=1\r\nx-checksum: abc\r\nx-checksum: def\r\n\r\nNEXT";
+        let head = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\n\r\n";
+        for step in 1..input.len() {
+            let whole = decode_with(input, step, head).unwrap();
+            assert_eq!(whole.body, b"hello", "step {step}");
+            let trailers = whole.trailers.expect("trailers");
+            let fields: Vec<_> = trailers
+                .iter()
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap()))
+                .collect();
+            assert_eq!(
+                fields,
+                ["grpc-status: 0", "x-checksum: abc", "x-checksum: def"],
+                "step {step}"
+            );
+            assert!(b"NEXT".starts_with(&whole.rest), "step {step}");
+        }
+        // A section with only forbidden fields, and an empty one, give no trailers at all.
+        for input in [&b"0\r\ncontent-length: 1\r\n\r\n"[..], b"0\r\n\r\n"] {
+            let whole = decode_with(input, 64, "HTTP/1.1 200 OK\r\n\r\n").unwrap();
+            assert!(whole.trailers.is_none(), "{input:?}");
+        }
+    }
+
+    /// A trailer section is bounded as a head is: more than [`MAX_HEAD`] bytes (whole or not)
+    /// or [`MAX_HEADERS`] fields is an error, as is a malformed field.
+    #[test]
+    fn oversized_or_malformed_trailers_are_errors() {
+        let mut long = b"0\r\nx-big: ".to_vec();
+        long.extend_from_slice(&vec![b'a'; MAX_HEAD]);
+        for step in [1000, long.len()] {
+            assert!(matches!(
+                decode_all(&long, step),
+                Err(ParseError::TrailersTooLarge)
+            ));
+        }
+        let mut many = b"0\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            decode_all(&many, many.len()),
+            Err(ParseError::TrailersTooLarge)
+        ));
+        // Just under the limit is fine.
+        let mut fits = b"0\r\nx-big: ".to_vec();
+        fits.extend_from_slice(&vec![b'a'; MAX_HEAD - 20]);
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(decode_all(&fits, 4096).unwrap().0, b"");
+        for bad in [&b"0\r\nbad name: 1\r\n\r\n"[..], b"0\r\nx: a\x01b\r\n\r\n"] {
+            assert!(
+                matches!(decode_all(bad, 64), Err(ParseError::Trailers(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_chunk_carries_the_trailers_a_next_hop_may_get() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        trailers.insert(header::HOST, HeaderValue::from_static("evil.test"));
+        trailers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        trailers.append("x-sum", HeaderValue::from_static("1"));
+        trailers.append("x-sum", HeaderValue::from_static("2"));
+        let mut out = b"ab".to_vec();
+        encode_last_chunk(&trailers, &mut out);
+        assert_eq!(
+            out,
+            b"ab0\r\ngrpc-status: 0\r\nx-sum: 1\r\nx-sum: 2\r\n\r\n"
+        );
+        out.clear();
+        encode_last_chunk(&HeaderMap::new(), &mut out);
+        assert_eq!(out, LAST_CHUNK);
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub(crate) enum ParseError {
     /// A `Transfer-Encoding` other than `chunked` alone.
     TransferCoding,
     Chunk(&'static str),
+    /// A malformed trailer section.
+    Trailers(httparse::Error),
+    /// A trailer section larger than a head may be.
+    TrailersTooLarge,
 }
 
 impl fmt::Display for ParseError {
@@ -78,6 +82,13 @@ impl fmt::Display for ParseError {
                 "the response's transfer-encoding is not chunked alone (a coding rama does not undo)",
             ),
             Self::Chunk(what) => write!(f, "invalid chunked response body: {what}"),
+            Self::Trailers(_) => f.write_str("invalid trailer section in the response"),
+            Self::TrailersTooLarge => write!(
+                f,
+                "the response's trailer section is larger than {} KiB or has more than {} fields",
+                codec::MAX_HEAD / 1024,
+                codec::MAX_HEADERS
+            ),
         }
     }
 }
@@ -85,7 +96,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Head(error) => Some(error),
+            Self::Head(error) | Self::Trailers(error) => Some(error),
             _ => None,
         }
     }
@@ -260,7 +271,7 @@ impl Connection {
         timeout: Option<Duration>,
     ) -> (Response<Body>, Option<Self>) {
         let Answer {
-            head,
+            mut head,
             framing,
             keep_alive,
         } = answer;
@@ -273,7 +284,7 @@ impl Connection {
             framing => {
                 let state = match framing {
                     Framing::Length(n) => State::Length(n),
-                    Framing::Chunked => State::Chunked(ChunkedDecoder::default()),
+                    Framing::Chunked => State::Chunked(ChunkedDecoder::new(&mut head.hop)),
                     _ => State::Close,
                 };
                 let body = ResponseBody {
@@ -581,13 +592,18 @@ async fn send_body<W: AsyncWrite + Unpin>(
 ) -> Result<(), ExchangeError> {
     let chunked = framing == Framing::Chunked;
     let mut written = 0u64;
+    let mut trailers = None;
     let moved = |on_client| upload.inspect(|upload| upload.moved(on_client));
     while let Some(frame) = body.frame().await {
         moved(false);
         let frame = frame.map_err(ExchangeError::RequestBody)?;
-        // Trailers have no place in a length-delimited body and are dropped from chunked ones.
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            // Sent after the last chunk; a length-delimited body has no place for them.
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                continue;
+            }
         };
         if data.is_empty() {
             continue;
@@ -603,10 +619,11 @@ async fn send_body<W: AsyncWrite + Unpin>(
     }
     check_length(framing, written, true)?;
     if chunked {
-        writer
-            .write_all(codec::LAST_CHUNK)
-            .await
-            .map_err(ExchangeError::Io)?;
+        match trailers {
+            Some(trailers) => codec::encode_last_chunk(&trailers, out),
+            None => out.extend_from_slice(codec::LAST_CHUNK),
+        }
+        writer.write_all(out).await.map_err(ExchangeError::Io)?;
     }
     Ok(())
 }
@@ -635,6 +652,7 @@ pub(crate) struct ResponseBody {
 /// The next thing a response body does.
 enum Step {
     Data(Bytes),
+    Trailers(::http::HeaderMap),
     Read,
     Done,
 }
@@ -656,6 +674,7 @@ impl ResponseBody {
             State::Close => Step::Data(buf.split().freeze()),
             State::Chunked(decoder) => match decoder.decode(buf)? {
                 Decoded::Data(data) => Step::Data(data),
+                Decoded::Trailers(trailers) => Step::Trailers(trailers),
                 Decoded::NeedMore => Step::Read,
                 Decoded::Done => Step::Done,
             },
@@ -691,6 +710,12 @@ impl http_body::Body for ResponseBody {
             };
             match step {
                 Step::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                // The body's last frame: its connection goes home now, as a receiver that has
+                // the trailers need not ask again (hyper's HTTP/2 server does not).
+                Step::Trailers(trailers) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
                 Step::Done => {
                     this.finish();
                     return Poll::Ready(None);

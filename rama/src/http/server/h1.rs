@@ -320,6 +320,7 @@ where
     // unless the body has none ready: then the client gets the head at once, as a client
     // waiting for a slow or streamed body (an event stream) expects.
     let mut began = false;
+    let mut trailers = None;
     loop {
         let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
             Poll::Ready(frame) => frame,
@@ -352,8 +353,14 @@ where
             }
             Err(error) => return Err(error.into()),
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            // They go after the last chunk; a body by length or close has no place for them
+            // (an HTTP/1.0 client knows no trailers).
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                continue;
+            }
         };
         if !data.has_remaining() {
             continue;
@@ -373,7 +380,10 @@ where
         Framing::Length(n) if sent < n => {
             return Err("the response body is shorter than its length".into());
         }
-        Framing::Chunked => out.extend_from_slice(codec::LAST_CHUNK),
+        Framing::Chunked => match &trailers {
+            Some(trailers) => codec::encode_last_chunk(trailers, out),
+            None => out.extend_from_slice(codec::LAST_CHUNK),
+        },
         _ => {}
     }
     io.write_all(out).await?;
