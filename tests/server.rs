@@ -3,7 +3,8 @@
 //! chunked upload and `Expect: 100-continue` in the middle of a connection (hyper's from then
 //! on) with the connection serving on, responses framed by their bodies (length, chunked,
 //! `HEAD`, `204`) and dated, a head sent without waiting for a slow body, a body that fails
-//! before its first byte answered `502`, and a target `http` does not take answered `400`.
+//! before its first byte answered `502`, a target `http` does not take answered `400`, and
+//! `HTTP/1.2` served as HTTP/1.1 while `HTTP/2.0` and `HTTP/3.0` are `505`.
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -429,6 +430,32 @@ async fn a_target_http_does_not_take_is_400_and_the_server_serves_on() {
     assert!(closed(&mut stream).await);
     let (_, _, body) = ask(addr, b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(body, b"GET /fine HTTP/1.1 0");
+}
+
+/// A higher minor version of HTTP/1 is served as HTTP/1.1 (RFC 9112 2.3; nginx does, hyper
+/// answered `400`): on the own path, and on hyper's when the request is one it hands over (a
+/// chunked upload), the connection kept. A higher major version (`HTTP/2.0` that is not the
+/// h2 preface, `HTTP/3.0`) is `505` and the close, nginx's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_minor_version_is_served_as_http_1_1_and_a_higher_major_is_505() {
+    let addr = server();
+    let (mut stream, head, body) = ask(addr, b"GET /a HTTP/1.2\r\nHost: a\r\n\r\n").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"GET /a HTTP/1.1 0");
+    let upload =
+        b"POST /b HTTP/1.9\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    stream.write_all(upload).await.unwrap();
+    let (head, body) = response(&mut stream, false).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"POST /b HTTP/1.1 5");
+    for version in ["HTTP/2.0", "HTTP/3.0"] {
+        let request = format!("GET / {version}\r\nHost: a\r\n\r\n");
+        let (mut stream, head, body) = ask(addr, request.as_bytes()).await;
+        assert!(head.starts_with("http/1.1 505"), "{version}: {head}");
+        assert!(head.contains("connection: close"), "{version}: {head}");
+        assert_eq!(body, b"the request's HTTP version is not 1.x");
+        assert!(closed(&mut stream).await, "{version}");
+    }
 }
 
 /// A connection that sends nothing is closed a header-read timeout after it opened, without a

@@ -411,6 +411,9 @@ pub(crate) enum NotOwn {
     /// The request line alone is longer than the head may be: `414` (what nginx and HAProxy
     /// answer; hyper, given the rest, would say `431` of fields that never came).
     TargetTooLong,
+    /// The request line names an HTTP version of a major above 1 (`HTTP/2.0` that is not
+    /// HTTP/2's preface, `HTTP/3.0`): `505`, as nginx answers (hyper would say `400`).
+    VersionNotSupported,
 }
 
 /// The largest body the server's own path waits for behind a head.
@@ -453,6 +456,14 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
         Ok(httparse::Status::Partial) if buf.len() <= max_head => return Ok(Parsed::Head),
+        // Off the path of every request httparse takes.
+        Err(httparse::Error::Version) => {
+            return match other_version(buf) {
+                OtherVersion::Rewritten => parse_request(buf, max_head),
+                OtherVersion::Unsupported => Err(NotOwn::VersionNotSupported),
+                OtherVersion::Invalid => Err(NotOwn::Leave),
+            };
+        }
         _ => return Err(NotOwn::Leave),
     };
     let Some(method) = request
@@ -520,6 +531,58 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
         headers,
         body,
     }))
+}
+
+/// What [`other_version`] made of a request line httparse refused for its version.
+#[derive(Debug, PartialEq, Eq)]
+enum OtherVersion {
+    /// `HTTP/1.x` with `x` above 1, now `HTTP/1.1` in the buffer.
+    Rewritten,
+    /// `HTTP/M.m` with `M` above 1, and not HTTP/2's preface.
+    Unsupported,
+    /// Anything else: malformed (hyper answers `400`), or the preface (hyper takes it).
+    Invalid,
+}
+
+/// HTTP/2's connection preface starts so (RFC 9113 3.4): hyper takes it, whatever its version.
+const PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Looks at the version of the request line at the front of `buf`, which httparse refused
+/// (it knows `HTTP/1.0` and `HTTP/1.1` alone). A higher minor version of major 1 is rewritten
+/// in place to `HTTP/1.1`: RFC 9112 2.3 has a recipient process it as the highest minor
+/// version it conforms to (nginx does), and rewritten, the bytes say so to whoever parses
+/// them, this path or hyper after a hand-over (`HTTP/1.2` was hyper's `400`). Versions are
+/// one digit each (RFC 9112 2.3's grammar), so `HTTP/1.10` stays invalid.
+fn other_version(buf: &mut BytesMut) -> OtherVersion {
+    if buf.starts_with(PREFACE_LINE) {
+        return OtherVersion::Invalid;
+    }
+    // The request line, whole or as far as it came (httparse refuses the version as soon as
+    // its bytes are there).
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(at) = line.len().checked_sub(9) else {
+        return OtherVersion::Invalid;
+    };
+    match line[at..] {
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            buf[at + 8] = b'1';
+            OtherVersion::Rewritten
+        }
+        [
+            b' ',
+            b'H',
+            b'T',
+            b'T',
+            b'P',
+            b'/',
+            b'2'..=b'9',
+            b'.',
+            b'0'..=b'9',
+        ] => OtherVersion::Unsupported,
+        _ => OtherVersion::Invalid,
+    }
 }
 
 /// Whether a request target is absolute-form without a path or a query (`http://host:port`).
@@ -1224,6 +1287,62 @@ mod tests {
             let mut buf = BytesMut::from(format!("{request}\r\nHost: a.test\r\n\r\n").as_str());
             let head = taken(parse_request(&mut buf, MAX_HEAD));
             assert_eq!(head.uri.to_string(), uri, "{request}");
+        }
+    }
+
+    /// `HTTP/1.x` above 1.1 is served as HTTP/1.1 (RFC 9112 2.3), whatever the pieces it comes
+    /// in, and left to hyper as HTTP/1.1 when it is not the own path's; a major above 1 is
+    /// `505` (nginx's answer), but HTTP/2's preface; a version off the grammar is hyper's `400`.
+    #[test]
+    fn a_higher_minor_version_is_http_1_1_and_a_higher_major_505() {
+        for version in ["HTTP/1.2", "HTTP/1.9"] {
+            let whole = format!("GET /a {version}\r\nHost: a\r\n\r\n");
+            let mut buf = BytesMut::new();
+            for (i, &byte) in whole.as_bytes().iter().enumerate() {
+                buf.extend_from_slice(&[byte]);
+                match parse_request(&mut buf, MAX_HEAD) {
+                    Ok(Parsed::Head) => assert!(i + 1 < whole.len(), "{version}: byte {i}"),
+                    Ok(Parsed::Request(head)) => {
+                        assert_eq!(i + 1, whole.len(), "{version}");
+                        assert_eq!(head.version, Version::HTTP_11, "{version}");
+                        assert_eq!(head.uri, "/a");
+                    }
+                    _ => panic!("{version}: byte {i}"),
+                }
+            }
+            assert!(buf.is_empty());
+        }
+        let mut buf =
+            BytesMut::from("POST / HTTP/1.5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+        assert_eq!(parse_request(&mut buf, MAX_HEAD).err(), Some(NotOwn::Leave));
+        assert!(buf.starts_with(b"POST / HTTP/1.1\r\n"));
+        for unsupported in [
+            "GET / HTTP/2.0\r\n\r\n",
+            "GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+            "GET / HTTP/2.1",
+        ] {
+            let mut buf = BytesMut::from(unsupported);
+            assert_eq!(
+                parse_request(&mut buf, MAX_HEAD).err(),
+                Some(NotOwn::VersionNotSupported),
+                "{unsupported:?}"
+            );
+        }
+        for invalid in [
+            "GET / HTTP/1.10\r\n\r\n",
+            "GET / HTTP/10.0\r\n\r\n",
+            "GET / HTTP/1.x\r\n\r\n",
+            "GET / HTTP/0.9\r\n\r\n",
+            "GET / HTTP/1.2 \r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(invalid);
+            assert_eq!(
+                parse_request(&mut buf, MAX_HEAD).err(),
+                Some(NotOwn::Leave),
+                "{invalid:?}"
+            );
+            assert_eq!(&buf[..], invalid.as_bytes());
         }
     }
 

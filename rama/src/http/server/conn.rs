@@ -449,6 +449,11 @@ pub(super) const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\nconnection: close\r\n\r\n\
 the request line is too long";
 
+/// The answer to a request in an HTTP version of another major than 1 (nginx's answer too).
+pub(super) const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 37\r\nconnection: close\r\n\r\n\
+the request's HTTP version is not 1.x";
+
 /// The answer to a request whose response body failed before its first byte left.
 pub(super) const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 41\r\nconnection: close\r\n\r\n\

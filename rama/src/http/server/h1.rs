@@ -99,6 +99,13 @@ where
                     let _ = answer(&mut io, conn::BAD_REQUEST).await;
                     return Outcome::Failed(Error::protocol(why.into()));
                 }
+                Err(NotOwn::VersionNotSupported) => {
+                    tracing::debug!(%peer, "http: request in an HTTP version other than 1.x, answering 505");
+                    let _ = answer(&mut io, conn::VERSION_NOT_SUPPORTED).await;
+                    return Outcome::Failed(Error::protocol(
+                        "the request's HTTP version is not 1.x".into(),
+                    ));
+                }
                 Err(NotOwn::TargetTooLong) => {
                     tracing::debug!(%peer, "http: request line over the head's size limit, answering 414");
                     let _ = answer(&mut io, conn::URI_TOO_LONG).await;
