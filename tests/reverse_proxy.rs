@@ -475,6 +475,66 @@ async fn trailers_pass_both_ways_without_the_fields_no_trailer_may_carry() {
     assert_eq!(fields, ["grpc-status", "x-checksum"], "{trailers:?}");
 }
 
+/// An upstream's `103 Early Hints` reaches an HTTP/1.1 client as it comes, before the final
+/// response (which the origin sends only once the client has the `103`), without its
+/// hop-by-hop fields; an HTTP/1.0 client gets the final response alone (RFC 9110 15.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_reach_an_http11_client_before_the_final_response() {
+    let hinted = std::sync::Arc::new(tokio::sync::Notify::new());
+    let origin = origin_thread({
+        let hinted = hinted.clone();
+        |listener| async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let hinted = hinted.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(_)) = read_head(&mut stream).await {
+                        let hints = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\
+                                     connection: x-hop\r\nx-hop: 1\r\n\r\n";
+                        stream.write_all(hints.as_bytes()).await.unwrap();
+                        // An HTTP/1.0 client never gets to tell.
+                        let _ =
+                            timeout(std::time::Duration::from_millis(500), hinted.notified()).await;
+                        let last = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        stream.write_all(last.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        }
+    });
+    let proxy = reverse_proxy(origin, &[]);
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..2 {
+        client
+            .write_all(b"GET /page HTTP/1.1\r\nhost: rama.test\r\n\r\n")
+            .await
+            .unwrap();
+        let head = timeout(PATIENCE, read_head(&mut client))
+            .await
+            .expect("the hints in time")
+            .unwrap()
+            .expect("the hints");
+        assert!(head.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{head}");
+        assert!(
+            head.contains("link: </style.css>; rel=preload\r\n"),
+            "{head}"
+        );
+        assert!(
+            !head.contains("x-hop") && !head.contains("connection"),
+            "{head}"
+        );
+        hinted.notify_one();
+        let head = read_head(&mut client).await.unwrap().expect("the response");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let mut body = [0; 2];
+        client.read_exact(&mut body).await.unwrap();
+        assert_eq!(&body, b"ok");
+    }
+    let answer = raw(proxy.addr, b"GET /page HTTP/1.0\r\nhost: rama.test\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(!answer.contains("103"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_100_mib_up_and_down_checksummed_in_flat_memory() {
     /// The proxy's resident memory may never exceed this while 100 MiB pass through it: far

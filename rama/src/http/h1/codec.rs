@@ -618,12 +618,12 @@ pub(crate) struct ResponseFraming {
 
 /// Appends a response head to `out`: `HTTP/1.1 status reason`, `headers` (but the framing
 /// ones where this head sets its own), the framing, the connection's fate, and `date` when the
-/// response has no `Date`.
+/// response has no `Date` (`None`: an informational head, which needs none).
 pub(crate) fn encode_response_head(
     status: StatusCode,
     headers: &HeaderMap,
     framing: ResponseFraming,
-    date: &[u8],
+    date: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -661,7 +661,9 @@ pub(crate) fn encode_response_head(
     } else if framing.keep_alive && !framing.close {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    if !headers.contains_key(header::DATE) {
+    if let Some(date) = date
+        && !headers.contains_key(header::DATE)
+    {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
@@ -1426,7 +1428,7 @@ mod tests {
                 close,
                 keep_alive,
             };
-            encode_response_head(status, headers, framing, date, &mut out);
+            encode_response_head(status, headers, framing, Some(date), &mut out);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(

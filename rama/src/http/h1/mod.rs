@@ -12,7 +12,7 @@ pub(crate) mod codec;
 
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::{
-    Body,
+    Body, ConnFacts,
     body_timeout::{Silent, Upload, Verdict},
 };
 use crate::{BoxError, io::batch, timer::ConnTimer};
@@ -230,10 +230,9 @@ impl Connection {
         let hint = http_body::Body::size_hint(&body);
         let framing =
             codec::encode_request_head(&parts.method, target, &parts.headers, &hint, write);
-        let method = &parts.method;
         match body.into_bytes() {
             Ok(bytes) => {
-                let exchange = exchange(stream, read, write, method, bytes, framing);
+                let exchange = exchange(stream, read, write, parts, bytes, framing);
                 Either::Left(
                     timer
                         .bound(deadline, exchange)
@@ -247,7 +246,7 @@ impl Connection {
                 read,
                 write,
                 timer,
-                method,
+                parts,
                 body,
                 Streaming {
                     framing,
@@ -314,7 +313,7 @@ async fn exchange(
     stream: &mut batch::Stream,
     read: &mut BytesMut,
     write: &mut Vec<u8>,
-    method: &::http::Method,
+    parts: &request::Parts,
     bytes: Bytes,
     framing: Framing,
 ) -> Result<Answer, ExchangeError> {
@@ -328,7 +327,7 @@ async fn exchange(
         .write_all(write)
         .await
         .map_err(ExchangeError::Unsent)?;
-    read_final(stream, read, method, false).await
+    read_final(stream, read, parts, false).await
 }
 
 /// How [`exchange_streaming`] sends its body.
@@ -356,7 +355,7 @@ async fn exchange_streaming(
     read: &mut BytesMut,
     write: &mut Vec<u8>,
     timer: &ConnTimer,
-    method: &::http::Method,
+    parts: &request::Parts,
     body: Body,
     how: Streaming,
 ) -> Result<Answer, ExchangeError> {
@@ -376,7 +375,10 @@ async fn exchange_streaming(
     let mut continued = false;
     if expects_continue {
         let wait = Some(Instant::now() + CONTINUE_WAIT);
-        match timer.bound(wait, read_continue(stream, read, method)).await {
+        match timer
+            .bound(wait, read_continue(stream, read, &parts.method))
+            .await
+        {
             // The upstream answered without the body, which it was announced and never got:
             // the connection is out of step.
             Ok(Ok(Some(mut answer))) => {
@@ -397,7 +399,7 @@ async fn exchange_streaming(
         framing,
         upload.as_ref()
     ));
-    let mut head = std::pin::pin!(read_final(&mut reader, read, method, continued));
+    let mut head = std::pin::pin!(read_final(&mut reader, read, parts, continued));
     let mut sent = false;
     let mut write_error = None;
     // Moved forward each time it passes while the upload moved since (see `body_timeout.rs`).
@@ -486,13 +488,15 @@ fn check_length(framing: Framing, written: u64, done: bool) -> Result<(), Exchan
     ))
 }
 
-/// Reads until a final response head (informational ones are read past) is in `buf`;
+/// Reads until a final response head to the request `parts` is in `buf`; the informational
+/// ones before it are read past, and offered to the client's connection (see
+/// [`server::interim`](super::server::interim)) when the request came from rama's server;
 /// `answered` when an interim one came already, so that a close is no longer one "before
 /// answering" (which a retry may take as unprocessed).
 async fn read_final<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
-    method: &::http::Method,
+    parts: &request::Parts,
     answered: bool,
 ) -> Result<Answer, ExchangeError> {
     let mut received = answered || !buf.is_empty();
@@ -500,7 +504,12 @@ async fn read_final<R: AsyncRead + Unpin>(
         while !buf.is_empty()
             && let Some(head) = codec::parse_response_head(buf)?
         {
-            if let Some(answer) = answer_to(method, head)? {
+            if head.status.is_informational()
+                && let Some(facts) = parts.extensions.get::<ConnFacts>()
+            {
+                facts.interim().offer(head.status, &head.headers);
+            }
+            if let Some(answer) = answer_to(&parts.method, head)? {
                 return Ok(answer);
             }
         }

@@ -11,7 +11,7 @@
 //! third of rama's instructions per request. Here a request is one parse into a reused
 //! buffer, and a response with a body that is all there goes out in one write.
 
-use super::{ConnFacts, Server, conn};
+use super::{ConnFacts, Server, conn, interim::Interim};
 use crate::{
     BoxError,
     http::{
@@ -73,6 +73,10 @@ where
     let timer = ConnTimer::new();
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
+    // An upstream's informational heads come here while this path serves the connection
+    // (`interim.rs`); `early` holds those on their way to the client.
+    let _armed = Armed::new(facts.interim());
+    let mut early = Vec::new();
     loop {
         // The next request: from what is buffered (a pipelined one), or read under the
         // header-read timeout, which runs from the end of the previous response, and on a
@@ -170,11 +174,22 @@ where
             room: config.max_header_size,
         };
         let mut call = Call::new(shared.clone(), request);
+        // An HTTP/1.0 client gets no informational responses (RFC 9110 15.2).
+        let interim = (version == Version::HTTP_11).then_some((facts.interim(), &mut early));
         let called = match poll_fn(|cx| call.poll(cx)).await {
-            Ok(future) => in_flight(&mut io, &mut read_side, future).await,
+            Ok(future) => in_flight(&mut io, &mut read_side, future, interim).await,
             Err(error) => Some(Err(error)),
         };
         drop(call);
+        // What came with the final response, or for an HTTP/1.0 client, goes now or never.
+        if facts.interim().take(&mut early) || !early.is_empty() {
+            if version == Version::HTTP_11
+                && let Err(error) = io.write_all(&early).await
+            {
+                return Outcome::Failed(Error::protocol(error.into()));
+            }
+            early.clear();
+        }
         let response = match called {
             Some(Ok(response)) => response,
             Some(Err(error)) => return Outcome::Failed(Error::service(error.into())),
@@ -222,13 +237,22 @@ fn make_room(buf: &mut BytesMut) {
 /// the answer's future ends what it does for it (an upstream exchange: its connection is
 /// closed, not held until the upstream answers or times out). `None` when the client went.
 ///
+/// With `interim`, the informational heads an upstream sends meanwhile (`103 Early Hints`)
+/// are written to the client as they come, the rest of a write that could not go at once
+/// kept in its buffer (for the caller to write before the final head).
+///
 /// Bytes that come meanwhile are a pipelined next request, kept in the read side's buffer up
 /// to its room (then the client waits, as its socket's buffers fill). A client that shuts
 /// down only its sending side and waits for the answer cannot be told from one that closed:
 /// it loses the answer, as it does with nginx's and squid's defaults.
-async fn in_flight<IO, F, T>(io: &mut IO, read_side: &mut ReadSide<'_>, answer: F) -> Option<T>
+async fn in_flight<IO, F, T>(
+    io: &mut IO,
+    read_side: &mut ReadSide<'_>,
+    answer: F,
+    mut interim: Option<(&Interim, &mut Vec<u8>)>,
+) -> Option<T>
 where
-    IO: AsyncRead + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = T>,
 {
     let mut answer = std::pin::pin!(answer);
@@ -236,6 +260,12 @@ where
     poll_fn(|cx| {
         if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));
+        }
+        if let Some((interim, early)) = interim.as_mut()
+            && (interim.take(early) || !early.is_empty())
+            && write_early(&mut *io, cx, early).is_err()
+        {
+            return Poll::Ready(None);
         }
         while read_side.buf.len() < read_side.room {
             make_room(read_side.buf);
@@ -248,6 +278,44 @@ where
         Poll::Pending
     })
     .await
+}
+
+/// Writes as much of `early` (informational heads) as `io` takes now, and asks it to flush;
+/// an error when the client went.
+fn write_early<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    cx: &mut std::task::Context<'_>,
+    early: &mut Vec<u8>,
+) -> io::Result<()> {
+    while !early.is_empty() {
+        match Pin::new(&mut *io).poll_write(cx, early) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => drop(early.drain(..n)),
+            Poll::Ready(Err(error)) => return Err(error),
+            Poll::Pending => return Ok(()),
+        }
+    }
+    match Pin::new(&mut *io).poll_flush(cx) {
+        Poll::Ready(Err(error)) => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Arms a connection's [`Interim`] while the own path serves it (hyper's paths take no
+/// informational heads: HTTP/2, and HTTP/1.1 after a hand-over).
+struct Armed<'a>(&'a Interim);
+
+impl<'a> Armed<'a> {
+    fn new(interim: &'a Interim) -> Self {
+        interim.arm(true);
+        Self(interim)
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.0.arm(false);
+    }
 }
 
 /// Whether `buf` holds nothing of a request: empty, or the empty lines a client may send
@@ -313,7 +381,7 @@ where
     out.clear();
     DATE.with(|date| {
         let mut date = date.borrow_mut();
-        codec::encode_response_head(status, &parts.headers, framing, date.now(), out);
+        codec::encode_response_head(status, &parts.headers, framing, Some(date.now()), out);
     });
     codec::recycle_map(parts.headers);
     if bodiless {
@@ -341,7 +409,7 @@ where
                 // A body that is slow to come (an event stream, a long poll) is waited for
                 // while reading on from the client, as a request in flight is: one that went
                 // takes the body, and what it holds upstream, with it.
-                in_flight(io, &mut read_side, body.frame())
+                in_flight(io, &mut read_side, body.frame(), None)
                     .await
                     .ok_or("the client closed the connection while the response was streaming")?
             }

@@ -71,6 +71,7 @@ mod conn;
 mod extended_connect;
 mod flood;
 mod h1;
+pub(crate) mod interim;
 mod malformed;
 mod stall;
 pub(crate) mod tunnel;
@@ -152,6 +153,7 @@ struct FactsInner {
     local: SocketAddr,
     shutdown: graceful::Signal,
     extensions: Extensions,
+    interim: interim::Interim,
 }
 
 /// [`spawn`] was called outside an HTTP connection served by [`Server`].
@@ -266,6 +268,7 @@ impl ConnFacts {
                 local: info.local_addr(),
                 shutdown: info.shutdown().clone(),
                 extensions: info.extensions().clone(),
+                interim: interim::Interim::default(),
             }),
         }
     }
@@ -278,6 +281,11 @@ impl ConnFacts {
             *extensions = super::h1::codec::spare_extensions();
         }
         extensions.insert(self.clone());
+    }
+
+    /// Where an upstream's informational responses go on their way to this client.
+    pub(crate) fn interim(&self) -> &interim::Interim {
+        &self.inner.interim
     }
 
     /// The client's address.

@@ -1,0 +1,71 @@
+//! Informational responses (`103 Early Hints`, `102 Processing`, ...) an upstream sends ahead
+//! of its final response, on their way to the client of the server's own HTTP/1.1 path (RFC
+//! 9110 15.2: a proxy forwards them, unless it asked for them itself).
+//!
+//! Neither tower's `Service` nor `http::Response` has a place for a response before the
+//! response, so they go beside it: the connection's [`ConnFacts`](super::ConnFacts), which
+//! every request the server hands on carries and the client takes to its upstream, holds an
+//! [`Interim`]; rama's own HTTP/1.1 client, reading past a `1xx` head, looks the facts up (on
+//! that head only) and leaves the head there, encoded, and the own server path writes what is
+//! there while it waits for the final response. Nothing is looked up or written for a request
+//! whose upstream sends none: the wait checks one flag per wake-up.
+
+use super::super::h1::codec::{self, Framing, ResponseFraming};
+use ::http::{HeaderMap, StatusCode};
+use std::sync::{
+    Mutex, PoisonError,
+    atomic::{AtomicBool, Ordering},
+};
+
+/// The informational heads waiting to be written to a connection's client.
+#[derive(Debug, Default)]
+pub(crate) struct Interim {
+    /// The own HTTP/1.1 path serves the connection: someone will take the heads. (Not on
+    /// hyper's paths: HTTP/2, or HTTP/1.1 after a hand-over, where heads would only pile up.)
+    armed: AtomicBool,
+    /// `heads` holds something: checked on every wake-up of the wait, so a flag rather than
+    /// the lock.
+    waiting: AtomicBool,
+    heads: Mutex<Vec<u8>>,
+}
+
+impl Interim {
+    /// Keeps a `1xx` head (`status` with `headers`, which come without the hop-by-hop fields)
+    /// for the client, if the own path serves it; `100 Continue` (which the own path never has
+    /// a request for: those with `Expect` are hyper's) and `101` are not passed on.
+    pub(crate) fn offer(&self, status: StatusCode, headers: &HeaderMap) {
+        if !self.armed.load(Ordering::Relaxed)
+            || status == StatusCode::CONTINUE
+            || status == StatusCode::SWITCHING_PROTOCOLS
+        {
+            return;
+        }
+        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        let framing = ResponseFraming {
+            body: Framing::Empty,
+            close: false,
+            keep_alive: false,
+        };
+        codec::encode_response_head(status, headers, framing, None, &mut heads);
+        self.waiting.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the own path serves the connection (and so takes what is offered).
+    pub(super) fn arm(&self, armed: bool) {
+        self.armed.store(armed, Ordering::Relaxed);
+        if !armed {
+            self.take(&mut Vec::new());
+        }
+    }
+
+    /// Moves the waiting heads to the end of `out`; whether there were any.
+    pub(super) fn take(&self, out: &mut Vec<u8>) -> bool {
+        if !self.waiting.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        out.append(&mut heads);
+        self.waiting.store(false, Ordering::Relaxed);
+        true
+    }
+}
