@@ -562,25 +562,21 @@ fn other_version(buf: &mut BytesMut) -> OtherVersion {
     let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let line = &buf[..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(at) = line.len().checked_sub(9) else {
+    let Some(version) = line
+        .len()
+        .checked_sub(9)
+        .and_then(|at| line[at..].strip_prefix(b" HTTP/"))
+    else {
         return OtherVersion::Invalid;
     };
-    match line[at..] {
-        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
-            buf[at + 8] = b'1';
+    // The minor digit ends the line.
+    let minor = line.len() - 1;
+    match *version {
+        [b'1', b'.', b'2'..=b'9'] => {
+            buf[minor] = b'1';
             OtherVersion::Rewritten
         }
-        [
-            b' ',
-            b'H',
-            b'T',
-            b'T',
-            b'P',
-            b'/',
-            b'2'..=b'9',
-            b'.',
-            b'0'..=b'9',
-        ] => OtherVersion::Unsupported,
+        [b'2'..=b'9', b'.', b'0'..=b'9'] => OtherVersion::Unsupported,
         _ => OtherVersion::Invalid,
     }
 }

@@ -173,6 +173,11 @@ where
             buf: &mut buf,
             room: config.max_header_size,
         };
+        // Heads offered after the last final head (by an exchange a service made while its
+        // body went) answer no request of this client's.
+        if facts.interim().take(&mut early) {
+            early.clear();
+        }
         let mut call = Call::new(shared.clone(), request);
         // An HTTP/1.0 client gets no informational responses (RFC 9110 15.2).
         let interim = (version == Version::HTTP_11).then_some((facts.interim(), &mut early));
@@ -181,15 +186,6 @@ where
             Err(error) => Some(Err(error)),
         };
         drop(call);
-        // What came with the final response, or for an HTTP/1.0 client, goes now or never.
-        if facts.interim().take(&mut early) || !early.is_empty() {
-            if version == Version::HTTP_11
-                && let Err(error) = io.write_all(&early).await
-            {
-                return Outcome::Failed(Error::protocol(error.into()));
-            }
-            early.clear();
-        }
         let response = match called {
             Some(Ok(response)) => response,
             Some(Err(error)) => return Outcome::Failed(Error::service(error.into())),
@@ -198,6 +194,16 @@ where
                 return Outcome::Closed;
             }
         };
+        // What came with the final response, or for an HTTP/1.0 client, goes now or never.
+        if facts.interim().take(&mut early) || !early.is_empty() {
+            if version == Version::HTTP_11
+                && let Err(error) = io.write_all(&early).await
+            {
+                tracing::debug!(%peer, %error, "http: writing informational responses failed");
+                return Outcome::Failed(Error::protocol(error.into()));
+            }
+            early.clear();
+        }
         // A shutdown lets this response finish, then closes (and says so).
         let close = !persist || signal.is_triggered();
         let written = write_response(
