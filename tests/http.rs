@@ -1,6 +1,6 @@
 //! HTTP: the forward proxy (`examples/http_proxy`) with real curl over 127.0.0.1:
 //! absolute-form and `CONNECT` (a failed one the last answer on its connection, a target
-//! checked), `OPTIONS *`, a WebSocket upgrade in absolute-form (to `ws_echo`, raw frames),
+//! checked), trailers both ways, `OPTIONS *`, a WebSocket upgrade in absolute-form (to `ws_echo`, raw frames),
 //! `--proxy-user`, egress rules, upstream failures, bad input, the
 //! header-read and upstream timeouts on kept-alive connections, and graceful shutdown with a
 //! request in flight, and under load (HTTP/1.1 keep-alive clients and HTTP/2 connections with

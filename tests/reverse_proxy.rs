@@ -3,8 +3,9 @@
 //! sees them, 100 MiB streamed up and down (checksummed, with the proxy's memory staying flat),
 //! an upgrade carried end to end, a real WebSocket session (Python's `websockets` on both ends),
 //! tower-http's compression in the diagram, `--sched-batch`'s scheduling policy on the
-//! server threads, and an upstream that breaks HTTP/1.1 (`502`, a cut-short body cut short for
-//! the client, no answer left behind on a pooled connection).
+//! server threads, an upstream that breaks HTTP/1.1 (`502`, a cut-short body cut short for
+//! the client, no answer left behind on a pooled connection), trailers both ways (raw sockets
+//! and HTTP/2), and `103 Early Hints` relayed ahead of the final response.
 
 use bytes::Bytes;
 use http_body::Frame;
