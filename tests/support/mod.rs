@@ -740,7 +740,7 @@ where
 
 /// An HTTP/1.1 origin on raw sockets whose every answer ends in trailers: `200`, chunked,
 /// `hello`, then the trailer section `trailers` (field lines, each with its CRLF), with a
-/// `Trailer` field naming what comes. Each request it reads (the head, and a chunked body's
+/// `Trailer` field naming what comes and a `Connection` naming `x-origin-hop`. Each request it reads (the head, and a chunked body's
 /// trailer lines after it, one per line) goes to the receiver as text; a request body by
 /// length is read past.
 pub fn trailer_origin(trailers: &'static str) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
@@ -774,7 +774,7 @@ pub fn trailer_origin(trailers: &'static str) -> (SocketAddr, std::sync::mpsc::R
                     let _ = seen.send(request);
                     let answer = format!(
                         "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
-                         trailer: grpc-status, x-checksum\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n"
+                         trailer: grpc-status, x-checksum\r\nconnection: x-origin-hop\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n"
                     );
                     if stream.write_all(answer.as_bytes()).await.is_err() {
                         return;
@@ -787,13 +787,14 @@ pub fn trailer_origin(trailers: &'static str) -> (SocketAddr, std::sync::mpsc::R
 }
 
 /// The trailer section [`assert_trailers_pass`] has its [`trailer_origin`] send: two fields a
-/// next hop may get, and two no trailer may carry (RFC 9110 6.5.1).
-pub const ORIGIN_TRAILERS: &str =
-    "grpc-status: 0\r\ncontent-length: 99\r\nhost: evil.test\r\nx-checksum: abc\r\n";
+/// next hop may get, two no trailer may carry (RFC 9110 6.5.1), and one the head's
+/// `Connection` named (this hop's).
+pub const ORIGIN_TRAILERS: &str = "grpc-status: 0\r\ncontent-length: 99\r\nhost: evil.test\r\n\
+                                   x-origin-hop: 1\r\nx-checksum: abc\r\n";
 
 /// Checks on one raw HTTP/1.1 connection to `proxy`, whose upstream is a [`trailer_origin`]
 /// sending [`ORIGIN_TRAILERS`] (whose requests come out of `seen`), that trailers pass both ways
-/// without the fields no trailer may carry: a `GET` (`prefix` before its path: empty for
+/// without the fields no trailer may carry and those the head's `Connection` named: a `GET` (`prefix` before its path: empty for
 /// origin-form, `http://host:port` for a forward proxy) gets the origin's trailers after its
 /// body; then a chunked upload's trailers reach the origin, and its answer's trailers the
 /// client (which says `TE: trailers`: hyper's server, which serves the connection from the
@@ -808,8 +809,9 @@ pub async fn assert_trailers_pass(
         let get = format!("GET {prefix}/get HTTP/1.1\r\nhost: rama.test\r\n\r\n");
         let upload = format!(
             "POST {prefix}/upload HTTP/1.1\r\nhost: rama.test\r\ntransfer-encoding: chunked\r\n\
-             te: trailers\r\ntrailer: x-upload-sum\r\n\r\n5\r\nhello\r\n0\r\nx-upload-sum: 123\r\n\
-             host: evil.test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+             te: trailers\r\ntrailer: x-upload-sum\r\nconnection: x-upload-hop\r\n\r\n\
+             5\r\nhello\r\n0\r\nx-upload-sum: 123\r\nhost: evil.test\r\ncontent-length: 5\r\n\
+             connection: close\r\nx-upload-hop: 1\r\n\r\n"
         );
         let mut answers = Vec::new();
         for request in [get, upload] {

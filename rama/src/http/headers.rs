@@ -232,24 +232,7 @@ fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) ->
         te_trailers: present[TE_AT] && asks_trailers(headers),
     };
     if present[0] {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            // The usual tokens (`close`, `keep-alive`) need no header name built: `close`
-            // names none and those of the list go below anyway.
-            .filter(|token| {
-                !token.is_empty()
-                    && !token.eq_ignore_ascii_case("close")
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
-            })
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
-        for name in named {
+        for name in connection_named(headers) {
             headers.remove(name);
         }
     }
@@ -259,6 +242,28 @@ fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) ->
         }
     }
     removed
+}
+
+/// The fields a message's `Connection` names besides the usual tokens and [`HOP_BY_HOP`]'s
+/// names: this hop's, to be removed from the head, and kept out of the trailers.
+pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        // The usual tokens (`close`, `keep-alive`) need no header name built: `close`
+        // names none and those of the list go anyway.
+        .filter(|token| {
+            !token.is_empty()
+                && !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect()
 }
 
 /// Whether a `TE` field names `trailers` (RFC 9110 10.1.4).

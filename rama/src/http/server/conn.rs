@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     BoxError, Conn, graceful,
-    http::{Body, Error},
+    http::{Body, Error, headers},
     io::{
         Rewind,
         batch::{self, Batched},
@@ -19,8 +19,10 @@ use crate::{
     shared::Shared,
     timer::ConnTimer,
 };
-use ::http::{Request, Response};
+use ::http::{HeaderName, Request, Response, Version, header};
 use futures_util::{StreamExt, stream::FuturesUnordered};
+use http_body::Frame;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -245,6 +247,17 @@ where
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
+        // HTTP/1.1's chunked uploads come this way, and their trailers with them: the fields
+        // the head's `Connection` named are this hop's there too (the proxies remove them
+        // from the head, and the trailers reach the client when the head has long gone).
+        // HTTP/2 has no `Connection`: no lookup.
+        if request.version() < Version::HTTP_2 && request.headers().contains_key(header::CONNECTION)
+        {
+            let named = headers::connection_named(request.headers());
+            if !named.is_empty() {
+                request = request.map(|body| Body::new(without_in_trailers(body, named)));
+            }
+        }
         self.facts.add_to(request.extensions_mut());
         if request.version() == http::Version::HTTP_2
             && !http_body::Body::is_end_stream(request.body())
@@ -268,6 +281,22 @@ where
             refused,
         }
     }
+}
+
+/// `body` with the fields `named` left out of its trailers.
+fn without_in_trailers(
+    body: Body,
+    named: Vec<HeaderName>,
+) -> impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static {
+    body.map_frame(move |frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            for name in &named {
+                trailers.remove(name);
+            }
+            Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    })
 }
 
 pin_project! {
