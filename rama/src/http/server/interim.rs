@@ -17,6 +17,13 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+/// At most this many bytes of informational heads wait for a client, in the connection's
+/// [`Interim`] and again in what the own path has taken out to write: past that the client is
+/// not reading them, and an upstream that sends `103`s without end must not grow the
+/// proxy's memory with it. Further heads are dropped (they are hints; the final response
+/// still goes). A head's own limit.
+const MAX_WAITING: usize = 64 * 1024;
+
 /// The informational heads waiting to be written to a connection's client.
 #[derive(Debug, Default)]
 pub(crate) struct Interim {
@@ -41,6 +48,9 @@ impl Interim {
             return;
         }
         let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        if heads.len() >= MAX_WAITING {
+            return;
+        }
         let framing = ResponseFraming {
             body: Framing::Empty,
             close: false,
@@ -58,7 +68,8 @@ impl Interim {
         }
     }
 
-    /// Moves the waiting heads to the end of `out`; whether there were any. Inlined: it runs
+    /// Moves the waiting heads to the end of `out` (unless `out` holds [`MAX_WAITING`] bytes
+    /// already: the client is not taking them); whether there were any. Inlined: it runs
     /// several times per request, and a load is all it is for one without informational heads.
     #[inline]
     pub(super) fn take(&self, out: &mut Vec<u8>) -> bool {
@@ -71,8 +82,48 @@ impl Interim {
 
     #[cold]
     fn take_waiting(&self, out: &mut Vec<u8>) {
+        if out.len() >= MAX_WAITING {
+            return;
+        }
         let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
         out.append(&mut heads);
         self.waiting.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::http::{HeaderValue, header};
+
+    #[test]
+    fn heads_a_client_does_not_take_stay_bounded() {
+        let interim = Interim::default();
+        interim.arm(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static("</style.css>; rel=preload"),
+        );
+        let mut early = Vec::new();
+        // An upstream that sends hints without end, to a client that reads none of them: the
+        // server takes them out each time it wakes, and never gets to write them.
+        for _ in 0..10_000 {
+            interim.offer(StatusCode::EARLY_HINTS, &headers);
+            interim.take(&mut early);
+        }
+        let waiting = interim.heads.lock().unwrap().len();
+        let head = early.len() / early.windows(4).filter(|w| w == b"\r\n\r\n").count();
+        assert!(early.len() < MAX_WAITING + head, "{}", early.len());
+        assert!(waiting < MAX_WAITING + head, "{waiting}");
+        assert!(early.starts_with(b"HTTP/1.1 103 Early Hints\r\n"));
+        // Once the client takes them, the next hints go again.
+        early.clear();
+        interim.take(&mut early);
+        assert!(!early.is_empty());
+        early.clear();
+        interim.offer(StatusCode::EARLY_HINTS, &headers);
+        interim.take(&mut early);
+        assert!(early.starts_with(b"HTTP/1.1 103"));
     }
 }
