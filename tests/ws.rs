@@ -392,20 +392,35 @@ async fn read_client_frames_to_end(stream: &mut TcpStream) -> std::io::Result<Ve
 /// quick, and apart from the 5 s default, so that they show it is the one that counts.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Asserts that the client's connection ended `waited` after a close went unanswered: after
-/// the close timeout and before twice that (the closing side's own close handshake may take
-/// another timeout, but the silent side is not held open meanwhile), and that `ws_proxy`
-/// logged it, naming the client and the `side` that never answered.
-async fn assert_ended_at_the_close_timeout(proxy: &Running, waited: Duration, side: &str) {
+/// Asserts that the `client`'s connection ends after a close went unanswered (the close at
+/// `start`): after the close timeout and before twice that (the closing side's own close
+/// handshake may take another timeout, but the silent side is not held open meanwhile); that
+/// the origin's connection ends too, having seen that `close` and nothing else (`frames`, what
+/// the raw origin read); and that `ws_proxy` logged it, naming the client and the `side` that
+/// never answered.
+async fn assert_ended_at_the_close_timeout(
+    proxy: &Running,
+    client: &mut RawWs,
+    start: Instant,
+    frames: tokio::sync::oneshot::Receiver<Vec<(u8, Vec<u8>)>>,
+    close: &[u8],
+    side: &str,
+) {
+    client.closed().await;
+    let waited = start.elapsed();
+    let frames = timeout(PATIENCE, frames)
+        .await
+        .expect("the origin's connection never ended")
+        .expect("the origin failed");
+    assert_eq!(frames, [(CLOSE, close.to_vec())]);
     assert!(
         (CLOSE_TIMEOUT..CLOSE_TIMEOUT * 2).contains(&waited),
         "ended after {waited:?}"
     );
-    let log = rama_e2e::plain(&proxy.wait_for_log("ws relay: session closed").await);
-    let line = log
-        .lines()
-        .find(|l| l.contains("no close answered the close in time"))
-        .unwrap_or_else(|| panic!("{log}"));
+    proxy.wait_for_log("ws relay: session closed").await;
+    let line = proxy
+        .wait_for_line("no close answered the close in time")
+        .await;
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     assert!(line.contains(&format!("side=\"{side}\"")), "{line}");
 }
@@ -424,14 +439,7 @@ async fn a_close_the_upstream_never_answers_ends_the_session_at_the_close_timeou
     let start = Instant::now();
     client.send(FIN | CLOSE, &close, true).await;
     assert_eq!(client.recv().await, (CLOSE, close.to_vec()));
-    client.closed().await;
-    let waited = start.elapsed();
-    let frames = timeout(PATIENCE, frames)
-        .await
-        .expect("the origin's connection never ended")
-        .expect("the origin failed");
-    assert_eq!(frames, [(CLOSE, close.to_vec())]);
-    assert_ended_at_the_close_timeout(&proxy, waited, "upstream").await;
+    assert_ended_at_the_close_timeout(&proxy, &mut client, start, frames, &close, "upstream").await;
 }
 
 /// The origin closes and the client never answers: once the close timeout has passed, the
@@ -452,14 +460,7 @@ async fn a_close_the_client_never_answers_ends_the_session_at_the_close_timeout(
     let mut client = RawWs::connect(proxy.addr).await;
     let start = Instant::now();
     assert_eq!(client.recv().await, (CLOSE, close.to_vec()));
-    client.closed().await;
-    let waited = start.elapsed();
-    let frames = timeout(PATIENCE, frames)
-        .await
-        .expect("the origin's connection never ended")
-        .expect("the origin failed");
-    assert_eq!(frames, [(CLOSE, close.to_vec())]);
-    assert_ended_at_the_close_timeout(&proxy, waited, "client").await;
+    assert_ended_at_the_close_timeout(&proxy, &mut client, start, frames, &close, "client").await;
 }
 
 /// The forwarding headers of the reverse proxy (the fallback of plain requests) reach the
