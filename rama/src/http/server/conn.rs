@@ -441,7 +441,9 @@ pub struct Connection<IO> {
 /// that sends nothing, or half a request head; HTTP/2 has no such timer in hyper, and a
 /// connection without a stream (a client that sent half a header block and stopped) would be
 /// held until the peer closes it. Every period the check asks whether a stream or tunnel ran
-/// since the last one: the first period without sends `GOAWAY` (hyper's graceful shutdown,
+/// since the last one, or was still running at it (a stream that ends just before a check
+/// leaves the connection busy for that period, as nginx's keep-alive timeout counts from a
+/// request's end): the first period without sends `GOAWAY` (hyper's graceful shutdown,
 /// which a client that reads closes on), the second, for a client that kept the connection
 /// all the same, drops it. One timer per connection, moved once a period, nothing per stream.
 /// It also watches a hyper connection that has sent nothing yet, HTTP/2 or not (hyper-util's
@@ -451,6 +453,8 @@ struct Idle {
     sleep: Pin<Box<Sleep>>,
     /// `queued` at the last check.
     seen: usize,
+    /// Whether a stream or tunnel was running at the last check.
+    busy: bool,
     going_away: bool,
 }
 
@@ -740,13 +744,19 @@ where
             None if h2 || silent => self.idle.insert(Idle {
                 sleep: Box::pin(tokio::time::sleep(period)),
                 seen: self.queued,
+                busy: false,
                 going_away: false,
             }),
             None => return,
         };
         if idle.sleep.is_elapsed() {
-            let quiet = self.running.is_empty() && self.queued == idle.seen;
+            // Nothing in flight now, nor since the last check; `quiet` also wants nothing
+            // running at that check. The shutdown's close takes the first: it only waits for
+            // what is in flight, not for a quiet period.
+            let none_since = self.running.is_empty() && self.queued == idle.seen;
+            let quiet = !idle.busy && none_since;
             idle.seen = self.queued;
+            idle.busy = !self.running.is_empty();
             let next = if self.shutting_down {
                 SHUTDOWN_GRACE
             } else {
@@ -777,7 +787,7 @@ where
             if reset > 0 {
                 tracing::warn!(peer = %self.peer, streams = reset, ?period, "http2: the client took nothing of a response for the header-read timeout, resetting the stream");
             }
-            if quiet && idle.going_away && self.shutting_down {
+            if none_since && idle.going_away && self.shutting_down {
                 tracing::debug!(peer = %self.peer, "http2: nothing in flight since the shutdown's GOAWAY, closing");
                 self.hyper = None;
                 return;
