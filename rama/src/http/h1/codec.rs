@@ -147,11 +147,15 @@ pub(crate) fn encode_chunk_start(len: usize, out: &mut Vec<u8>) {
 pub(crate) const CHUNK_END: &[u8] = b"\r\n";
 
 /// The last chunk with an empty trailer section.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
-/// Appends the last chunk with `trailers` as its trailer section (RFC 9112 7.1.2), but the
-/// fields no trailer may carry ([`headers::allowed_in_trailers`]).
-pub(crate) fn encode_last_chunk(trailers: &HeaderMap, out: &mut Vec<u8>) {
+/// Appends the last chunk with `trailers`, if any, as its trailer section (RFC 9112 7.1.2),
+/// but the fields no trailer may carry ([`headers::allowed_in_trailers`]).
+pub(crate) fn encode_last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
+    let Some(trailers) = trailers else {
+        out.extend_from_slice(LAST_CHUNK);
+        return;
+    };
     out.extend_from_slice(b"0\r\n");
     for (name, value) in trailers {
         if headers::allowed_in_trailers(name) {
@@ -1650,13 +1654,16 @@ mod tests {
         trailers.append("x-sum", HeaderValue::from_static("1"));
         trailers.append("x-sum", HeaderValue::from_static("2"));
         let mut out = b"ab".to_vec();
-        encode_last_chunk(&trailers, &mut out);
+        encode_last_chunk(Some(&trailers), &mut out);
         assert_eq!(
             out,
             b"ab0\r\ngrpc-status: 0\r\nx-sum: 1\r\nx-sum: 2\r\n\r\n"
         );
         out.clear();
-        encode_last_chunk(&HeaderMap::new(), &mut out);
+        encode_last_chunk(Some(&HeaderMap::new()), &mut out);
+        assert_eq!(out, LAST_CHUNK);
+        out.clear();
+        encode_last_chunk(None, &mut out);
         assert_eq!(out, LAST_CHUNK);
     }
 

@@ -628,10 +628,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
     }
     check_length(framing, written, true)?;
     if chunked {
-        match trailers {
-            Some(trailers) => codec::encode_last_chunk(&trailers, out),
-            None => out.extend_from_slice(codec::LAST_CHUNK),
-        }
+        codec::encode_last_chunk(trailers.as_ref(), out);
         writer.write_all(out).await.map_err(ExchangeError::Io)?;
     }
     Ok(())

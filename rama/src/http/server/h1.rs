@@ -461,10 +461,7 @@ where
         Framing::Length(n) if sent < n => {
             return Err("the response body is shorter than its length".into());
         }
-        Framing::Chunked => match &trailers {
-            Some(trailers) => codec::encode_last_chunk(trailers, out),
-            None => out.extend_from_slice(codec::LAST_CHUNK),
-        },
+        Framing::Chunked => codec::encode_last_chunk(trailers.as_ref(), out),
         _ => {}
     }
     io.write_all(out).await?;
