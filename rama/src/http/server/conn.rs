@@ -247,25 +247,23 @@ where
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let mut request = request.map(Body::from);
-        // HTTP/1.1's chunked uploads come this way, and their trailers with them: the fields
-        // the head's `Connection` named are this hop's there too (the proxies remove them
-        // from the head, and the trailers reach the client when the head has long gone).
-        // HTTP/2 has no `Connection`: no lookup.
-        if request.version() < Version::HTTP_2 && request.headers().contains_key(header::CONNECTION)
-        {
+        if request.version() == Version::HTTP_2 {
+            // `h2` takes equal repeated lengths as one and keeps every field (hyper's HTTP/1.1
+            // keeps one): an HTTP/2 upstream would get them all. Only a body pays the lookup.
+            if !http_body::Body::is_end_stream(request.body()) {
+                headers::single_content_length(request.headers_mut());
+            }
+        } else if request.headers().contains_key(header::CONNECTION) {
+            // HTTP/1.1's chunked uploads come this way, and their trailers with them: the
+            // fields the head's `Connection` named are this hop's there too (the proxies remove
+            // them from the head, and the trailers reach the client when the head has long
+            // gone). HTTP/2 has no `Connection`: no lookup.
             let named = headers::connection_named(request.headers());
             if !named.is_empty() {
                 request = request.map(|body| Body::new(without_in_trailers(body, named)));
             }
         }
         self.facts.add_to(request.extensions_mut());
-        if request.version() == http::Version::HTTP_2
-            && !http_body::Body::is_end_stream(request.body())
-        {
-            // `h2` takes equal repeated lengths as one and keeps every field (hyper's HTTP/1.1
-            // keeps one): an HTTP/2 upstream would get them all. Only a body pays the lookup.
-            crate::http::headers::single_content_length(request.headers_mut());
-        }
         let extended = extended_connect::as_upgrade(&mut request);
         let refused = if extended == Extended::Other {
             Some(extended_connect::refusal(&request))
