@@ -4,8 +4,9 @@
 # `mode http`), all in front of the same local nginx origin serving a small static file, side
 # by side in one run on 127.0.0.1. wrk drives HTTP/1.1 keep-alive load (requests per second and
 # p99 latency); h2load drives the reverse proxies over h2c (prior knowledge; requests per second
-# and, from its per-request log, p99 latency). Each rama proxy runs twice: as is, and with
-# `--sched-batch` (its server threads under SCHED_BATCH, see `tcp::PerCore::batch_scheduling`).
+# and, from its per-request log, p99 latency). Each rama proxy runs twice: the plain release
+# build, and a profile-guided one (`bench/pgo.sh`, trained on a load of its own; `PGO=0` leaves
+# it out).
 # Next to requests/s, the CPU time each proxy spent per request (user + system, from /proc,
 # summed over its processes) is the steadier figure on a machine where the load generator, the
 # origin and the proxy share two cores.
@@ -20,6 +21,7 @@
 #   RUNS=3 SECS=4 bench/http.sh
 #   ONLY=reverse bench/http.sh # only the reverse proxies (ONLY=forward: only the forward ones)
 #   REV_ARGS="--trace --gzip" bench/http.sh   # extra flags for rama's reverse_proxy
+#   RAMA_ARGS=--sched-batch bench/http.sh      # extra flags for both rama proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -28,16 +30,18 @@ RUNS=${RUNS:-7}
 SECS=${SECS:-5}
 ONLY=${ONLY:-}
 REV_ARGS=${REV_ARGS:-}
+RAMA_ARGS=${RAMA_ARGS:-}
+PGO=${PGO:-1}
 BIN=${CARGO_TARGET_DIR:-target}/release/examples
 ORIGIN=27000
 RAMA_FWD=27001
 TINYPROXY=27002
 SQUID=27003
-RAMA_FWD_BATCH=27004
+RAMA_FWD_PGO=27004
 RAMA_REV=27011
 NGINX_REV=27012
 HAPROXY_REV=27013
-RAMA_REV_BATCH=27014
+RAMA_REV_PGO=27014
 NGINX_H2=27022      # nginx and haproxy speak h2c (prior knowledge) on ports of their own;
 HAPROXY_H2=27023    # rama's reverse_proxy tells h1 from the h2 preface on its one port
 
@@ -49,6 +53,9 @@ want wrk
 want h2load nghttp2-client
 install_missing
 cargo build --release --example http_proxy --example reverse_proxy -q
+# The profile-guided build's examples; without it, its rows and ports are left out.
+pgo_bin=
+[ "$PGO" = 0 ] || pgo_bin=$(bench/pgo.sh | tail -n 1)
 
 start_work
 chmod 755 "$work"   # squid and tinyproxy drop to unprivileged users and write logs here
@@ -152,34 +159,42 @@ http_access deny all
 CFG
 squid -N -f "$work/squid.conf" >/dev/null 2>&1 & pids+=($!)
 proc[squid]=$!
-# rama warns on stderr when wrk closes a connection mid-request at the end of a run; keep it aside.
-RUST_LOG=warn "$BIN"/http_proxy --listen 127.0.0.1:$RAMA_FWD >/dev/null \
-  2>"$work/rama-fwd.log" & pids+=($!)
-proc[rama-fwd]=$!
-RUST_LOG=warn "$BIN"/http_proxy --listen 127.0.0.1:$RAMA_FWD_BATCH --sched-batch >/dev/null \
-  2>"$work/rama-fwd-batch.log" & pids+=($!)
-proc[rama-fwd-batch]=$!
-RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV \
-  --upstream http://127.0.0.1:$ORIGIN $REV_ARGS >/dev/null 2>"$work/rama-rev.log" & pids+=($!)
-proc[rama-rev]=$!
-RUST_LOG=warn "$BIN"/reverse_proxy --listen 127.0.0.1:$RAMA_REV_BATCH --sched-batch \
-  --upstream http://127.0.0.1:$ORIGIN $REV_ARGS >/dev/null 2>"$work/rama-rev-batch.log" & pids+=($!)
-proc[rama-rev-batch]=$!
-for p in $ORIGIN $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID $RAMA_REV $RAMA_REV_BATCH $NGINX_REV \
-  $HAPROXY_REV $NGINX_H2 $HAPROXY_H2; do wait_port $p; done
-same_autogroup $ORIGIN $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID $RAMA_REV $RAMA_REV_BATCH \
-  $NGINX_REV $HAPROXY_REV
+# `start_rama PATH DIR EXAMPLE PORT FLAGS...` runs DIR/EXAMPLE as path PATH on PORT. rama warns
+# on stderr when wrk closes a connection mid-request at the end of a run; keep it aside.
+start_rama() {
+  # RAMA_ARGS is a list of flags, split into words on purpose (as REV_ARGS where it is passed).
+  RUST_LOG=warn "$2/$3" --listen 127.0.0.1:$4 $RAMA_ARGS "${@:5}" >/dev/null 2>"$work/$1.log" &
+  pids+=($!)
+  proc[$1]=$!
+}
+# The paths of each kind, as PATH:PORT.
+fwd_paths="rama-fwd:$RAMA_FWD"
+rev_paths="rama-rev:$RAMA_REV"
+start_rama rama-fwd "$BIN" http_proxy $RAMA_FWD
+start_rama rama-rev "$BIN" reverse_proxy $RAMA_REV --upstream http://127.0.0.1:$ORIGIN $REV_ARGS
+if [ -n "$pgo_bin" ]; then
+  start_rama rama-fwd-pgo "$pgo_bin" http_proxy $RAMA_FWD_PGO
+  start_rama rama-rev-pgo "$pgo_bin" reverse_proxy $RAMA_REV_PGO --upstream http://127.0.0.1:$ORIGIN $REV_ARGS
+  fwd_paths+=" rama-fwd-pgo:$RAMA_FWD_PGO"
+  rev_paths+=" rama-rev-pgo:$RAMA_REV_PGO"
+fi
+ports() { for p in $1; do echo "${p#*:}"; done; }
+rama_fwd=$(ports "$fwd_paths")
+rama_rev=$(ports "$rev_paths")
+for p in $ORIGIN $rama_fwd $TINYPROXY $SQUID $rama_rev $NGINX_REV $HAPROXY_REV $NGINX_H2 \
+  $HAPROXY_H2; do wait_port "$p"; done
+same_autogroup $ORIGIN $rama_fwd $TINYPROXY $SQUID $rama_rev $NGINX_REV $HAPROXY_REV
 
 # Every path must actually serve the file before it is timed.
-for p in $RAMA_FWD $RAMA_FWD_BATCH $TINYPROXY $SQUID; do
+for p in $rama_fwd $TINYPROXY $SQUID; do
   [ "$(curl -sf -m 5 -x http://127.0.0.1:$p http://127.0.0.1:$ORIGIN/small)" = ok ] ||
     { echo "forward proxy on $p does not serve the file" >&2; exit 1; }
 done
-for p in $RAMA_REV $RAMA_REV_BATCH $NGINX_REV $HAPROXY_REV; do
+for p in $rama_rev $NGINX_REV $HAPROXY_REV; do
   [ "$(curl -sf -m 5 http://127.0.0.1:$p/small)" = ok ] ||
     { echo "reverse proxy on $p does not serve the file" >&2; exit 1; }
 done
-for p in $RAMA_REV $RAMA_REV_BATCH $NGINX_H2 $HAPROXY_H2; do
+for p in $rama_rev $NGINX_H2 $HAPROXY_H2; do
   [ "$(curl -sf -m 5 --http2-prior-knowledge http://127.0.0.1:$p/small)" = ok ] ||
     { echo "reverse proxy on $p does not serve the file over h2c" >&2; exit 1; }
 done
@@ -253,13 +268,13 @@ h2_once() {
 # Each round's steps, one per line: "wrk PATH PORT [wrk flags]" or "h2 PATH PORT".
 steps=("wrk direct $ORIGIN")
 if [ "$ONLY" != reverse ]; then
-  for path in rama-fwd:$RAMA_FWD rama-fwd-batch:$RAMA_FWD_BATCH tinyproxy:$TINYPROXY squid:$SQUID; do
+  for path in $fwd_paths tinyproxy:$TINYPROXY squid:$SQUID; do
     steps+=("wrk ${path%%:*} ${path#*:} -s $work/forward.lua")
   done
 fi
 if [ "$ONLY" != forward ]; then
   for kind in wrk h2; do
-    for path in rama-rev:$RAMA_REV rama-rev-batch:$RAMA_REV_BATCH nginx:$NGINX_REV haproxy:$HAPROXY_REV; do
+    for path in $rev_paths nginx:$NGINX_REV haproxy:$HAPROXY_REV; do
       port=${path#*:}
       [ $kind = h2 ] && case ${path%%:*} in nginx) port=$NGINX_H2;; haproxy) port=$HAPROXY_H2;; esac
       steps+=("$kind ${path%%:*} $port")
@@ -298,15 +313,15 @@ print("%d/%d" % (won, len(a)))' "$1" "$2" "$3"
 }
 name() {
   case $1 in
-    rama-fwd) echo "rama http_proxy";; rama-fwd-batch) echo "rama http_proxy --sched-batch";;
-    rama-rev) echo "rama reverse_proxy";; rama-rev-batch) echo "rama reverse_proxy --sched-batch";;
+    rama-fwd) echo "rama http_proxy";; rama-fwd-pgo) echo "rama http_proxy, PGO";;
+    rama-rev) echo "rama reverse_proxy";; rama-rev-pgo) echo "rama reverse_proxy, PGO";;
     *) echo "$1";;
   esac
 }
 echo "HTTP proxying, median of $RUNS x ${SECS}s runs on 127.0.0.1 ($(nproc) cores), $(date -u "+%F, %H:%M UTC")"
 echo "HTTP/1.1: wrk, 2 threads, 64 keep-alive connections, GET of a 3-byte file from a local nginx origin"
 echo "(direct to the origin: ${result[direct/rps]} requests/s, p99 ${result[direct/p99]} ms)"
-echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama reverse_proxy flags: ${REV_ARGS:-none})"
+echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); rama flags: ${RAMA_ARGS:-none}, reverse_proxy: ${REV_ARGS:-none})"
 echo "CPU: microseconds of user + system time the proxy spent per request (lower is better)"
 # `compare RAMA PEERS...`: the rows of rama's two runs over each peer (with h2c columns when
 # rama was run over h2c): the ratios of the medians, then the rounds rama won.
@@ -314,7 +329,8 @@ compare() {
   local rama=$1 peer h rounds
   shift
   for peer in "$@"; do
-    for r in $rama $rama-batch; do
+    for r in $rama $rama-pgo; do
+      [ -n "${result[$r/rps]:-}" ] || continue
       h=; rounds=
       if [ -n "${result[$r/h2]:-}" ]; then
         h=" $(ratio "${result[$r/h2]}" "${result[$peer/h2]}") | $(ratio "${result[$r/h2p99]}" "${result[$peer/h2p99]}") |"
@@ -334,7 +350,7 @@ every_run() {
   local path
   echo
   echo "Every run's requests/s, in the order run:"
-  for path in rama-fwd rama-fwd-batch tinyproxy squid rama-rev rama-rev-batch nginx haproxy; do
+  for path in rama-fwd rama-fwd-pgo tinyproxy squid rama-rev rama-rev-pgo nginx haproxy; do
     [ -n "${runs[$path/rps]:-}" ] || continue
     echo "  $(name "$path"): HTTP/1.1${runs[$path/rps]}${runs[$path/h2]:+; h2c${runs[$path/h2]}}"
   done
@@ -345,7 +361,8 @@ echo "Forward proxy (absolute-form GET)"
 echo
 echo "| proxy | requests/s | p99 ms | CPU µs/request |"
 echo "|---|---|---|---|"
-for path in rama-fwd rama-fwd-batch tinyproxy squid; do
+for path in rama-fwd rama-fwd-pgo tinyproxy squid; do
+  [ -n "${result[$path/rps]:-}" ] || continue
   printf '| %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" "${result[$path/cpu]}"
 done
 echo
@@ -359,7 +376,8 @@ echo "Reverse proxy (HTTP/1.1 wrk; h2c: h2load, 64 clients x 10 streams, prior k
 echo
 echo "| proxy | requests/s | p99 ms | CPU µs/request | h2c requests/s | h2c p99 ms | h2c CPU µs/request |"
 echo "|---|---|---|---|---|---|---|"
-for path in rama-rev rama-rev-batch nginx haproxy; do
+for path in rama-rev rama-rev-pgo nginx haproxy; do
+  [ -n "${result[$path/rps]:-}" ] || continue
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$(name $path)" "${result[$path/rps]}" "${result[$path/p99]}" \
     "${result[$path/cpu]}" "${result[$path/h2]}" "${result[$path/h2p99]}" "${result[$path/h2cpu]:--}"
 done
