@@ -13,9 +13,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::TokioIo;
 use rama::target::Target;
 use rama_e2e::{
-    EchoOrigin, PATIENCE, Running, assert_access_line, bind_origin, closed_port, digest_origin,
-    echo_line, h2_handshake, origin_thread, payload, plain, raw, read_head, sha256, spawn_origin,
-    until,
+    EchoOrigin, PATIENCE, Running, assert_access_line, bind_origin, closed_by_peer, closed_port,
+    digest_origin, echo_line, h2_handshake, origin_thread, payload, plain, raw, read_head,
+    send_until_stalled, sha256, spawn_origin, until,
     ws::{CLOSE, FIN, PING, PONG, RawWs},
 };
 use std::{
@@ -1421,25 +1421,6 @@ async fn deaf_upstream() -> (SocketAddr, tokio::task::JoinHandle<TcpStream>) {
     (addr, accepted)
 }
 
-/// Waits, without reading (a read would let the relay move again), until `stream`'s peer has
-/// closed it: a FIN or a RST, told by the socket's readiness rather than by its bytes.
-async fn closed_by_peer(stream: &TcpStream) {
-    use tokio::io::Interest;
-    loop {
-        let ready = stream
-            .ready(Interest::READABLE | Interest::ERROR)
-            .await
-            .unwrap();
-        if ready.is_read_closed() || ready.is_error() {
-            return;
-        }
-        // Bytes, not the end: forget this readiness and wait for the next event, unread.
-        let _ = stream.try_io(Interest::READABLE, || {
-            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-        });
-    }
-}
-
 /// How the client ends a tunnel the upstream stopped reading.
 #[derive(Debug, Clone, Copy)]
 enum ClientEnd {
@@ -1514,30 +1495,7 @@ async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: Client
         .expect("the proxy dialed the upstream")
         .unwrap();
 
-    // Send as long as the proxy grants the stream room. Once the upstream's buffer is full the
-    // relay's write waits, it reads no more of the stream, and no more room comes: the end of
-    // the filling is a quiet period, the one thing here waited for by time. On a machine too
-    // slow for it the relay may be less stuck than meant when the reset comes, which weakens
-    // what the test proves without the fix, never what it asserts with it.
-    const CHUNK: usize = 64 << 10;
-    const QUIET: Duration = Duration::from_millis(500);
-    let chunk = Bytes::from(vec![b'x'; CHUNK]);
-    let mut sent = 0usize;
-    loop {
-        tunnel.reserve_capacity(CHUNK);
-        let room = timeout(QUIET, std::future::poll_fn(|cx| tunnel.poll_capacity(cx))).await;
-        match room {
-            Ok(Some(Ok(room))) => {
-                tunnel.send_data(chunk.slice(..room), false).unwrap();
-                sent += room;
-            }
-            Ok(other) => panic!("the tunnel's stream failed after {sent} bytes: {other:?}"),
-            Err(_) => break,
-        }
-        assert!(sent < 256 << 20, "the upstream never stopped the tunnel");
-    }
-    // At least the stream's whole window (512 KiB) was granted before the proxy read a byte.
-    assert!(sent >= 512 << 10, "{sent}");
+    let sent = send_until_stalled(&mut tunnel).await;
 
     match end {
         ClientEnd::ResetStream => tunnel.send_reset(h2::Reason::CANCEL),

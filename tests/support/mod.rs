@@ -841,3 +841,52 @@ pub async fn assert_trailers_pass(
     assert!(head.contains(" /upload HTTP/1.1\r\n"), "{upload}");
     assert_eq!(trailers, "x-upload-sum: 123\n", "{upload}");
 }
+
+/// Waits, without reading (a read would let a relay move again), until `stream`'s peer has
+/// closed it: a FIN or a RST, told by the socket's readiness rather than by its bytes.
+pub async fn closed_by_peer(stream: &TcpStream) {
+    use tokio::io::Interest;
+    loop {
+        let ready = stream
+            .ready(Interest::READABLE | Interest::ERROR)
+            .await
+            .unwrap();
+        if ready.is_read_closed() || ready.is_error() {
+            return;
+        }
+        // Bytes, not the end: forget this readiness and wait for the next event, unread.
+        let _ = stream.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
+    }
+}
+
+/// Sends on an HTTP/2 stream whose far end (a proxy's relay to an upstream that never reads)
+/// stops taking bytes, as long as the proxy grants the stream room; the bytes sent. Once the
+/// upstream's buffer is full the relay's write waits, it reads no more of the stream, and no
+/// more room comes: the end of the filling is a quiet period, the one thing here waited for
+/// by time. On a machine too slow for it the relay may be less stuck than meant when the test
+/// goes on, which weakens what a test proves without its fix, never what it asserts with it.
+pub async fn send_until_stalled(stream: &mut h2::SendStream<bytes::Bytes>) -> usize {
+    const CHUNK: usize = 64 << 10;
+    const QUIET: Duration = Duration::from_millis(500);
+    let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+    let mut sent = 0usize;
+    loop {
+        stream.reserve_capacity(CHUNK);
+        let room =
+            tokio::time::timeout(QUIET, std::future::poll_fn(|cx| stream.poll_capacity(cx))).await;
+        match room {
+            Ok(Some(Ok(room))) => {
+                stream.send_data(chunk.slice(..room), false).unwrap();
+                sent += room;
+            }
+            Ok(other) => panic!("the stream failed after {sent} bytes: {other:?}"),
+            Err(_) => break,
+        }
+        assert!(sent < 256 << 20, "the upstream never stopped the stream");
+    }
+    // At least the stream's whole window (512 KiB) was granted before the proxy read a byte.
+    assert!(sent >= 512 << 10, "{sent}");
+    sent
+}
