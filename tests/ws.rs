@@ -5,9 +5,10 @@
 
 use rama::http::{Body, DialOnly};
 use rama_e2e::{
-    PATIENCE, Running, bind_origin, h2_handshake, origin_certificate, origin_thread,
+    PATIENCE, Running, bind_origin, closed_by_peer, h2_handshake, origin_certificate,
+    origin_thread,
     python::{PythonServer, run_script},
-    spawn_origin,
+    send_until_stalled, spawn_origin,
     ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame, upgrade},
 };
 use std::{
@@ -802,4 +803,70 @@ async fn websockets_on_http2_streams_reach_serve_relay_and_the_reverse_proxy() {
         let _ = timeout(PATIENCE, connection).await;
     }
     assert_echo_saw_the_close(&echo, "4001", "bye").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once() {
+    // RFC 8441 through the reverse proxy to an origin that switches protocols and then reads
+    // nothing: once its buffers are full, the relay waits on the upstream and reads no more of
+    // the client's stream, so only the stream's signal can tell it of the client's reset.
+    let (origin, closed) = raw_origin(|stream, _| async move {
+        closed_by_peer(&stream).await;
+        let error = stream.take_error()?.map(|error| error.kind());
+        Ok((Instant::now(), error))
+    });
+    let upstream = format!("http://{origin}");
+    let mut proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let (client, mut connection) = timeout(PATIENCE, h2::client::handshake(tcp))
+        .await
+        .expect("the HTTP/2 handshake in time")
+        .expect("the HTTP/2 handshake");
+    let mut ping = connection
+        .ping_pong()
+        .expect("the connection's ping handle");
+    let _connection = tokio::spawn(connection);
+    // The server's settings, which offer extended CONNECT, come before its answer to a ping.
+    timeout(PATIENCE, ping.ping(h2::Ping::opaque()))
+        .await
+        .expect("the ping answered in time")
+        .unwrap();
+    let mut client = client.ready().await.unwrap();
+    assert!(client.is_extended_connect_protocol_enabled());
+    let mut request = http::Request::connect(format!("http://{}/chat", proxy.addr))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let response = timeout(PATIENCE, response)
+        .await
+        .expect("the WebSocket answered in time")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let sent = send_until_stalled(&mut stream).await;
+    stream.send_reset(h2::Reason::CANCEL);
+    let reset = Instant::now();
+    let (closed, error) = timeout(Duration::from_secs(3), closed)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the origin's connection still open 3 s after the reset ({sent} bytes sent):\n{}",
+                proxy.stderr()
+            )
+        })
+        .expect("the origin's session");
+    assert!(closed >= reset, "closed before the reset");
+    // With a RST (RFC 8441 5: the stream's reset is the WebSocket's TCP RST), not a FIN
+    // waiting behind the bytes the origin never read.
+    assert_eq!(error, Some(std::io::ErrorKind::ConnectionReset));
+    let line = proxy
+        .wait_for_line("upgraded stream reset by the client")
+        .await;
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    assert!(proxy.is_running());
 }

@@ -80,6 +80,18 @@ pub(crate) enum Stream {
     Tls(Box<TokioIo<tls::ClientStream<TcpStream>>>),
 }
 
+impl Stream {
+    /// Closes the TCP connection with `RST` once dropped: its end is abnormal, and the peer
+    /// is to learn it at once rather than after the bytes it has not read yet.
+    pub(crate) fn reset_on_drop(&self) {
+        let tcp = match self {
+            Stream::Plain(tcp) => tcp.inner(),
+            Stream::Tls(tls) => tls.inner().get_ref().0,
+        };
+        let _ = tcp.set_zero_linger();
+    }
+}
+
 /// The future of [`Connector`]'s dial (boxed: the TLS step follows an opaque hyper-util
 /// future; one allocation per new upstream connection, none per request).
 pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<Stream, BoxError>> + Send>>;

@@ -4,24 +4,35 @@
 //! request goes upstream, and on the upstream's `101` both upgraded connections are joined and
 //! relayed as bytes on the connection's own task ([`server::spawn`]), so the server's graceful
 //! drain waits for them.
+//!
+//! A WebSocket on an HTTP/2 stream (RFC 8441) comes with the stream's [`ResetSignal`] in the
+//! request (`http::Server` puts it there): the client resetting the stream, or its connection
+//! going, ends the relay even while it waits on an upstream that does not read.
 
-use super::{Body, forward, headers, server};
-use crate::error::Chain;
+use super::{Body, connect::Stream, forward, headers, server};
+use crate::{
+    error::Chain,
+    io::{self, Relayed, ResetSignal, Rewind},
+};
 use ::http::{Request, Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The client's side of an upgrade a proxy forwards: taken from the request before it goes
 /// upstream (hyper hands the client's upgraded connection over through it), empty when the
 /// request asks for no upgrade.
-pub(crate) struct ClientUpgrade(Option<OnUpgrade>);
+pub(crate) struct ClientUpgrade(Option<(OnUpgrade, Option<ResetSignal>)>);
 
 impl ClientUpgrade {
     /// The client's upgrade, when `request` asks for one that goes on to the next hop
     /// ([`headers::upgrade_of`]).
     pub(crate) fn take(request: &mut Request<Body>) -> Self {
         let asked = headers::upgrade_of(request.headers()).is_some();
-        Self(asked.then(|| hyper::upgrade::on(request)))
+        Self(asked.then(|| {
+            let stream_end = request.extensions().get::<ResetSignal>().cloned();
+            (hyper::upgrade::on(request), stream_end)
+        }))
     }
 
     /// What the client gets for the upstream's `response` to its request, which went to
@@ -40,7 +51,7 @@ impl ClientUpgrade {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return response;
         }
-        let Some(client) = self.0 else {
+        let Some((client, stream_end)) = self.0 else {
             tracing::warn!(%peer, %destination, "{proxy}: upstream switched protocols unasked");
             return forward::text(
                 StatusCode::BAD_GATEWAY,
@@ -48,7 +59,14 @@ impl ClientUpgrade {
             );
         };
         let upstream = hyper::upgrade::on(&mut response);
-        let relay = join(client, upstream, peer, destination.to_owned(), proxy);
+        let relay = join(
+            client,
+            stream_end,
+            upstream,
+            peer,
+            destination.to_owned(),
+            proxy,
+        );
         if server::spawn(relay).is_err() {
             tracing::error!(%peer, %destination, "{proxy}: an upgrade, but no http::Server task set to relay it on");
             return forward::text(
@@ -61,9 +79,10 @@ impl ClientUpgrade {
 }
 
 /// Joins the client's and the upstream's upgraded connections and relays bytes until both
-/// directions end.
+/// directions end, or the client's `stream_end` is raised.
 async fn join(
     client: OnUpgrade,
+    stream_end: Option<ResetSignal>,
     upstream: OnUpgrade,
     peer: forward::Peer,
     destination: String,
@@ -76,14 +95,50 @@ async fn join(
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((sent, received)) => {
+    let client = TokioIo::new(client);
+    // The client's own connection type (hyper-util's pool hands the upgraded connection over
+    // as it dialed it), so that a reset ends the upstream's TCP connection with `RST`: RFC 8441
+    // 5 has a WebSocket stream's `RST_STREAM` stand for the TCP `RST` of RFC 6455, and a FIN
+    // would wait behind whatever the upstream has not read.
+    let result = match upstream.downcast::<Stream>() {
+        Ok(parts) => {
+            let upstream = Rewind::new(parts.read_buf.to_vec(), TokioIo::new(parts.io));
+            let (result, upstream) = relay(client, upstream, stream_end).await;
+            if result.as_ref().is_err_and(io::is_reset) {
+                upstream.get_ref().inner().reset_on_drop();
+            }
+            result
+        }
+        Err(upstream) => relay(client, TokioIo::new(upstream), stream_end).await.0,
+    };
+    match result {
+        Ok(moved) => {
+            let (sent, received) = (moved.sent, moved.received);
             tracing::debug!(%peer, %destination, sent, received, "{proxy}: upgraded connection closed")
+        }
+        Err(error) if io::is_reset(&error) => {
+            tracing::debug!(%peer, %destination, "{proxy}: upgraded stream reset by the client")
         }
         Err(error) => {
             tracing::debug!(%peer, %destination, error = %Chain(&error), "{proxy}: upgraded connection failed")
         }
     }
+}
+
+/// Relays bytes between `client` and `upstream` until both directions end or `stream_end` is
+/// raised; the upstream back, for its close.
+async fn relay<U>(
+    client: TokioIo<Upgraded>,
+    upstream: U,
+    stream_end: Option<ResetSignal>,
+) -> (std::io::Result<Relayed>, U)
+where
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut relay = io::relay(client, upstream, io::DEFAULT_RELAY_BUFFER);
+    if let Some(signal) = stream_end {
+        relay = relay.with_reset(signal);
+    }
+    let result = (&mut relay).await;
+    (result, relay.into_inner().1)
 }

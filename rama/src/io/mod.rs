@@ -131,6 +131,12 @@ impl<A, B> Relay<A, B> {
         self
     }
 
+    /// The two streams back, as they are (a relay that ended by its [`ResetSignal`] leaves the
+    /// second one to be closed as abnormally: with a TCP `RST`, say).
+    pub fn into_inner(self) -> (A, B) {
+        (self.a, self.b)
+    }
+
     /// Bytes moved so far, each way.
     pub fn relayed(&self) -> Relayed {
         Relayed {

@@ -13,13 +13,13 @@ use crate::{
     BoxError, Conn, graceful,
     http::{Body, Error, headers},
     io::{
-        Rewind,
+        ResetSignal, Rewind,
         batch::{self, Batched},
     },
     shared::Shared,
     timer::ConnTimer,
 };
-use ::http::{HeaderName, Request, Response, Version, header};
+use ::http::{HeaderName, Request, Response, StatusCode, Version, header};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -265,6 +265,13 @@ where
         }
         self.facts.add_to(request.extensions_mut());
         let extended = extended_connect::as_upgrade(&mut request);
+        // An HTTP/2 WebSocket is a stream whose reset its relay may not see (`io::ResetSignal`):
+        // the relay behind finds the signal in the request, raised once the stream ends.
+        let stream_end = (extended == Extended::WebSocket).then(|| {
+            let signal = ResetSignal::new();
+            request.extensions_mut().insert(signal.clone());
+            signal
+        });
         let refused = if extended == Extended::Other {
             Some(extended_connect::refusal(&request))
         } else {
@@ -276,6 +283,7 @@ where
             future: None,
             waiting: false,
             extended,
+            stream_end,
             refused,
         }
     }
@@ -308,6 +316,8 @@ pin_project! {
         waiting: bool,
         // An HTTP/2 WebSocket `CONNECT` handed on as an upgrade.
         extended: Extended,
+        // That WebSocket's signal (in the request too), watched once the service switches.
+        stream_end: Option<ResetSignal>,
         // Why the request's stream is reset without a call: an extended `CONNECT` for another
         // protocol, a malformed HTTP/2 request.
         refused: Option<BoxError>,
@@ -372,6 +382,12 @@ where
             headers.remove(http::header::TRANSFER_ENCODING);
         }
         if *this.extended == Extended::WebSocket {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(signal) = this.stream_end.take()
+            {
+                // hyper spawns the stream's sending half once this answer is returned.
+                super::tunnel::watch(signal);
+            }
             extended_connect::answer(&mut response);
         }
         Poll::Ready(Ok(response.map(|body| Held::new(body, cx))))

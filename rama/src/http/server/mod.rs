@@ -7,7 +7,10 @@
 //! `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB); at the
 //! first request that is anything else, or malformed, hyper takes the rest of the connection
 //! (with the bytes already read) and serves it as its own. Upgrades (`101`, `CONNECT`) are
-//! supported. The service gets `http::Request<`[`Body`](super::Body)`>`s (streamed, never
+//! supported, WebSockets on HTTP/2 streams (RFC 8441) too, handed on as HTTP/1.1 upgrade
+//! requests that carry the stream's [`io::ResetSignal`](crate::io::ResetSignal) in their
+//! extensions (raised when the client resets the stream, for a relay to end on with
+//! [`Relay::with_reset`](crate::io::Relay::with_reset)). The service gets `http::Request<`[`Body`](super::Body)`>`s (streamed, never
 //! buffered beyond that small body); each carries the connection's [`ConnFacts`] in its
 //! extensions (peer, local address, TLS facts, the shutdown signal).
 //!
