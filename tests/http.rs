@@ -1495,7 +1495,7 @@ async fn a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(end: Client
         .expect("the proxy dialed the upstream")
         .unwrap();
 
-    let sent = send_until_stalled(&mut tunnel).await;
+    let sent = send_until_stalled(&mut tunnel, Bytes::from(vec![b'x'; 64 << 10])).await;
 
     match end {
         ClientEnd::ResetStream => tunnel.send_reset(h2::Reason::CANCEL),

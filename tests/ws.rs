@@ -3,6 +3,7 @@
 //! client never sends (unmasked and reserved-opcode frames, oversized messages) and for
 //! counting pongs.
 
+use bytes::Bytes;
 use rama::http::{Body, DialOnly};
 use rama_e2e::{
     PATIENCE, Running, bind_origin, closed_by_peer, h2_handshake, origin_certificate,
@@ -805,19 +806,17 @@ async fn websockets_on_http2_streams_reach_serve_relay_and_the_reverse_proxy() {
     assert_echo_saw_the_close(&echo, "4001", "bye").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once() {
-    // RFC 8441 through the reverse proxy to an origin that switches protocols and then reads
-    // nothing: once its buffers are full, the relay waits on the upstream and reads no more of
-    // the client's stream, so only the stream's signal can tell it of the client's reset.
-    let (origin, closed) = raw_origin(|stream, _| async move {
-        closed_by_peer(&stream).await;
-        let error = stream.take_error()?.map(|error| error.kind());
-        Ok((Instant::now(), error))
-    });
-    let upstream = format!("http://{origin}");
-    let mut proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
-    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+/// A WebSocket opened with the `h2` crate (raw streams, resets) on a new HTTP/2 connection to
+/// `addr` (RFC 8441), answered `200`: the connection's handle (kept for the connection to
+/// stay), the stream's sending half, and the client's address, as the server's logs name it.
+async fn h2_websocket(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    h2::SendStream<Bytes>,
+    SocketAddr,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
     let me = tcp.local_addr().unwrap();
     let (client, mut connection) = timeout(PATIENCE, h2::client::handshake(tcp))
         .await
@@ -826,7 +825,7 @@ async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
     let mut ping = connection
         .ping_pong()
         .expect("the connection's ping handle");
-    let _connection = tokio::spawn(connection);
+    tokio::spawn(connection);
     // The server's settings, which offer extended CONNECT, come before its answer to a ping.
     timeout(PATIENCE, ping.ping(h2::Ping::opaque()))
         .await
@@ -834,21 +833,45 @@ async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
         .unwrap();
     let mut client = client.ready().await.unwrap();
     assert!(client.is_extended_connect_protocol_enabled());
-    let mut request = http::Request::connect(format!("http://{}/chat", proxy.addr))
+    let mut request = http::Request::connect(format!("http://{addr}/chat"))
         .header("sec-websocket-version", "13")
         .body(())
         .unwrap();
     request
         .extensions_mut()
         .insert(h2::ext::Protocol::from_static("websocket"));
-    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let (response, stream) = client.send_request(request, false).unwrap();
     let response = timeout(PATIENCE, response)
         .await
         .expect("the WebSocket answered in time")
         .unwrap();
     assert_eq!(response.status(), 200);
+    (client, stream, me)
+}
 
-    let sent = send_until_stalled(&mut stream).await;
+/// An origin that switches protocols, then reads nothing; reports when its connection was
+/// closed, and how (`ConnectionReset` for a RST).
+fn deaf_origin() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Receiver<(Instant, Option<std::io::ErrorKind>)>,
+) {
+    raw_origin(|stream, _| async move {
+        closed_by_peer(&stream).await;
+        let error = stream.take_error()?.map(|error| error.kind());
+        Ok((Instant::now(), error))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once() {
+    // RFC 8441 through the reverse proxy (a byte relay) to an origin that reads nothing: once
+    // its buffers are full, the relay waits on the upstream and reads no more of the client's
+    // stream, so only the stream's signal can tell it of the client's reset.
+    let (origin, closed) = deaf_origin();
+    let upstream = format!("http://{origin}");
+    let mut proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
+    let (_client, mut stream, me) = h2_websocket(proxy.addr).await;
+    let sent = send_until_stalled(&mut stream, Bytes::from(vec![b'x'; 64 << 10])).await;
     stream.send_reset(h2::Reason::CANCEL);
     let reset = Instant::now();
     let (closed, error) = timeout(Duration::from_secs(3), closed)
@@ -869,4 +892,36 @@ async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
         .await;
     assert!(line.contains(&format!("peer={me}")), "{line}");
     assert!(proxy.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_websocket_reset_by_its_client_ends_a_relay_session_stalled_on_its_upstream() {
+    // The same through `ws::Relay`, which carries messages: blocked handing one to the
+    // upstream, it read no more of the client until the close timeout's clock never started.
+    let (origin, _closed) = deaf_origin();
+    let proxy = ws_proxy(origin, &["--close-timeout", "1"]);
+    let (_client, mut stream, me) = h2_websocket(proxy.addr).await;
+    let frames = Bytes::from(frame(FIN | TEXT, &[b'x'; 16 << 10], true));
+    let sent = send_until_stalled(&mut stream, frames).await;
+    stream.send_reset(h2::Reason::CANCEL);
+    let line = timeout(
+        Duration::from_secs(3),
+        proxy.wait_for_line("the client reset its stream"),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the session did not end 3 s after the reset ({sent} bytes sent):\n{}",
+            proxy.stderr()
+        )
+    });
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    // The upstream got its close, or its close timeout (1 s), and the session ended.
+    let line = timeout(
+        Duration::from_secs(3),
+        proxy.wait_for_line("session closed"),
+    )
+    .await
+    .expect("the session closed within the close timeout");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
 }

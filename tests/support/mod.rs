@@ -861,25 +861,31 @@ pub async fn closed_by_peer(stream: &TcpStream) {
     }
 }
 
-/// Sends on an HTTP/2 stream whose far end (a proxy's relay to an upstream that never reads)
-/// stops taking bytes, as long as the proxy grants the stream room; the bytes sent. Once the
-/// upstream's buffer is full the relay's write waits, it reads no more of the stream, and no
-/// more room comes: the end of the filling is a quiet period, the one thing here waited for
-/// by time. On a machine too slow for it the relay may be less stuck than meant when the test
-/// goes on, which weakens what a test proves without its fix, never what it asserts with it.
-pub async fn send_until_stalled(stream: &mut h2::SendStream<bytes::Bytes>) -> usize {
-    const CHUNK: usize = 64 << 10;
+/// Sends `pattern` over and over (each send goes on where the last one stopped, so a pattern of
+/// whole WebSocket frames stays a stream of frames) on an HTTP/2 stream whose far end (a
+/// proxy's relay to an upstream that never reads) stops taking bytes, as long as the proxy
+/// grants the stream room; the bytes sent. Once the upstream's buffer is full the relay's
+/// write waits, it reads no more of the stream, and no more room comes: the end of the
+/// filling is a quiet period, the one thing here waited for by time. On a machine too slow
+/// for it the relay may be less stuck than meant when the test goes on, which weakens what a
+/// test proves without its fix, never what it asserts with it.
+pub async fn send_until_stalled(
+    stream: &mut h2::SendStream<bytes::Bytes>,
+    pattern: bytes::Bytes,
+) -> usize {
     const QUIET: Duration = Duration::from_millis(500);
-    let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+    let mut at = 0;
     let mut sent = 0usize;
     loop {
-        stream.reserve_capacity(CHUNK);
+        stream.reserve_capacity(pattern.len());
         let room =
             tokio::time::timeout(QUIET, std::future::poll_fn(|cx| stream.poll_capacity(cx))).await;
         match room {
             Ok(Some(Ok(room))) => {
-                stream.send_data(chunk.slice(..room), false).unwrap();
-                sent += room;
+                let end = pattern.len().min(at + room);
+                stream.send_data(pattern.slice(at..end), false).unwrap();
+                sent += end - at;
+                at = end % pattern.len();
             }
             Ok(other) => panic!("the stream failed after {sent} bytes: {other:?}"),
             Err(_) => break,

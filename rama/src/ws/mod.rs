@@ -75,6 +75,9 @@
 //!   reason `the server is shutting down` (what was already relayed is written out first),
 //!   and the relay waits up to [`Relay::close_timeout`] for their replies. The hook does not
 //!   see these closes.
+//! - **A WebSocket on an HTTP/2 stream** (RFC 8441) whose client resets the stream, or whose
+//!   connection goes, ends the session at once, even one waiting on an upstream that reads
+//!   nothing: the upstream gets close `1001` (within [`Relay::close_timeout`]).
 //!
 //! # `Serve`
 //!

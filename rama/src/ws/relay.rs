@@ -12,6 +12,7 @@ use crate::{
     Address, Host,
     error::Chain,
     http::{Body, ConnFacts, ConnectTo, DialOnly, forward::Peer, headers, reverse, server},
+    io::ResetSignal,
     tcp, tls,
 };
 use ::http::{
@@ -312,6 +313,8 @@ impl<H: Hook + 'static> Relay<H> {
     /// and runs the session on the connection's task set.
     async fn upgrade(self, mut request: Request<()>) -> Response<Body> {
         let facts = request.extensions().get::<ConnFacts>().cloned();
+        // On an HTTP/2 stream (RFC 8441): its reset, which the session may not see otherwise.
+        let stream_end = request.extensions().get::<ResetSignal>().cloned();
         let peer = Peer(facts.as_ref().map(ConnFacts::peer_addr));
         let destination = match self.upstream.destination(&request, facts.as_ref()) {
             Ok(destination) => destination,
@@ -374,7 +377,12 @@ impl<H: Hook + 'static> Relay<H> {
         let run = async move {
             match client.await {
                 Ok(client) => {
-                    session::relay(client, upstream, &*hook, session, linger, &shutdown).await
+                    let ends = session::Ends {
+                        linger,
+                        shutdown: &shutdown,
+                        stream_end,
+                    };
+                    session::relay(client, upstream, &*hook, session, ends).await
                 }
                 Err(error) => {
                     tracing::debug!(%peer, %error, "ws relay: the client's upgrade failed")

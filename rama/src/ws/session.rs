@@ -7,7 +7,7 @@ use super::{
     CloseCode, CloseFrame, Message,
     hook::{Direction, Hook, Session},
 };
-use crate::{error::Chain, graceful, http::forward::Peer};
+use crate::{error::Chain, graceful, http::forward::Peer, io::ResetSignal};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_tungstenite::{
@@ -72,9 +72,21 @@ struct Leg {
     unflushed: bool,
 }
 
+/// How a session may end besides its legs' own say: the time each close handshake gets, the
+/// server's shutdown, and the client's HTTP/2 stream reset.
+pub(super) struct Ends<'a> {
+    /// How long a side gets to answer a close.
+    pub(super) linger: Duration,
+    /// The server's shutdown: both legs get close `1001`.
+    pub(super) shutdown: &'a graceful::Signal,
+    /// Raised when the client's HTTP/2 stream is reset (`http::Server` puts it in the
+    /// request): the client is gone, the upstream gets close `1001`.
+    pub(super) stream_end: Option<ResetSignal>,
+}
+
 /// Carries messages between `client` and `upstream` through `hook` until either side closes,
-/// fails or goes away, or the server shuts down (both legs then get close `1001`), then ends
-/// both legs within `linger`. A side's close goes to the other, whose messages are still
+/// fails or goes away, the client's stream is reset, or the server shuts down (both legs then
+/// get close `1001`), then ends both legs within `linger`. A side's close goes to the other, whose messages are still
 /// carried back, then its close (RFC 6455 5.5.1: who sent a close receives data until the
 /// peer's close), for at most `linger`.
 pub(super) async fn relay<H: Hook>(
@@ -82,21 +94,30 @@ pub(super) async fn relay<H: Hook>(
     upstream: HyperWebsocketStream,
     hook: &H,
     session: Session,
-    linger: Duration,
-    shutdown: &graceful::Signal,
+    ends: Ends<'_>,
 ) {
+    let Ends {
+        linger,
+        shutdown,
+        stream_end,
+    } = ends;
     let peer = Peer(session.peer_addr());
     let mut client = Leg::new(client, "client", false);
     let mut upstream = Leg::new(upstream, "upstream", true);
-    let (client_end, upstream_end) = match carry(
-        &mut client,
-        &mut upstream,
-        hook,
-        &session,
-        shutdown,
-    )
-    .await
-    {
+    let carried = carry(&mut client, &mut upstream, hook, &session, shutdown);
+    let ended = match &stream_end {
+        None => carried.await,
+        // Both legs are still open while messages are carried: the signal is the stream's
+        // reset (or its connection gone), not the end of the relay's own writing.
+        Some(signal) => tokio::select! {
+            ended = carried => ended,
+            () = std::future::poll_fn(|cx| signal.poll_raised(cx)) => {
+                tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: the client reset its stream");
+                Ended::Legs(End::Gone, End::Close(going_away()))
+            }
+        },
+    };
+    let (client_end, upstream_end) = match ended {
         Ended::Legs(client_end, upstream_end) => (client_end, upstream_end),
         Ended::Closing(direction) => {
             let (closer, other) = match direction {
