@@ -34,14 +34,18 @@ install_missing
 
 start_work
 chmod 755 "$work"   # nginx's workers run as another user and serve from here
-mkdir -p "$work/www" "$work/nginx" "$work/profiles"
+mkdir -p "$work/www" "$work/nginx"
+# A fixed place for the raw profiles, so that the instrumented build is built again only when
+# the source changed (its flags name the place); emptied before each training.
+profiles="$PGO_TARGET_DIR/profiles"
 head -c 4096 /dev/zero | tr '\0' x > "$work/www/train"
 
 build() {
   CARGO_TARGET_DIR="$PGO_TARGET_DIR" RUSTFLAGS="$1" \
     cargo build --release --target "$HOST" --example http_proxy --example reverse_proxy -q
 }
-build "-Cprofile-generate=$work/profiles"
+build "-Cprofile-generate=$profiles"
+rm -rf "$profiles"
 bin="$PGO_TARGET_DIR/$HOST/release/examples"
 
 cat > "$work/nginx.conf" <<CFG
@@ -82,8 +86,8 @@ train wrk -t 1 -c 16 -d 4s "http://127.0.0.1:$REV/train"
 train h2load -t 1 -c 16 -m 4 -D 4 "http://127.0.0.1:$REV/train"
 kill -INT $fwd $rev
 wait $fwd $rev
-ls "$work"/profiles/*.profraw >/dev/null
+ls "$profiles"/*.profraw >/dev/null
 
-"$PROFDATA" merge -o "$work/merged.profdata" "$work"/profiles
+"$PROFDATA" merge -o "$work/merged.profdata" "$profiles"
 build "-Cprofile-use=$work/merged.profdata"
 echo "$bin"
