@@ -70,15 +70,7 @@ echo ok > "$work/www/small"
 # (`X-Forwarded-For`, `-Proto`, `-Host`, a `Forwarded` element, `Via`) and `Via` to each
 # response. Left bare, they would forward 5 fewer headers than rama, and the origin, which
 # shares the two cores, would parse fewer behind them.
-cat > "$work/nginx.conf" <<CFG
-$(nginx_main nginx "$(nproc)")
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  server { listen 127.0.0.1:$ORIGIN; root $work/www; keepalive_requests 1000000; }
-}
-CFG
-nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+static_origin nginx $ORIGIN "$(nproc)"
 cat > "$work/nginx-rev.conf" <<CFG
 $(nginx_main nginx-rev "$(nproc)")
 http {

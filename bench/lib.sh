@@ -78,3 +78,20 @@ ticks() {
   done
   echo $sum
 }
+
+# `static_origin NAME PORT WORKERS` starts an nginx called NAME with WORKERS workers serving
+# $work/www on 127.0.0.1:PORT (keep-alive without a request limit, no access log), in the
+# foreground of the bench's session; its pid joins $pids.
+static_origin() {
+  mkdir -p "$work/$1-temp"
+  cat > "$work/$1.conf" <<CFG
+$(nginx_main "$1" "$3")
+http {
+  access_log off;
+  client_body_temp_path $work/$1-temp;
+  server { listen 127.0.0.1:$2; root $work/www; keepalive_requests 1000000; }
+}
+CFG
+  nginx -c "$work/$1.conf" -g 'daemon off;' &
+  pids+=($!)
+}

@@ -34,7 +34,7 @@ install_missing
 
 start_work
 chmod 755 "$work"   # nginx's workers run as another user and serve from here
-mkdir -p "$work/www" "$work/nginx"
+mkdir -p "$work/www"
 # A fixed place for the raw profiles, so that the instrumented build is built again only when
 # the source changed (its flags name the place); emptied before each training.
 profiles="$PGO_TARGET_DIR/profiles"
@@ -48,15 +48,7 @@ build "-Cprofile-generate=$profiles"
 rm -rf "$profiles"
 bin="$PGO_TARGET_DIR/$HOST/release/examples"
 
-cat > "$work/nginx.conf" <<CFG
-$(nginx_main origin 1)
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  server { listen 127.0.0.1:$ORIGIN; root $work/www; keepalive_requests 1000000; }
-}
-CFG
-nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+static_origin origin $ORIGIN 1
 # The instrumented proxies write their profiles when they exit, so they are stopped with the
 # signal they shut down on (Ctrl-C) and waited for, not killed.
 RUST_LOG=warn "$bin"/http_proxy --listen 127.0.0.1:$FWD >/dev/null 2>&1 & fwd=$!
