@@ -86,9 +86,9 @@ pub(super) struct Ends<'a> {
 
 /// Carries messages between `client` and `upstream` through `hook` until either side closes,
 /// fails or goes away, the client's stream is reset, or the server shuts down (both legs then
-/// get close `1001`), then ends both legs within `linger`. A side's close goes to the other, whose messages are still
-/// carried back, then its close (RFC 6455 5.5.1: who sent a close receives data until the
-/// peer's close), for at most `linger`.
+/// get close `1001`), then ends both legs within `linger`. A side's close goes to the other,
+/// whose messages are still carried back, then its close (RFC 6455 5.5.1: who sent a close
+/// receives data until the peer's close), for at most `linger`.
 pub(super) async fn relay<H: Hook>(
     client: HyperWebsocketStream,
     upstream: HyperWebsocketStream,

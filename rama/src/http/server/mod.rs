@@ -10,9 +10,10 @@
 //! supported, WebSockets on HTTP/2 streams (RFC 8441) too, handed on as HTTP/1.1 upgrade
 //! requests that carry the stream's [`io::ResetSignal`](crate::io::ResetSignal) in their
 //! extensions (raised when the client resets the stream, for a relay to end on with
-//! [`Relay::with_reset`](crate::io::Relay::with_reset)). The service gets `http::Request<`[`Body`](super::Body)`>`s (streamed, never
-//! buffered beyond that small body); each carries the connection's [`ConnFacts`] in its
-//! extensions (peer, local address, TLS facts, the shutdown signal).
+//! [`Relay::with_reset`](crate::io::Relay::with_reset)). The service gets
+//! `http::Request<`[`Body`](super::Body)`>`s (streamed, never buffered beyond that small
+//! body); each carries the connection's [`ConnFacts`] in its extensions (peer, local address,
+//! TLS facts, the shutdown signal).
 //!
 //! # No `Clone`, no `Send`
 //!
