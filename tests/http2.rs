@@ -296,11 +296,12 @@ async fn malformed_streams_are_reset_and_the_connection_serves_on() {
     );
 }
 
-/// What `h2` lets through and RFC 9113 8.3.1 does not: userinfo in `:authority` (stream 1)
-/// and a `:scheme` other than `http` or `https` (stream 3) are reset with `PROTOCOL_ERROR`
-/// before the service sees them (they were served), and the connection serves on (stream 5).
+/// What `h2` lets through and RFC 9113 does not: userinfo in `:authority` (stream 1), a
+/// `:scheme` other than `http` or `https` (stream 3) (8.3.1), and a field value that starts
+/// or ends with a space or a tab (streams 5 and 7, 8.2.1) are reset with `PROTOCOL_ERROR`
+/// before the service sees them (they were served), and the connection serves on (stream 9).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn userinfo_and_other_schemes_are_reset_before_the_service() {
+async fn userinfo_other_schemes_and_padded_values_are_reset_before_the_service() {
     let (addr, calls) = server(false);
     let mut stream = open(addr).await;
     let mut userinfo = vec![0x82, 0x86];
@@ -312,16 +313,26 @@ async fn userinfo_and_other_schemes_are_reset_before_the_service() {
     ftp.extend(literal(4, b"/"));
     ftp.extend(literal(1, b"localhost"));
     bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &ftp));
-    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 5, &get("/")));
+    for (id, value) in [(5, &b" padded"[..]), (7, &b"padded\t"[..])] {
+        // `x-padded: <value>`, a literal with a new name.
+        let mut padded = get("/");
+        padded.extend([0x00, 8]);
+        padded.extend_from_slice(b"x-padded");
+        padded.extend(integer(value.len(), 7, 0));
+        padded.extend_from_slice(value);
+        bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &padded));
+    }
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 9, &get("/")));
     stream.write_all(&bytes).await.unwrap();
 
-    assert_eq!(outcome(&mut stream, 1).await, Err(PROTOCOL_ERROR));
-    assert_eq!(outcome(&mut stream, 3).await, Err(PROTOCOL_ERROR));
-    assert_eq!(outcome(&mut stream, 5).await, Ok((200, b"ok".to_vec())));
+    for id in [1, 3, 5, 7] {
+        assert_eq!(outcome(&mut stream, id).await, Err(PROTOCOL_ERROR), "{id}");
+    }
+    assert_eq!(outcome(&mut stream, 9).await, Ok((200, b"ok".to_vec())));
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
-        "only stream 5 reached the service"
+        "only stream 9 reached the service"
     );
 }
 

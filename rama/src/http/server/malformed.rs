@@ -36,10 +36,13 @@ impl std::error::Error for Malformed {
 }
 
 /// Refuses an HTTP/2 `request` (any other passes) whose `:authority` has userinfo
-/// (`user@host`, RFC 9113 8.3.1: a next hop may take the host from another part of it), or
+/// (`user@host`, RFC 9113 8.3.1: a next hop may take the host from another part of it),
 /// whose `:scheme` is neither `http` nor `https` (for any method but `CONNECT`, which has
 /// none): RFC 9113 leaves other schemes to a gateway that translates them, and rama translates
-/// none; forwarded, the request went out as plain HTTP all the same.
+/// none; forwarded, the request went out as plain HTTP all the same; or with a field value
+/// that starts or ends with a space or a tab (RFC 9113 8.2.1: HTTP/1.1 strips such
+/// whitespace, so two hops could read the value two ways; `h2` checks only for CR, LF and
+/// NUL).
 pub(super) fn check<B>(request: &Request<B>) -> Result<(), Malformed> {
     if request.version() != Version::HTTP_2 {
         return Ok(());
@@ -57,6 +60,15 @@ pub(super) fn check<B>(request: &Request<B>) -> Result<(), Malformed> {
         && request.method() != Method::CONNECT
     {
         return Err(Malformed::new(":scheme is not http or https"));
+    }
+    let padded = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
+    if request.headers().values().any(|value| {
+        let value = value.as_bytes();
+        padded(value.first()) || padded(value.last())
+    }) {
+        return Err(Malformed::new(
+            "a field value starts or ends with whitespace",
+        ));
     }
     Ok(())
 }
@@ -103,6 +115,24 @@ mod tests {
         ] {
             let verdict = check(&request(method, uri, version)).err().map(|e| e.what);
             assert_eq!(verdict, refused, "{uri} {version:?}");
+        }
+        const PADDED: Option<&str> = Some("a field value starts or ends with whitespace");
+        for (value, version, refused) in [
+            (&b"v"[..], HTTP_2, None),
+            (b"a b", HTTP_2, None),
+            (b"", HTTP_2, None),
+            (b" v", HTTP_2, PADDED),
+            (b"v ", HTTP_2, PADDED),
+            (b"\tv", HTTP_2, PADDED),
+            (b"v\t", HTTP_2, PADDED),
+            (b" ", HTTP_2, PADDED),
+            (b" v", HTTP_11, None),
+        ] {
+            let mut padded = request(Method::GET, "https://a.test/", version);
+            let field = ::http::HeaderValue::from_bytes(value).unwrap();
+            padded.headers_mut().insert("x-value", field);
+            let verdict = check(&padded).err().map(|e| e.what);
+            assert_eq!(verdict, refused, "{value:?} {version:?}");
         }
         let error = check(&request(Method::GET, "ftp://a.test/", HTTP_2)).unwrap_err();
         let reason = std::error::Error::source(&error)
