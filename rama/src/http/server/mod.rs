@@ -45,9 +45,10 @@
 //!
 //! HTTP/2 answers in its own terms (hyper and the `h2` crate do): a malformed request (a
 //! pseudo-header missing or repeated, a connection-specific field, a length its data does not
-//! match) resets its stream (`RST_STREAM PROTOCOL_ERROR`) and the connection serves on, but a
-//! field the `h2` crate's decoder refuses (an uppercase or empty name, a CR, LF or NUL in a
-//! value) gets `GOAWAY PROTOCOL_ERROR` for the whole connection; a header list over
+//! match, a field value with white space at either end) resets its stream
+//! (`RST_STREAM PROTOCOL_ERROR`) and the connection serves on, but a field the `h2` crate's
+//! decoder refuses (an uppercase or empty name, a CR, LF or NUL in a value) gets
+//! `GOAWAY PROTOCOL_ERROR` for the whole connection; a header list over
 //! `max_header_size` gets `431` on its stream; a frame that breaks the protocol gets
 //! `GOAWAY PROTOCOL_ERROR`; a flood of streams the client resets before they are served
 //! ("rapid reset"), or of empty `CONTINUATION` frames, and a header block that decodes to
