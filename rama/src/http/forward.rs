@@ -115,7 +115,7 @@ pub struct ConnectHandshake {
     upgrade: OnUpgrade,
     destination: Address,
     /// Over HTTP/2, raised when the tunnel's stream is reset or its connection goes (see
-    /// `server::tunnel`).
+    /// `io::ResetSignal`; `http::Server` puts it in the request).
     reset: Option<ResetSignal>,
 }
 
@@ -312,13 +312,14 @@ where
     }
     let (respond, answer) = oneshot::channel();
     // An HTTP/1 tunnel's client side is the connection itself, whose reads and writes tell
-    // its end; an HTTP/2 one is a stream, whose reset the relay may not see (`io::ResetSignal`).
-    let reset = (request.version() == Version::HTTP_2).then(ResetSignal::new);
+    // its end; an HTTP/2 one is a stream, whose reset the relay may not see: `http::Server`
+    // put its `io::ResetSignal` in the request.
+    let reset = request.extensions().get::<ResetSignal>().cloned();
     let handshake = ConnectHandshake {
         respond,
         upgrade: hyper::upgrade::on(&mut request),
         destination: destination.clone(),
-        reset: reset.clone(),
+        reset,
     };
     tracing::debug!(%peer, %destination, "http proxy: CONNECT");
     let tunnel = inner.call(tunnel::Request::new(destination.clone(), handshake, info));
@@ -346,15 +347,7 @@ where
         );
     }
     match answer.await {
-        Ok(response) => {
-            if let Some(reset) = reset
-                && response.status().is_success()
-            {
-                // hyper spawns the tunnel's sending half once this answer is returned.
-                server::tunnel::watch(reset);
-            }
-            response
-        }
+        Ok(response) => response,
         Err(_) => text(
             StatusCode::BAD_GATEWAY,
             format!("the tunnel to {destination} failed before it opened"),

@@ -34,8 +34,9 @@ use std::{
 /// The relay, failing, [aborts](Self::is_aborted) it in turn: the client's side is then to be
 /// reset, not ended as if the tunnel had finished.
 ///
-/// `http::ForwardProxy` makes one for each HTTP/2 `CONNECT` and hands it to the tunnel
-/// through [`Handshake::reset_signal`](crate::tunnel::Handshake::reset_signal).
+/// [`http::Server`](crate::http::Server) puts one in each HTTP/2 `CONNECT` request (a
+/// WebSocket's too); `http::ForwardProxy` hands it to the tunnel through
+/// [`Handshake::reset_signal`](crate::tunnel::Handshake::reset_signal).
 #[derive(Clone, Default)]
 pub struct ResetSignal {
     inner: Arc<Inner>,

@@ -264,10 +264,13 @@ where
             }
         }
         self.facts.add_to(request.extensions_mut());
+        // An HTTP/2 `CONNECT` (a tunnel, or a WebSocket handed on below as an upgrade) opens a
+        // stream whose reset its relay may not see (`io::ResetSignal`): the relay behind finds
+        // the signal in the request, raised once the stream ends.
+        let tunnel =
+            request.version() == Version::HTTP_2 && request.method() == http::Method::CONNECT;
         let extended = extended_connect::as_upgrade(&mut request);
-        // An HTTP/2 WebSocket is a stream whose reset its relay may not see (`io::ResetSignal`):
-        // the relay behind finds the signal in the request, raised once the stream ends.
-        let stream_end = (extended == Extended::WebSocket).then(|| {
+        let stream_end = (tunnel && extended != Extended::Other).then(|| {
             let signal = ResetSignal::new();
             request.extensions_mut().insert(signal.clone());
             signal
@@ -316,7 +319,8 @@ pin_project! {
         waiting: bool,
         // An HTTP/2 WebSocket `CONNECT` handed on as an upgrade.
         extended: Extended,
-        // That WebSocket's signal (in the request too), watched once the service switches.
+        // An HTTP/2 `CONNECT`'s signal (in the request too), watched once the service opens
+        // the tunnel (`2xx`, or `101` to a WebSocket).
         stream_end: Option<ResetSignal>,
         // Why the request's stream is reset without a call: an extended `CONNECT` for another
         // protocol, a malformed HTTP/2 request.
@@ -381,13 +385,17 @@ where
             headers.remove(http::header::CONTENT_LENGTH);
             headers.remove(http::header::TRANSFER_ENCODING);
         }
-        if *this.extended == Extended::WebSocket {
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS
-                && let Some(signal) = this.stream_end.take()
-            {
-                // hyper spawns the stream's sending half once this answer is returned.
-                super::tunnel::watch(signal);
-            }
+        let websocket = *this.extended == Extended::WebSocket;
+        let opened = if websocket {
+            response.status() == StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            response.status().is_success()
+        };
+        if opened && let Some(signal) = this.stream_end.take() {
+            // hyper spawns the stream's sending half once this answer is returned.
+            super::tunnel::watch(signal);
+        }
+        if websocket {
             extended_connect::answer(&mut response);
         }
         Poll::Ready(Ok(response.map(|body| Held::new(body, cx))))

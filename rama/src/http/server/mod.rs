@@ -8,9 +8,10 @@
 //! first request that is anything else, or malformed, hyper takes the rest of the connection
 //! (with the bytes already read) and serves it as its own. Upgrades (`101`, `CONNECT`) are
 //! supported, WebSockets on HTTP/2 streams (RFC 8441) too, handed on as HTTP/1.1 upgrade
-//! requests that carry the stream's [`io::ResetSignal`](crate::io::ResetSignal) in their
-//! extensions (raised when the client resets the stream, for a relay to end on with
-//! [`Relay::with_reset`](crate::io::Relay::with_reset)). The service gets
+//! requests. An HTTP/2 `CONNECT` (a WebSocket's too) carries its stream's
+//! [`io::ResetSignal`](crate::io::ResetSignal) in its extensions, raised when the client
+//! resets the stream, for a relay to end on ([`Relay::with_reset`](crate::io::Relay::with_reset)).
+//! The service gets
 //! `http::Request<`[`Body`](super::Body)`>`s (streamed, never buffered beyond that small
 //! body); each carries the connection's [`ConnFacts`] in its extensions (peer, local address,
 //! TLS facts, the shutdown signal).
@@ -79,7 +80,7 @@ mod h1;
 pub(crate) mod interim;
 mod malformed;
 mod stall;
-pub(crate) mod tunnel;
+mod tunnel;
 
 pub use self::conn::Connection;
 

@@ -7,8 +7,8 @@
 //! streams then), ends that task at once. The `Upgraded` the relay holds learns of it only
 //! when written to, or read past the data `h2` still holds for it; a relay blocked on an
 //! upstream that does not read does neither (see `io::ResetSignal`). hyper's `Upgraded`
-//! exposes no stream handle, so the task's end is the signal: the stream's task marks itself
-//! when the service answers the `CONNECT` ([`watch`]), and hyper spawns the sending task from
+//! exposes no stream handle, so the task's end is the signal: the bridge marks the stream's
+//! task when the service answers the `CONNECT` ([`watch`]), and hyper spawns the sending task from
 //! that same poll, right after it hands out the `Upgraded`; the connection's executor gives
 //! the mark to that task, which raises the relay's [`ResetSignal`] when it ends.
 //!
@@ -25,12 +25,11 @@ use std::{
     task::Poll,
 };
 
-/// Called by a service answering an HTTP/2 `CONNECT` with `2xx`, from the stream's task
-/// (inside its call's future, as it returns the answer): the end of the tunnel's sending
-/// half, which hyper spawns next, raises `signal`. Called elsewhere (an HTTP/1 `CONNECT`,
-/// whose client side is the connection itself, or outside [`Server`](super::Server)), it does
-/// nothing, and nothing will raise the signal.
-pub(crate) fn watch(signal: ResetSignal) {
+/// Called by the bridge when the service answered an HTTP/2 `CONNECT` with `2xx` (`101` to a
+/// WebSocket), from the stream's task, as it returns the answer: the end of the tunnel's
+/// sending half, which hyper spawns next, raises `signal`. Outside a connection's task it
+/// does nothing, and nothing will raise the signal.
+pub(super) fn watch(signal: ResetSignal) {
     stall::mark_tunnel(signal);
 }
 
