@@ -11,10 +11,9 @@
 //! requests. An HTTP/2 `CONNECT` (a WebSocket's too) carries its stream's
 //! [`io::ResetSignal`](crate::io::ResetSignal) in its extensions, raised when the client
 //! resets the stream, for a relay to end on ([`Relay::with_reset`](crate::io::Relay::with_reset)).
-//! The service gets
-//! `http::Request<`[`Body`](super::Body)`>`s (streamed, never buffered beyond that small
-//! body); each carries the connection's [`ConnFacts`] in its extensions (peer, local address,
-//! TLS facts, the shutdown signal).
+//! The service gets `http::Request<`[`Body`](super::Body)`>`s (streamed, never buffered
+//! beyond that small body); each carries the connection's [`ConnFacts`] in its extensions
+//! (peer, local address, TLS facts, the shutdown signal).
 //!
 //! # No `Clone`, no `Send`
 //!
