@@ -505,6 +505,65 @@ fn per_core_listeners_do_not_share_an_address_something_listens_on() {
     assert_eq!(again.threads(), 2);
 }
 
+/// Answers each connection with the name of the thread that serves it, then holds it open
+/// until the client closes it.
+async fn name_the_thread(conn: Conn<tcp::Stream>) -> Result<(), BoxError> {
+    let (mut stream, _) = conn.into_parts();
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    stream.write_all(format!("{name}\n").as_bytes()).await?;
+    stream.read_to_end(&mut Vec::new()).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn per_core_servers_share_a_burst_of_connections_evenly() {
+    // The kernel's `SO_REUSEPORT` hash alone splits 200 connections 100/100 give or take 7
+    // (one standard deviation); the servers hand connections over until they are within two.
+    const CONNECTIONS: usize = 200;
+    let servers = tcp::PerCore::bind_threads("127.0.0.1:0", 2).unwrap();
+    let addr = servers.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(
+        servers
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .run(|server| server.serve(tower::service_fn(name_the_thread))),
+    );
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        connects.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let mut name = Vec::new();
+            while name.last() != Some(&b'\n') {
+                let mut byte = [0];
+                assert_eq!(
+                    stream.read(&mut byte).await.unwrap(),
+                    1,
+                    "closed before naming"
+                );
+                name.push(byte[0]);
+            }
+            (stream, String::from_utf8(name).unwrap())
+        });
+    }
+    let open = timeout(PATIENCE, connects.join_all()).await.unwrap();
+    let mut per_thread = std::collections::BTreeMap::<&str, usize>::new();
+    for (_, name) in &open {
+        *per_thread.entry(name.trim_end()).or_default() += 1;
+    }
+    let counts: Vec<usize> = per_thread.values().copied().collect();
+    assert_eq!(counts.len(), 2, "served by {per_thread:?}");
+    assert_eq!(counts.iter().sum::<usize>(), CONNECTIONS);
+    assert!(counts[0].abs_diff(counts[1]) <= 2, "split {per_thread:?}");
+    drop(open);
+    stop.send(()).unwrap();
+    timeout(PATIENCE, run).await.unwrap().unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_relay_dropped_by_the_idle_timeout_has_its_access_line() {
     let origin = EchoOrigin::start().await;

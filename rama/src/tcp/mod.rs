@@ -13,7 +13,8 @@
 //!    connection on the runtime instead, which then needs `Send + 'static`.
 //!
 //! To use every core, [`PerCore`] runs one server per core on `SO_REUSEPORT` listeners, each
-//! with its own service from a factory.
+//! with its own service from a factory; a server holding more connections than its siblings
+//! hands new ones to the least loaded.
 //!
 //! ```no_run
 //! use rama::{graceful, tcp, target};
@@ -36,6 +37,7 @@
 //! ```
 
 mod accept;
+mod balance;
 mod connect;
 pub mod future;
 mod per_core;

@@ -1,5 +1,5 @@
 use super::{
-    Serve, Server, Stream,
+    Serve, Server, Stream, balance,
     future::ConnectionFuture,
     server::{Connections, Mode, bind_listener, check_free},
 };
@@ -19,7 +19,9 @@ use tower::Service;
 
 /// One server per core: `SO_REUSEPORT` listeners on one address, each served on its own thread
 /// by a current-thread runtime, with its own service built by a factory. The kernel spreads
-/// new connections over the listeners.
+/// new connections over the listeners by a hash of their addresses; a server that then holds
+/// two connections more than the least loaded of the others hands each new one over to it
+/// (as haproxy does between its threads), so that no thread serves much more than its share.
 ///
 /// Services are built on their own thread and never cross threads, so they need not be
 /// `Send`; only the factory must be shareable.
@@ -143,7 +145,8 @@ impl PerCore {
         let factory = Arc::new(factory);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut done = Vec::with_capacity(self.listeners.len());
-        for (index, listener) in self.listeners.into_iter().enumerate() {
+        let members = balance::Group::members(self.listeners.len());
+        for ((index, listener), member) in self.listeners.into_iter().enumerate().zip(members) {
             let factory = factory.clone();
             let mut stop = stop_rx.clone();
             let (done_tx, done_rx) = oneshot::channel();
@@ -164,8 +167,9 @@ impl PerCore {
                                 // A dropped sender (the run future dropped) also stops.
                                 let _ = stop.wait_for(|stop| *stop).await;
                             };
-                            let serve =
-                                factory(Server::from_std(listener)).with_graceful_shutdown(stopped);
+                            let serve = factory(Server::from_std(listener))
+                                .in_group(member)
+                                .with_graceful_shutdown(stopped);
                             runtime.block_on(serve)
                         });
                     let _ = done_tx.send(result);

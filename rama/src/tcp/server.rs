@@ -1,5 +1,6 @@
 use super::{
     accept::{self, Action},
+    balance,
     future::ConnectionFuture,
     stream::{Activity, Stream},
 };
@@ -67,6 +68,8 @@ struct Core<S> {
     // Accept back-off while running, the drain deadline once shutting down.
     timer: Option<Pin<Box<Sleep>>>,
     backoff: Duration,
+    // Set when the server is one of a `PerCore` group.
+    balance: Option<balance::Member>,
 }
 
 /// Where a [`Serve`] runs its connections: [`Local`] or [`Spawn`].
@@ -155,6 +158,7 @@ impl Server {
                 shutdown: graceful::Signal::new(),
                 timer: None,
                 backoff: Duration::ZERO,
+                balance: None,
             },
             connections: Default::default(),
             signal: pending(),
@@ -260,6 +264,12 @@ where
     pub fn get_ref(&self) -> &S {
         &self.core.service
     }
+
+    /// Makes this server `member` of a `PerCore` group, which keeps connection counts even.
+    pub(super) fn in_group(mut self, member: balance::Member) -> Self {
+        self.core.balance = Some(member);
+        self
+    }
 }
 
 impl<S, M, G> Future for Serve<S, M, G>
@@ -294,6 +304,7 @@ where
         }
         // Polled after accepting, so that new connections make their first progress now.
         let drained = this.connections.poll_all(cx).is_ready();
+        core.publish(this.connections.count());
         if core.shutdown.is_triggered() {
             if drained {
                 tracing::info!("every connection ended, server stopped");
@@ -373,6 +384,16 @@ where
                 }
                 Poll::Pending => return Poll::Pending,
             }
+            // Connections a sibling handed over go first: they have waited longest.
+            if let Some(Poll::Ready((stream, peer))) =
+                self.balance.as_mut().map(|member| member.poll_handed(cx))
+            {
+                match stream {
+                    Ok(stream) => self.run(connections, stream, peer),
+                    Err(error) => tracing::debug!(%peer, %error, "cannot take a connection over"),
+                }
+                continue;
+            }
             let listener = self
                 .listener
                 .as_ref()
@@ -380,7 +401,13 @@ where
             match listener.poll_accept(cx) {
                 Poll::Ready(Ok((stream, peer))) => {
                     self.backoff = Duration::ZERO;
-                    connections.push(self.start(stream, peer));
+                    let kept = match &self.balance {
+                        Some(member) => member.hand_over(connections.count(), stream, peer),
+                        None => Some((stream, peer)),
+                    };
+                    if let Some((stream, peer)) = kept {
+                        self.run(connections, stream, peer);
+                    }
                 }
                 Poll::Ready(Err(error)) => match accept::classify(&error) {
                     Action::Retry => tracing::debug!(%error, "accept failed, retrying"),
@@ -394,6 +421,22 @@ where
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Starts a connection among `connections`, and publishes their new count to the group.
+    fn run<C>(&mut self, connections: &mut C, stream: tokio::net::TcpStream, peer: SocketAddr)
+    where
+        C: Connections<ConnectionFuture<S::Future>>,
+    {
+        connections.push(self.start(stream, peer));
+        self.publish(connections.count());
+    }
+
+    /// Tells the group, if any, how many connections this server runs.
+    fn publish(&self, open: usize) {
+        if let Some(member) = &self.balance {
+            member.publish(open);
+        }
     }
 
     /// Hands a fresh connection to the service.
@@ -429,6 +472,8 @@ where
             "shutting down: no new connections, draining"
         );
         self.listener = None;
+        // Out of the group: connections handed over and not yet taken are closed with it.
+        self.balance = None;
         self.shutdown.trigger();
         self.timer = self
             .drain_timeout
