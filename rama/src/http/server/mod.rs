@@ -78,6 +78,7 @@ mod flood;
 mod h1;
 pub(crate) mod interim;
 mod malformed;
+mod self_wake;
 mod stall;
 mod tunnel;
 
