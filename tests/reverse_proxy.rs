@@ -476,6 +476,103 @@ async fn trailers_pass_both_ways_without_the_fields_no_trailer_may_carry() {
     assert_eq!(fields, ["grpc-status", "x-checksum"], "{trailers:?}");
 }
 
+/// A trailer field value that starts or ends with white space, which HTTP/2 carries and
+/// HTTP/1.1's parsers strip (RFC 9113 8.2.1: the message is malformed), is passed on neither
+/// way: an HTTP/2 client's upload gets `400` and its trailer section never reaches the
+/// HTTP/1.1 origin (the same upload with a clean value, sent next, is the first the origin
+/// sees whole); an HTTP/2 origin's answer reaches the client as a reset stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padded_trailer_values_from_http2_are_passed_on_neither_way() {
+    /// Its frames one by one, with no length known: the upload goes upstream chunked.
+    struct Frames(std::vec::IntoIter<Frame<Bytes>>);
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.next().map(Ok))
+        }
+    }
+    async fn upload(proxy: SocketAddr, sum: &'static str) -> (u16, String) {
+        let stream = TcpStream::connect(proxy).await.unwrap();
+        let (mut send, connection) = hyper::client::conn::http2::handshake::<_, _, Frames>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-upload-sum", http::HeaderValue::from_static(sum));
+        let body = Frames(
+            vec![
+                Frame::data(Bytes::from_static(b"hello")),
+                Frame::trailers(trailers),
+            ]
+            .into_iter(),
+        );
+        let request = http::Request::post(format!("http://{proxy}/upload"))
+            .body(body)
+            .unwrap();
+        let response = timeout(PATIENCE, send.send_request(request))
+            .await
+            .expect("an answer in time")
+            .expect("a response");
+        let status = response.status().as_u16();
+        let body = timeout(PATIENCE, response.into_body().collect())
+            .await
+            .expect("the body in time")
+            .expect("the body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+    let (origin, seen) = rama_e2e::trailer_origin(rama_e2e::ORIGIN_TRAILERS);
+    let proxy = reverse_proxy(origin, &[]);
+    for padded in [" 123", "123\t"] {
+        let (status, body) = upload(proxy.addr, padded).await;
+        assert_eq!(status, 400, "{padded:?}: {body}");
+        assert!(body.contains("whitespace"), "{padded:?}: {body}");
+        let (status, body) = upload(proxy.addr, "123").await;
+        assert_eq!(status, 200, "{body}");
+        let request = seen
+            .recv_timeout(PATIENCE)
+            .expect("the upload at the origin");
+        let (head, trailers) = request.split_once("\r\n\r\n").expect("a head");
+        assert!(head.contains(" /upload HTTP/1.1\r\n"), "{request}");
+        assert_eq!(trailers, "x-upload-sum: 123\n", "{padded:?}: {request}");
+    }
+
+    async fn padded(
+        _: http::Request<rama_http::Body>,
+    ) -> Result<http::Response<rama_http::Body>, BoxError> {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0 "));
+        let body = http_body_util::Full::new(Bytes::from_static(b"hello"))
+            .with_trailers(std::future::ready(Some(Ok::<_, Infallible>(trailers))));
+        Ok(http::Response::new(rama_http::Body::new(body)))
+    }
+    let origin = origin_thread(|listener| async move {
+        let server = tcp::Server::from_std(listener)
+            .serve(rama_http::Server::new().layer(tower::service_fn(padded)));
+        let _ = server.await;
+    });
+    let proxy = reverse_proxy(origin, &["--http2-upstream"]);
+    let (mut send, _connection) =
+        rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;
+    let request = http::Request::get(format!("http://{}/", proxy.addr))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    // The stream is reset, before the head or after it as the frames fall.
+    let exchange = async {
+        let response = send.send_request(request).await?;
+        response.into_body().collect().await
+    };
+    let outcome = timeout(PATIENCE, exchange).await.expect("an end in time");
+    assert!(outcome.is_err(), "the trailers passed: {outcome:?}");
+}
+
 /// An upstream's `103 Early Hints` reaches an HTTP/1.1 client as it comes, before the final
 /// response (which the origin sends only once the client has the `103`), without its
 /// hop-by-hop fields; an HTTP/1.0 client gets the final response alone (RFC 9110 15.2).

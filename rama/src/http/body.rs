@@ -153,7 +153,16 @@ impl http_body::Body for Body {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Incoming(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame)))
+                    if frame
+                        .trailers_ref()
+                        .is_some_and(super::headers::any_value_padded) =>
+                {
+                    Poll::Ready(Some(Err(PaddedTrailer.into())))
+                }
+                polled => polled.map_err(Into::into),
+            },
             Kind::H1(body) => Pin::new(&mut **body).poll_frame(cx),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
@@ -179,6 +188,23 @@ impl http_body::Body for Body {
         }
     }
 }
+
+/// A trailer section with a field value that starts or ends with a space or a tab: HTTP/2 lets
+/// it through (`h2` checks the head's fields as the server's bridge does, not the trailers,
+/// which come after the call), RFC 9113 8.2.1 calls the message malformed, and a proxy must not
+/// pass it on (8.1.1). The body fails there, before the section is handed on: the proxies
+/// answer a request's with `400`, and cut a response's short. HTTP/1.1's parsers strip the
+/// white space, so it comes from HTTP/2 alone.
+#[derive(Debug)]
+struct PaddedTrailer;
+
+impl fmt::Display for PaddedTrailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed trailers: a field value starts or ends with whitespace")
+    }
+}
+
+impl std::error::Error for PaddedTrailer {}
 
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

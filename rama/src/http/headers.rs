@@ -98,6 +98,19 @@ pub(crate) fn allowed_in_trailers(name: &HeaderName) -> bool {
     )
 }
 
+/// Whether a field value in `headers` starts or ends with a space or a tab. HTTP/1.1's parsers
+/// strip such white space (httparse, hyper's and rama's own, a next hop's), HTTP/2 carries it
+/// (RFC 9113 8.2.1 calls the message malformed; `h2` checks only for CR, LF and NUL), so two
+/// hops could read one value two ways: a check made here on the bytes, another on the trimmed
+/// value there.
+pub(crate) fn any_value_padded(headers: &HeaderMap) -> bool {
+    let padded = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
+    headers.values().any(|value| {
+        let value = value.as_bytes();
+        padded(value.first()) || padded(value.last())
+    })
+}
+
 /// Removes the hop-by-hop headers (RFC 9110 7.6.1): `Connection` and every header it names,
 /// `Proxy-Connection`, `Proxy-Authorization`, `Proxy-Authenticate`, `Keep-Alive`, `TE`,
 /// `Transfer-Encoding`, `Upgrade`.

@@ -61,11 +61,7 @@ pub(super) fn check<B>(request: &Request<B>) -> Result<(), Malformed> {
     {
         return Err(Malformed::new(":scheme is not http or https"));
     }
-    let padded = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
-    if request.headers().values().any(|value| {
-        let value = value.as_bytes();
-        padded(value.first()) || padded(value.last())
-    }) {
+    if crate::http::headers::any_value_padded(request.headers()) {
         return Err(Malformed::new(
             "a field value starts or ends with whitespace",
         ));
