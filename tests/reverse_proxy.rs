@@ -336,12 +336,16 @@ async fn an_h2c_upgrade_offer_stays_here_and_the_answer_is_in_the_proxys_version
 
 /// Sends `request` to `proxy` over a new HTTP/2 connection (hyper's client, prior knowledge):
 /// the status, and the whole body with its trailers.
-async fn h2_exchange(
+async fn h2_exchange<B>(
     proxy: SocketAddr,
-    request: http::Request<http_body_util::Empty<Bytes>>,
-) -> (u16, http_body_util::Collected<Bytes>) {
+    request: http::Request<B>,
+) -> (u16, http_body_util::Collected<Bytes>)
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut send, _connection) =
-        rama_e2e::h2_handshake(TcpStream::connect(proxy).await.unwrap()).await;
+        rama_e2e::h2_handshake_for(TcpStream::connect(proxy).await.unwrap()).await;
     let response = timeout(PATIENCE, send.send_request(request))
         .await
         .expect("an answer in time")
@@ -496,14 +500,6 @@ async fn padded_trailer_values_from_http2_are_passed_on_neither_way() {
         }
     }
     async fn upload(proxy: SocketAddr, sum: &'static str) -> (u16, String) {
-        let stream = TcpStream::connect(proxy).await.unwrap();
-        let (mut send, connection) = hyper::client::conn::http2::handshake::<_, _, Frames>(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(connection);
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-upload-sum", http::HeaderValue::from_static(sum));
         let body = Frames(
@@ -516,17 +512,11 @@ async fn padded_trailer_values_from_http2_are_passed_on_neither_way() {
         let request = http::Request::post(format!("http://{proxy}/upload"))
             .body(body)
             .unwrap();
-        let response = timeout(PATIENCE, send.send_request(request))
-            .await
-            .expect("an answer in time")
-            .expect("a response");
-        let status = response.status().as_u16();
-        let body = timeout(PATIENCE, response.into_body().collect())
-            .await
-            .expect("the body in time")
-            .expect("the body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        let (status, body) = h2_exchange(proxy, request).await;
+        (
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        )
     }
     let (origin, seen) = rama_e2e::trailer_origin(rama_e2e::ORIGIN_TRAILERS);
     let proxy = reverse_proxy(origin, &[]);

@@ -633,6 +633,21 @@ pub async fn h2_handshake<IO>(
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    h2_handshake_for(io).await
+}
+
+/// [`h2_handshake`] for requests with bodies of type `B`.
+pub async fn h2_handshake_for<B, IO>(
+    io: IO,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (send, connection) = tokio::time::timeout(
         PATIENCE,
         hyper::client::conn::http2::handshake(
