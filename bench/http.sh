@@ -21,7 +21,7 @@
 #   RUNS=3 SECS=4 bench/http.sh
 #   ONLY=reverse bench/http.sh # only the reverse proxies (ONLY=forward: only the forward ones)
 #   REV_ARGS="--trace --gzip" bench/http.sh   # extra flags for rama's reverse_proxy
-#   RAMA_ARGS=--no-sched-batch bench/http.sh   # extra flags for both rama proxies
+#   RAMA_ARGS=--sched-batch bench/http.sh      # extra flags for both rama proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh

@@ -33,8 +33,8 @@ usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
   --listen ADDR               where to accept connections (default 127.0.0.1:3128)
   --user NAME:PASSWORD        require this user (repeatable); without any, no authentication
   --threads N                 servers, one per thread (default: one per core)
-  --no-sched-batch            keep the server threads under the default scheduling policy
-                              (else SCHED_BATCH on Linux; see tcp::PerCore::batch_scheduling)
+  --sched-batch               run the server threads under SCHED_BATCH (Linux; see
+                              tcp::PerCore::batch_scheduling)
   --deny-port PORT            refuse destinations on this port (repeatable; answered 403)
   --header-read-timeout SECS  how long a client may take to send its headers (default 30; 408)
   --connect-timeout SECS      how long dialing an upstream may take (default 10; 504)
@@ -48,7 +48,7 @@ usage: http_proxy [--listen ADDR] [--user NAME:PASSWORD]... [options]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Failure> {
     init_tracing();
-    let args = Args::parse(USAGE, &["allow-private", "no-sched-batch", "loopback-only"]);
+    let args = Args::parse(USAGE, &["allow-private", "sched-batch", "loopback-only"]);
     let listen: SocketAddr = args.get("listen", "127.0.0.1:3128");
     let threads: usize = args.get("threads", "0");
     let header_read_timeout = args.seconds("header-read-timeout", "30");
@@ -79,7 +79,7 @@ async fn main() -> Result<(), Failure> {
             ),
         }]
     })?
-    .batch_scheduling(!args.flag("no-sched-batch"));
+    .batch_scheduling(args.flag("sched-batch"));
     let server = http::Server::new().header_read_timeout(header_read_timeout);
     let forward = http::ForwardProxy::new().rules(rules.clone()).client(
         Client::builder()

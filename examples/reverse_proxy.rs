@@ -38,8 +38,8 @@ usage: reverse_proxy --upstream http://HOST:PORT[/PATH] [--listen ADDR] [options
                               (default: none, HTTP/1.1; upgrades offer http/1.1 alone)
   --listen ADDR               where to accept connections (default 127.0.0.1:8081)
   --threads N                 servers, one per thread (default: one per core)
-  --no-sched-batch            keep the server threads under the default scheduling policy
-                              (else SCHED_BATCH on Linux; see tcp::PerCore::batch_scheduling)
+  --sched-batch               run the server threads under SCHED_BATCH (Linux; see
+                              tcp::PerCore::batch_scheduling)
   --http2-upstream            speak HTTP/2 (prior knowledge) to the upstream
   --preserve-host             send the client's Host upstream (default: the upstream's)
   --trace                     tower-http's TraceLayer (RUST_LOG=tower_http=debug shows it)
@@ -56,7 +56,7 @@ async fn main() -> Result<(), Failure> {
             "preserve-host",
             "trace",
             "gzip",
-            "no-sched-batch",
+            "sched-batch",
         ],
     );
     let trace = args.flag("trace");
@@ -89,7 +89,7 @@ async fn main() -> Result<(), Failure> {
             format!("try: curl --http2-prior-knowledge http://{addr}/"),
         ]
     })?
-    .batch_scheduling(!args.flag("no-sched-batch"));
+    .batch_scheduling(args.flag("sched-batch"));
     servers
         .run(move |listener| {
             proxy! {

@@ -2,7 +2,7 @@
 //! over 127.0.0.1: HTTP/1.1 and HTTP/2 prior knowledge, the forwarded headers as the origin
 //! sees them, 100 MiB streamed up and down (checksummed, with the proxy's memory staying flat),
 //! an upgrade carried end to end, a real WebSocket session (Python's `websockets` on both ends),
-//! tower-http's compression in the diagram, `SCHED_BATCH` (or `--no-sched-batch`) on the
+//! tower-http's compression in the diagram, `--sched-batch`'s scheduling policy on the
 //! server threads, an upstream that breaks HTTP/1.1 (`502`, a cut-short body cut short for
 //! the client, no answer left behind on a pooled connection), trailers both ways (raw sockets
 //! and HTTP/2), and `103 Early Hints` relayed ahead of the final response.
@@ -1412,7 +1412,7 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_threads_and_only_them_run_under_sched_batch_unless_told_not_to() {
+async fn sched_batch_puts_the_server_threads_and_only_them_under_sched_batch() {
     let origin = origin();
     let upstream = format!("http://{origin}");
     for batch in [true, false] {
@@ -1424,8 +1424,8 @@ async fn the_server_threads_and_only_them_run_under_sched_batch_unless_told_not_
             "--upstream",
             &upstream,
         ];
-        if !batch {
-            args.push("--no-sched-batch");
+        if batch {
+            args.push("--sched-batch");
         }
         let mut proxy = Running::start("reverse_proxy", &args);
         let (_, codes) = curl(&[&format!("http://{}/hello", proxy.addr)]).await;
