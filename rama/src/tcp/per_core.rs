@@ -112,10 +112,9 @@ impl PerCore {
     /// It matters when the servers share their cores with busy peers, say a load generator
     /// and an origin on the same machine. There, the default policy can settle into a state
     /// where every event wakes a server thread on its own (one context switch and one
-    /// `epoll_wait` per read, half again to twice the CPU per request in `bench/http.sh`). The
-    /// price is latency when the cores are oversubscribed: a request may wait a scheduler slice
-    /// (a few milliseconds at most) for its thread. On cores of their own the servers see no
-    /// change. Off by default; rama's HTTP proxy examples turn it on.
+    /// `epoll_wait` per read, about 30% more CPU per request in `bench/http.sh`). The price is
+    /// latency when the cores are oversubscribed: a request may wait a scheduler slice (a few
+    /// milliseconds at most) for its thread. On cores of their own the servers see no change.
     ///
     /// ```no_run
     /// use rama::{tcp, target};
