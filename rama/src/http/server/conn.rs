@@ -7,7 +7,6 @@ use super::{
     flood,
     h1::{self, Outcome},
     malformed,
-    self_wake::{self, SelfWake},
     stall::{self, Held, Ledger, Task},
 };
 use crate::{
@@ -456,8 +455,6 @@ pub struct Connection<IO> {
     sent_away_at: Option<usize>,
     peer: SocketAddr,
     failure: Option<Error>,
-    /// The waker the parts above are polled with (see `self_wake`).
-    self_wake: SelfWake,
     /// The stream's type, which the fields above have erased.
     _io: PhantomData<fn(IO)>,
 }
@@ -669,7 +666,6 @@ where
             sent_away_at: None,
             peer: info.peer_addr(),
             failure: None,
-            self_wake: SelfWake::new(),
             _io: PhantomData,
         };
         let config = config.clone();
@@ -896,28 +892,6 @@ where
         drop(io);
         self.timeout_answer = None;
     }
-
-    /// One round of the connection's poll; whether it is over.
-    fn poll_parts(&mut self, cx: &mut Context<'_>) -> bool {
-        self.poll_own(cx);
-        self.poll_hyper(cx);
-        self.poll_timeout_answer(cx);
-        // Tasks may queue more tasks (a stream opening a tunnel): run until the queue is dry.
-        loop {
-            let queued = self.tasks.drain_into(&mut self.running);
-            self.queued += queued;
-            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
-            if queued == 0 {
-                break;
-            }
-        }
-        self.poll_cancelled(cx);
-        self.poll_idle(cx);
-        self.own.is_none()
-            && self.hyper.is_none()
-            && self.timeout_answer.is_none()
-            && self.running.is_empty()
-    }
 }
 
 impl<IO> Future for Connection<IO>
@@ -930,22 +904,27 @@ where
         let this = &mut *self;
         let _enter = Enter::new(&this.tasks);
         let _outside = stall::Outside::enter();
-        this.self_wake.begin(cx);
-        let waker = this.self_wake.waker().clone();
-        let mut own_cx = Context::from_waker(&waker);
-        let mut rounds = 0;
+        this.poll_own(cx);
+        this.poll_hyper(cx);
+        this.poll_timeout_answer(cx);
+        // Tasks may queue more tasks (a stream opening a tunnel): run until the queue is dry.
         loop {
-            if this.poll_parts(&mut own_cx) {
-                this.self_wake.end();
-                return Poll::Ready(this.failure.take().map_or(Ok(()), Err));
-            }
-            rounds += 1;
-            // Past the last round a wake-up is left for `end` to pass on.
-            if rounds == self_wake::ROUNDS || !this.self_wake.take_woken() {
+            let queued = this.tasks.drain_into(&mut this.running);
+            this.queued += queued;
+            while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {}
+            if queued == 0 {
                 break;
             }
         }
-        this.self_wake.end();
+        this.poll_cancelled(cx);
+        this.poll_idle(cx);
+        if this.own.is_none()
+            && this.hyper.is_none()
+            && this.timeout_answer.is_none()
+            && this.running.is_empty()
+        {
+            return Poll::Ready(this.failure.take().map_or(Ok(()), Err));
+        }
         Poll::Pending
     }
 }

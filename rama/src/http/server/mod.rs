@@ -78,7 +78,6 @@ mod flood;
 mod h1;
 pub(crate) mod interim;
 mod malformed;
-mod self_wake;
 mod stall;
 mod tunnel;
 
