@@ -192,9 +192,9 @@ impl http_body::Body for Body {
 /// A trailer section with a field value that starts or ends with a space or a tab: `h2` lets
 /// it through (it refuses only CR, LF and NUL; the server's bridge checks a request's head,
 /// but trailers come after the call), RFC 9113 8.2.1 calls the message malformed, and a proxy
-/// must not pass it on (8.1.1). The body fails there, before the section is handed on: the proxies
-/// answer a request's with `400`, and cut a response's short. HTTP/1.1's parsers strip the
-/// white space, so it comes from HTTP/2 alone.
+/// must not pass it on (8.1.1). The body fails there, before the section is handed on: the
+/// proxies answer a request's with `400`, and cut a response's short. HTTP/1.1's parsers
+/// strip the white space, so it comes from HTTP/2 alone.
 #[derive(Debug)]
 struct PaddedTrailer;
 
