@@ -123,8 +123,17 @@ async fn answer(
     Ok(response)
 }
 
-/// An HTTP/1.1 + HTTP/2 origin built with rama itself, on its own thread.
+/// An HTTP/1.1 + HTTP/2 origin built with rama itself, on its own thread, with [`answer`].
 fn origin() -> SocketAddr {
+    origin_with(answer)
+}
+
+/// An HTTP/1.1 + HTTP/2 origin built with rama itself, on its own thread, with `answer`.
+fn origin_with<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(http::Request<rama_http::Body>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<rama_http::Body>, BoxError>> + 'static,
+{
     origin_thread(|listener| async move {
         let server = tcp::Server::from_std(listener)
             .serve(rama_http::Server::new().layer(tower::service_fn(answer)));
@@ -408,11 +417,7 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
             .with_trailers(std::future::ready(Some(Ok::<_, Infallible>(trailers))));
         Ok(http::Response::new(rama_http::Body::new(body)))
     }
-    let origin = origin_thread(|listener| async move {
-        let server = tcp::Server::from_std(listener)
-            .serve(rama_http::Server::new().layer(tower::service_fn(grpc_like)));
-        let _ = server.await;
-    });
+    let origin = origin_with(grpc_like);
     // The same origin over TLS, HTTP/2 chosen by ALPN: the proxy learns it at the handshake.
     let (tls_origin, ca) = rama_e2e::h2_https_origin("reverse-grpc", grpc_like);
     let https = format!("https://localhost:{}", tls_origin.port());
@@ -526,12 +531,7 @@ async fn padded_trailer_values_from_http2_are_passed_on_neither_way() {
         assert!(body.contains("whitespace"), "{padded:?}: {body}");
         let (status, body) = upload(proxy.addr, "123").await;
         assert_eq!(status, 200, "{body}");
-        let request = seen
-            .recv_timeout(PATIENCE)
-            .expect("the upload at the origin");
-        let (head, trailers) = request.split_once("\r\n\r\n").expect("a head");
-        assert!(head.contains(" /upload HTTP/1.1\r\n"), "{request}");
-        assert_eq!(trailers, "x-upload-sum: 123\n", "{padded:?}: {request}");
+        rama_e2e::assert_upload_trailers(&seen);
     }
 
     async fn padded(
@@ -543,11 +543,7 @@ async fn padded_trailer_values_from_http2_are_passed_on_neither_way() {
             .with_trailers(std::future::ready(Some(Ok::<_, Infallible>(trailers))));
         Ok(http::Response::new(rama_http::Body::new(body)))
     }
-    let origin = origin_thread(|listener| async move {
-        let server = tcp::Server::from_std(listener)
-            .serve(rama_http::Server::new().layer(tower::service_fn(padded)));
-        let _ = server.await;
-    });
+    let origin = origin_with(padded);
     let proxy = reverse_proxy(origin, &["--http2-upstream"]);
     let (mut send, _connection) =
         rama_e2e::h2_handshake(TcpStream::connect(proxy.addr).await.unwrap()).await;

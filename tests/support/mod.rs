@@ -849,6 +849,12 @@ pub async fn assert_trailers_pass(
     }
     let get = seen.recv_timeout(PATIENCE).expect("the GET at the origin");
     assert!(get.contains(" /get HTTP/1.1\r\n"), "{get}");
+    assert_upload_trailers(seen);
+}
+
+/// Checks that the next request a [`trailer_origin`] saw is an upload to `/upload` whose
+/// trailer section is `x-upload-sum: 123` alone.
+pub fn assert_upload_trailers(seen: &std::sync::mpsc::Receiver<String>) {
     let upload = seen
         .recv_timeout(PATIENCE)
         .expect("the upload at the origin");
