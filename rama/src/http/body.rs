@@ -50,6 +50,15 @@ impl Body {
         }
     }
 
+    /// All of `bytes`, then `trailers` (a chunked request the server's own HTTP/1.1 path
+    /// took whole with its trailer section; boxed: rare).
+    pub(crate) fn full_with_trailers(bytes: Bytes, trailers: ::http::HeaderMap) -> Self {
+        Self::new(Trailed {
+            data: Some(bytes).filter(|b| !b.is_empty()),
+            trailers: Some(trailers),
+        })
+    }
+
     /// Any other body (boxed once).
     pub fn new<B>(body: B) -> Self
     where
@@ -186,6 +195,44 @@ impl http_body::Body for Body {
             Kind::H1(body) => http_body::Body::size_hint(&**body),
             Kind::Boxed(body) => body.size_hint(),
         }
+    }
+}
+
+/// Bytes that are all here, then a trailer section ([`Body::full_with_trailers`]). Its size is
+/// not told as exact: on HTTP/1.1 a message with trailers goes chunked, and the clients frame a
+/// body of exact size by its length, which has no place for them.
+struct Trailed {
+    data: Option<Bytes>,
+    trailers: Option<::http::HeaderMap>,
+}
+
+impl http_body::Body for Trailed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = match this.data.take() {
+            Some(data) => Frame::data(data),
+            None => match this.trailers.take() {
+                Some(trailers) => Frame::trailers(trailers),
+                None => return Poll::Ready(None),
+            },
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = SizeHint::new();
+        hint.set_lower(self.data.as_ref().map_or(0, |b| b.len() as u64));
+        hint
     }
 }
 

@@ -402,7 +402,7 @@ pub(crate) fn recycle_extensions(mut extensions: Extensions) {
 }
 
 /// A request the server's own HTTP/1.1 path serves: its head, and its body, which came whole
-/// right behind it.
+/// right behind it (by its `Content-Length`, or chunked and decoded).
 #[derive(Debug)]
 pub(crate) struct RequestHead {
     pub(crate) method: Method,
@@ -410,14 +410,19 @@ pub(crate) struct RequestHead {
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// A chunked body's trailer fields, if it had any (rare: boxed, so that every request
+    /// does not carry a second map's room).
+    pub(crate) trailers: Option<Box<HeaderMap>>,
 }
 
 /// Why [`parse_request`] did not take a request for the server's own path.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum NotOwn {
     /// Something the path leaves to hyper, buffer untouched: `CONNECT`, an upgrade, `Expect`,
-    /// `Transfer-Encoding`, a body larger than [`MAX_BODY`], a head larger than `max_head`,
-    /// anything malformed (hyper answers `400` or `431`), HTTP/2's preface.
+    /// a transfer coding other than `chunked` alone (or beside a `Content-Length`, or from an
+    /// HTTP/1.0 client), a chunked body not all in the buffer or malformed, a body larger
+    /// than [`MAX_BODY`], a head larger than `max_head`, anything malformed in the head (hyper
+    /// answers `400` or `431`), HTTP/2's preface.
     Leave,
     /// The head was taken off the buffer, and its target or a header is not one `http` takes:
     /// `400`.
@@ -495,11 +500,16 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
     };
     let mut length = None;
     let mut repeated = false;
+    let mut coding = headers::TransferCoding::Absent;
     for header in request.headers.iter() {
         let name = header.name.as_bytes();
         let is = |other: &HeaderName| name.eq_ignore_ascii_case(other.as_str().as_bytes());
-        if is(&header::UPGRADE) || is(&header::EXPECT) || is(&header::TRANSFER_ENCODING) {
+        if is(&header::UPGRADE) || is(&header::EXPECT) {
             return Err(NotOwn::Leave);
+        }
+        if is(&header::TRANSFER_ENCODING) {
+            coding = coding.and(header.value);
+            continue;
         }
         if is(&header::CONTENT_LENGTH) {
             match parse_digits(header.value.trim_ascii()) {
@@ -511,8 +521,20 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
             }
         }
     }
-    let body_len = match usize::try_from(length.unwrap_or(0)) {
-        Ok(n) if n <= MAX_BODY => n,
+    // How many bytes past the head the body takes, and, when chunked, what they decode to.
+    let (body_len, chunked) = match coding {
+        headers::TransferCoding::Absent => match usize::try_from(length.unwrap_or(0)) {
+            Ok(n) if n <= MAX_BODY => (n, None),
+            _ => return Err(NotOwn::Leave),
+        },
+        // Chunks beside a length, and from an HTTP/1.0 client, are hyper's (the proxies
+        // forward the first by its chunks and close; the second is `400`).
+        headers::TransferCoding::Chunked if length.is_none() && version == Version::HTTP_11 => {
+            let Some(whole) = whole_chunked(&buf[len..], request.headers) else {
+                return Err(NotOwn::Leave);
+            };
+            (whole.len, Some(whole))
+        }
         _ => return Err(NotOwn::Leave),
     };
     if buf.len() - len < body_len {
@@ -525,7 +547,13 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
     );
     let spans = Spans::of(buf, request.headers);
     let head = buf.split_to(len).freeze();
-    let body = buf.split_to(body_len).freeze();
+    let (body, trailers) = match chunked {
+        Some(whole) => {
+            buf.advance(whole.len);
+            (whole.data, whole.trailers)
+        }
+        None => (buf.split_to(body_len).freeze(), None),
+    };
     let Ok(mut uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
         return Err(NotOwn::Bad("invalid request target"));
     };
@@ -544,7 +572,70 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
         version,
         headers,
         body,
+        trailers,
     }))
+}
+
+/// A chunked request body that came whole: how many bytes it took, its data, its trailers.
+struct WholeChunked {
+    len: usize,
+    data: Bytes,
+    trailers: Option<Box<HeaderMap>>,
+}
+
+/// Decodes the chunked body at the front of `raw` if all of it is there (the trailer section
+/// and its empty line included), well-formed, and its data is at most [`MAX_BODY`]; `None`
+/// otherwise, for hyper to stream it (a malformed one fails there, at the error, which the
+/// proxies answer `400` naming it). The decoder is the client's: it ends a trailer line at a
+/// bare LF as nginx and HAProxy do (RFC 9112 2.2), where hyper reads on to the next CRLF, so
+/// a request whose body came whole is framed as a hop in front framed it.
+///
+/// The fields the head's `Connection` (among `fields`) names are this hop's, kept out of the
+/// trailers too, as a response's are.
+///
+/// It decodes a copy: a body not all there leaves the buffer as it was, for hyper. Chunked
+/// requests are a small part of the traffic, and the copy is of what one read brought.
+fn whole_chunked(raw: &[u8], fields: &[httparse::Header<'_>]) -> Option<WholeChunked> {
+    let mut hop = Hop::default();
+    let mut named = Vec::new();
+    for field in fields {
+        if field.name.eq_ignore_ascii_case(header::CONNECTION.as_str()) {
+            let value = HeaderValue::from_bytes(field.value).ok()?;
+            hop.note(&header::CONNECTION, value, &mut named);
+        }
+    }
+    hop.named = (!named.is_empty()).then(|| named.into_boxed_slice());
+    let mut rest = BytesMut::from(raw);
+    let mut decoder = ChunkedDecoder::new(&mut hop);
+    // One chunk, the usual case, is kept as it came (`only`); more are joined in `joined`.
+    let mut only: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut trailers = None;
+    loop {
+        match decoder.decode(&mut rest).ok()? {
+            Decoded::Data(bytes) => {
+                let so_far = joined.len() + only.as_ref().map_or(0, Bytes::len);
+                if so_far + bytes.len() > MAX_BODY {
+                    return None;
+                }
+                match only.take() {
+                    None if joined.is_empty() => only = Some(bytes),
+                    first => {
+                        joined.extend_from_slice(&first.unwrap_or_default());
+                        joined.extend_from_slice(&bytes);
+                    }
+                }
+            }
+            Decoded::Trailers(fields) => trailers = Some(Box::new(fields)),
+            Decoded::NeedMore => return None,
+            Decoded::Done => break,
+        }
+    }
+    Some(WholeChunked {
+        len: raw.len() - rest.len(),
+        data: only.unwrap_or_else(|| joined.freeze()),
+        trailers,
+    })
 }
 
 /// What [`other_version`] made of a request line httparse refused for its version.
@@ -1283,6 +1374,92 @@ mod tests {
         assert!(next.body.is_empty() && buf.is_empty());
     }
 
+    /// A chunked request whose body is all there with its head is taken whole, its chunks
+    /// joined and its trailer fields kept; one not all there is left to hyper untouched.
+    #[test]
+    fn a_chunked_request_all_there_is_taken_whole() {
+        let whole = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                     Connection: keep-alive, x-hop\r\n\r\n\
+                     5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 1\r\nx-hop: 1\r\n\
+                     content-length: 11\r\n\r\n";
+        let next = "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+        let head_len = whole.find("\r\n\r\n").unwrap() + 4;
+        for end in 1..whole.len() {
+            let mut buf = BytesMut::from(&whole.as_bytes()[..end]);
+            match parse_request(&mut buf, MAX_HEAD) {
+                Ok(Parsed::Head) => assert!(end < head_len, "{end}: the head is whole"),
+                Err(NotOwn::Leave) => {
+                    assert!(end >= head_len, "{end}: the head is not whole");
+                    assert_eq!(&buf[..], &whole.as_bytes()[..end], "{end}: buffer touched");
+                }
+                _ => panic!("{end}: taken before its body was all there"),
+            }
+        }
+        let mut buf = BytesMut::from(format!("{whole}{next}").as_str());
+        let head = taken(parse_request(&mut buf, MAX_HEAD));
+        assert_eq!((head.method, head.uri.path()), (Method::POST, "/up"));
+        assert_eq!(&head.body[..], b"hello world");
+        assert_eq!(head.headers[header::TRANSFER_ENCODING], "chunked");
+        // Without the fields `Connection` named, and those no trailer may carry.
+        let trailers = head.trailers.as_deref().unwrap();
+        assert_eq!(
+            (trailers.len(), trailers["x-sum"].as_bytes()),
+            (1, &b"1"[..])
+        );
+        assert_eq!(&buf[..], next.as_bytes());
+        let next = taken(parse_request(&mut buf, MAX_HEAD));
+        assert_eq!(next.uri.path(), "/next");
+        // One chunk, no trailers: the chunk as it came.
+        let mut buf = BytesMut::from(
+            "PUT / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        );
+        let head = taken(parse_request(&mut buf, MAX_HEAD));
+        assert_eq!(
+            (&head.body[..], head.trailers.is_none()),
+            (&b"abc"[..], true)
+        );
+        assert!(buf.is_empty());
+    }
+
+    /// A bare LF ends a trailer line, as nginx and HAProxy read it (RFC 9112 2.2), so the
+    /// request behind is the next request: hyper reads on to the next CRLF and takes the
+    /// request behind for trailer fields.
+    #[test]
+    fn a_bare_lf_ends_a_trailer_line() {
+        let mut buf = BytesMut::from(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+             2\r\nhi\r\n0\r\nx-a: 1\n\r\nGET /behind HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        let head = taken(parse_request(&mut buf, MAX_HEAD));
+        assert_eq!(&head.body[..], b"hi");
+        assert_eq!(head.trailers.as_deref().unwrap()["x-a"], "1");
+        let behind = taken(parse_request(&mut buf, MAX_HEAD));
+        assert_eq!(behind.uri.path(), "/behind");
+        assert!(buf.is_empty());
+    }
+
+    /// A chunked body all there that breaks the framing is left to hyper, whose body fails at
+    /// the error (the proxies answer `400` naming it).
+    #[test]
+    fn a_malformed_chunked_body_is_left_to_hyper() {
+        for body in [
+            "zz\r\nhello\r\n0\r\n\r\n",
+            "5\r\nhelloX\r\n0\r\n\r\n",
+            "5\nhello\r\n0\r\n\r\n",
+            "-5\r\nhello\r\n0\r\n\r\n",
+            "11111111111111111\r\n",
+        ] {
+            let whole = format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+            let mut buf = BytesMut::from(whole.as_str());
+            assert_eq!(
+                parse_request(&mut buf, MAX_HEAD).err(),
+                Some(NotOwn::Leave),
+                "{body:?}"
+            );
+            assert_eq!(&buf[..], whole.as_bytes(), "{body:?}");
+        }
+    }
+
     /// `OPTIONS http://host:port` asks about the server: its URI has the path `*`; with a path
     /// or a query, and for any other method, the target is what `http` reads.
     #[test]
@@ -1329,7 +1506,7 @@ mod tests {
             assert!(buf.is_empty());
         }
         let mut buf =
-            BytesMut::from("POST / HTTP/1.5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+            BytesMut::from("POST / HTTP/1.5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
         assert_eq!(parse_request(&mut buf, MAX_HEAD).err(), Some(NotOwn::Leave));
         assert!(buf.starts_with(b"POST / HTTP/1.1\r\n"));
         for unsupported in [
@@ -1367,11 +1544,22 @@ mod tests {
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
         let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(2000));
         let large_body = format!("PUT / HTTP/1.1\r\ncontent-length: {}\r\n\r\n", MAX_BODY + 1);
+        let large_chunk = format!(
+            "PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            MAX_BODY + 1,
+            "a".repeat(MAX_BODY + 1)
+        );
         for leave in [
             "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
             "GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "PUT / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            // Chunked, not all there (no empty line after the last chunk): hyper streams it.
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            &large_chunk,
             "POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
             "POST / HTTP/1.1\r\ncontent-length: five\r\n\r\n",
             &large_body,

@@ -121,7 +121,9 @@ struct Watch {
     /// client that sent part of a next request (`408`) from one that left a kept-alive
     /// connection idle, or never used a new one (closed without a word, as the own path closes
     /// it). A pipelined next request's first bytes read with the one before them count as
-    /// none: that client gets the close, not the `408`.
+    /// none: that client gets the close, not the `408`. The other way round, the rest of an
+    /// upload read after its answer went (a service that answered before it read the body
+    /// whole) counts as part of a next request: that client, idle then, gets the `408`.
     read_since_write: AtomicBool,
     /// Whether any bytes came: an HTTP/2 connection (chosen by ALPN) that sent none by the
     /// idle check is closed as an idle HTTP/1.1 one is, without a `GOAWAY` for a client that

@@ -1,9 +1,10 @@
 //! The server's own HTTP/1.1 path: the requests that make up nearly all of a proxy's traffic
-//! (no `CONNECT`, no upgrade, no `Expect`, no chunked upload, a body of at most 64 KiB, read
-//! whole before the call) are parsed, called and answered here; at the first request that is
-//! anything else, or is malformed, the rest of the connection goes to hyper, starting with
-//! the bytes read so far (in a [`Rewind`](crate::io::Rewind)), and hyper serves it as if it
-//! had been hyper's from the start (its `400`, `431`, upgrades, streaming uploads).
+//! (no `CONNECT`, no upgrade, no `Expect`, a body of at most 64 KiB, read whole before the
+//! call, or chunked and all there with its head) are parsed, called and answered here; at the
+//! first request that is anything else, or is malformed, the rest of the connection goes to
+//! hyper, starting with the bytes read so far (in a [`Rewind`](crate::io::Rewind)), and hyper
+//! serves it as if it had been hyper's from the start (its `400`, `431`, upgrades, streaming
+//! uploads).
 //!
 //! Why: hyper's HTTP/1.1 server reads through a dispatcher, a buffered I/O layer and
 //! hyper-util's own rewinding wrapper, keeps per-message state for every case above, and
@@ -162,7 +163,11 @@ where
         let persist = config.keep_alive && codec::connection_persists(head.version, &head.headers);
         let version = head.version;
         let is_head = head.method == Method::HEAD;
-        let mut request = Request::new(Body::full(head.body));
+        let body = match head.trailers {
+            None => Body::full(head.body),
+            Some(trailers) => Body::full_with_trailers(head.body, *trailers),
+        };
+        let mut request = Request::new(body);
         *request.method_mut() = head.method;
         *request.uri_mut() = head.uri;
         *request.version_mut() = head.version;
