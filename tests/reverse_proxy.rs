@@ -465,9 +465,9 @@ async fn te_trailers_and_trailers_pass_over_http2_upstreams() {
     }
 }
 
-/// Trailers pass the proxy both ways over HTTP/1.1 (the server's own path for the `GET`,
-/// hyper's once the chunked upload handed the connection over; the client's own path to the
-/// origin), and the origin's reach an HTTP/2 client as a trailing HEADERS frame, each without
+/// Trailers pass the proxy both ways over HTTP/1.1 (the server's own path for the `GET` and a
+/// small chunked upload, hyper's once a large one handed the connection over; the client's
+/// own path to the origin), and the origin's reach an HTTP/2 client as a trailing HEADERS frame, each without
 /// the fields no trailer may carry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trailers_pass_both_ways_without_the_fields_no_trailer_may_carry() {

@@ -1,7 +1,8 @@
 //! `http::Server`'s own HTTP/1.1 path, and its hand-over to hyper, over raw sockets on
 //! 127.0.0.1: pipelined requests answered in order, HTTP/1.0 and `Connection: close`, a
-//! chunked upload and `Expect: 100-continue` in the middle of a connection (hyper's from then
-//! on) with the connection serving on, responses framed by their bodies (length, chunked,
+//! streamed chunked upload and `Expect: 100-continue` in the middle of a connection (hyper's
+//! from then on) with the connection serving on, a chunked upload that came whole served on
+//! the own path (a bare LF ending a trailer line), responses framed by their bodies (length, chunked,
 //! `HEAD`, `204`) and dated, a head sent without waiting for a slow body, a body that fails
 //! before its first byte answered `502`, a target `http` does not take answered `400`, and
 //! `HTTP/1.2` served as HTTP/1.1 while `HTTP/2.0` and `HTTP/3.0` are `505`.
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use rama::{BoxError, http as rama_http, tcp};
-use rama_e2e::{PATIENCE, origin_thread, read_head};
+use rama_e2e::{PAST_OWN_PATH, PATIENCE, chunked_past_own_path, origin_thread, read_head};
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -330,12 +331,13 @@ async fn a_chunked_upload_and_expect_mid_connection_go_to_hyper_and_it_serves_on
         .await
         .unwrap();
     assert_eq!(response(&mut stream, false).await.1, b"GET /own HTTP/1.1 0");
-    let upload = b"POST /up HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n\
-                   5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-    stream.write_all(upload).await.unwrap();
+    // Larger than the own path takes whole: hyper streams it.
+    let upload =
+        chunked_past_own_path("POST /up HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n");
+    stream.write_all(upload.as_bytes()).await.unwrap();
     assert_eq!(
         response(&mut stream, false).await.1,
-        b"POST /up HTTP/1.1 11"
+        format!("POST /up HTTP/1.1 {PAST_OWN_PATH}").as_bytes()
     );
     // `Expect: 100-continue`: `100` first, then the body goes, then the answer.
     let expect =
@@ -353,6 +355,30 @@ async fn a_chunked_upload_and_expect_mid_connection_go_to_hyper_and_it_serves_on
         response(&mut stream, false).await.1,
         b"GET /after HTTP/1.1 0"
     );
+}
+
+/// A chunked upload that comes whole with its head is the own path's: a bare LF ends a
+/// trailer line there, as nginx and HAProxy read it, so the request behind it is the next
+/// request (hyper read on to the next CRLF, took that request for trailer fields and never
+/// answered it), and the connection stays on the own path (`HTTP/1.2` is served as HTTP/1.1
+/// there; hyper answers it `400`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_all_there_stays_on_the_own_path_and_a_bare_lf_ends_a_trailer_line() {
+    let addr = server();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let both = b"POST /up HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 1\n\r\n\
+                 GET /behind HTTP/1.2\r\nHost: a\r\n\r\n";
+    stream.write_all(both).await.unwrap();
+    let answers = async {
+        let first = response(&mut stream, false).await.1;
+        (first, response(&mut stream, false).await.1)
+    };
+    let (first, behind) = timeout(PATIENCE, answers)
+        .await
+        .expect("both requests answered");
+    assert_eq!(first, b"POST /up HTTP/1.1 11");
+    assert_eq!(behind, b"GET /behind HTTP/1.1 0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,11 +469,11 @@ async fn a_higher_minor_version_is_served_as_http_1_1_and_a_higher_major_is_505(
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(body, b"GET /a HTTP/1.1 0");
     let upload =
-        b"POST /b HTTP/1.9\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-    stream.write_all(upload).await.unwrap();
+        chunked_past_own_path("POST /b HTTP/1.9\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    stream.write_all(upload.as_bytes()).await.unwrap();
     let (head, body) = response(&mut stream, false).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert_eq!(body, b"POST /b HTTP/1.1 5");
+    assert_eq!(body, format!("POST /b HTTP/1.1 {PAST_OWN_PATH}").as_bytes());
     for version in ["HTTP/2.0", "HTTP/3.0"] {
         let request = format!("GET / {version}\r\nHost: a\r\n\r\n");
         let (mut stream, head, body) = ask(addr, request.as_bytes()).await;

@@ -801,6 +801,21 @@ pub fn trailer_origin(trailers: &'static str) -> (SocketAddr, std::sync::mpsc::R
     (addr, requests)
 }
 
+/// The data of an upload larger than the server's own HTTP/1.1 path takes whole (64 KiB): a
+/// request that carries it goes to hyper, which serves its connection from then on.
+pub const PAST_OWN_PATH: usize = 65 * 1024;
+
+/// `head` (ending in its empty line, saying `Transfer-Encoding: chunked`), then a chunked body
+/// of [`PAST_OWN_PATH`] bytes in one chunk: hands a connection of the server's own HTTP/1.1
+/// path to hyper, whatever the reads it comes in (a small chunked upload that comes whole is
+/// the own path's).
+pub fn chunked_past_own_path(head: &str) -> String {
+    format!(
+        "{head}{PAST_OWN_PATH:x}\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(PAST_OWN_PATH)
+    )
+}
+
 /// The trailer section [`assert_trailers_pass`] has its [`trailer_origin`] send: two fields a
 /// next hop may get, two no trailer may carry (RFC 9110 6.5.1), and one the head's
 /// `Connection` named (this hop's).
@@ -811,9 +826,10 @@ pub const ORIGIN_TRAILERS: &str = "grpc-status: 0\r\ncontent-length: 99\r\nhost:
 /// sending [`ORIGIN_TRAILERS`] (whose requests come out of `seen`), that trailers pass both ways
 /// without the fields no trailer may carry and those the head's `Connection` named: a `GET` (`prefix` before its path: empty for
 /// origin-form, `http://host:port` for a forward proxy) gets the origin's trailers after its
-/// body; then a chunked upload's trailers reach the origin, and its answer's trailers the
-/// client (which says `TE: trailers`: hyper's server, which serves the connection from the
-/// upload on, writes trailers only to a client that asked).
+/// body; then the trailers of two chunked uploads, one small (the server's own path) and one
+/// large (hyper's), reach the origin, and their answers' trailers the client (which says
+/// `TE: trailers`: hyper's server, which serves the connection from the large upload on,
+/// writes trailers only to a client that asked).
 pub async fn assert_trailers_pass(
     proxy: SocketAddr,
     prefix: &str,
@@ -822,14 +838,20 @@ pub async fn assert_trailers_pass(
     let exchange = async {
         let mut client = TcpStream::connect(proxy).await.unwrap();
         let get = format!("GET {prefix}/get HTTP/1.1\r\nhost: rama.test\r\n\r\n");
-        let upload = format!(
-            "POST {prefix}/upload HTTP/1.1\r\nhost: rama.test\r\ntransfer-encoding: chunked\r\n\
-             te: trailers\r\ntrailer: x-upload-sum\r\nconnection: x-upload-hop\r\n\r\n\
-             5\r\nhello\r\n0\r\nx-upload-sum: 123\r\nhost: evil.test\r\ncontent-length: 5\r\n\
-             connection: close\r\nx-upload-hop: 1\r\n\r\n"
-        );
+        let upload = |data: &str| {
+            format!(
+                "POST {prefix}/upload HTTP/1.1\r\nhost: rama.test\r\ntransfer-encoding: chunked\r\n\
+                 te: trailers\r\ntrailer: x-upload-sum\r\nconnection: x-upload-hop\r\n\r\n\
+                 {:x}\r\n{data}\r\n0\r\nx-upload-sum: 123\r\nhost: evil.test\r\ncontent-length: 5\r\n\
+                 connection: close\r\nx-upload-hop: 1\r\n\r\n",
+                data.len()
+            )
+        };
+        // Small and sent whole, the upload is the server's own path's; larger than that path
+        // takes (64 KiB), hyper's, which serves the connection from then on.
+        let (small, large) = (upload("hello"), upload(&"a".repeat(PAST_OWN_PATH)));
         let mut answers = Vec::new();
-        for request in [get, upload] {
+        for request in [get, small, large] {
             let request_line = request.lines().next().unwrap_or_default().to_owned();
             client.write_all(request.as_bytes()).await.unwrap();
             let head = read_head(&mut client).await.unwrap().expect("a response");
@@ -849,6 +871,7 @@ pub async fn assert_trailers_pass(
     }
     let get = seen.recv_timeout(PATIENCE).expect("the GET at the origin");
     assert!(get.contains(" /get HTTP/1.1\r\n"), "{get}");
+    assert_upload_trailers(seen);
     assert_upload_trailers(seen);
 }
 
