@@ -5,12 +5,25 @@
 //! connection carries in its [`ConnInfo`](crate::ConnInfo), and resolves only once every
 //! connection has ended (or a drain deadline has passed).
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The shutdown signal a connection observes. Cloning is cheap (one reference count).
 #[derive(Debug, Clone, Default)]
 pub struct Signal {
+    inner: Arc<Inner>,
+}
+
+/// The token's waiters wake the connections waiting on the signal; the flag answers those that
+/// only look. `CancellationToken::is_cancelled` locks the token's mutex, and its clone and drop
+/// too: the HTTP/1.1 path looks once per request, the tcp server twice per pass.
+#[derive(Debug, Default)]
+struct Inner {
     token: CancellationToken,
+    fired: AtomicBool,
 }
 
 /// The future returned by [`Signal::triggered`].
@@ -26,17 +39,19 @@ impl Signal {
 
     /// Triggers the signal for every clone of it.
     pub fn trigger(&self) {
-        self.token.cancel();
+        // Before the waiters wake: one that looks then sees it.
+        self.inner.fired.store(true, Ordering::Release);
+        self.inner.token.cancel();
     }
 
     /// Whether the server is shutting down.
     pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
+        self.inner.fired.load(Ordering::Acquire)
     }
 
     /// Completes once the server is shutting down.
     pub fn triggered(&self) -> Triggered {
-        self.token.clone().cancelled_owned()
+        self.inner.token.clone().cancelled_owned()
     }
 }
 
@@ -81,5 +96,27 @@ pub async fn ctrl_c_or_sigterm() {
             () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
             () = term => tracing::info!("SIGTERM received, shutting down"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_trigger_reaches_every_clone_and_every_waiter() {
+        let signal = Signal::new();
+        let clone = signal.clone();
+        let before = clone.triggered();
+        assert!(!clone.is_triggered());
+        signal.trigger();
+        assert!(clone.is_triggered() && signal.is_triggered());
+        let after = clone.triggered();
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            before.await;
+            after.await;
+        })
+        .await
+        .expect("both waiters complete");
     }
 }
