@@ -38,7 +38,82 @@ struct Idle {
 /// One client's idle connections on one thread, by upstream authority (shared with the
 /// thread's sweeper for that client, which may run on another thread of a multi-threaded
 /// runtime).
-type Idles = Mutex<HashMap<Box<str>, Vec<Idle>>>;
+type Idles = Mutex<Lists<Idle>>;
+
+/// Idle connections by upstream authority. The authority used last is kept apart with its
+/// list: a reverse proxy's one upstream, and a forward proxy's run of requests to one host,
+/// find theirs without hashing (`SipHash` of the authority at the checkout and again at the
+/// park was 2% of the reverse proxy's instructions per request). A switch to another
+/// authority hashes twice, as the two lookups did.
+struct Lists<T> {
+    last: Option<(Box<str>, Vec<T>)>,
+    others: HashMap<Box<str>, Vec<T>>,
+}
+
+impl<T> Default for Lists<T> {
+    fn default() -> Self {
+        Self {
+            last: None,
+            others: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Lists<T> {
+    /// The list of `authority`, if it has one.
+    fn get_mut(&mut self, authority: &str) -> Option<&mut Vec<T>> {
+        if self.is_last(authority) {
+            return self.last.as_mut().map(|(_, list)| list);
+        }
+        let (key, list) = self.others.remove_entry(authority)?;
+        Some(self.make_last(key, list))
+    }
+
+    /// The list of `authority`, a new one if it has none (the key is copied only then).
+    fn get_or_default(&mut self, authority: &str) -> &mut Vec<T> {
+        if self.is_last(authority) {
+            return &mut self.last.as_mut().expect("the last list").1;
+        }
+        let (key, list) = self
+            .others
+            .remove_entry(authority)
+            .unwrap_or_else(|| (authority.into(), Vec::new()));
+        self.make_last(key, list)
+    }
+
+    fn is_last(&self, authority: &str) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|(key, _)| **key == *authority)
+    }
+
+    /// Makes `list` the last one used; the one before goes with the others, unless empty.
+    fn make_last(&mut self, key: Box<str>, list: Vec<T>) -> &mut Vec<T> {
+        if let Some((key, list)) = self.last.replace((key, list))
+            && !list.is_empty()
+        {
+            self.others.insert(key, list);
+        }
+        &mut self.last.as_mut().expect("just set").1
+    }
+
+    /// Keeps the connections `keep` says, and the lists that still hold any (and the last,
+    /// which is in use).
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.others.retain(|_, list| {
+            list.retain(&mut keep);
+            !list.is_empty()
+        });
+        if let Some((_, list)) = self.last.as_mut() {
+            list.retain(keep);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.last = None;
+        self.others.clear();
+    }
+}
 
 thread_local! {
     /// This thread's idle HTTP/1.1 upstream connections, per live client (a short list: a
@@ -156,10 +231,7 @@ impl Idle {
 
 /// Runs `f` on the idle lists of the client of `settings` on this thread (made, with their
 /// sweeper, the first time the client is used here).
-fn with_idles<R>(
-    settings: &Arc<Settings>,
-    f: impl FnOnce(&mut HashMap<Box<str>, Vec<Idle>>) -> R,
-) -> Option<R> {
+fn with_idles<R>(settings: &Arc<Settings>, f: impl FnOnce(&mut Lists<Idle>) -> R) -> Option<R> {
     IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
         let key = Arc::as_ptr(settings);
@@ -202,11 +274,7 @@ fn checkout(settings: &Arc<Settings>, authority: &str) -> Option<Connection> {
 /// `authority`, unless the list holds the client's maximum already.
 fn park(settings: &Arc<Settings>, authority: &str, conn: Connection) {
     with_idles(settings, |idles| {
-        // The key is copied only for an authority new to the list, not per request.
-        let list = match idles.get_mut(authority) {
-            Some(list) => list,
-            None => idles.entry(authority.into()).or_default(),
-        };
+        let list = idles.get_or_default(authority);
         if list.len() < settings.max_idle {
             list.push(Idle {
                 conn,
@@ -232,10 +300,7 @@ async fn sweep(settings: Weak<Settings>, idles: Weak<Idles>) {
             return;
         };
         let now = Instant::now();
-        idles.retain(|_, list| {
-            list.retain(|idle| idle.usable(now, settings.idle_timeout));
-            !list.is_empty()
-        });
+        idles.retain(|idle| idle.usable(now, settings.idle_timeout));
     }
 }
 
@@ -254,5 +319,29 @@ async fn connect(
             "an http:// upstream was dialed with TLS".into(),
         )),
         Err(error) => Err(Error::connect(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lists;
+
+    #[test]
+    fn lists_keep_each_authority_apart_whichever_was_last() {
+        let mut lists = Lists::default();
+        lists.get_or_default("a:80").push(1);
+        lists.get_or_default("b:80").push(2);
+        lists.get_or_default("a:80").push(3);
+        assert!(lists.get_mut("c:80").is_none());
+        assert_eq!(lists.get_mut("b:80").map(|l| l.clone()), Some(vec![2]));
+        assert_eq!(lists.get_mut("a:80").map(|l| l.clone()), Some(vec![1, 3]));
+        // An emptied list that is no longer the last is forgotten.
+        lists.get_mut("b:80").unwrap().clear();
+        lists.get_or_default("a:80").push(4);
+        assert!(lists.get_mut("b:80").is_none());
+        lists.retain(|&n| n != 3);
+        assert_eq!(lists.get_mut("a:80").map(|l| l.clone()), Some(vec![1, 4]));
+        lists.clear();
+        assert!(lists.get_mut("a:80").is_none());
     }
 }
