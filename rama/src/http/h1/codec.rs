@@ -607,33 +607,31 @@ fn whole_chunked(raw: &[u8], fields: &[httparse::Header<'_>]) -> Option<WholeChu
     hop.named = (!named.is_empty()).then(|| named.into_boxed_slice());
     let mut rest = BytesMut::from(raw);
     let mut decoder = ChunkedDecoder::new(&mut hop);
-    // One chunk, the usual case, is kept as it came (`only`); more are joined in `joined`.
-    let mut only: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0;
     let mut trailers = None;
     loop {
         match decoder.decode(&mut rest).ok()? {
             Decoded::Data(bytes) => {
-                let so_far = joined.len() + only.as_ref().map_or(0, Bytes::len);
-                if so_far + bytes.len() > MAX_BODY {
+                len += bytes.len();
+                if len > MAX_BODY {
                     return None;
                 }
-                match only.take() {
-                    None if joined.is_empty() => only = Some(bytes),
-                    first => {
-                        joined.extend_from_slice(&first.unwrap_or_default());
-                        joined.extend_from_slice(&bytes);
-                    }
-                }
+                chunks.push(bytes);
             }
             Decoded::Trailers(fields) => trailers = Some(Box::new(fields)),
             Decoded::NeedMore => return None,
             Decoded::Done => break,
         }
     }
+    // One chunk, the usual case, is kept as it came; more are joined.
+    let data = match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    };
     Some(WholeChunked {
         len: raw.len() - rest.len(),
-        data: only.unwrap_or_else(|| joined.freeze()),
+        data,
         trailers,
     })
 }
