@@ -9,7 +9,12 @@ use ::http::{
 };
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::SizeHint;
-use std::{cell::RefCell, io::Write, mem::MaybeUninit, thread::LocalKey};
+use std::{
+    cell::{Cell, RefCell},
+    io::Write,
+    mem::MaybeUninit,
+    thread::LocalKey,
+};
 
 /// The most header fields a response head may carry (hyper's default).
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -200,7 +205,7 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseH
     let head = buf.split_to(len).freeze();
     let mut hop = Hop::default();
     let headers = spans
-        .header_map(&head, ROOM_IN_RESPONSE, Some(&mut hop))
+        .header_map(&head, ROOM_IN_RESPONSE, &RESPONSE_NAMES, Some(&mut hop))
         .map_err(|()| ParseError::Head(httparse::Error::HeaderValue))?;
     Ok(Some(ResponseHead {
         status,
@@ -253,33 +258,100 @@ impl Spans {
         &self,
         head: &Bytes,
         more: usize,
+        seen: &'static LocalKey<Cell<SeenNames>>,
         mut hop: Option<&mut Hop>,
     ) -> Result<HeaderMap, ()> {
         let mut headers = spare_map(self.count + more);
         // Fields `Connection` names besides the usual tokens (rare: no allocation otherwise).
         let mut named = Vec::new();
-        for &[name, name_len, value, value_len] in &self.spans[..self.count] {
-            let (name, value) = (usize::from(name), usize::from(value));
-            let name = HeaderName::from_bytes(&head[name..name + usize::from(name_len)])
-                .map_err(|_| ())?;
-            let value = head.slice(value..value + usize::from(value_len));
-            // SAFETY: httparse (default config: no obsolete line folding) accepts in a value
-            // exactly the bytes `HeaderValue` does (HTAB, 0x20-0x7E, 0x80-0xFF) and fails the
-            // parse on any other (`bad_bytes_in_values_fail_the_parse` pins it). Checking them
-            // again was a tenth of the parse.
-            let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
-            if let Some(hop) = hop.as_deref_mut()
-                && headers::hop_by_hop_index(&name).is_some()
+        // Taken out of the thread's cell for the loop, put back after it (an empty one
+        // while the thread is being torn down).
+        let mut names = seen.try_with(Cell::take).unwrap_or_default();
+        let mut fill = || {
+            for (at, &[name, name_len, value, value_len]) in
+                self.spans[..self.count].iter().enumerate()
             {
-                hop.note(&name, value, &mut named);
-                continue;
+                let (name, value) = (usize::from(name), usize::from(value));
+                let (name, hop_by_hop) =
+                    names.name(at, &head[name..name + usize::from(name_len)])?;
+                let value = head.slice(value..value + usize::from(value_len));
+                // SAFETY: httparse (default config: no obsolete line folding) accepts in a
+                // value exactly the bytes `HeaderValue` does (HTAB, 0x20-0x7E, 0x80-0xFF) and
+                // fails the parse on any other (`bad_bytes_in_values_fail_the_parse` pins
+                // it). Checking them again was a tenth of the parse.
+                let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
+                if hop_by_hop && let Some(hop) = hop.as_deref_mut() {
+                    hop.note(&name, value, &mut named);
+                    continue;
+                }
+                headers.append(name, value);
             }
-            headers.append(name, value);
-        }
+            Ok(())
+        };
+        let filled = fill();
+        let _ = seen.try_with(|seen| seen.set(names));
+        filled?;
         if !named.is_empty() {
             remove_named(&mut headers, named, hop);
         }
         Ok(headers)
+    }
+}
+
+/// The longest field name [`SeenNames`] keeps.
+const SEEN_NAME_MAX: usize = 32;
+
+/// How many fields of a head [`SeenNames`] keeps the names of.
+const SEEN_FIELDS: usize = 32;
+
+/// The field names of the last head of a kind (requests, responses) this thread parsed, by
+/// position. The next head of that kind most often has the same names in the same order (a
+/// client's next request, an upstream's next response), and a name whose bytes are the same
+/// as the one seen at its place is taken from here: `HeaderName::from_bytes` (lowercasing, a
+/// match over the standard names, an allocation for any other) and the hop-by-hop lookup are
+/// a function of those bytes alone, and were a third of what building a map cost per field.
+#[derive(Default)]
+struct SeenNames {
+    seen: Vec<SeenName>,
+}
+
+/// A name [`SeenNames`] keeps: its bytes as they came, and what they made.
+struct SeenName {
+    raw: [u8; SEEN_NAME_MAX],
+    len: u8,
+    name: HeaderName,
+    hop_by_hop: bool,
+}
+
+impl SeenNames {
+    /// The name whose bytes are `raw`, the `at`-th field of its head, and whether it is a
+    /// hop-by-hop field.
+    fn name(&mut self, at: usize, raw: &[u8]) -> Result<(HeaderName, bool), ()> {
+        if let Some(seen) = self.seen.get(at)
+            && seen.raw[..usize::from(seen.len)] == *raw
+        {
+            return Ok((seen.name.clone(), seen.hop_by_hop));
+        }
+        let name = HeaderName::from_bytes(raw).map_err(|_| ())?;
+        let hop_by_hop = headers::hop_by_hop_index(&name).is_some();
+        // Kept if it is short enough and its place is known or next (a head's fields come in
+        // order, so one that failed above leaves no gap).
+        if raw.len() <= SEEN_NAME_MAX && at <= self.seen.len() && at < SEEN_FIELDS {
+            let mut bytes = [0; SEEN_NAME_MAX];
+            bytes[..raw.len()].copy_from_slice(raw);
+            let seen = SeenName {
+                raw: bytes,
+                len: raw.len() as u8,
+                name: name.clone(),
+                hop_by_hop,
+            };
+            if at == self.seen.len() {
+                self.seen.push(seen);
+            } else {
+                self.seen[at] = seen;
+            }
+        }
+        Ok((name, hop_by_hop))
     }
 }
 
@@ -346,6 +418,12 @@ thread_local! {
     /// which costs a new set three allocations (its map, the map's table, the value); the
     /// client empties the set of each request it sent.
     static SPARE_EXTENSIONS: RefCell<Vec<Extensions>> = const { RefCell::new(Vec::new()) };
+
+    /// The field names of the last request head this thread parsed (see [`SeenNames`]).
+    static REQUEST_NAMES: Cell<SeenNames> = const { Cell::new(SeenNames { seen: Vec::new() }) };
+
+    /// The field names of the last response head this thread parsed (see [`SeenNames`]).
+    static RESPONSE_NAMES: Cell<SeenNames> = const { Cell::new(SeenNames { seen: Vec::new() }) };
 }
 
 /// One of this thread's `spares`, if it has one.
@@ -560,7 +638,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut, max_head: usize) -> Result<Parse
     if method == Method::OPTIONS && has_no_path(&head[target.0..target.0 + target.1]) {
         uri = asterisk(uri).ok_or(NotOwn::Bad("invalid request target"))?;
     }
-    let Ok(mut headers) = spans.header_map(&head, ROOM_IN_REQUEST, None) else {
+    let Ok(mut headers) = spans.header_map(&head, ROOM_IN_REQUEST, &REQUEST_NAMES, None) else {
         return Err(NotOwn::Bad("invalid header"));
     };
     if repeated {
@@ -1686,6 +1764,62 @@ mod tests {
             let head = head("HTTP/1.1 200 OK\r\nserver: a\r\n\r\n");
             let names: Vec<_> = head.headers.keys().map(HeaderName::as_str).collect();
             assert_eq!(names, ["server"]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Heads whose names are taken from the ones seen before them parse as they would alone:
+    /// the same names at the same places, a name changed at one place (to one of the same
+    /// length, to the same in another case), a hop-by-hop field where a plain one was and the
+    /// other way round, and heads longer than what is kept.
+    #[test]
+    fn names_seen_before_make_the_same_maps() {
+        /// The fields of the response head `text`, as text, and whether it keeps alive.
+        fn fields(text: &str) -> (Vec<String>, bool) {
+            let head = head(text);
+            let fields = head.headers.iter();
+            let fields = fields.map(|(name, value)| format!("{name}={}", value.to_str().unwrap()));
+            (fields.collect(), keeps_alive(&head))
+        }
+        // On a thread of its own: what was seen is per thread.
+        std::thread::spawn(|| {
+            let first = "HTTP/1.1 200 OK\r\nServer: a\r\nX-Id: 1\r\nContent-Length: 0\r\n\
+                         Connection: close\r\n\r\n";
+            let second = first.replace("a\r\nX-Id: 1", "b\r\nX-Id: 2");
+            let expected = |server, id| {
+                let fields = [format!("server={server}"), format!("x-id={id}")];
+                ([&fields[..], &["content-length=0".into()]].concat(), false)
+            };
+            assert_eq!(fields(first), expected("a", "1"));
+            assert_eq!(fields(&second), expected("b", "2"));
+            let other = "HTTP/1.1 200 OK\r\nSERVER: c\r\nX-Ab: 3\r\n\
+                         Transfer-Encoding: chunked\r\nx-last: 4\r\n\r\n";
+            let (other_fields, keeps) = fields(other);
+            assert_eq!(other_fields, ["server=c", "x-ab=3", "x-last=4"]);
+            assert!(keeps);
+            assert_eq!(
+                response_framing(&Method::GET, &head(other)).unwrap(),
+                Framing::Chunked
+            );
+            assert_eq!(fields(&second), expected("b", "2"));
+            let long = "x-".repeat(SEEN_NAME_MAX);
+            let many: String = (0..SEEN_FIELDS + 4)
+                .map(|i| format!("x-{i}: {i}\r\n"))
+                .collect();
+            let text = format!("HTTP/1.1 200 OK\r\n{long}: l\r\n{many}\r\n");
+            for _ in 0..2 {
+                let many = head(&text);
+                assert_eq!(many.headers.len(), SEEN_FIELDS + 5);
+                assert_eq!(many.headers[long.as_str()], "l");
+                for i in 0..SEEN_FIELDS + 4 {
+                    let name = format!("x-{i}");
+                    assert_eq!(many.headers[name.as_str()], i.to_string().as_str());
+                }
+            }
+            let seen = RESPONSE_NAMES.take();
+            assert_eq!(seen.seen.len(), SEEN_FIELDS);
+            assert_eq!(seen.seen[1].name, "x-0");
         })
         .join()
         .unwrap();
