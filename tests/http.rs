@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use rama::target::Target;
 use rama_e2e::{
     EchoOrigin, PATIENCE, Running, assert_access_line, bind_origin, closed_by_peer, closed_port,
-    digest_origin, echo_line, h2_handshake, origin_thread, payload, plain, raw, read_head,
-    send_until_stalled, sha256, spawn_origin, until,
+    deaf_upstream, digest_origin, echo_line, h2_handshake, origin_thread, payload, plain, raw,
+    read_head, send_until_stalled, sha256, spawn_origin, until,
     ws::{CLOSE, FIN, PING, PONG, RawWs},
 };
 use std::{
@@ -1409,20 +1409,6 @@ async fn connect_over_http2_on_tls_chosen_by_alpn() {
         .await;
     assert!(!log.contains("connection failed"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// An upstream on 127.0.0.1 that accepts one connection and never reads from it; its receive
-/// buffer is the smallest the system allows, so that a tunnel's bytes soon fill the way to it
-/// and the proxy's writes to it wait.
-async fn deaf_upstream() -> (SocketAddr, tokio::task::JoinHandle<TcpStream>) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    // Accepted connections inherit it.
-    socket.set_recv_buffer_size(1).unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().0 });
-    (addr, accepted)
 }
 
 /// How the client ends a tunnel the upstream stopped reading.

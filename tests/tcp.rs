@@ -576,3 +576,83 @@ async fn a_relay_dropped_by_the_idle_timeout_has_its_access_line() {
     let line = proxy.wait_for_line("relay cut before its end").await;
     rama_e2e::assert_access_line(&line, me, origin.addr);
 }
+
+/// A client that gives up on a tunnel whose upstream stopped reading (a `RST`, while the relay
+/// waits to write to the upstream and to read from it, and so looks at the client no more)
+/// has the upstream closed at once, with a `RST` too. Before, the relay learnt of it only
+/// when the upstream moved: the tunnel and its upstream connection were held until the idle
+/// timeout, and for good without one.
+#[tokio::test]
+async fn a_client_reset_on_a_stalled_upstream_resets_the_upstream_at_once() {
+    let (upstream, accepted) = rama_e2e::deaf_upstream().await;
+    let proxy = tcp_forward(upstream, &[]);
+    let client = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = client.local_addr().unwrap();
+    let upstream_side = timeout(PATIENCE, accepted)
+        .await
+        .expect("the proxy dialed the upstream")
+        .unwrap();
+    let sent = rama_e2e::write_until_stalled(&client).await;
+    client.set_zero_linger().unwrap();
+    drop(client);
+    timeout(
+        Duration::from_secs(3),
+        rama_e2e::closed_by_peer(&upstream_side),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the upstream's connection still open 3 s after {sent} bytes and the client's \
+                 reset:\n{}",
+            proxy.stderr()
+        )
+    });
+    assert_eq!(
+        upstream_side
+            .take_error()
+            .unwrap()
+            .map(|error| error.kind()),
+        Some(std::io::ErrorKind::ConnectionReset)
+    );
+    let line = proxy.wait_for_line("relay reset by the client").await;
+    rama_e2e::assert_access_line(&line, me, upstream);
+}
+
+/// The other way round: an upstream that resets its connection while the relay waits to write
+/// to a client that stopped reading (and to read from that client, which sends nothing) has
+/// the client's connection reset at once, not held until the client moves.
+#[tokio::test]
+async fn an_upstream_reset_towards_a_stalled_client_resets_the_client_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (stalled_tx, stalled) = oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let sent = rama_e2e::write_until_stalled(&stream).await;
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+        let _ = stalled_tx.send(sent);
+    });
+    let proxy = tcp_forward(upstream, &[]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // The smallest receive buffer the system allows: the upstream's bytes soon fill the way.
+    socket.set_recv_buffer_size(1).unwrap();
+    let client = socket.connect(proxy.addr).await.unwrap();
+    let sent = timeout(PATIENCE, stalled)
+        .await
+        .expect("the upstream stalled and reset in time")
+        .unwrap();
+    timeout(Duration::from_secs(3), rama_e2e::closed_by_peer(&client))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the client's connection still open 3 s after {sent} bytes and the upstream's \
+                 reset:\n{}",
+                proxy.stderr()
+            )
+        });
+    assert_eq!(
+        client.take_error().unwrap().map(|error| error.kind()),
+        Some(std::io::ErrorKind::ConnectionReset)
+    );
+}

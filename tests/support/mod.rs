@@ -905,6 +905,38 @@ pub async fn closed_by_peer(stream: &TcpStream) {
     }
 }
 
+/// An upstream on 127.0.0.1 that accepts one connection and never reads from it; its receive
+/// buffer is the smallest the system allows, so that a tunnel's bytes soon fill the way to it
+/// and the proxy's writes to it wait.
+pub async fn deaf_upstream() -> (SocketAddr, tokio::task::JoinHandle<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // Accepted connections inherit it.
+    socket.set_recv_buffer_size(1).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+    (addr, accepted)
+}
+
+/// Writes to `stream` as long as its peer (a proxy's relay to a peer that never reads) takes
+/// bytes; the bytes written. The end of the filling is a quiet period, as in
+/// [`send_until_stalled`].
+pub async fn write_until_stalled(stream: &TcpStream) -> usize {
+    const QUIET: Duration = Duration::from_millis(500);
+    let chunk = vec![b'x'; 64 << 10];
+    let mut sent = 0usize;
+    while tokio::time::timeout(QUIET, stream.writable()).await.is_ok() {
+        match stream.try_write(&chunk) {
+            Ok(n) => sent += n,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => panic!("the write failed after {sent} bytes: {error}"),
+        }
+        assert!(sent < 256 << 20, "the peer never stopped taking bytes");
+    }
+    sent
+}
+
 /// Sends `pattern` over and over (each send goes on where the last one stopped, so a pattern of
 /// whole WebSocket frames stays a stream of frames) on an HTTP/2 stream whose far end (a
 /// proxy's relay to an upstream that never reads) stops taking bytes, as long as the proxy

@@ -11,9 +11,13 @@ use std::{
     net::Shutdown,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     pin::Pin,
-    task::{Context, Poll, ready},
+    sync::Arc,
+    task::{Context, Poll},
 };
-use tokio::{io::Interest, net::TcpStream};
+use tokio::{
+    io::{Interest, Ready},
+    net::TcpStream,
+};
 
 /// How much one `splice` call may move; the pipe is grown to this size when the system allows.
 const PIPE_SIZE: usize = 1 << 20;
@@ -21,13 +25,21 @@ const PIPE_SIZE: usize = 1 << 20;
 /// Relays between two TCP streams with `splice(2)`, with the same half-close semantics as
 /// [`relay`](super::relay). Pipes come from a per-thread pool while bytes are in flight and go
 /// back once empty, so an idle relay holds none (and no descriptors beyond its two sockets).
+///
+/// A side that ends with a TCP `RST` while neither direction reads or writes it (a client
+/// that gives up on an upstream that stopped reading: one direction waits to write to the
+/// upstream, the other to read from it) ends the relay all the same: it fails with an error
+/// for which [`is_reset`](super::is_reset) holds when that side is `a` (the client), the
+/// socket's own error when it is `b`, and the other side is closed with a `RST` too.
 pub fn splice_relay(a: TcpStream, b: TcpStream) -> SpliceRelay {
     SpliceRelay {
-        a,
-        b,
+        a: Arc::new(a),
+        b: Arc::new(b),
         a_to_b: Half::default(),
         b_to_a: Half::default(),
         activity: None,
+        watch_a: None,
+        watch_b: None,
     }
 }
 
@@ -43,11 +55,37 @@ pub(crate) fn splice_accepted(a: crate::tcp::Stream, b: TcpStream) -> SpliceRela
 /// The future returned by [`splice_relay`].
 #[derive(Debug)]
 pub struct SpliceRelay {
-    a: TcpStream,
-    b: TcpStream,
+    // Shared with the error watches below, which wait on a side's readiness.
+    a: Arc<TcpStream>,
+    b: Arc<TcpStream>,
     a_to_b: Half,
     b_to_a: Half,
-    activity: Option<std::sync::Arc<Activity>>,
+    activity: Option<Arc<Activity>>,
+    /// Set up the first time a side is waited on by neither direction (see `poll`); most
+    /// relays never have one.
+    watch_a: Option<ErrorWatch>,
+    watch_b: Option<ErrorWatch>,
+}
+
+/// Resolves once a socket has an error (`EPOLLERR`: a `RST` came, say).
+struct ErrorWatch(Pin<Box<dyn Future<Output = io::Result<Ready>> + Send>>);
+
+impl std::fmt::Debug for ErrorWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErrorWatch")
+    }
+}
+
+/// What a direction of a relay waits for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Waits {
+    /// Nothing (it is done, or has not been polled).
+    #[default]
+    Nothing,
+    /// Its source to become readable.
+    Read,
+    /// Its destination to become writable.
+    Write,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +96,7 @@ struct Half {
     read_eof: bool,
     done: bool,
     moved: u64,
+    waits: Waits,
 }
 
 impl SpliceRelay {
@@ -84,11 +123,41 @@ impl Future for SpliceRelay {
             activity.touch();
         }
         if a_to_b.is_ready() && b_to_a.is_ready() {
-            Poll::Ready(Ok(this.relayed()))
-        } else {
-            Poll::Pending
+            return Poll::Ready(Ok(this.relayed()));
         }
+        // A side that neither direction reads or writes (its reader waits to write the other
+        // side, its writer to read from it, or either is done) left no waker with the runtime,
+        // and its RST would go unseen until the other side moves, if ever: the tunnel and its
+        // upstream held until the idle timeout, or for good without one. Watch such a side for
+        // an error, as nginx and HAProxy see `EPOLLERR` on a socket they do not poll for.
+        let a_waited = this.a_to_b.waits == Waits::Read || this.b_to_a.waits == Waits::Write;
+        let b_waited = this.b_to_a.waits == Waits::Read || this.a_to_b.waits == Waits::Write;
+        if !a_waited && watch(&mut this.watch_a, &this.a, cx)?.is_ready() {
+            let _ = this.b.set_zero_linger();
+            return Poll::Ready(Err(super::reset::reset_error()));
+        }
+        if !b_waited && watch(&mut this.watch_b, &this.b, cx)?.is_ready() {
+            let _ = this.a.set_zero_linger();
+            let error = this.b.take_error()?;
+            return Poll::Ready(Err(
+                error.unwrap_or_else(|| io::ErrorKind::ConnectionReset.into())
+            ));
+        }
+        Poll::Pending
     }
+}
+
+/// Polls the error watch of `side`, set up in `slot` the first time.
+fn watch(
+    slot: &mut Option<ErrorWatch>,
+    side: &Arc<TcpStream>,
+    cx: &mut Context<'_>,
+) -> io::Result<Poll<()>> {
+    let watch = slot.get_or_insert_with(|| {
+        let side = Arc::clone(side);
+        ErrorWatch(Box::pin(async move { side.ready(Interest::ERROR).await }))
+    });
+    Ok(watch.0.as_mut().poll(cx)?.map(drop))
 }
 
 /// A non-blocking pipe: what `splice` moves bytes through.
@@ -159,6 +228,7 @@ impl Half {
             if self.in_pipe == 0 && !self.read_eof {
                 if from.poll_read_ready(cx)?.is_pending() {
                     self.release();
+                    self.waits = Waits::Read;
                     return Poll::Pending;
                 }
                 let pipe = match &mut self.pipe {
@@ -178,7 +248,10 @@ impl Half {
                 }
             }
             while let (true, Some(pipe)) = (self.in_pipe > 0, &self.pipe) {
-                ready!(to.poll_write_ready(cx))?;
+                if to.poll_write_ready(cx)?.is_pending() {
+                    self.waits = Waits::Write;
+                    return Poll::Pending;
+                }
                 let (src, dst, len) = (pipe.read.as_raw_fd(), to.as_raw_fd(), self.in_pipe);
                 match to.try_io(Interest::WRITABLE, || splice(src, dst, len)) {
                     Ok(n) => {
@@ -197,6 +270,7 @@ impl Half {
                     _ => {}
                 }
                 self.done = true;
+                self.waits = Waits::Nothing;
                 return Poll::Ready(Ok(()));
             }
         }
