@@ -595,25 +595,10 @@ async fn a_client_reset_on_a_stalled_upstream_resets_the_upstream_at_once() {
     let sent = rama_e2e::write_until_stalled(&client).await;
     client.set_zero_linger().unwrap();
     drop(client);
-    timeout(
-        Duration::from_secs(3),
-        rama_e2e::closed_by_peer(&upstream_side),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "the upstream's connection still open 3 s after {sent} bytes and the client's \
-                 reset:\n{}",
-            proxy.stderr()
-        )
-    });
-    assert_eq!(
-        upstream_side
-            .take_error()
-            .unwrap()
-            .map(|error| error.kind()),
-        Some(std::io::ErrorKind::ConnectionReset)
-    );
+    assert_reset_at_once(&upstream_side, &proxy, || {
+        format!("the upstream's connection, after {sent} bytes and the client's reset")
+    })
+    .await;
     let line = proxy.wait_for_line("relay reset by the client").await;
     rama_e2e::assert_access_line(&line, me, upstream);
 }
@@ -642,17 +627,22 @@ async fn an_upstream_reset_towards_a_stalled_client_resets_the_client_at_once() 
         .await
         .expect("the upstream stalled and reset in time")
         .unwrap();
-    timeout(Duration::from_secs(3), rama_e2e::closed_by_peer(&client))
+    assert_reset_at_once(&client, &proxy, || {
+        format!("the client's connection, after {sent} bytes and the upstream's reset")
+    })
+    .await;
+}
+
+/// Waits up to 3 s (the proxy's idle timeout is 5 minutes) for the proxy to close `stream`,
+/// and checks it did so with a `RST`; `what` names the stream for the failure message.
+async fn assert_reset_at_once(stream: &TcpStream, proxy: &Running, what: impl Fn() -> String) {
+    timeout(Duration::from_secs(3), rama_e2e::closed_by_peer(stream))
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the client's connection still open 3 s after {sent} bytes and the upstream's \
-                 reset:\n{}",
-                proxy.stderr()
-            )
-        });
+        .unwrap_or_else(|_| panic!("{} still open after 3 s:\n{}", what(), proxy.stderr()));
     assert_eq!(
-        client.take_error().unwrap().map(|error| error.kind()),
-        Some(std::io::ErrorKind::ConnectionReset)
+        stream.take_error().unwrap().map(|error| error.kind()),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{}",
+        what()
     );
 }
