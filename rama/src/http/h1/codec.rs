@@ -334,8 +334,9 @@ impl SeenNames {
         }
         let name = HeaderName::from_bytes(raw).map_err(|_| ())?;
         let hop_by_hop = headers::hop_by_hop_index(&name).is_some();
-        // Kept if it is short enough and its place is known or next (a head's fields come in
-        // order, so one that failed above leaves no gap).
+        // Kept if it is short enough and its place is known or next: the fields come in
+        // order, so past a name too long to keep none of the head's later ones is kept
+        // either, and no place is left empty.
         if raw.len() <= SEEN_NAME_MAX && at <= self.seen.len() && at < SEEN_FIELDS {
             let mut bytes = [0; SEEN_NAME_MAX];
             bytes[..raw.len()].copy_from_slice(raw);
