@@ -1312,34 +1312,67 @@ async fn connect_over_http2_carries_tunnels_side_by_side() {
     assert!(echo.accepted() >= 2);
 }
 
+/// A certificate for `http_proxy --tls-cert` on 127.0.0.1, issued by a CA of its own, in a
+/// scratch directory removed on drop.
+struct ProxyCert {
+    ca: rama::tls::dev::Ca,
+    dir: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl ProxyCert {
+    fn issue() -> Self {
+        let ca = rama::tls::dev::Ca::generate("rama test CA").unwrap();
+        let dir = std::path::PathBuf::from(tempfile_path());
+        let (cert, key) = ca
+            .issue_server(&["127.0.0.1"])
+            .unwrap()
+            .write(&dir, "proxy")
+            .unwrap();
+        Self { ca, dir, cert, key }
+    }
+
+    /// `http_proxy` serving TLS with this certificate, `args` after.
+    fn proxy(&self, args: &[&str]) -> Running {
+        let tls = [
+            "--tls-cert",
+            self.cert.to_str().unwrap(),
+            "--tls-key",
+            self.key.to_str().unwrap(),
+        ];
+        proxy(&[&tls[..], args].concat())
+    }
+
+    /// A client that trusts the CA and offers `alpn`.
+    fn connector(&self, alpn: &str) -> rama::tls::Connector {
+        rama::tls::Connector::builder()
+            .ca_pem(self.ca.cert_pem().as_bytes())
+            .unwrap()
+            .alpn([alpn])
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for ProxyCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_over_http2_on_tls_chosen_by_alpn() {
     let echo = EchoOrigin::start().await;
     let (head_origin, _) = origin(Behaviour::EchoHead).await;
-    let ca = rama::tls::dev::Ca::generate("rama test CA").unwrap();
-    let dir = std::path::PathBuf::from(tempfile_path());
-    let (cert, key) = ca
-        .issue_server(&["127.0.0.1"])
-        .unwrap()
-        .write(&dir, "proxy")
-        .unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
-    let proxy = proxy(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let cert = ProxyCert::issue();
+    let ca_file = cert.dir.join("ca.pem");
+    std::fs::write(&ca_file, cert.ca.cert_pem()).unwrap();
+    let proxy = cert.proxy(&[]);
 
     // h2 over TLS: the client offers only h2, the proxy's ALPN picks it, and http::Server
     // serves HTTP/2 because of the ALPN fact (no preface sniffing on TLS).
-    let connector = rama::tls::Connector::builder()
-        .ca_pem(ca.cert_pem().as_bytes())
-        .unwrap()
-        .alpn(["h2"])
-        .build()
-        .unwrap();
+    let connector = cert.connector("h2");
     let tcp = TcpStream::connect(proxy.addr).await.unwrap();
     let tls = timeout(
         PATIENCE,
@@ -1379,14 +1412,7 @@ async fn connect_over_http2_on_tls_chosen_by_alpn() {
     // A client that picks h2 and then sends nothing, not even the preface, is closed by the
     // idle check a timeout later, without a word, as an idle HTTP/1.1 connection is; not held
     // until the transport's idle timeout (5 minutes in the example).
-    let idle_proxy = self::proxy(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--header-read-timeout",
-        "1",
-    ]);
+    let idle_proxy = cert.proxy(&["--header-read-timeout", "1"]);
     let tcp = TcpStream::connect(idle_proxy.addr).await.unwrap();
     let host = rama::Host::Ip(idle_proxy.addr.ip());
     let mut tls = timeout(PATIENCE, connector.connect(&host, tcp))
@@ -1408,7 +1434,6 @@ async fn connect_over_http2_on_tls_chosen_by_alpn() {
         .wait_for_log("idle past the header-read timeout")
         .await;
     assert!(!log.contains("connection failed"), "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// How the client ends a tunnel the upstream stopped reading.
@@ -1531,21 +1556,27 @@ async fn an_h2_tunnel_whose_client_connection_goes_closes_its_stalled_upstream_a
     a_stalled_h2_tunnel_ended_by_the_client_closes_its_upstream(ClientEnd::CloseConnection).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_that_resets_its_h2_tunnel_has_the_stream_reset_not_ended() {
-    // RFC 9113 8.5: a TCP connection to the target that fails resets the `CONNECT` stream.
-    // Ended with `END_STREAM` (as a FIN is passed on) the client took a cut tunnel for a
-    // finished one.
+/// An upstream on 127.0.0.1 that sends `hello` on the one connection it accepts, then, once
+/// told (the client has the bytes), closes it with a RST, not a FIN.
+async fn hello_then_reset() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     let (got_hello, hello_arrived) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         stream.write_all(b"hello").await.unwrap();
-        // Once the client has the bytes: a RST, not a FIN.
         let _ = hello_arrived.await;
         stream.set_zero_linger().unwrap();
     });
+    (upstream, got_hello)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_resets_its_h2_tunnel_has_the_stream_reset_not_ended() {
+    // RFC 9113 8.5: a TCP connection to the target that fails resets the `CONNECT` stream.
+    // Ended with `END_STREAM` (as a FIN is passed on) the client took a cut tunnel for a
+    // finished one.
+    let (upstream, got_hello) = hello_then_reset().await;
     let proxy = proxy(&[]);
     let tunnel = h2_tunnel(proxy.addr, upstream).await;
     let me = tunnel.me;
@@ -1568,6 +1599,52 @@ async fn an_upstream_that_resets_its_h2_tunnel_has_the_stream_reset_not_ended() 
     assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}");
     let line = proxy.wait_for_line("tunnel failed").await;
     assert!(line.contains(&format!("peer={me}")), "{line}");
+}
+
+/// The HTTP/1.1 side of the tunnels above: a client that gives up with a TCP `RST` while the
+/// relay waits to write to an upstream that stopped reading and to read from it (so reads and
+/// writes the client no more, and hyper's upgraded stream over the client's socket says
+/// nothing) has the upstream reset at once. Before, the relay was held until the idle timeout
+/// (5 minutes in the examples), with its upstream connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h1_tunnel_reset_by_its_client_resets_its_stalled_upstream_at_once() {
+    rama_e2e::assert_h1_tunnel_reset_passes_on(&proxy(&[]), None).await;
+}
+
+/// The same with the tunnel's client over TLS (`http_proxy --tls-cert`, what curl's
+/// `https://` proxies speak): the relay's client side is the TLS stream, whose socket the
+/// server found under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h1_tunnel_over_tls_reset_by_its_client_resets_its_stalled_upstream_at_once() {
+    let tls = ProxyCert::issue();
+    let connector = tls.connector("http/1.1");
+    rama_e2e::assert_h1_tunnel_reset_passes_on(&tls.proxy(&[]), Some(&connector)).await;
+}
+
+/// The other way round, an upstream that resets an HTTP/1.1 tunnel's connection has the
+/// client's reset too, as the spliced relay and HTTP/2's `RST_STREAM` pass it on; before, the
+/// client got a FIN and took a cut tunnel for a finished one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_resets_its_h1_tunnel_has_the_client_reset_not_ended() {
+    let (upstream, got_hello) = hello_then_reset().await;
+    let proxy = proxy(&[]);
+    let mut client = rama_e2e::h1_tunnel(proxy.addr, upstream).await;
+    let mut hello = [0; 5];
+    timeout(PATIENCE, client.read_exact(&mut hello))
+        .await
+        .expect("the upstream's bytes in time")
+        .unwrap();
+    assert_eq!(&hello, b"hello");
+    got_hello.send(()).unwrap();
+    let mut rest = Vec::new();
+    let end = timeout(PATIENCE, client.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel's end in time");
+    assert_eq!(
+        end.map_err(|error| error.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the client's connection ended without a reset, after {rest:?}"
+    );
 }
 
 /// nginx answering `ok <protocol> <host>` over h2c (prior knowledge) on 127.0.0.1, ending each

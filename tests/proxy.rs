@@ -76,6 +76,14 @@ fn proxy(args: &[&str]) -> Running {
     Running::start_local("proxy", args)
 }
 
+/// An HTTP/1.1 tunnel through the all-in-one port (its client side behind the bytes the first
+/// byte's detection read) whose client gives up with a TCP `RST` while the upstream reads
+/// nothing has the upstream reset at once, not held until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h1_tunnel_reset_by_its_client_resets_its_stalled_upstream_at_once() {
+    rama_e2e::assert_h1_tunnel_reset_passes_on(&proxy(&[]), None).await;
+}
+
 /// What curl saw: the final status, the proxy's `CONNECT` answer (0 without one), the body.
 #[derive(Debug)]
 struct Curl {

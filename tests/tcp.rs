@@ -595,7 +595,7 @@ async fn a_client_reset_on_a_stalled_upstream_resets_the_upstream_at_once() {
     let sent = rama_e2e::write_until_stalled(&client).await;
     client.set_zero_linger().unwrap();
     drop(client);
-    assert_reset_at_once(&upstream_side, &proxy, || {
+    rama_e2e::assert_reset_at_once(&upstream_side, &proxy, || {
         format!("the upstream's connection, after {sent} bytes and the client's reset")
     })
     .await;
@@ -627,22 +627,8 @@ async fn an_upstream_reset_towards_a_stalled_client_resets_the_client_at_once() 
         .await
         .expect("the upstream stalled and reset in time")
         .unwrap();
-    assert_reset_at_once(&client, &proxy, || {
+    rama_e2e::assert_reset_at_once(&client, &proxy, || {
         format!("the client's connection, after {sent} bytes and the upstream's reset")
     })
     .await;
-}
-
-/// Waits up to 3 s (the proxy's idle timeout is 5 minutes) for the proxy to close `stream`,
-/// and checks it did so with a `RST`; `what` names the stream for the failure message.
-async fn assert_reset_at_once(stream: &TcpStream, proxy: &Running, what: impl Fn() -> String) {
-    timeout(Duration::from_secs(3), rama_e2e::closed_by_peer(stream))
-        .await
-        .unwrap_or_else(|_| panic!("{} still open after 3 s:\n{}", what(), proxy.stderr()));
-    assert_eq!(
-        stream.take_error().unwrap().map(|error| error.kind()),
-        Some(std::io::ErrorKind::ConnectionReset),
-        "{}",
-        what()
-    );
 }

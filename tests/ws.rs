@@ -9,7 +9,7 @@ use rama_e2e::{
     PATIENCE, Running, bind_origin, closed_by_peer, h2_handshake, origin_certificate,
     origin_thread,
     python::{PythonServer, run_script},
-    send_until_stalled, spawn_origin,
+    read_head, send_until_stalled, spawn_origin,
     ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame, upgrade},
 };
 use std::{
@@ -872,8 +872,22 @@ async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
     let mut proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
     let (_client, mut stream, me) = h2_websocket(proxy.addr).await;
     let sent = send_until_stalled(&mut stream, Bytes::from(vec![b'x'; 64 << 10])).await;
-    stream.send_reset(h2::Reason::CANCEL);
     let reset = Instant::now();
+    stream.send_reset(h2::Reason::CANCEL);
+    // With a RST (RFC 8441 5: the stream's reset is the WebSocket's TCP RST), not a FIN
+    // waiting behind the bytes the origin never read.
+    assert_origin_reset_at_once(closed, reset, sent, &mut proxy, me).await;
+}
+
+/// Waits up to 3 s for the deaf origin's connection to close after the client's reset at
+/// `reset`, with a `RST`, and for the proxy's line saying so.
+async fn assert_origin_reset_at_once(
+    closed: tokio::sync::oneshot::Receiver<(Instant, Option<std::io::ErrorKind>)>,
+    reset: Instant,
+    sent: usize,
+    proxy: &mut Running,
+    me: SocketAddr,
+) {
     let (closed, error) = timeout(Duration::from_secs(3), closed)
         .await
         .unwrap_or_else(|_| {
@@ -883,15 +897,45 @@ async fn an_h2_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
             )
         })
         .expect("the origin's session");
-    assert!(closed >= reset, "closed before the reset");
-    // With a RST (RFC 8441 5: the stream's reset is the WebSocket's TCP RST), not a FIN
-    // waiting behind the bytes the origin never read.
+    assert!(
+        closed >= reset,
+        "closed before the reset ({sent} bytes sent):\n{}",
+        proxy.stderr()
+    );
     assert_eq!(error, Some(std::io::ErrorKind::ConnectionReset));
     let line = proxy
         .wait_for_line("upgraded stream reset by the client")
         .await;
     assert!(line.contains(&format!("peer={me}")), "{line}");
     assert!(proxy.is_running());
+}
+
+/// The same over HTTP/1.1: a WebSocket upgraded through the reverse proxy, whose client gives
+/// up with a TCP `RST` once the origin's buffers are full (the relay then waits on the origin
+/// both ways, and hyper's upgraded stream over the client's socket says nothing), has the
+/// origin reset at once. Before, the relay was held until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h1_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once() {
+    let (origin, closed) = deaf_origin();
+    let upstream = format!("http://{origin}");
+    let mut proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = client.local_addr().unwrap();
+    let upgrade = format!(
+        "GET /chat HTTP/1.1\r\nHost: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    client.write_all(upgrade.as_bytes()).await.unwrap();
+    let head = timeout(PATIENCE, read_head(&mut client)).await.unwrap();
+    let head = head.unwrap().expect("the upgrade's answer");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let sent = rama_e2e::write_until_stalled(&client).await;
+    client.set_zero_linger().unwrap();
+    // Taken before the close that sends the reset: the proxy may act on it before this
+    // thread runs again.
+    let reset = Instant::now();
+    drop(client);
+    assert_origin_reset_at_once(closed, reset, sent, &mut proxy, me).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -919,6 +919,97 @@ pub async fn deaf_upstream() -> (SocketAddr, tokio::task::JoinHandle<TcpStream>)
     (addr, accepted)
 }
 
+/// Waits up to 3 s (the proxy's idle timeout is 5 minutes) for the proxy to close `stream`,
+/// and checks it did so with a `RST`; `what` names the stream for the failure message.
+pub async fn assert_reset_at_once(stream: &TcpStream, proxy: &Running, what: impl Fn() -> String) {
+    tokio::time::timeout(Duration::from_secs(3), closed_by_peer(stream))
+        .await
+        .unwrap_or_else(|_| panic!("{} still open after 3 s:\n{}", what(), proxy.stderr()));
+    assert_eq!(
+        stream.take_error().unwrap().map(|error| error.kind()),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{}",
+        what()
+    );
+}
+
+/// Opens an HTTP/1.1 tunnel (`CONNECT`) through the proxy at `proxy` to `upstream`; the
+/// client's stream, past the `200`.
+pub async fn h1_tunnel(proxy: SocketAddr, upstream: SocketAddr) -> TcpStream {
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    open_h1_tunnel(&mut client, upstream).await;
+    client
+}
+
+async fn open_h1_tunnel<S>(client: &mut S, upstream: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let connect = format!("CONNECT {upstream} HTTP/1.1\r\nHost: {upstream}\r\n\r\n");
+    client.write_all(connect.as_bytes()).await.unwrap();
+    let head = tokio::time::timeout(PATIENCE, read_head(client))
+        .await
+        .unwrap();
+    let head = head.unwrap().expect("the CONNECT answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// Opens an HTTP/1.1 tunnel through `proxy` (over TLS with `tls`) to an upstream that never
+/// reads, fills it until the proxy takes no more, then resets the client's TCP connection:
+/// the upstream must be reset within 3 s (the proxy's idle timeout is 5 minutes), and the
+/// proxy's access line say `relay reset by the client`.
+pub async fn assert_h1_tunnel_reset_passes_on(proxy: &Running, tls: Option<&rama::tls::Connector>) {
+    let (upstream, accepted) = deaf_upstream().await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let sent = match tls {
+        None => {
+            let mut client = tcp;
+            open_h1_tunnel(&mut client, upstream).await;
+            let sent = write_until_stalled(&client).await;
+            client.set_zero_linger().unwrap();
+            sent
+        }
+        Some(connector) => {
+            let host = rama::Host::Ip(proxy.addr.ip());
+            let mut client = tokio::time::timeout(PATIENCE, connector.connect(&host, tcp))
+                .await
+                .expect("the TLS handshake in time")
+                .expect("the TLS handshake");
+            open_h1_tunnel(&mut client, upstream).await;
+            let sent = send_until_quiet(&mut client).await;
+            client.get_ref().0.set_zero_linger().unwrap();
+            sent
+        }
+    };
+    let upstream_side = tokio::time::timeout(PATIENCE, accepted)
+        .await
+        .expect("the proxy dialed the upstream")
+        .unwrap();
+    assert_reset_at_once(&upstream_side, proxy, || {
+        format!("the upstream's connection, after {sent} bytes and the client's reset")
+    })
+    .await;
+    let line = proxy.wait_for_line("relay reset by the client").await;
+    assert_access_line(&line, me, upstream);
+}
+
+/// [`write_until_stalled`] for any stream (TLS over the socket, say): writes until a write
+/// has waited the quiet period.
+async fn send_until_quiet<S: tokio::io::AsyncWrite + Unpin>(stream: &mut S) -> usize {
+    use tokio::io::AsyncWriteExt;
+    const QUIET: Duration = Duration::from_millis(500);
+    let chunk = vec![b'x'; 16 << 10];
+    let mut sent = 0usize;
+    while let Ok(written) = tokio::time::timeout(QUIET, stream.write(&chunk)).await {
+        sent +=
+            written.unwrap_or_else(|error| panic!("the write failed after {sent} bytes: {error}"));
+        assert!(sent < 256 << 20, "the peer never stopped taking bytes");
+    }
+    sent
+}
+
 /// Writes to `stream` as long as its peer (a proxy's relay to a peer that never reads) takes
 /// bytes; the bytes written. The end of the filling is a quiet period, as in
 /// [`send_until_stalled`].

@@ -114,8 +114,9 @@ pub struct ConnectHandshake {
     respond: oneshot::Sender<Response<Body>>,
     upgrade: OnUpgrade,
     destination: Address,
-    /// Over HTTP/2, raised when the tunnel's stream is reset or its connection goes (see
-    /// `io::ResetSignal`; `http::Server` puts it in the request).
+    /// Raised when the tunnel's HTTP/2 stream is reset or its connection goes, or watching
+    /// the HTTP/1.1 client's socket (see `io::ResetSignal`; `http::Server` puts it in the
+    /// request).
     reset: Option<ResetSignal>,
 }
 
@@ -311,9 +312,9 @@ where
         info.extensions_mut().insert(user);
     }
     let (respond, answer) = oneshot::channel();
-    // An HTTP/1 tunnel's client side is the connection itself, whose reads and writes tell
-    // its end; an HTTP/2 one is a stream, whose reset the relay may not see: `http::Server`
-    // put its `io::ResetSignal` in the request.
+    // A tunnel's client end may come where the relay does not look (an HTTP/2 stream's
+    // reset; an HTTP/1.1 client's TCP `RST` while the relay waits on the upstream both
+    // ways): `http::Server` put the `io::ResetSignal` that tells it in the request.
     let reset = request.extensions().get::<ResetSignal>().cloned();
     let handshake = ConnectHandshake {
         respond,

@@ -7,7 +7,8 @@
 //!
 //! A WebSocket on an HTTP/2 stream (RFC 8441) comes with the stream's [`ResetSignal`] in the
 //! request (`http::Server` puts it there): the client resetting the stream, or its connection
-//! going, ends the relay even while it waits on an upstream that does not read.
+//! going, ends the relay even while it waits on an upstream that does not read. An HTTP/1.1
+//! upgrade over a TCP socket comes with one that watches the socket for the client's `RST`.
 
 use super::{Body, connect::Stream, forward, headers, server};
 use crate::{

@@ -111,6 +111,21 @@ struct Half {
     need_flush: bool,
     done: bool,
     moved: u64,
+    /// What the last `poll_copy` that returned `Pending` waits for.
+    waits: Waits,
+}
+
+/// What a direction of a relay (this one, or a [`SpliceRelay`]) waits for: a side waited on
+/// by neither direction is one whose reset nobody would see.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waits {
+    /// Nothing (it is done, or has not been polled).
+    #[default]
+    Nothing,
+    /// Its source to become readable.
+    Read,
+    /// Its destination to become writable (or flushed, or shut down).
+    Write,
 }
 
 // ===== impl Relay =====
@@ -118,7 +133,10 @@ struct Half {
 impl<A, B> Relay<A, B> {
     /// Ends the relay with an error ([`is_reset`]) once `signal` is raised: the first stream
     /// (the client) ended abnormally, as an HTTP/2 `CONNECT` stream reset by its client,
-    /// which the relay may not be reading or writing at the time (see [`ResetSignal`]).
+    /// which the relay may not be reading or writing at the time (see [`ResetSignal`]). A
+    /// signal [watching the client's socket](ResetSignal::watching_socket) ends it the same
+    /// way on an error of that socket, looked for while neither direction reads or writes
+    /// the first stream.
     ///
     /// The signal counts while the relay has not shut down the first stream's write half.
     /// Once it has (the second stream ended), the first stream's sending side has ended by the
@@ -161,6 +179,9 @@ where
         let b_to_a = this.b_to_a.poll_copy(cx, this.b, this.a);
         let b_to_a = ready_or_reset(b_to_a, this.reset, this.b_to_a)?;
         if a_to_b.is_ready() && b_to_a.is_ready() {
+            if let Some(reset) = this.reset {
+                reset.release_socket();
+            }
             return Poll::Ready(Ok(Relayed {
                 sent: this.a_to_b.moved,
                 received: this.b_to_a.moved,
@@ -170,10 +191,16 @@ where
         // client unpolled, so its reset would go unseen (see `reset`). Looked at only here, so
         // a relay that moves bytes pays nothing per byte, and one without a signal a branch.
         if let Some(reset) = this.reset {
+            // Neither direction waits on the client: only its socket, when the signal has
+            // it, can tell of a reset now.
+            let unwatched = this.a_to_b.waits != Waits::Read && this.b_to_a.waits != Waits::Write;
             if this.b_to_a.done {
                 // Shut down by the relay: its end is no news (see `with_reset`).
+                reset.release_socket();
                 *this.reset = None;
-            } else if reset.poll_raised(cx).is_ready() {
+            } else if reset.poll_raised(cx).is_ready()
+                || (unwatched && reset.poll_socket_error(cx).is_ready())
+            {
                 return Poll::Ready(Err(reset::reset_error()));
             }
         }
@@ -193,10 +220,12 @@ fn ready_or_reset(
 ) -> Poll<io::Result<()>> {
     match (poll, reset) {
         (Poll::Ready(Err(_)), Some(reset)) if !to_client.done && reset.is_raised() => {
+            reset.release_socket();
             Poll::Ready(Err(reset::reset_error()))
         }
         (Poll::Ready(Err(error)), Some(reset)) => {
             reset.abort();
+            reset.release_socket();
             Poll::Ready(Err(error))
         }
         (poll, _) => poll,
@@ -224,6 +253,7 @@ impl Half {
             need_flush: false,
             done: false,
             moved: 0,
+            waits: Waits::Nothing,
         }
     }
 
@@ -246,8 +276,11 @@ impl Half {
         W: AsyncWrite + Unpin,
     {
         if self.done {
+            self.waits = Waits::Nothing;
             return Poll::Ready(Ok(()));
         }
+        // Any `Pending` below but the read's is the writer's.
+        self.waits = Waits::Write;
         loop {
             if self.pos == self.end && !self.read_eof {
                 let size = self.size;
@@ -267,6 +300,7 @@ impl Half {
                     }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Pending => {
+                        self.waits = Waits::Read;
                         self.release();
                         // Nothing more to read for now: push out what a buffering writer
                         // (TLS) still holds before we sleep.

@@ -3,7 +3,7 @@
 
 #![allow(unsafe_code)]
 
-use super::Relayed;
+use super::{Relayed, Waits};
 use crate::tcp::Activity;
 use std::{
     future::Future,
@@ -74,18 +74,6 @@ impl std::fmt::Debug for ErrorWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ErrorWatch")
     }
-}
-
-/// What a direction of a relay waits for.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Waits {
-    /// Nothing (it is done, or has not been polled).
-    #[default]
-    Nothing,
-    /// Its source to become readable.
-    Read,
-    /// Its destination to become writable.
-    Write,
 }
 
 #[derive(Debug, Default)]

@@ -48,7 +48,8 @@ pub trait Handshake {
 
     /// A signal raised when the client's side of the tunnel ends abnormally in a way the
     /// stream's reads and writes may not tell while the relay waits on the upstream: an
-    /// HTTP/2 `CONNECT` stream reset by its client (see [`ResetSignal`]). The relay then ends
+    /// HTTP/2 `CONNECT` stream reset by its client, an HTTP/1.1 client's TCP `RST` under
+    /// hyper's upgraded stream (see [`ResetSignal`]). The relay then ends
     /// and closes the upstream connection with a TCP `RST`. Asked before
     /// [`accept`](Self::accept); `None` (the default) where the stream tells everything
     /// itself.

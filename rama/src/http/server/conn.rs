@@ -277,6 +277,15 @@ where
             request.extensions_mut().insert(signal.clone());
             signal
         });
+        // An HTTP/1.1 tunnel or upgrade over a TCP socket: its relay watches the socket for
+        // a reset it would not see otherwise (see `io::ResetSignal`).
+        if request.version() <= Version::HTTP_11
+            && (request.method() == http::Method::CONNECT
+                || request.headers().contains_key(header::UPGRADE))
+            && let Some(signal) = self.facts.socket_reset_signal()
+        {
+            request.extensions_mut().insert(signal);
+        }
         let refused = if extended == Extended::Other {
             Some(extended_connect::refusal(&request))
         } else {
@@ -649,7 +658,7 @@ where
     {
         let (io, info) = conn.into_parts();
         let alpn = info.extensions().get::<crate::tls::Alpn>().cloned();
-        let facts = ConnFacts::from_info(&info);
+        let facts = ConnFacts::from_info(&info, super::Socket::of(&io));
         let tasks = Tasks::default();
         tasks.ledger.peer.set(Some(info.peer_addr()));
         let mut this = Self {

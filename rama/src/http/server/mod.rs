@@ -159,6 +159,48 @@ struct FactsInner {
     shutdown: graceful::Signal,
     extensions: Extensions,
     interim: interim::Interim,
+    /// The client's TCP socket, when the connection's stream is one (bare, behind detection's
+    /// replay, or under TLS): an HTTP/1.1 tunnel's [`ResetSignal`](crate::io::ResetSignal)
+    /// watches it. Only looked at while the connection is served, which keeps it open.
+    #[cfg(unix)]
+    socket: Option<std::os::fd::RawFd>,
+}
+
+/// The descriptor of a connection's TCP socket, found under the stream's known wrappers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Socket(#[cfg(unix)] std::os::fd::RawFd);
+
+impl Socket {
+    /// `io`'s socket, when `io` is an accepted [`tcp::Stream`](crate::tcp::Stream), bare,
+    /// behind an [`io::Rewind`](crate::io::Rewind), or under server-side TLS.
+    pub(crate) fn of<IO: 'static>(io: &IO) -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use crate::{io::Rewind, tcp, tls::TlsStream};
+            use std::{any::Any, os::fd::AsRawFd};
+            let io: &dyn Any = io;
+            let tcp = io
+                .downcast_ref::<tcp::Stream>()
+                .or_else(|| {
+                    io.downcast_ref::<Rewind<tcp::Stream>>()
+                        .map(Rewind::get_ref)
+                })
+                .or_else(|| {
+                    io.downcast_ref::<TlsStream<tcp::Stream>>()
+                        .map(|tls| tls.get_ref().0)
+                })
+                .or_else(|| {
+                    io.downcast_ref::<TlsStream<Rewind<tcp::Stream>>>()
+                        .map(|tls| tls.get_ref().0.get_ref())
+                })?;
+            Some(Self(tcp.as_raw_fd()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = io;
+            None
+        }
+    }
 }
 
 /// [`spawn`] was called outside an HTTP connection served by [`Server`].
@@ -266,7 +308,9 @@ impl<S> fmt::Debug for ServerService<S> {
 // ===== impl ConnFacts =====
 
 impl ConnFacts {
-    pub(crate) fn from_info(info: &ConnInfo) -> Self {
+    pub(crate) fn from_info(info: &ConnInfo, socket: Option<Socket>) -> Self {
+        #[cfg(not(unix))]
+        let _ = socket;
         Self {
             inner: Arc::new(FactsInner {
                 peer: info.peer_addr(),
@@ -274,8 +318,27 @@ impl ConnFacts {
                 shutdown: info.shutdown().clone(),
                 extensions: info.extensions().clone(),
                 interim: interim::Interim::default(),
+                #[cfg(unix)]
+                socket: socket.map(|socket| socket.0),
             }),
         }
+    }
+
+    /// A [`ResetSignal`](crate::io::ResetSignal) watching the client's socket, for an
+    /// HTTP/1.1 tunnel or upgrade; `None` when the stream is not a TCP socket (or the
+    /// descriptor could not be duplicated).
+    pub(crate) fn socket_reset_signal(&self) -> Option<crate::io::ResetSignal> {
+        #[cfg(unix)]
+        {
+            let fd = self.inner.socket?;
+            #[allow(unsafe_code)]
+            // SAFETY: called while the connection is served (from its bridge to the service),
+            // so the stream that owns the descriptor is alive and open.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            crate::io::ResetSignal::watching_socket(fd).ok()
+        }
+        #[cfg(not(unix))]
+        None
     }
 
     /// Puts these facts into a request's `extensions`. A request's set is most often new and
