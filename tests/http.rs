@@ -1621,6 +1621,15 @@ async fn an_h1_tunnel_over_tls_reset_by_its_client_resets_its_stalled_upstream_a
     rama_e2e::assert_h1_tunnel_reset_passes_on(&tls.proxy(&[]), Some(&connector)).await;
 }
 
+/// An upstream that resets its connection while an HTTP/1.1 tunnel's relay waits to write to
+/// a client that stopped reading (and to read from it, which sends nothing) has the client's
+/// connection reset at once: the relay watches the upstream's socket while it reads and writes
+/// it no more. Before, the tunnel was held until the client moved or the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reset_towards_a_stalled_h1_tunnel_client_resets_the_client_at_once() {
+    rama_e2e::assert_upstream_reset_passes_on(|_| proxy(&[]), true).await;
+}
+
 /// The other way round, an upstream that resets an HTTP/1.1 tunnel's connection has the
 /// client's reset too, as the spliced relay and HTTP/2's `RST_STREAM` pass it on; before, the
 /// client got a FIN and took a cut tunnel for a finished one.

@@ -995,6 +995,42 @@ pub async fn assert_h1_tunnel_reset_passes_on(proxy: &Running, tls: Option<&rama
     assert_access_line(&line, me, upstream);
 }
 
+/// Starts a proxy with `proxy` (given the upstream's address) in front of an upstream that
+/// writes until the way to a client that reads nothing is full, then resets its connection;
+/// the client (through an HTTP/1.1 `CONNECT` when `connect`) must be reset within 3 s, not
+/// held until it moves.
+pub async fn assert_upstream_reset_passes_on(
+    proxy: impl FnOnce(SocketAddr) -> Running,
+    connect: bool,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (stalled_tx, stalled) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let sent = write_until_stalled(&stream).await;
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+        let _ = stalled_tx.send(sent);
+    });
+    let proxy = proxy(upstream);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // The smallest receive buffer the system allows: the upstream's bytes soon fill the way.
+    socket.set_recv_buffer_size(1).unwrap();
+    let mut client = socket.connect(proxy.addr).await.unwrap();
+    if connect {
+        open_h1_tunnel(&mut client, upstream).await;
+    }
+    let sent = tokio::time::timeout(PATIENCE, stalled)
+        .await
+        .expect("the upstream stalled and reset in time")
+        .unwrap();
+    assert_reset_at_once(&client, &proxy, || {
+        format!("the client's connection, after {sent} bytes and the upstream's reset")
+    })
+    .await;
+}
+
 /// [`write_until_stalled`] for any stream (TLS over the socket, say): writes until a write
 /// has waited the quiet period.
 async fn send_until_quiet<S: tokio::io::AsyncWrite + Unpin>(stream: &mut S) -> usize {

@@ -83,6 +83,7 @@ where
         a_to_b: Half::new(buffer_size),
         b_to_a: Half::new(buffer_size),
         reset: None,
+        upstream: None,
     }
 }
 
@@ -95,6 +96,9 @@ pin_project! {
         b_to_a: Half,
         // Raised when `a` ended abnormally where no read or write of it would tell.
         reset: Option<ResetSignal>,
+        // `b`'s socket, when it is one, watched for an error while neither direction reads
+        // or writes it.
+        upstream: Option<reset::SocketWatch>,
     }
 }
 
@@ -149,6 +153,18 @@ impl<A, B> Relay<A, B> {
         self
     }
 
+    /// Watches `duplicate`, of the second stream's socket (a TCP upstream's), for an error
+    /// while neither direction reads or writes it: an upstream that resets while the relay
+    /// waits on a client that stopped reading (and sends nothing) ends the relay with that
+    /// error, which fails the client's [`ResetSignal`] (and resets the client's socket, when
+    /// the signal has it). Without it, the relay learns of it only once the client moves.
+    /// The duplicate is registered with the runtime the first time it is needed.
+    #[cfg(unix)]
+    pub(crate) fn watching_upstream(mut self, duplicate: std::os::fd::OwnedFd) -> Self {
+        self.upstream = Some(reset::SocketWatch::new(duplicate));
+        self
+    }
+
     /// The two streams back, as they are (a relay that ended by its [`ResetSignal`] leaves the
     /// second one to be closed as abnormally: with a TCP `RST`, say).
     pub fn into_inner(self) -> (A, B) {
@@ -190,6 +206,16 @@ where
         // About to wait: a write pending on the upstream and a read pending on it leave the
         // client unpolled, so its reset would go unseen (see `reset`). Looked at only here, so
         // a relay that moves bytes pays nothing per byte, and one without a signal a branch.
+        if let Some(upstream) = this.upstream.as_mut()
+            && this.a_to_b.waits != Waits::Write
+            && this.b_to_a.waits != Waits::Read
+            && upstream.poll_error(cx).is_ready()
+        {
+            let error = upstream.take_error();
+            *this.upstream = None;
+            // A failure of the relay, as if a read or write of the upstream had told it.
+            return Poll::Ready(Err(failed(this.reset, error)));
+        }
         if let Some(reset) = this.reset {
             // Neither direction waits on the client: only its socket, when the signal has
             // it, can tell of a reset now.
@@ -223,13 +249,19 @@ fn ready_or_reset(
             reset.release_socket();
             Poll::Ready(Err(reset::reset_error()))
         }
-        (Poll::Ready(Err(error)), Some(reset)) => {
-            reset.abort();
-            reset.release_socket();
-            Poll::Ready(Err(error))
-        }
+        (Poll::Ready(Err(error)), reset) => Poll::Ready(Err(failed(reset, error))),
         (poll, _) => poll,
     }
+}
+
+/// The relay failed with `error` (not by the client's reset): its signal is aborted, so that
+/// the client's side is reset rather than ended as if the tunnel had finished.
+fn failed(reset: &Option<ResetSignal>, error: io::Error) -> io::Error {
+    if let Some(reset) = reset {
+        reset.abort();
+        reset.release_socket();
+    }
+    error
 }
 
 impl<A, B> fmt::Debug for Relay<A, B> {

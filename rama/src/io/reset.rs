@@ -163,6 +163,24 @@ impl ResetSignal {
 }
 
 #[cfg(unix)]
+pub(crate) use self::socket::Watch as SocketWatch;
+
+/// Where there is no socket to watch, no relay has one.
+#[cfg(not(unix))]
+pub(crate) enum SocketWatch {}
+
+#[cfg(not(unix))]
+impl SocketWatch {
+    pub(crate) fn poll_error(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        match *self {}
+    }
+
+    pub(crate) fn take_error(&self) -> io::Error {
+        match *self {}
+    }
+}
+
+#[cfg(unix)]
 mod socket {
     use std::{
         future::Future,
@@ -174,9 +192,10 @@ mod socket {
     };
     use tokio::io::{Interest, unix::AsyncFd};
 
-    /// A duplicate of a client's socket, and once the relay first needed it, the wait for an
+    /// A duplicate of a relay's socket (the client's, in a [`ResetSignal`](super::ResetSignal);
+    /// a TCP upstream's, in the relay), and once the relay first needed it, the wait for an
     /// error on it.
-    pub(super) struct Watch {
+    pub(crate) struct Watch {
         /// The duplicate, until it is registered.
         fd: Option<OwnedFd>,
         registered: Option<Arc<AsyncFd<OwnedFd>>>,
@@ -184,7 +203,7 @@ mod socket {
     }
 
     impl Watch {
-        pub(super) fn new(fd: OwnedFd) -> Self {
+        pub(crate) fn new(fd: OwnedFd) -> Self {
             Self {
                 fd: Some(fd),
                 registered: None,
@@ -193,7 +212,7 @@ mod socket {
         }
 
         #[allow(unsafe_code)]
-        pub(super) fn poll_error(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        pub(crate) fn poll_error(&mut self, cx: &mut Context<'_>) -> Poll<()> {
             if let Some(fd) = self.fd.take() {
                 // Registered for errors alone: the socket's reads wake the relay through its
                 // own registration, never through this one.
@@ -227,6 +246,13 @@ mod socket {
                 (None, Some(fd)) => Some(fd.get_ref().as_fd()),
                 (None, None) => None,
             }
+        }
+
+        /// The socket's pending error (`SO_ERROR`): what its reset was.
+        pub(crate) fn take_error(&self) -> std::io::Error {
+            self.fd()
+                .and_then(|fd| socket2::SockRef::from(&fd).take_error().ok().flatten())
+                .unwrap_or_else(|| std::io::ErrorKind::ConnectionReset.into())
         }
 
         /// Resets the client's connection: the socket is shared with the client's own

@@ -18,7 +18,7 @@ use tokio::{
 
 /// A relay from a client stream to a TCP upstream: spliced when asked to and the client is a
 /// plain accepted TCP stream, else a buffered copy (watching the client's [`ResetSignal`],
-/// when it has one).
+/// when it has one, and the upstream's socket).
 pub(crate) enum TcpRelay<S> {
     Copy(Relay<S, TcpStream>),
     #[cfg(target_os = "linux")]
@@ -51,7 +51,16 @@ where
         };
         #[cfg(not(target_os = "linux"))]
         let _ = (peer, splice);
+        // The upstream's socket, for the relay to watch (without a duplicate, the system
+        // refused one, it goes on unwatched).
+        #[cfg(unix)]
+        let duplicate = std::os::fd::AsFd::as_fd(&upstream).try_clone_to_owned();
         let relay = relay(client, upstream, buffer_size);
+        #[cfg(unix)]
+        let relay = match duplicate {
+            Ok(duplicate) => relay.watching_upstream(duplicate),
+            Err(_) => relay,
+        };
         // A spliced client is a TCP socket: its reset is an error its own reads and writes
         // report, and no stage has a signal for it.
         Self::Copy(match reset {
