@@ -25,11 +25,13 @@
 //! with the client's socket resets the connection through the duplicate, which shares it.
 
 use futures_util::task::AtomicWaker;
+#[cfg(unix)]
+use std::sync::{Mutex, PoisonError};
 use std::{
     error::Error as StdError,
     fmt, io,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
@@ -273,12 +275,12 @@ mod socket {
     #[allow(unsafe_code)]
     fn disconnect(fd: BorrowedFd<'_>) {
         use std::os::fd::AsRawFd;
-        // SAFETY: `fd` is an open socket for the call's duration, and the address is a whole
-        // `sockaddr` of the length given.
         let unspecified = libc::sockaddr {
             sa_family: libc::AF_UNSPEC as libc::sa_family_t,
             sa_data: [0; 14],
         };
+        // SAFETY: `fd` is an open socket for the call's duration, and the address is a whole
+        // `sockaddr` of the length given.
         let _ = unsafe {
             libc::connect(
                 fd.as_raw_fd(),
