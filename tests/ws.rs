@@ -910,6 +910,47 @@ async fn assert_origin_reset_at_once(
     assert!(proxy.is_running());
 }
 
+/// Asks for a WebSocket over HTTP/1.1 on `client` (to the reverse proxy in front of
+/// `origin`), and reads the `101`.
+async fn upgrade_h1(client: &mut TcpStream, origin: SocketAddr) {
+    let upgrade = format!(
+        "GET /chat HTTP/1.1\r\nHost: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    client.write_all(upgrade.as_bytes()).await.unwrap();
+    let head = timeout(PATIENCE, read_head(client)).await.unwrap();
+    let head = head.unwrap().expect("the upgrade's answer");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}
+
+/// The other way round: an origin that switched, wrote until the way to a client that reads
+/// nothing (and sends nothing) is full, then reset its connection, has the client's reset at
+/// once: the relay watches the origin's socket while it neither reads nor writes it. Before,
+/// the upgraded connection was held until the client moved or the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_reset_towards_a_stalled_h1_websocket_client_resets_the_client_at_once() {
+    let (origin, stalled) = raw_origin(|stream, _| async move {
+        let sent = rama_e2e::write_until_stalled(&stream).await;
+        stream.set_zero_linger()?;
+        Ok(sent)
+    });
+    let upstream = format!("http://{origin}");
+    let proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // The smallest receive buffer the system allows: the origin's bytes soon fill the way.
+    socket.set_recv_buffer_size(1).unwrap();
+    let mut client = socket.connect(proxy.addr).await.unwrap();
+    upgrade_h1(&mut client, origin).await;
+    let sent = timeout(PATIENCE, stalled)
+        .await
+        .expect("the origin stalled and reset in time")
+        .expect("the origin's session");
+    rama_e2e::assert_reset_at_once(&client, &proxy, || {
+        format!("the client's connection, after {sent} bytes and the origin's reset")
+    })
+    .await;
+}
+
 /// The same over HTTP/1.1: a WebSocket upgraded through the reverse proxy, whose client gives
 /// up with a TCP `RST` once the origin's buffers are full (the relay then waits on the origin
 /// both ways, and hyper's upgraded stream over the client's socket says nothing), has the
@@ -921,14 +962,7 @@ async fn an_h1_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
     let mut proxy = Running::start_local("reverse_proxy", &["--upstream", &upstream]);
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
     let me = client.local_addr().unwrap();
-    let upgrade = format!(
-        "GET /chat HTTP/1.1\r\nHost: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    client.write_all(upgrade.as_bytes()).await.unwrap();
-    let head = timeout(PATIENCE, read_head(&mut client)).await.unwrap();
-    let head = head.unwrap().expect("the upgrade's answer");
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    upgrade_h1(&mut client, origin).await;
     let sent = rama_e2e::write_until_stalled(&client).await;
     client.set_zero_linger().unwrap();
     // Taken before the close that sends the reset: the proxy may act on it before this

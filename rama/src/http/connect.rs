@@ -84,11 +84,15 @@ impl Stream {
     /// Closes the TCP connection with `RST` once dropped: its end is abnormal, and the peer
     /// is to learn it at once rather than after the bytes it has not read yet.
     pub(crate) fn reset_on_drop(&self) {
-        let tcp = match self {
+        let _ = self.tcp().set_zero_linger();
+    }
+
+    /// The TCP connection under it.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
             Stream::Plain(tcp) => tcp.inner(),
             Stream::Tls(tls) => tls.inner().get_ref().0,
-        };
-        let _ = tcp.set_zero_linger();
+        }
     }
 }
 
