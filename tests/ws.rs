@@ -972,6 +972,28 @@ async fn an_h1_websocket_reset_by_its_client_closes_its_stalled_upstream_at_once
     assert_origin_reset_at_once(closed, reset, sent, &mut proxy, me).await;
 }
 
+/// The same over HTTP/1.1: `ws::Relay` blocked handing a message to an upstream that reads
+/// nothing learns of the client's TCP `RST` from the client's socket, and the upstream gets
+/// its close. Before, the session stayed blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h1_websocket_reset_by_its_client_ends_a_relay_session_stalled_on_its_upstream() {
+    let (origin, _closed) = deaf_origin();
+    let proxy = ws_proxy(origin, &["--close-timeout", "1"]);
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = client.local_addr().unwrap();
+    upgrade_h1(&mut client, origin).await;
+    let frames = frame(FIN | TEXT, &[b'x'; 16 << 10], true);
+    let mut sent = 0usize;
+    while let Ok(written) = timeout(Duration::from_millis(500), client.write_all(&frames)).await {
+        written.unwrap();
+        sent += frames.len();
+        assert!(sent < 256 << 20, "the proxy never stopped taking frames");
+    }
+    client.set_zero_linger().unwrap();
+    drop(client);
+    assert_session_ends_at_the_reset(&proxy, "the client reset its connection", sent, me).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_websocket_reset_by_its_client_ends_a_relay_session_stalled_on_its_upstream() {
     // The same through `ws::Relay`, which carries messages: blocked handing one to the
@@ -982,19 +1004,27 @@ async fn an_h2_websocket_reset_by_its_client_ends_a_relay_session_stalled_on_its
     let frames = Bytes::from(frame(FIN | TEXT, &[b'x'; 16 << 10], true));
     let sent = send_until_stalled(&mut stream, frames).await;
     stream.send_reset(h2::Reason::CANCEL);
-    let line = timeout(
-        Duration::from_secs(3),
-        proxy.wait_for_line("the client reset its stream"),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "the session did not end 3 s after the reset ({sent} bytes sent):\n{}",
-            proxy.stderr()
-        )
-    });
+    assert_session_ends_at_the_reset(&proxy, "the client reset its stream", sent, me).await;
+}
+
+/// Waits up to 3 s for `ws_proxy`'s line `reset` about the client at `me` (which reset after
+/// `sent` bytes), then for the session's end: the upstream got its close, or its close
+/// timeout (1 s) passed.
+async fn assert_session_ends_at_the_reset(
+    proxy: &Running,
+    reset: &str,
+    sent: usize,
+    me: SocketAddr,
+) {
+    let line = timeout(Duration::from_secs(3), proxy.wait_for_line(reset))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the session did not end 3 s after the reset ({sent} bytes sent):\n{}",
+                proxy.stderr()
+            )
+        });
     assert!(line.contains(&format!("peer={me}")), "{line}");
-    // The upstream got its close, or its close timeout (1 s), and the session ended.
     let line = timeout(
         Duration::from_secs(3),
         proxy.wait_for_line("session closed"),

@@ -17,7 +17,7 @@ use hyper_tungstenite::{
         coding::{Data, OpCode},
     },
 };
-use std::{collections::VecDeque, io, pin::pin, time::Duration};
+use std::{collections::VecDeque, io, pin::pin, task::Poll, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Relayed pings whose pongs are still due, per side; older ones are forgotten (their pong,
@@ -109,10 +109,17 @@ pub(super) async fn relay<H: Hook>(
         None => carried.await,
         // Both legs are still open while messages are carried: the signal is the stream's
         // reset (or its connection gone), not the end of the relay's own writing.
+        // Over HTTP/1.1 the signal watches the client's socket, whose reset a session blocked
+        // handing a message to the upstream (reading no more of the client) would not see.
         Some(signal) => tokio::select! {
             ended = carried => ended,
-            () = std::future::poll_fn(|cx| signal.poll_raised(cx)) => {
-                tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: the client reset its stream");
+            what = std::future::poll_fn(|cx| {
+                if signal.poll_raised(cx).is_ready() {
+                    return Poll::Ready("stream");
+                }
+                signal.poll_socket_error(cx).map(|()| "connection")
+            }) => {
+                tracing::debug!(%peer, upstream = %session.upstream(), "ws relay: the client reset its {what}");
                 Ended::Legs(End::Gone, End::Close(going_away()))
             }
         },
