@@ -20,12 +20,6 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// A duplicate of the upstream connection's socket, where there are sockets.
-#[cfg(unix)]
-type UpstreamSocket = std::os::fd::OwnedFd;
-#[cfg(not(unix))]
-type UpstreamSocket = std::convert::Infallible;
-
 /// The client's side of an upgrade a proxy forwards: taken from the request before it goes
 /// upstream (hyper hands the client's upgraded connection over through it), empty when the
 /// request asks for no upgrade.
@@ -111,12 +105,7 @@ async fn join(
         Ok(parts) => {
             // Watched while the relay neither reads nor writes it (see `io::Relay`): an
             // upstream's reset towards a client that stopped reading ends the relay at once.
-            #[cfg(unix)]
-            let watched = std::os::fd::AsFd::as_fd(parts.io.tcp())
-                .try_clone_to_owned()
-                .ok();
-            #[cfg(not(unix))]
-            let watched = None;
+            let watched = io::SocketWatch::upstream(parts.io.tcp());
             let upstream = Rewind::new(parts.read_buf.to_vec(), TokioIo::new(parts.io));
             let (result, upstream) = relay(client, upstream, stream_end, watched).await;
             if result.as_ref().is_err_and(io::is_reset) {
@@ -145,27 +134,22 @@ async fn join(
 }
 
 /// Relays bytes between `client` and `upstream` until both directions end or `stream_end` is
-/// raised, watching `upstream_socket` (a duplicate of the upstream's) for an error; the
-/// upstream back, for its close.
+/// raised, watching `upstream_socket` (the upstream's) for an error; the upstream back, for
+/// its close.
 async fn relay<U>(
     client: TokioIo<Upgraded>,
     upstream: U,
     stream_end: Option<ResetSignal>,
-    upstream_socket: Option<UpstreamSocket>,
+    upstream_socket: Option<io::SocketWatch>,
 ) -> (std::io::Result<Relayed>, U)
 where
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut relay = io::relay(client, upstream, io::DEFAULT_RELAY_BUFFER);
+    let mut relay =
+        io::relay(client, upstream, io::DEFAULT_RELAY_BUFFER).watching_upstream(upstream_socket);
     if let Some(signal) = stream_end {
         relay = relay.with_reset(signal);
     }
-    #[cfg(unix)]
-    if let Some(socket) = upstream_socket {
-        relay = relay.watching_upstream(socket);
-    }
-    #[cfg(not(unix))]
-    let _ = upstream_socket;
     let result = (&mut relay).await;
     (result, relay.into_inner().1)
 }

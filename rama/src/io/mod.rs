@@ -6,6 +6,7 @@ mod pool;
 mod reset;
 mod rewind;
 mod tcp_relay;
+pub(crate) use self::reset::SocketWatch;
 pub use self::reset::{ResetSignal, is_reset};
 pub use self::rewind::Rewind;
 pub(crate) use self::tcp_relay::{TcpRelay, relay_cut, relay_finished};
@@ -153,15 +154,15 @@ impl<A, B> Relay<A, B> {
         self
     }
 
-    /// Watches `duplicate`, of the second stream's socket (a TCP upstream's), for an error
-    /// while neither direction reads or writes it: an upstream that resets while the relay
-    /// waits on a client that stopped reading (and sends nothing) ends the relay with that
-    /// error, which fails the client's [`ResetSignal`] (and resets the client's socket, when
-    /// the signal has it). Without it, the relay learns of it only once the client moves.
-    /// The duplicate is registered with the runtime the first time it is needed.
-    #[cfg(unix)]
-    pub(crate) fn watching_upstream(mut self, duplicate: std::os::fd::OwnedFd) -> Self {
-        self.upstream = Some(reset::SocketWatch::new(duplicate));
+    /// Watches `upstream`, the second stream's socket (a TCP upstream's, see
+    /// `SocketWatch::upstream`), for an error while neither direction reads or writes it: an
+    /// upstream that resets while the relay waits on a client that stopped reading (and sends
+    /// nothing) ends the relay with that error, which fails the client's [`ResetSignal`] (and
+    /// resets the client's socket, when the signal has it). Without it, the relay learns of it
+    /// only once the client moves. The duplicate is registered with the runtime the first time
+    /// it is needed.
+    pub(crate) fn watching_upstream(mut self, upstream: Option<reset::SocketWatch>) -> Self {
+        self.upstream = upstream;
         self
     }
 

@@ -127,7 +127,7 @@ impl ResetSignal {
     /// of the descriptor (the socket stays open while the signal does: a relay lets go of it
     /// when it ends), registered with the runtime the first time the relay waits so.
     pub fn watching_socket(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<Self> {
-        let watch = socket::Watch::new(socket.try_clone_to_owned()?);
+        let watch = socket::Watch::of(socket)?;
         let signal = Self::new();
         *signal.socket() = Some(watch);
         Ok(signal)
@@ -173,6 +173,10 @@ pub(crate) enum SocketWatch {}
 
 #[cfg(not(unix))]
 impl SocketWatch {
+    pub(crate) fn upstream(_socket: &tokio::net::TcpStream) -> Option<Self> {
+        None
+    }
+
     pub(crate) fn poll_error(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
         match *self {}
     }
@@ -205,12 +209,19 @@ mod socket {
     }
 
     impl Watch {
-        pub(crate) fn new(fd: OwnedFd) -> Self {
-            Self {
-                fd: Some(fd),
+        /// Watches a duplicate of `socket`.
+        pub(super) fn of(socket: BorrowedFd<'_>) -> std::io::Result<Self> {
+            Ok(Self {
+                fd: Some(socket.try_clone_to_owned()?),
                 registered: None,
                 error: None,
-            }
+            })
+        }
+
+        /// Watches a duplicate of a relay's TCP upstream; `None` when the system refused
+        /// the duplicate (the relay goes on unwatched).
+        pub(crate) fn upstream(socket: &tokio::net::TcpStream) -> Option<Self> {
+            Self::of(socket.as_fd()).ok()
         }
 
         #[allow(unsafe_code)]

@@ -51,16 +51,8 @@ where
         };
         #[cfg(not(target_os = "linux"))]
         let _ = (peer, splice);
-        // The upstream's socket, for the relay to watch (without a duplicate, the system
-        // refused one, it goes on unwatched).
-        #[cfg(unix)]
-        let duplicate = std::os::fd::AsFd::as_fd(&upstream).try_clone_to_owned();
-        let relay = relay(client, upstream, buffer_size);
-        #[cfg(unix)]
-        let relay = match duplicate {
-            Ok(duplicate) => relay.watching_upstream(duplicate),
-            Err(_) => relay,
-        };
+        let watch = super::SocketWatch::upstream(&upstream);
+        let relay = relay(client, upstream, buffer_size).watching_upstream(watch);
         // A spliced client is a TCP socket: its reset is an error its own reads and writes
         // report, and no stage has a signal for it.
         Self::Copy(match reset {
