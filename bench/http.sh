@@ -60,42 +60,16 @@ pgo_bin=
 start_work
 chmod 755 "$work"   # squid and tinyproxy drop to unprivileged users and write logs here
 
-mkdir -p "$work/www" "$work/nginx" "$work/squid"
+mkdir -p "$work/www" "$work/squid"
 echo ok > "$work/www/small"
 
 # The origin, and nginx-the-reverse-proxy in an nginx of its own (so that its CPU time is its
 # own), each with one master and $(nproc) workers.
 #
 # Equal work: nginx and haproxy add to each forwarded request what rama's reverse proxy adds
-# (`X-Forwarded-For`, `-Proto`, `-Host`, a `Forwarded` element, `Via`) and `Via` to each
-# response. Left bare, they would forward 5 fewer headers than rama, and the origin, which
-# shares the two cores, would parse fewer behind them.
+# (`nginx_reverse` in lib.sh says what; haproxy's configuration below does the same).
 static_origin nginx $ORIGIN "$(nproc)"
-cat > "$work/nginx-rev.conf" <<CFG
-$(nginx_main nginx-rev "$(nproc)")
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  proxy_temp_path $work/nginx;
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX_REV;
-    listen 127.0.0.1:$NGINX_H2 http2;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$http_host;
-      proxy_set_header Forwarded "for=\$remote_addr;host=\\"\$http_host\\";proto=\$scheme";
-      proxy_set_header Via "1.1 nginx";
-      add_header Via "1.1 nginx";
-    }
-  }
-}
-CFG
+nginx_reverse nginx-rev "$(nproc)" $ORIGIN "127.0.0.1:$NGINX_REV" "127.0.0.1:$NGINX_H2 http2"
 nginx -c "$work/nginx-rev.conf" -g 'daemon off;' & pids+=($!)
 declare -A proc   # the process(es) of each path, whose CPU time is counted
 proc[nginx]=$!
