@@ -4,7 +4,7 @@
 # (`nginx_reverse`), in front of a local nginx origin serving 3 bytes, with h2load as the
 # client. A warm-up goes first and is left out of the count. callgrind simulates the caches
 # (32 KiB, 8-way L1s), so unlike the wall clock the figures compare across hosts and sessions:
-# the "callgrind" tables in bench/README.md come from here.
+# this is how bench/README.md's callgrind figures have been made since stop 9.
 #
 #   bench/callgrind.sh               # rama's reverse_proxy, HTTP/1.1, 64 connections
 #   PROTO=h2c bench/callgrind.sh     # h2c (prior knowledge), 64 clients x 10 streams

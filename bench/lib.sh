@@ -103,7 +103,7 @@ CFG
 # element, `Via`) and `Via` to each response; left bare, it would forward 5 fewer headers than
 # rama, and the origin, which shares the two cores, would parse fewer behind it.
 nginx_reverse() {
-  local listen=""
+  local listen="" l
   for l in "${@:4}"; do listen+="    listen $l;"$'\n'; done
   mkdir -p "$work/$1-temp"
   cat > "$work/$1.conf" <<CFG
