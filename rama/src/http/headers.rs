@@ -178,25 +178,19 @@ pub(crate) enum TransferCoding {
 impl TransferCoding {
     /// The verdict once `field`, one more `Transfer-Encoding` field line, is taken in.
     pub(crate) fn and(self, field: &[u8]) -> Self {
-        let mut verdict = self;
-        let mut codings = 0;
-        // Empty list elements count for nothing (RFC 9110 5.6.1).
-        for coding in field
+        // An empty list element is refused, though RFC 9110 5.6.1 lets a recipient skip it:
+        // hyper, which parses what the own paths leave to it, takes the last element for
+        // the coding, so `chunked,` is a request's `400` there and a response read until the
+        // close with its chunks left in. Read as `chunked` here, such a message was framed
+        // one way or the other by its size (the own path takes small bodies only) and by the
+        // upstream's path. nginx answers anything but `chunked` alone `501`.
+        field
             .split(|&b| b == b',')
             .map(<[u8]>::trim_ascii)
-            .filter(|coding| !coding.is_empty())
-        {
-            codings += 1;
-            verdict = match verdict {
+            .fold(self, |verdict, coding| match verdict {
                 Self::Absent if coding.eq_ignore_ascii_case(b"chunked") => Self::Chunked,
                 _ => Self::Unsupported,
-            };
-        }
-        if codings == 0 {
-            Self::Unsupported
-        } else {
-            verdict
-        }
+            })
     }
 
     /// Removes the `Content-Length` of a message whose `Transfer-Encoding` said this, when
@@ -258,25 +252,31 @@ fn remove_present(headers: &mut HeaderMap, present: [bool; HOP_BY_HOP_COUNT]) ->
 }
 
 /// The fields a message's `Connection` names besides the usual tokens and [`HOP_BY_HOP`]'s
-/// names: this hop's, to be removed from the head, and kept out of the trailers.
+/// names: this hop's, to be removed from the head, and kept out of the trailers. Read as
+/// bytes: a byte past ASCII elsewhere in the value (which `to_str` refuses) must not keep
+/// the fields it names, as it does not on the own HTTP/1.1 paths (`codec::Hop`).
 pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+    connection_tokens(headers)
         // The usual tokens (`close`, `keep-alive`) need no header name built: `close`
         // names none and those of the list go anyway.
         .filter(|token| {
             !token.is_empty()
-                && !token.eq_ignore_ascii_case("close")
+                && !token.eq_ignore_ascii_case(b"close")
                 && !HOP_BY_HOP
                     .iter()
-                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
         })
-        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect()
+}
+
+/// The tokens of every `Connection` field line, trimmed.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
 }
 
 /// Whether a `TE` field names `trailers` (RFC 9110 10.1.4).
@@ -294,12 +294,7 @@ fn asks_trailers(headers: &HeaderMap) -> bool {
 /// HTTP/2, which the next hop never asked for).
 pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<&HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
-    let asked = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let asked = connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(b"upgrade"));
     let h2c = upgrade
         .to_str()
         .is_ok_and(|value| value.trim().eq_ignore_ascii_case("h2c"));
@@ -518,7 +513,8 @@ mod tests {
             (&[][..], Absent),
             (&["chunked"][..], Chunked),
             (&["Chunked "][..], Chunked),
-            (&[" , chunked,"][..], Chunked),
+            (&[" , chunked"][..], Unsupported),
+            (&["chunked,"][..], Unsupported),
             (&["gzip, chunked"][..], Unsupported),
             (&["gzip", "chunked"][..], Unsupported),
             (&["chunked", "gzip"][..], Unsupported),
@@ -687,6 +683,18 @@ mod tests {
         headers.insert("x-other", HeaderValue::from_static("1"));
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.keys().collect::<Vec<_>>(), [header::HOST]);
+
+        // A byte past ASCII in one token keeps none of the others from naming fields (it was
+        // read as text, and a value that is not kept them all).
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"cl\xffose, x-secret").unwrap(),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert(header::HOST, HeaderValue::from_static("example.com"));
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.keys().collect::<Vec<_>>(), [header::HOST]);

@@ -911,12 +911,18 @@ pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {
         Version::HTTP_11 => !head.hop.close,
         // `Transfer-Encoding` in an HTTP/1.0 message is faulty framing, and the connection
         // closes after it whatever it says (RFC 9112 6.1): its next bytes may be anything.
-        _ => head.hop.keep_alive && head.hop.transfer_coding == headers::TransferCoding::Absent,
+        // `close` beside `keep-alive` wins (RFC 9112 9.3), as in HTTP/1.1.
+        _ => {
+            head.hop.keep_alive
+                && !head.hop.close
+                && head.hop.transfer_coding == headers::TransferCoding::Absent
+        }
     }
 }
 
 /// Whether a message of `version` with `headers` leaves the connection open after it, as far
-/// as it says: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+/// as it says: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`
+/// and without `close` (which wins where both are said, RFC 9112 9.3, as hyper reads them).
 pub(crate) fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
     let has = |token: &[u8]| {
         headers.get_all(header::CONNECTION).iter().any(|value| {
@@ -928,7 +934,7 @@ pub(crate) fn connection_persists(version: Version, headers: &HeaderMap) -> bool
     };
     match version {
         Version::HTTP_11 => !has(b"close"),
-        _ => has(b"keep-alive"),
+        _ => has(b"keep-alive") && !has(b"close"),
     }
 }
 
@@ -1098,11 +1104,22 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, ParseError> {
     }
 }
 
-/// The size a chunk-size line gives (hex digits, then optional whitespace and extensions).
+/// The size a chunk-size line gives: hex digits, then blanks and extensions (RFC 9112 7.1.1).
+/// Only spaces and tabs may stand between the size and its extensions, and no CR or LF in
+/// those: hyper refuses them, and a hop that ends the line at such a byte reads the rest of
+/// the body differently (request smuggling's way in).
 fn chunk_size(line: &[u8]) -> Result<u64, ParseError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    let rest = &line[digits..];
-    if digits == 0 || digits > 16 || !matches!(rest.trim_ascii_start().first(), None | Some(b';')) {
+    let blanks = line[digits..]
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let extensions = &line[digits + blanks..];
+    if digits == 0
+        || digits > 16
+        || !matches!(extensions.first(), None | Some(b';'))
+        || extensions.iter().any(|&b| b == b'\r' || b == b'\n')
+    {
         return Err(ParseError::Chunk("invalid chunk size"));
     }
     line[..digits].iter().try_fold(0u64, |n, &d| {
@@ -1395,6 +1412,16 @@ mod tests {
         assert!(!keeps_alive(&head(
             "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n"
         )));
+        // `close` wins over `keep-alive`, in one field line or two.
+        assert!(!keeps_alive(&head(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\nconnection: close\r\n\r\n"
+        )));
+        let mut fields = HeaderMap::new();
+        fields.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(connection_persists(Version::HTTP_10, &fields));
+        fields.append(header::CONNECTION, HeaderValue::from_static("close"));
+        assert!(!connection_persists(Version::HTTP_10, &fields));
+        assert!(!connection_persists(Version::HTTP_11, &fields));
     }
 
     /// `Connection` naming `Content-Length` takes it out of nothing: the body is still framed
@@ -2007,6 +2034,11 @@ mod tests {
             b"11111111111111111\r\n",
             b"5 x\r\nhello\r\n0\r\n\r\n",
             b"\r\n",
+            // A CR, LF or another control byte in a chunk-size line (hyper refuses each).
+            b"2\r\r\nde\r\n0\r\n\r\n",
+            b"2\x0c\r\nde\r\n0\r\n\r\n",
+            b"2;a\rb\r\nde\r\n0\r\n\r\n",
+            b"2;a\nb\r\nde\r\n0\r\n\r\n",
         ] {
             assert!(
                 matches!(decode_all(bad, 64), Err(ParseError::Chunk(m)) if m != "ended early"),
