@@ -922,14 +922,17 @@ pub(crate) fn keeps_alive(head: &ResponseHead) -> bool {
 
 /// Whether a message of `version` with `headers` leaves the connection open after it, as far
 /// as it says: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`
-/// and without `close` (which wins where both are said, RFC 9112 9.3, as hyper reads them).
+/// and without `close` (which wins where both are said, RFC 9112 9.3). Read as hyper reads
+/// them, so that the server's own path keeps a connection exactly when hyper would: a value
+/// with a byte past ASCII says nothing.
 pub(crate) fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
     let has = |token: &[u8]| {
         headers.get_all(header::CONNECTION).iter().any(|value| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|t| t.trim().as_bytes().eq_ignore_ascii_case(token))
+            })
         })
     };
     match version {
@@ -1422,6 +1425,13 @@ mod tests {
         fields.append(header::CONNECTION, HeaderValue::from_static("close"));
         assert!(!connection_persists(Version::HTTP_10, &fields));
         assert!(!connection_persists(Version::HTTP_11, &fields));
+        // A value with a byte past ASCII says nothing (hyper's reading).
+        let mut fields = HeaderMap::new();
+        let odd = |token: &str| HeaderValue::from_bytes(format!("{token},\u{e9}").as_bytes());
+        fields.insert(header::CONNECTION, odd("keep-alive").unwrap());
+        assert!(!connection_persists(Version::HTTP_10, &fields));
+        fields.insert(header::CONNECTION, odd("close").unwrap());
+        assert!(connection_persists(Version::HTTP_11, &fields));
     }
 
     /// `Connection` naming `Content-Length` takes it out of nothing: the body is still framed
