@@ -4,6 +4,7 @@
 //! [`load`] the command line of the load generators. Everything listens on 127.0.0.1 only.
 
 pub mod load;
+pub mod mutate;
 pub mod python;
 pub mod ws;
 

@@ -9,6 +9,8 @@
 //! whoever is using it, and to the pool in between. [`codec`] is the framing on bytes.
 
 pub(crate) mod codec;
+#[cfg(test)]
+mod differential;
 
 use self::codec::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::{
