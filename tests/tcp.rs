@@ -459,6 +459,45 @@ async fn failed_dials_touch_no_other_connection() {
     assert_eq!(echo_line(&mut good, "after\n").await.unwrap(), "after\n");
 }
 
+/// Echoes what comes; a connection that sends `panic` makes its future panic (a bug in a
+/// service, as far as the server can tell).
+async fn echo_or_panic(conn: Conn<tcp::Stream>) -> Result<(), BoxError> {
+    let (mut stream, _) = conn.into_parts();
+    let mut buf = [0u8; 64];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        assert!(!buf[..n].starts_with(b"panic"), "a bug in the service");
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_panics_is_dropped_and_no_other_is_touched() {
+    let server = tcp::Server::bind("127.0.0.1:0").serve(tower::service_fn(echo_or_panic));
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server);
+    let mut before = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        echo_line(&mut before, "before\n").await.unwrap(),
+        "before\n"
+    );
+
+    let mut bad = TcpStream::connect(addr).await.unwrap();
+    bad.write_all(b"panic\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = timeout(PATIENCE, bad.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the panicking connection was never closed");
+    assert!(rest.is_empty());
+
+    // The connection open beside it is served on, and the server takes new ones.
+    assert_eq!(echo_line(&mut before, "after\n").await.unwrap(), "after\n");
+    let mut after = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(echo_line(&mut after, "new\n").await.unwrap(), "new\n");
+}
+
 #[tokio::test]
 async fn a_relay_to_its_own_address_refuses_instead_of_looping() {
     // A free port, then a forwarder told to relay to the address it listens on: each

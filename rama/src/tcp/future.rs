@@ -7,6 +7,7 @@ use std::{
     fmt,
     future::Future,
     net::SocketAddr,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -64,15 +65,32 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
-        if let Poll::Ready(result) = this.inner.poll(cx) {
-            match result {
-                Ok(_) => tracing::debug!(peer = %this.peer, "connection closed"),
-                Err(error) => {
-                    let error = error.into();
-                    tracing::warn!(peer = %this.peer, error = %Chain(&*error), "connection failed");
-                }
+        // A panic in a connection's future (a bug, in rama or in a service) ends that
+        // connection alone, as a panicking tokio task ends its task alone: in the default
+        // `Local` mode the connections are futures of the server's own, and one that unwound
+        // through it took every other connection of its thread with it. Whatever the future
+        // held is dropped with it, as the task's would be.
+        let inner = this.inner.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(Ok(_))) => {
+                tracing::debug!(peer = %this.peer, "connection closed");
+                return Poll::Ready(());
             }
-            return Poll::Ready(());
+            Ok(Poll::Ready(Err(error))) => {
+                let error = error.into();
+                tracing::warn!(peer = %this.peer, error = %Chain(&*error), "connection failed");
+                return Poll::Ready(());
+            }
+            Ok(Poll::Pending) => {}
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a panic without a message");
+                tracing::error!(peer = %this.peer, panic = message, "connection panicked, dropping it");
+                return Poll::Ready(());
+            }
         }
         while let Some(mut timer) = this.timer.as_mut().as_pin_mut() {
             if timer.as_mut().poll(cx).is_pending() {
