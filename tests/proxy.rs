@@ -3,7 +3,10 @@
 
 use rama::{Conn, tcp, tls, tls::dev};
 use rama_e2e::{
-    PATIENCE, Running, accepted, chromium_dump_dom, origins, plain, python::python_with_socks,
+    PATIENCE, Running, accepted, chromium_dump_dom,
+    mutate::{Rng, mutated},
+    origins, plain,
+    python::python_with_socks,
     rama_origin, raw, read_head, until,
 };
 use std::{
@@ -519,4 +522,147 @@ async fn a_second_proxy_on_a_taken_port_and_mistyped_options_exit_with_an_error(
         assert!(stderr.contains(error), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// Well-formed traffic of every kind the all-in-one port serves, with the login of the proxy
+/// [`mutated_traffic_neither_panics_the_proxy_nor_holds_up_its_other_clients`] starts
+/// (`u:p`), to `origin`.
+fn traffic(origin: SocketAddr) -> Vec<Vec<u8>> {
+    let auth = "Proxy-Authorization: Basic dTpw\r\n";
+    let port = origin.port().to_be_bytes();
+    let socks5 = |connect: &[u8]| {
+        let mut bytes = vec![0x05, 0x01, 0x02, 0x01, 0x01, b'u', 0x01, b'p'];
+        bytes.extend_from_slice(connect);
+        bytes.extend_from_slice(&port);
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: o\r\n\r\n");
+        bytes
+    };
+    vec![
+        format!("GET http://{origin}/a?b=c HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\n").into(),
+        format!("POST http://{origin}/u HTTP/1.1\r\nHost: {origin}\r\n{auth}Content-Length: 3\r\n\r\nabc").into(),
+        format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n{auth}\r\nGET / HTTP/1.1\r\nHost: o\r\n\r\n").into(),
+        format!("GET http://localhost:{}/ HTTP/1.0\r\n{auth}Connection: keep-alive\r\n\r\nGET http://{origin}/2 HTTP/1.0\r\n{auth}\r\n", origin.port()).into(),
+        format!("PUT http://{origin}/c HTTP/1.1\r\n{auth}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").into(),
+        format!("GET ws://{origin}/w HTTP/1.1\r\n{auth}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").into(),
+        socks5(&[0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1]),
+        socks5(&[0x05, 0x01, 0x00, 0x03, 9, b'l', b'o', b'c', b'a', b'l', b'h', b'o', b's', b't']),
+        socks5(&[0x05, 0x01, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+        // UDP ASSOCIATE: the relay lives as long as this connection.
+        vec![0x05, 0x01, 0x02, 0x01, 0x01, b'u', 0x01, b'p', 0x05, 0x03, 0x00, 0x01, 127, 0, 0, 1, 0, 0],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_vec(),
+    ]
+}
+
+/// What the mutations put in besides the bytes of the traffic itself: HTTP's separators and
+/// framing fields, SOCKS5's versions, commands and address types, lengths at their edges.
+const TRAFFIC_PIECES: &[&[u8]] = &[
+    b" ",
+    b"\r\n",
+    b":",
+    b"0",
+    b"\0",
+    b"\x01",
+    b"\x03",
+    b"\x04",
+    b"\x05",
+    b"\x7f",
+    b"\xff",
+    b"Content-Length: 5\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Connection: close\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Proxy-Authorization: Basic x\r\n",
+    b"[::1]",
+    b"127.0.0.1:1",
+    b"%2e%2e/",
+    b"GET / HTTP/1.1\r\n\r\n",
+];
+
+/// Sends `input` on a connection of its own, shuts the sending side and reads until the proxy
+/// closes, or gives up after a while (a tunnel may stand open to a peer that waits): whether
+/// it closed.
+async fn throw(proxy: SocketAddr, input: Vec<u8>) -> bool {
+    let Ok(mut stream) = TcpStream::connect(proxy).await else {
+        return false;
+    };
+    let _ = stream.write_all(&input).await;
+    let _ = stream.shutdown().await;
+    let mut sink = Vec::new();
+    timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut sink),
+    )
+    .await
+    .is_ok()
+}
+
+/// A well-formed absolute-form request through `proxy` to `origin`, the connection closed
+/// after it: the response, whole.
+async fn well_formed(proxy: SocketAddr, origin: SocketAddr) -> String {
+    let request = format!(
+        "GET http://{origin}/ok HTTP/1.1\r\nHost: {origin}\r\nProxy-Authorization: Basic dTpw\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(proxy)
+        .await
+        .expect("connect to the proxy");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    timeout(PATIENCE, stream.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Mutated HTTP and SOCKS5 traffic (`tests/support/mutate.rs`) thrown at the all-in-one port,
+/// 1,024 connections 32 at a time, while a client beside it makes well-formed requests: every
+/// one of those is answered, and the proxy neither panics nor stops. Destinations are
+/// loopback only (`--loopback-only` refuses other names unresolved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_traffic_neither_panics_the_proxy_nor_holds_up_its_other_clients() {
+    let origin = http_origin();
+    let mut proxy = proxy(&["--loopback-only", "--connect-timeout", "2", "--user", "u:p"]);
+    let addr = proxy.addr;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let control = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut answered = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = well_formed(addr, origin).await;
+                assert!(
+                    response.starts_with("HTTP/1.1 200") && response.contains("origin says hi"),
+                    "a well-formed request beside the mutated traffic got: {response}"
+                );
+                answered += 1;
+            }
+            answered
+        }
+    });
+    let traffic = traffic(origin);
+    let seeds: Vec<&[u8]> = traffic.iter().map(Vec::as_slice).collect();
+    let mut held = 0;
+    for batch in 0..32u64 {
+        let throws: Vec<_> = (0..32)
+            .map(|i| {
+                let mut rng = Rng((batch * 32 + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+                tokio::spawn(throw(addr, mutated(&mut rng, &seeds, TRAFFIC_PIECES)))
+            })
+            .collect();
+        for thrown in throws {
+            held += usize::from(!thrown.await.expect("a throw"));
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = control.await.expect("the well-formed client");
+    assert!(answered > 0, "the well-formed client got no turn");
+    assert!(proxy.is_running(), "the proxy stopped: {}", proxy.stderr());
+    let log = proxy.stderr();
+    assert!(!log.contains("panicked"), "the proxy panicked:\n{log}");
+    // Tunnels to a peer that holds them open are the proxy's to keep; they are few.
+    assert!(
+        held < 100,
+        "{held} of 1,024 connections were still open after 5 s"
+    );
+    assert!(well_formed(addr, origin).await.starts_with("HTTP/1.1 200"));
 }
