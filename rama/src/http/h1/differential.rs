@@ -39,7 +39,7 @@
 
 use super::{
     ExchangeError, ParseError,
-    codec::{self, Decoded, Framing, NotOwn, Parsed, RequestHead},
+    codec::{self, Decoded, Framing, NotOwn, Parsed},
 };
 use crate::http::{headers, server::DEFAULT_MAX_HEADER_SIZE};
 use ::http::{HeaderMap, HeaderName, Method, Request, Response, Version, header};
@@ -88,20 +88,11 @@ fn own_requests(input: &[u8]) -> (Vec<String>, Stop) {
                 return (requests, Stop::Rejected);
             }
         };
-        let persists = codec::connection_persists(head.version, &head.headers);
-        let RequestHead {
-            method,
-            uri,
-            version,
-            headers,
-            body,
-            trailers,
-        } = head;
-        let mut text = format!("{method} {uri} {version:?}\n");
-        write_fields(&mut text, &headers);
-        write_body(&mut text, &body, trailers.as_deref());
+        let mut text = format!("{} {} {:?}\n", head.method, head.uri, head.version);
+        write_fields(&mut text, &head.headers);
+        write_body(&mut text, &head.body, head.trailers.as_deref());
         requests.push(text);
-        if !persists {
+        if !codec::connection_persists(head.version, &head.headers) {
             return (requests, Stop::Closed);
         }
     }
@@ -477,16 +468,21 @@ async fn the_clients_own_path_reads_responses_as_hyper_reads_them() {
             failures.push(format!("case {case}: {difference}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} responses differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    none_differ(&failures, cases as usize, "responses");
     // As for requests: many cases must still be whole responses (more than half are).
     assert!(
         read * 4 > cases as usize,
         "the own path read only {read} of {cases} responses whole"
+    );
+}
+
+/// Fails naming every case that differed, if any did, of `compared` `what`.
+fn none_differ(failures: &[String], compared: usize, what: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} {what} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
 
@@ -515,12 +511,7 @@ async fn the_own_path_takes_what_hyper_takes_and_leaves_the_rest_to_it() {
             failures.push(format!("case {case}: {difference}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} inputs differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    none_differ(&failures, compared, "inputs");
     // Many inputs must still hold a request the own path serves (a third do), or the cases
     // test little but the ways to fail.
     assert!(
