@@ -645,7 +645,7 @@ async fn mutated_traffic_neither_panics_the_proxy_nor_holds_up_its_other_clients
     for batch in 0..32u64 {
         let throws: Vec<_> = (0..32)
             .map(|i| {
-                let mut rng = Rng((batch * 32 + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+                let mut rng = Rng::seeded(batch * 32 + i);
                 tokio::spawn(throw(addr, mutated(&mut rng, &seeds, TRAFFIC_PIECES)))
             })
             .collect();

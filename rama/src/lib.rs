@@ -60,6 +60,13 @@ pub use rama_macros::proxy;
 mod shared;
 mod timer;
 
+// The mutations and the generator of the fuzzing tests, the end-to-end tests' too: one file,
+// in both crates, public for the other one.
+#[cfg(test)]
+#[allow(unreachable_pub)]
+#[path = "../../tests/support/mutate.rs"]
+mod mutate;
+
 /// Re-exports of the tower traits every stage is built from.
 pub mod service {
     pub use tower::{Layer, Service, ServiceBuilder, ServiceExt};

@@ -406,13 +406,10 @@ pub fn request_text<B>(request: &http::Request<B>) -> String {
 
 /// `len` deterministic pseudo-random bytes (xorshift from `seed`).
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = mutate::Rng::seeded(seed);
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
     out.truncate(len);
     out

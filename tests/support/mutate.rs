@@ -1,12 +1,18 @@
 //! Mutations of well-formed protocol bytes, for the fuzzing tests: rama's unit tests that
 //! hold its own HTTP/1.1 parsing against hyper's (`rama/src/http/h1/differential.rs`, which
-//! includes this file by path) and the end-to-end ones that throw mutated traffic at a
-//! running proxy (`tests/proxy.rs`). No dependencies, so that both crates can compile it.
+//! includes this file by path, as `rama::mutate`) and the end-to-end ones that throw mutated
+//! traffic at a running proxy (`tests/proxy.rs`); the generator makes the tests' payloads
+//! too. No dependencies, so that both crates can compile it.
 
 /// A xorshift generator: the cases are the same on every run.
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The generator of case (or payload) `seed`: seeds next to each other start far apart.
+    pub fn seeded(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
     /// The next number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;

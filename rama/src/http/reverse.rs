@@ -748,20 +748,14 @@ mod tests {
             ";x", "..;", ".;", "..;x=1", "%2e%2e;", "%25", "x.y", "", "\\",
         ];
         let proxy = ReverseProxy::new("http://127.0.0.1:1/base").unwrap();
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = crate::mutate::Rng::seeded(1);
         let mut forwarded = 0;
         for _ in 0..50_000 {
             let mut path = String::new();
-            for _ in 0..=next(5) {
+            for _ in 0..=rng.below(5) {
                 path.push('/');
-                for _ in 0..=next(2) {
-                    path.push_str(PIECES[next(PIECES.len())]);
+                for _ in 0..=rng.below(2) {
+                    path.push_str(PIECES[rng.below(PIECES.len())]);
                 }
             }
             let Ok(target) = path.parse::<Uri>() else {

@@ -41,21 +41,16 @@ use super::{
     ExchangeError, ParseError,
     codec::{self, Decoded, Framing, NotOwn, Parsed},
 };
-use crate::http::{headers, server::DEFAULT_MAX_HEADER_SIZE};
+use crate::{
+    http::{headers, server::DEFAULT_MAX_HEADER_SIZE},
+    mutate::{Rng, mutated},
+};
 use ::http::{HeaderMap, HeaderName, Method, Request, Response, Version, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use std::{cell::RefCell, convert::Infallible, fmt::Write as _, rc::Rc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-// The mutations are the end-to-end tests' too (`tests/proxy.rs`): one file, in both crates,
-// public for the other one.
-#[allow(unreachable_pub)]
-#[path = "../../../../tests/support/mutate.rs"]
-mod mutate;
-
-use mutate::Rng;
 
 /// Where the own path stopped parsing an input.
 #[derive(Debug, PartialEq, Eq)]
@@ -246,14 +241,14 @@ const PIECES: &[&[u8]] = &[
 
 /// Request case `case`.
 fn request_case(case: u64) -> Vec<u8> {
-    let mut rng = Rng(case.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    mutate::mutated(&mut rng, SEEDS, PIECES)
+    mutated(&mut Rng::seeded(case), SEEDS, PIECES)
 }
 
 /// Response case `case`: the response, and the method of the request it answers.
 fn response_case(case: u64) -> (Method, Vec<u8>) {
+    // A multiplier of its own: response case `n` is not drawn as request case `n` is.
     let mut rng = Rng(case.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let input = mutate::mutated(&mut rng, RESPONSE_SEEDS, PIECES);
+    let input = mutated(&mut rng, RESPONSE_SEEDS, PIECES);
     let method = if rng.below(5) == 0 {
         Method::HEAD
     } else {
