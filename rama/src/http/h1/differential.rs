@@ -324,7 +324,7 @@ fn own_response(method: &Method, input: &[u8]) -> Option<String> {
     let mut buf = BytesMut::from(input);
     let answer = loop {
         let head = match codec::parse_response_head(&mut buf) {
-            Ok(Some(head)) if !input.is_empty() => head,
+            Ok(Some(head)) => head,
             _ => return Some(NO_RESPONSE.to_owned()),
         };
         match super::answer_to(method, head) {
