@@ -842,18 +842,27 @@ fn load_body(path: &str) -> Vec<u8> {
 struct LoadOrigin {
     addr: SocketAddr,
     arrived: Arc<AtomicUsize>,
+    gate: Arc<std::sync::Mutex<Gate>>,
     hold: watch::Sender<bool>,
+}
+
+/// Whether [`LoadOrigin`] holds its answers, and how many it let through.
+#[derive(Default)]
+struct Gate {
+    held: bool,
+    released: usize,
 }
 
 impl LoadOrigin {
     fn start(delay: Duration) -> Self {
         let (listener, addr) = bind_origin();
         let arrived = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(std::sync::Mutex::new(Gate::default()));
         let (hold, _) = watch::channel(false);
-        let (count, held) = (arrived.clone(), hold.clone());
+        let (count, gates, held) = (arrived.clone(), gate.clone(), hold.clone());
         spawn_origin(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (count, mut held) = (count.clone(), held.subscribe());
+                let (count, gate, mut held) = (count.clone(), gates.clone(), held.subscribe());
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     loop {
@@ -873,8 +882,17 @@ impl LoadOrigin {
                         }
                         count.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(delay).await;
-                        if held.wait_for(|held| !*held).await.is_err() {
-                            return;
+                        loop {
+                            if held.wait_for(|held| !*held).await.is_err() {
+                                return;
+                            }
+                            // Counted under the lock `hold` takes: once `hold(true)` returns,
+                            // no answer goes out uncounted.
+                            let mut gate = gate.lock().unwrap();
+                            if !gate.held {
+                                gate.released += 1;
+                                break;
+                            }
                         }
                         let body = load_body(&path);
                         let head =
@@ -892,6 +910,7 @@ impl LoadOrigin {
         Self {
             addr,
             arrived,
+            gate,
             hold,
         }
     }
@@ -901,7 +920,14 @@ impl LoadOrigin {
         self.arrived.load(Ordering::SeqCst)
     }
 
+    /// Answers the origin let through so far (written, or being written).
+    fn released(&self) -> usize {
+        self.gate.lock().unwrap().released
+    }
+
     fn hold(&self, hold: bool) {
+        let mut gate = self.gate.lock().unwrap();
+        gate.held = hold;
         self.hold.send_replace(hold);
     }
 }
@@ -1087,12 +1113,14 @@ async fn graceful_shutdown_under_load_fails_no_request() {
         answered.load(Ordering::SeqCst) >= 3 * (CLIENTS + H2_CLIENTS * H2_STREAMS)
     })
     .await;
-    // Freeze the origin, stop sending, and wait until every request sent is at the origin:
-    // all of them are in flight through the proxy when the signal comes.
+    // Freeze the origin, stop sending, and wait until every request sent is at the origin and
+    // every answer let through before the hold has reached its client: all the others are in
+    // flight through the proxy when the signal comes, and none is answered until the release.
     origin.hold(true);
     stop.store(true, Ordering::SeqCst);
     until("every request sent reached the origin", || {
         origin.arrived() == sent.load(Ordering::SeqCst)
+            && answered.load(Ordering::SeqCst) == origin.released()
     })
     .await;
     let in_flight = sent.load(Ordering::SeqCst) - answered.load(Ordering::SeqCst);

@@ -179,6 +179,49 @@ async fn http_absolute_form_connect_and_socks5_share_one_port() {
     proxy.wait_for_log("http proxy: CONNECT").await;
 }
 
+/// Names RFC 6761 reserves never reach the system resolver (which would send them to the
+/// machine's name server): a name under `localhost` is the loopback address, in absolute-form,
+/// through `CONNECT` and over SOCKS5, even with the rules that allow loopback only; a name under
+/// `invalid` fails at once, `502` and SOCKS5's host unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_under_localhost_are_loopback_and_names_under_invalid_do_not_exist() {
+    let origin = http_origin();
+    let url = format!("http://app.localhost:{}/named", origin.port());
+    for rules in [&[][..], &["--loopback-only"]] {
+        let proxy = proxy(rules);
+        let x = format!("http://{}", proxy.addr);
+        let socks = proxy.addr.to_string();
+        for via in [
+            &["-x", &x][..],
+            &["-p", "-x", &x],
+            &["--socks5-hostname", &socks],
+        ] {
+            let got = curl(&[via, &[&url]].concat()).await;
+            assert_eq!(got.status, 200, "{rules:?} {via:?}: {got:?}");
+            assert!(
+                got.body.contains("GET /named"),
+                "{rules:?} {via:?}: {got:?}"
+            );
+        }
+    }
+
+    let proxy = proxy(&[]);
+    let x = format!("http://{}", proxy.addr);
+    let got = curl(&["-x", &x, "http://no-such-host.invalid/"]).await;
+    assert_eq!(got.status, 502, "{got:?}");
+    assert!(got.body.contains("RFC 6761"), "{got:?}");
+    let got = curl(&["-p", "-x", &x, "http://no-such-host.invalid/"]).await;
+    assert_eq!(got.connect, 502, "{got:?}");
+    let got = curl(&[
+        "--socks5-hostname",
+        &proxy.addr.to_string(),
+        "http://no-such-host.invalid/",
+    ])
+    .await;
+    // curl names the reply code: 4, host unreachable.
+    assert!(got.stderr.contains("no-such-host.invalid. (4)"), "{got:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_has_a_line_per_request_and_per_tunnel() {
     let origin = http_origin();

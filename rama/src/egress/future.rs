@@ -4,22 +4,21 @@ use super::{
     Resolved, Rules, Verdict,
     error::{Denied, ResolveError},
 };
-use crate::{Address, BoxError, Host, tunnel};
+use crate::{
+    Address, BoxError, Host,
+    tcp::{self, Lookup},
+    tunnel,
+};
 use pin_project_lite::pin_project;
 use std::{
     fmt,
     future::Future,
-    io,
-    net::{SocketAddr, ToSocketAddrs},
     pin::Pin,
     task::{Context, Poll, ready},
     time::Duration,
-    vec,
 };
-use tokio::{task::JoinHandle, time::Sleep};
+use tokio::time::Sleep;
 use tower::Service;
-
-type Lookup = JoinHandle<io::Result<vec::IntoIter<SocketAddr>>>;
 
 pin_project! {
     /// Resolves a name when the rules need its address, then calls the inner service with the
@@ -73,11 +72,10 @@ where
             ),
             Verdict::Deny => (deny(request), None, None),
             Verdict::NeedsAddress => {
-                let query = match destination.host() {
-                    Host::Name(name) => (name.to_string(), port),
+                let lookup = match destination.host() {
+                    Host::Name(name) => tcp::lookup(name, port),
                     Host::Ip(_) => unreachable!("an address is always judged"),
                 };
-                let lookup = tokio::task::spawn_blocking(move || query.to_socket_addrs());
                 let state = State::Resolving {
                     lookup,
                     deadline: tokio::time::sleep(resolve_timeout),
@@ -135,8 +133,7 @@ where
                 }
                 StateProj::Resolving { lookup, deadline } => {
                     let resolved = match Pin::new(lookup).poll(cx) {
-                        Poll::Ready(Ok(resolved)) => resolved.map_err(Some),
-                        Poll::Ready(Err(join)) => Err(Some(io::Error::other(join))),
+                        Poll::Ready(resolved) => resolved.map_err(Some),
                         Poll::Pending => {
                             ready!(deadline.poll(cx));
                             Err(None)

@@ -1,10 +1,10 @@
 //! The connector behind [`Client`](super::Client), on both of its paths: hyper-util's
-//! `HttpConnector` for the TCP dial (or [`tcp::connect_any`](crate::tcp) on a request's
+//! `HttpConnector` for the TCP dial, resolving with [`tcp::lookup`] (or [`tcp::connect_any`](crate::tcp) on a request's
 //! [`DialOnly`] addresses), never to the proxy's own address, then, for `https://` URIs, a
 //! TLS handshake through [`tls::Connector`].
 
 use super::{ConnFacts, ConnectTo, DialOnly};
-use crate::{BoxError, Host, tls};
+use crate::{BoxError, Host, tcp, tls};
 use ::http::{Uri, uri::Scheme};
 use futures_util::{FutureExt, future::Either};
 use hyper_util::{
@@ -25,7 +25,7 @@ use tower::Service;
 /// Dials `http://` upstreams in plain and `https://` ones over TLS.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    http: HttpConnector,
+    http: HttpConnector<tcp::Resolver>,
     tls: Option<tls::Connector>,
     /// The bound of a [`DialOnly`] dial (the `HttpConnector` has its own copy).
     connect_timeout: Duration,
@@ -114,7 +114,7 @@ impl std::error::Error for NoTls {}
 
 impl Connector {
     pub(crate) fn new(tls: Option<tls::Connector>, connect_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(tcp::Resolver);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -145,8 +145,7 @@ impl Connector {
         let tls = self.tls.clone();
         let tcp = match dial.only {
             Some(only) => {
-                let mut connect =
-                    crate::tcp::connect_any(only.addresses().to_vec(), self.connect_timeout);
+                let mut connect = tcp::connect_any(only.addresses().to_vec(), self.connect_timeout);
                 if let Some(own) = dial.own {
                     connect = connect.refusing(own);
                 }
@@ -156,7 +155,7 @@ impl Connector {
                 let tcp = dialed?.into_inner();
                 // Dialed by name, the address shows only now (one call per new connection).
                 if dial.own.is_some() && tcp.peer_addr().ok() == dial.own {
-                    return Err(crate::tcp::own_address().into());
+                    return Err(tcp::own_address().into());
                 }
                 Ok(tcp)
             })),

@@ -30,6 +30,7 @@ use crate::{
     error::Chain,
     io::ResetSignal,
     socks5::auth::{Authenticator, Credentials, NoAuth, User},
+    tcp,
     tunnel::{self, Handshake, Refusal},
 };
 use ::http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
@@ -481,8 +482,7 @@ pub(crate) async fn judge(
         Verdict::Allow => Ok(None),
         Verdict::Deny => Err(denied()),
         Verdict::NeedsAddress => {
-            let resolved =
-                tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((bare, port))).await;
+            let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, tcp::lookup(bare, port)).await;
             let addrs: Vec<SocketAddr> = match resolved {
                 Ok(Ok(addrs)) => addrs.collect(),
                 Ok(Err(error)) => {

@@ -6,16 +6,20 @@ use std::{
     fmt,
     future::Future,
     io,
-    net::{SocketAddr, ToSocketAddrs},
+    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll, ready},
     time::Duration,
     vec,
 };
-use tokio::{net::TcpStream, task::JoinHandle, time::Sleep};
+use tokio::{net::TcpStream, time::Sleep};
 
 /// Dials `addr`: resolves a name (on tokio's blocking pool, like `tokio::net::lookup_host`),
 /// then tries each resolved address in turn until one connects, all within `timeout`.
+///
+/// The names RFC 6761 reserves never reach the system resolver: `localhost` and every name
+/// under it are `127.0.0.1` then `::1`, and a name under `invalid` fails at once (as
+/// [`ConnectError::is_resolve`]).
 ///
 /// The returned stream has `TCP_NODELAY` set: a proxy forwards what it gets, it should not
 /// add Nagle's delay on top.
@@ -34,12 +38,9 @@ pub fn connect(addr: &Address, timeout: Duration) -> Connect {
             addrs: vec![SocketAddr::new(*ip, addr.port())].into_iter(),
             last: None,
         },
-        Host::Name(name) => {
-            let query = (name.to_string(), addr.port());
-            State::Resolving {
-                lookup: tokio::task::spawn_blocking(move || query.to_socket_addrs()),
-            }
-        }
+        Host::Name(name) => State::Resolving {
+            lookup: super::lookup(name, addr.port()),
+        },
     };
     Connect {
         addr: Some(addr.clone()),
@@ -82,7 +83,7 @@ pin_project! {
 #[derive(Debug)]
 enum State {
     Resolving {
-        lookup: JoinHandle<io::Result<vec::IntoIter<SocketAddr>>>,
+        lookup: super::Lookup,
     },
     Next {
         addrs: vec::IntoIter<SocketAddr>,
@@ -158,14 +159,10 @@ impl Connect {
             match state {
                 State::Resolving { lookup } => {
                     let resolved = match ready!(Pin::new(lookup).poll(cx)) {
-                        Ok(Ok(addrs)) => addrs,
-                        Ok(Err(error)) => {
+                        Ok(addrs) => addrs,
+                        Err(error) => {
                             *state = State::Done;
                             return Poll::Ready(Err((Kind::Resolve, Some(error))));
-                        }
-                        Err(join) => {
-                            *state = State::Done;
-                            return Poll::Ready(Err((Kind::Resolve, Some(io::Error::other(join)))));
                         }
                     };
                     *state = State::Next {

@@ -41,12 +41,14 @@ mod balance;
 mod connect;
 pub mod future;
 mod per_core;
+mod resolve;
 mod server;
 mod stream;
 
 pub use self::connect::{Connect, ConnectError, connect};
 pub(crate) use self::connect::{connect_any, own_address};
 pub use self::per_core::PerCore;
+pub(crate) use self::resolve::{Lookup, Resolver, lookup};
 pub use self::server::{Connections, Local, Mode, Serve, Server, Spawn};
 pub use self::stream::Stream;
 pub(crate) use self::stream::{Activity, note_read, note_write};

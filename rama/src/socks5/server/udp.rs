@@ -6,10 +6,11 @@ use crate::{
     Address, ConnInfo, Host,
     egress::{Rules, Verdict},
     socks5::{error::Error, proto::UdpHeader},
+    tcp::{self, Lookup},
 };
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     pin::Pin,
     task::{Context, Poll, ready},
     vec,
@@ -17,7 +18,6 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::UdpSocket,
-    task::JoinHandle,
 };
 
 /// Datagrams handled per direction in one poll before yielding.
@@ -26,8 +26,6 @@ const BUDGET: usize = 32;
 const HEADROOM: usize = 22;
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
-
-type Lookup = JoinHandle<io::Result<vec::IntoIter<SocketAddr>>>;
 
 /// One UDP association.
 pub(super) struct Association<IO> {
@@ -135,7 +133,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
         {
             let (_, name, port, payload) = self.resolving.take().expect("checked");
             match resolved {
-                Ok(Ok(addrs)) => {
+                Ok(addrs) => {
                     let allowed = addrs
                         .into_iter()
                         .find(|addr| self.allows(Some(&name), *addr));
@@ -144,9 +142,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
                         None => self.denied(format_args!("{name}:{port}")),
                     }
                 }
-                _ => {
+                Err(error) => {
                     self.moved.dropped += 1;
-                    tracing::debug!(peer = %self.peer, %name, port, "socks5 udp: cannot resolve destination");
+                    tracing::debug!(peer = %self.peer, %name, port, %error, "socks5 udp: cannot resolve destination");
                 }
             }
         }
@@ -218,8 +216,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Association<IO> {
                     }
                 }
                 Host::Name(name) => {
-                    let query = (name.to_string(), header.address.port());
-                    let lookup = tokio::task::spawn_blocking(move || query.to_socket_addrs());
+                    let lookup = tcp::lookup(name, header.address.port());
                     let payload = self.buf[start..n].to_vec();
                     self.resolving = Some((lookup, name.clone(), header.address.port(), payload));
                     // The next poll looks at the lookup (and registers for its end).
