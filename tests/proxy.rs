@@ -7,7 +7,7 @@ use rama_e2e::{
     mutate::{Rng, mutated},
     origins, plain,
     python::python_with_socks,
-    rama_origin, raw, read_head, until,
+    rama_origin, raw, read_head, throw, until,
 };
 use std::{
     net::SocketAddr,
@@ -620,24 +620,6 @@ const TRAFFIC_PIECES: &[&[u8]] = &[
     b"%2e%2e/",
     b"GET / HTTP/1.1\r\n\r\n",
 ];
-
-/// Sends `input` on a connection of its own, shuts the sending side and reads until the proxy
-/// closes, or gives up after a while (a tunnel may stand open to a peer that waits): whether
-/// it closed.
-async fn throw(proxy: SocketAddr, input: Vec<u8>) -> bool {
-    let Ok(mut stream) = TcpStream::connect(proxy).await else {
-        return false;
-    };
-    let _ = stream.write_all(&input).await;
-    let _ = stream.shutdown().await;
-    let mut sink = Vec::new();
-    timeout(
-        std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut sink),
-    )
-    .await
-    .is_ok()
-}
 
 /// A well-formed absolute-form request through `proxy` to `origin`, the connection closed
 /// after it: the response, whole.

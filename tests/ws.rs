@@ -1035,3 +1035,117 @@ async fn assert_session_ends_at_the_reset(
     .expect("the session closed within the close timeout");
     assert!(line.contains(&format!("peer={me}")), "{line}");
 }
+
+/// Pieces the mutations put into WebSocket traffic: frame heads' first and second bytes of
+/// every kind (reserved bits and opcodes, continuation, 16- and 64-bit lengths, unmasked),
+/// text that is not UTF-8, close codes no one may send, and handshake lines.
+const WS_PIECES: &[&[u8]] = &[
+    b"\x80",
+    b"\x00",
+    b"\x01",
+    b"\x03",
+    b"\x08",
+    b"\x0a",
+    b"\x0b",
+    b"\x41",
+    b"\xc1",
+    b"\x7e",
+    b"\x7f",
+    b"\xfe",
+    b"\xff",
+    b"\x88\x80",
+    b"\xff\xff\xff\xff\xff\xff\xff\xff",
+    b"\xc3\x28",
+    b"\x03\xed",
+    b"\x03\xf0",
+    b"\r\n",
+    b"Sec-WebSocket-Version: 8\r\n",
+    b"Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    b"Connection: close\r\n",
+    b"Content-Length: 5\r\n",
+];
+
+/// A client's traffic as it comes: the opening handshake, then `frames`.
+fn ws_traffic(proxy: SocketAddr, frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut traffic = format!(
+        "GET /raw HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    traffic.extend(frames.concat());
+    traffic
+}
+
+/// Mutated WebSocket traffic (`tests/support/mutate.rs`), the opening handshake and frames of
+/// every kind, thrown at `ws_proxy` in front of `ws_echo`, 1,024 connections 32 at a time,
+/// while a session beside it has its texts echoed: every echo comes back, every thrown
+/// connection is closed once its client has sent all and shut its side (the close timeout
+/// is 1 s), and the proxy neither panics nor stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_traffic_neither_panics_the_relay_nor_holds_up_its_other_sessions() {
+    use rama_e2e::{
+        mutate::{Rng, mutated},
+        throw,
+    };
+    let echo = ws_echo(&[]);
+    let mut proxy = ws_proxy(echo.addr, &["--close-timeout", "1"]);
+    let addr = proxy.addr;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let control = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut session = RawWs::connect(addr).await;
+            let mut echoed = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = format!("beside the mutated traffic {echoed}");
+                assert_eq!(session.echo(&text).await, text);
+                echoed += 1;
+            }
+            echoed
+        }
+    });
+    let masked = |first, payload: &[u8]| frame(first, payload, true);
+    let seeds: Vec<Vec<u8>> = [
+        vec![masked(FIN | TEXT, b"hello")],
+        vec![masked(0x02 | FIN, &[7; 200])],
+        vec![
+            masked(TEXT, b"frag"),
+            masked(FIN | PING, b"p"),
+            masked(FIN, b"mented"),
+        ],
+        vec![masked(FIN | PING, b"ping"), masked(FIN | PONG, b"unasked")],
+        vec![
+            masked(FIN | TEXT, b"bye"),
+            masked(FIN | CLOSE, b"\x03\xe8done"),
+        ],
+        vec![masked(FIN | CLOSE, b"")],
+    ]
+    .iter()
+    .map(|frames| ws_traffic(addr, frames))
+    .collect();
+    let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
+    let mut held = 0;
+    for batch in 0..32u64 {
+        let throws: Vec<_> = (0..32)
+            .map(|i| {
+                let mut rng = Rng::seeded(batch * 32 + i);
+                tokio::spawn(throw(addr, mutated(&mut rng, &seeds, WS_PIECES)))
+            })
+            .collect();
+        for thrown in throws {
+            held += usize::from(!thrown.await.expect("a throw"));
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let echoed = control.await.expect("the session beside");
+    assert!(echoed > 0, "the session beside got no turn");
+    assert!(proxy.is_running(), "the proxy stopped: {}", proxy.stderr());
+    let log = proxy.stderr();
+    assert!(!log.contains("panicked"), "the proxy panicked:\n{log}");
+    assert_eq!(
+        held, 0,
+        "connections still open 5 s after their client's end"
+    );
+    let mut after = RawWs::connect(addr).await;
+    assert_eq!(after.echo("after").await, "after");
+}

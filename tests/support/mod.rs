@@ -496,6 +496,21 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Sends `input` on a connection of its own, shuts the sending side and reads until the server
+/// closes, or gives up after 5 s (a tunnel may stand open to a peer that waits): whether it
+/// closed (not when the connect failed).
+pub async fn throw(addr: SocketAddr, input: Vec<u8>) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let _ = stream.write_all(&input).await;
+    let _ = stream.shutdown().await;
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
 /// Writes one line and reads back the echo of it (within [`PATIENCE`]): proof a relay
 /// through `stream` works.
 pub async fn echo_line(stream: &mut TcpStream, line: &str) -> std::io::Result<String> {
