@@ -1,7 +1,7 @@
 //! The connector behind [`Client`](super::Client), on both of its paths: hyper-util's
-//! `HttpConnector` for the TCP dial, resolving with [`tcp::lookup`] (or [`tcp::connect_any`](crate::tcp) on a request's
-//! [`DialOnly`] addresses), never to the proxy's own address, then, for `https://` URIs, a
-//! TLS handshake through [`tls::Connector`].
+//! `HttpConnector` for the TCP dial, resolving with [`tcp::lookup`] (or
+//! [`tcp::connect_any`](crate::tcp) on a request's [`DialOnly`] addresses), never to the
+//! proxy's own address, then, for `https://` URIs, a TLS handshake through [`tls::Connector`].
 
 use super::{ConnFacts, ConnectTo, DialOnly};
 use crate::{BoxError, Host, tcp, tls};
