@@ -710,30 +710,10 @@ const TLS_PIECES: &[&[u8]] = &[
 /// mints a certificate, into the bounded cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_traffic_neither_panics_the_interception_nor_holds_up_its_other_clients() {
-    use rama_e2e::{
-        mutate::{Rng, mutated},
-        throw,
-    };
     let (origin, origin_ca) = https_origin("mutated");
     let ca_dir = scratch("mutated-ca");
     let mut proxy = mitm_proxy(&ca_dir, Some(&origin_ca), &["--loopback-only"]);
     let addr = proxy.addr;
-    let ca = ca_dir.join("ca.pem").display().to_string();
-    let url = format!("https://localhost:{}/beside", origin.port());
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let control = tokio::spawn({
-        let done = done.clone();
-        async move {
-            let mut fetched = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let got = curl(addr, &["--cacert", &ca, &url]).await;
-                got.assert_status(200);
-                assert!(got.body.contains("/beside"), "{}", got.body);
-                fetched += 1;
-            }
-            fetched
-        }
-    });
     let destination = format!("localhost:{}", origin.port());
     let head = format!("CONNECT {destination} HTTP/1.1\r\nHost: {destination}\r\n\r\n");
     let seeds: Vec<Vec<u8>> = [
@@ -744,24 +724,18 @@ async fn mutated_traffic_neither_panics_the_interception_nor_holds_up_its_other_
     .map(|hello| [head.as_bytes(), &hello].concat())
     .collect();
     let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
-    let mut held = 0;
-    for batch in 0..32u64 {
-        let throws: Vec<_> = (0..32)
-            .map(|i| {
-                let mut rng = Rng::seeded(batch * 32 + i);
-                tokio::spawn(throw(addr, mutated(&mut rng, &seeds, TLS_PIECES)))
-            })
-            .collect();
-        for thrown in throws {
-            held += usize::from(!thrown.await.expect("a throw"));
+    let ca = ca_dir.join("ca.pem").display().to_string();
+    let url = format!("https://localhost:{}/beside", origin.port());
+    let held = rama_e2e::throw_mutated_beside(addr, &seeds, TLS_PIECES, move || {
+        let (ca, url) = (ca.clone(), url.clone());
+        async move {
+            let got = curl(addr, &["--cacert", &ca, &url]).await;
+            got.assert_status(200);
+            assert!(got.body.contains("/beside"), "{}", got.body);
         }
-    }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let fetched = control.await.expect("the fetches beside");
-    assert!(fetched > 0, "the fetches beside got no turn");
-    assert!(proxy.is_running(), "the proxy stopped: {}", proxy.stderr());
-    let log = proxy.stderr();
-    assert!(!log.contains("panicked"), "the proxy panicked:\n{log}");
+    })
+    .await;
+    proxy.assert_running_without_a_panic();
     assert_eq!(
         held, 0,
         "connections still open 5 s after their client's end"

@@ -3,11 +3,8 @@
 
 use rama::{Conn, tcp, tls, tls::dev};
 use rama_e2e::{
-    PATIENCE, Running, accepted, chromium_dump_dom,
-    mutate::{Rng, mutated},
-    origins, plain,
-    python::python_with_socks,
-    rama_origin, raw, read_head, throw, until,
+    PATIENCE, Running, accepted, chromium_dump_dom, origins, plain, python::python_with_socks,
+    rama_origin, raw, read_head, throw_mutated_beside, until,
 };
 use std::{
     net::SocketAddr,
@@ -648,42 +645,17 @@ async fn mutated_traffic_neither_panics_the_proxy_nor_holds_up_its_other_clients
     let origin = http_origin();
     let mut proxy = proxy(&["--loopback-only", "--connect-timeout", "2", "--user", "u:p"]);
     let addr = proxy.addr;
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let control = tokio::spawn({
-        let done = done.clone();
-        async move {
-            let mut answered = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let response = well_formed(addr, origin).await;
-                assert!(
-                    response.starts_with("HTTP/1.1 200") && response.contains("origin says hi"),
-                    "a well-formed request beside the mutated traffic got: {response}"
-                );
-                answered += 1;
-            }
-            answered
-        }
-    });
     let traffic = traffic(origin);
     let seeds: Vec<&[u8]> = traffic.iter().map(Vec::as_slice).collect();
-    let mut held = 0;
-    for batch in 0..32u64 {
-        let throws: Vec<_> = (0..32)
-            .map(|i| {
-                let mut rng = Rng::seeded(batch * 32 + i);
-                tokio::spawn(throw(addr, mutated(&mut rng, &seeds, TRAFFIC_PIECES)))
-            })
-            .collect();
-        for thrown in throws {
-            held += usize::from(!thrown.await.expect("a throw"));
-        }
-    }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let answered = control.await.expect("the well-formed client");
-    assert!(answered > 0, "the well-formed client got no turn");
-    assert!(proxy.is_running(), "the proxy stopped: {}", proxy.stderr());
-    let log = proxy.stderr();
-    assert!(!log.contains("panicked"), "the proxy panicked:\n{log}");
+    let held = throw_mutated_beside(addr, &seeds, TRAFFIC_PIECES, move || async move {
+        let response = well_formed(addr, origin).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.contains("origin says hi"),
+            "a well-formed request beside the mutated traffic got: {response}"
+        );
+    })
+    .await;
+    proxy.assert_running_without_a_panic();
     // Tunnels to a peer that holds them open are the proxy's to keep; they are few.
     assert!(
         held < 100,

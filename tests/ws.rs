@@ -1077,33 +1077,15 @@ fn ws_traffic(proxy: SocketAddr, frames: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Mutated WebSocket traffic (`tests/support/mutate.rs`), the opening handshake and frames of
-/// every kind, thrown at `ws_proxy` in front of `ws_echo`, 1,024 connections 32 at a time,
-/// while a session beside it has its texts echoed: every echo comes back, every thrown
-/// connection is closed once its client has sent all and shut its side (the close timeout
-/// is 1 s), and the proxy neither panics nor stops.
+/// every kind, thrown at `ws_proxy` in front of `ws_echo` (`rama_e2e::throw_mutated_beside`)
+/// while sessions beside it, one after another, have a text echoed: every echo comes back,
+/// every thrown connection is closed once its client has sent all and shut its side (the close
+/// timeout is 1 s), and the proxy neither panics nor stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_traffic_neither_panics_the_relay_nor_holds_up_its_other_sessions() {
-    use rama_e2e::{
-        mutate::{Rng, mutated},
-        throw,
-    };
     let echo = ws_echo(&[]);
     let mut proxy = ws_proxy(echo.addr, &["--close-timeout", "1"]);
     let addr = proxy.addr;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let control = tokio::spawn({
-        let done = done.clone();
-        async move {
-            let mut session = RawWs::connect(addr).await;
-            let mut echoed = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let text = format!("beside the mutated traffic {echoed}");
-                assert_eq!(session.echo(&text).await, text);
-                echoed += 1;
-            }
-            echoed
-        }
-    });
     let masked = |first, payload: &[u8]| frame(first, payload, true);
     let seeds: Vec<Vec<u8>> = [
         vec![masked(FIN | TEXT, b"hello")],
@@ -1124,24 +1106,13 @@ async fn mutated_traffic_neither_panics_the_relay_nor_holds_up_its_other_session
     .map(|frames| ws_traffic(addr, frames))
     .collect();
     let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
-    let mut held = 0;
-    for batch in 0..32u64 {
-        let throws: Vec<_> = (0..32)
-            .map(|i| {
-                let mut rng = Rng::seeded(batch * 32 + i);
-                tokio::spawn(throw(addr, mutated(&mut rng, &seeds, WS_PIECES)))
-            })
-            .collect();
-        for thrown in throws {
-            held += usize::from(!thrown.await.expect("a throw"));
-        }
-    }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let echoed = control.await.expect("the session beside");
-    assert!(echoed > 0, "the session beside got no turn");
-    assert!(proxy.is_running(), "the proxy stopped: {}", proxy.stderr());
-    let log = proxy.stderr();
-    assert!(!log.contains("panicked"), "the proxy panicked:\n{log}");
+    let held = rama_e2e::throw_mutated_beside(addr, &seeds, WS_PIECES, move || async move {
+        let mut session = RawWs::connect(addr).await;
+        let text = "beside the mutated traffic";
+        assert_eq!(session.echo(text).await, text);
+    })
+    .await;
+    proxy.assert_running_without_a_panic();
     assert_eq!(
         held, 0,
         "connections still open 5 s after their client's end"

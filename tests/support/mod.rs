@@ -16,7 +16,7 @@ use std::{
     process::{Child, Command, Output, Stdio},
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
     time::Duration,
@@ -160,6 +160,13 @@ impl Running {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("wait on child").is_none()
+    }
+
+    /// Asserts that the process still runs and that nothing in its log panicked.
+    pub fn assert_running_without_a_panic(&mut self) {
+        assert!(self.is_running(), "it stopped: {}", self.stderr());
+        let log = self.stderr();
+        assert!(!log.contains("panicked"), "it panicked:\n{log}");
     }
 
     /// The process id (for `/proc/<pid>/status`, say).
@@ -499,7 +506,7 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 /// Sends `input` on a connection of its own, shuts the sending side and reads until the server
 /// closes, or gives up after 5 s (a tunnel may stand open to a peer that waits): whether it
 /// closed (not when the connect failed).
-pub async fn throw(addr: SocketAddr, input: Vec<u8>) -> bool {
+async fn throw(addr: SocketAddr, input: Vec<u8>) -> bool {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return false;
     };
@@ -509,6 +516,54 @@ pub async fn throw(addr: SocketAddr, input: Vec<u8>) -> bool {
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink))
         .await
         .is_ok()
+}
+
+/// Throws 1,024 mutated inputs at `addr` ([`mutate::mutated`] of `seeds` with `pieces`, the
+/// generator seeded by the connection's number), 32 connections at a time, each sending all
+/// and shutting its side, while `turn` runs again and again beside them (a well-formed client,
+/// which asserts what it gets): how many of them were still open 5 s after their end. Panics
+/// when a turn did, or when `turn` never got one.
+pub async fn throw_mutated_beside<F, Fut>(
+    addr: SocketAddr,
+    seeds: &[&[u8]],
+    pieces: &[&[u8]],
+    mut turn: F,
+) -> usize
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicBool::new(false));
+    let beside = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut turns = 0;
+            while !done.load(Ordering::Relaxed) {
+                turn().await;
+                turns += 1;
+            }
+            turns
+        }
+    });
+    let mut held = 0;
+    for batch in 0..32u64 {
+        let throws: Vec<_> = (0..32)
+            .map(|i| {
+                let mut rng = mutate::Rng::seeded(batch * 32 + i);
+                tokio::spawn(throw(addr, mutate::mutated(&mut rng, seeds, pieces)))
+            })
+            .collect();
+        for thrown in throws {
+            held += usize::from(!thrown.await.expect("a throw"));
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let turns = beside.await.expect("the client beside the mutated traffic");
+    assert!(
+        turns > 0,
+        "the client beside the mutated traffic got no turn"
+    );
+    held
 }
 
 /// Writes one line and reads back the echo of it (within [`PATIENCE`]): proof a relay
