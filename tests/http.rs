@@ -842,27 +842,22 @@ fn load_body(path: &str) -> Vec<u8> {
 struct LoadOrigin {
     addr: SocketAddr,
     arrived: Arc<AtomicUsize>,
-    gate: Arc<std::sync::Mutex<Gate>>,
+    /// Answers let through; `hold` changes under its lock.
+    released: Arc<std::sync::Mutex<usize>>,
     hold: watch::Sender<bool>,
-}
-
-/// Whether [`LoadOrigin`] holds its answers, and how many it let through.
-#[derive(Default)]
-struct Gate {
-    held: bool,
-    released: usize,
 }
 
 impl LoadOrigin {
     fn start(delay: Duration) -> Self {
         let (listener, addr) = bind_origin();
         let arrived = Arc::new(AtomicUsize::new(0));
-        let gate = Arc::new(std::sync::Mutex::new(Gate::default()));
+        let released = Arc::new(std::sync::Mutex::new(0));
         let (hold, _) = watch::channel(false);
-        let (count, gates, held) = (arrived.clone(), gate.clone(), hold.clone());
+        let (count, releases, held) = (arrived.clone(), released.clone(), hold.clone());
         spawn_origin(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (count, gate, mut held) = (count.clone(), gates.clone(), held.subscribe());
+                let (count, released, mut held) =
+                    (count.clone(), releases.clone(), held.subscribe());
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     loop {
@@ -888,9 +883,9 @@ impl LoadOrigin {
                             }
                             // Counted under the lock `hold` takes: once `hold(true)` returns,
                             // no answer goes out uncounted.
-                            let mut gate = gate.lock().unwrap();
-                            if !gate.held {
-                                gate.released += 1;
+                            let mut released = released.lock().unwrap();
+                            if !*held.borrow() {
+                                *released += 1;
                                 break;
                             }
                         }
@@ -910,7 +905,7 @@ impl LoadOrigin {
         Self {
             addr,
             arrived,
-            gate,
+            released,
             hold,
         }
     }
@@ -922,12 +917,11 @@ impl LoadOrigin {
 
     /// Answers the origin let through so far (written, or being written).
     fn released(&self) -> usize {
-        self.gate.lock().unwrap().released
+        *self.released.lock().unwrap()
     }
 
     fn hold(&self, hold: bool) {
-        let mut gate = self.gate.lock().unwrap();
-        gate.held = hold;
+        let _released = self.released.lock().unwrap();
         self.hold.send_replace(hold);
     }
 }
