@@ -10,29 +10,45 @@ use std::{
 };
 use tokio::task::JoinHandle;
 
-/// Resolves `name` on tokio's blocking pool, as `tokio::net::lookup_host` does, with the names
-/// RFC 6761 reserves answered as [`resolve`] does.
+/// Resolves `name` on tokio's blocking pool, as `tokio::net::lookup_host` does, unless RFC 6761
+/// reserves it: those are answered at once, as [`reserved`] says.
 pub(crate) fn lookup(name: &str, port: u16) -> Lookup {
-    let name = name.to_owned();
-    Lookup {
-        task: tokio::task::spawn_blocking(move || resolve(&name, port)),
-    }
+    let state = match reserved(name, port) {
+        Some(answer) => State::Answered(Some(answer)),
+        None => {
+            let query = (name.to_owned(), port);
+            State::Asking(tokio::task::spawn_blocking(move || query.to_socket_addrs()))
+        }
+    };
+    Lookup { state }
 }
 
-/// A name being resolved on tokio's blocking pool (the system resolver blocks).
+/// A name being resolved: by the system resolver on tokio's blocking pool (it blocks), or
+/// answered already.
 #[derive(Debug)]
 pub(crate) struct Lookup {
-    task: JoinHandle<io::Result<vec::IntoIter<SocketAddr>>>,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Asking(JoinHandle<io::Result<vec::IntoIter<SocketAddr>>>),
+    Answered(Option<io::Result<vec::IntoIter<SocketAddr>>>),
 }
 
 impl Future for Lookup {
     type Output = io::Result<vec::IntoIter<SocketAddr>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The task fails to join only when the runtime is going away.
-        Pin::new(&mut self.task)
-            .poll(cx)
-            .map(|joined| joined.unwrap_or_else(|join| Err(io::Error::other(join))))
+        match &mut self.state {
+            // The task fails to join only when the runtime is going away.
+            State::Asking(task) => Pin::new(task)
+                .poll(cx)
+                .map(|joined| joined.unwrap_or_else(|join| Err(io::Error::other(join)))),
+            State::Answered(answer) => {
+                Poll::Ready(answer.take().expect("Lookup polled after completion"))
+            }
+        }
     }
 }
 
@@ -56,41 +72,26 @@ impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for Resolver
     }
 }
 
-/// Resolves `name` with the system resolver, except for the names RFC 6761 reserves, which
-/// never reach it (as curl and browsers treat them): `localhost` and every name under it are
-/// the loopback addresses (section 6.3: no name server, and no `/etc/hosts` entry, may send
-/// them elsewhere), and every name under `invalid` does not exist (section 6.4: the query
-/// would only leave the machine to be answered so).
-fn resolve(name: &str, port: u16) -> io::Result<vec::IntoIter<SocketAddr>> {
-    match reserved(name) {
-        Some(Reserved::Localhost) => Ok(vec![
+/// The answer to `name` when RFC 6761 reserves it, which no query to the system resolver gets
+/// (as curl and browsers treat them): `localhost` and every name under it are the loopback
+/// addresses (section 6.3: no name server, and no `/etc/hosts` entry, may send them
+/// elsewhere), and every name under `invalid` does not exist (section 6.4: the query would only
+/// leave the machine to be answered so). Compared without regard to ASCII case, the root's dot
+/// allowed (`LocalHost.` is `localhost`).
+fn reserved(name: &str, port: u16) -> Option<io::Result<vec::IntoIter<SocketAddr>>> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let top = bare.rsplit('.').next().unwrap_or(bare);
+    if top.eq_ignore_ascii_case("localhost") {
+        Some(Ok(vec![
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
         ]
-        .into_iter()),
-        Some(Reserved::Invalid) => Err(io::Error::new(
+        .into_iter()))
+    } else if top.eq_ignore_ascii_case("invalid") {
+        Some(Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("{name} is under .invalid, which never resolves (RFC 6761)"),
-        )),
-        None => (name, port).to_socket_addrs(),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reserved {
-    Localhost,
-    Invalid,
-}
-
-/// The reserved top-level domain `name` is under, if any: compared without regard to ASCII
-/// case and with the root's dot allowed (`LocalHost.` is `localhost`).
-fn reserved(name: &str) -> Option<Reserved> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let top = name.rsplit('.').next().unwrap_or(name);
-    if top.eq_ignore_ascii_case("localhost") {
-        Some(Reserved::Localhost)
-    } else if top.eq_ignore_ascii_case("invalid") {
-        Some(Reserved::Invalid)
+        )))
     } else {
         None
     }
@@ -100,10 +101,10 @@ fn reserved(name: &str) -> Option<Reserved> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn localhost_names_are_the_loopback_addresses() {
+    #[tokio::test]
+    async fn localhost_names_are_the_loopback_addresses() {
         for name in ["localhost", "LocalHost.", "app.localhost", "a.b.LOCALHOST"] {
-            let addrs: Vec<_> = resolve(name, 8080).unwrap().collect();
+            let addrs: Vec<_> = lookup(name, 8080).await.unwrap().collect();
             assert_eq!(
                 addrs,
                 [
@@ -115,17 +116,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn invalid_names_do_not_exist() {
+    #[tokio::test]
+    async fn invalid_names_do_not_exist() {
         for name in ["invalid", "no-such-host.invalid", "127.0.0.1.nip.INVALID."] {
-            let error = resolve(name, 80).unwrap_err();
+            let error = lookup(name, 80).await.unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::NotFound, "{name}");
             assert!(error.to_string().contains("RFC 6761"), "{error}");
         }
     }
 
-    #[test]
-    fn other_names_are_left_to_the_system() {
+    #[tokio::test]
+    async fn other_names_are_left_to_the_system() {
         for name in [
             "localhost.example",
             "notlocalhost",
@@ -135,10 +136,10 @@ mod tests {
             "",
             ".",
         ] {
-            assert_eq!(reserved(name), None, "{name}");
+            assert!(reserved(name, 80).is_none(), "{name}");
         }
-        // An address literal resolves without a query.
-        let addrs: Vec<_> = resolve("127.0.0.1", 1).unwrap().collect();
+        // An address literal, which the system resolves without a query.
+        let addrs: Vec<_> = lookup("127.0.0.1", 1).await.unwrap().collect();
         assert_eq!(addrs, ["127.0.0.1:1".parse::<SocketAddr>().unwrap()]);
     }
 }
