@@ -10,7 +10,10 @@ use rama_e2e::{
     origin_thread,
     python::{PythonServer, run_script},
     read_head, send_until_stalled, spawn_origin,
-    ws::{CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame, upgrade},
+    ws::{
+        CLOSE, ECHO_ORIGIN, FIN, PING, PONG, RawWs, SESSION_CLIENT, TEXT, frame, upgrade,
+        upgrade_request,
+    },
 };
 use std::{
     convert::Infallible,
@@ -1065,17 +1068,6 @@ const WS_PIECES: &[&[u8]] = &[
     b"Content-Length: 5\r\n",
 ];
 
-/// A client's traffic as it comes: the opening handshake, then `frames`.
-fn ws_traffic(proxy: SocketAddr, frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut traffic = format!(
-        "GET /raw HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes();
-    traffic.extend(frames.concat());
-    traffic
-}
-
 /// Mutated WebSocket traffic (`tests/support/mutate.rs`), the opening handshake and frames of
 /// every kind, thrown at `ws_proxy` in front of `ws_echo` (`rama_e2e::throw_mutated_beside`)
 /// while sessions beside it, one after another, have a text echoed: every echo comes back,
@@ -1103,7 +1095,13 @@ async fn mutated_traffic_neither_panics_the_relay_nor_holds_up_its_other_session
         vec![masked(FIN | CLOSE, b"")],
     ]
     .iter()
-    .map(|frames| ws_traffic(addr, frames))
+    .map(|frames| {
+        [
+            upgrade_request("/raw", &addr.to_string(), &[]).into_bytes(),
+            frames.concat(),
+        ]
+        .concat()
+    })
     .collect();
     let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
     let held = rama_e2e::throw_mutated_beside(addr, &seeds, WS_PIECES, move || async move {

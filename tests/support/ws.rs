@@ -93,9 +93,18 @@ impl RawWs {
     }
 }
 
+/// The opening handshake's request for `target` with `Host: host` and `extra` header lines.
+pub fn upgrade_request(target: &str, host: &str, extra: &[&str]) -> String {
+    let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
 /// Connects to `addr` and sends the upgrade request for `target` with `Host: host` and `extra`
-/// header lines; returns the connection and the answer's head, whatever its status (nothing
-/// after the head is read).
+/// header lines ([`upgrade_request`]); returns the connection and the answer's head, whatever
+/// its status (nothing after the head is read).
 pub async fn upgrade(
     addr: SocketAddr,
     target: &str,
@@ -103,11 +112,7 @@ pub async fn upgrade(
     extra: &[&str],
 ) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    );
+    let request = upgrade_request(target, host, extra);
     stream.write_all(request.as_bytes()).await.unwrap();
     // Byte by byte, so that nothing after the head is consumed.
     let mut head = Vec::new();
