@@ -14,7 +14,7 @@ use rama::{BoxError, http as rama_http, tcp, tls};
 use rama_e2e::{
     PATIENCE, Running, accepted, closed_port, origin_certificate, origin_thread, payload, plain,
     python::{PythonServer, run_script},
-    raw, read_head, sha256, until, vm_rss,
+    rama_origin, raw, read_head, sha256, until, vm_rss,
     ws::{ECHO_ORIGIN, SESSION_CLIENT},
 };
 use std::{
@@ -559,9 +559,29 @@ async fn padded_trailer_values_from_http2_are_passed_on_neither_way() {
     assert!(outcome.is_err(), "the trailers passed: {outcome:?}");
 }
 
+/// The origin of [`early_hints_reach_an_http11_client_before_the_final_response`] on one
+/// connection: to each request a `103` with a hop-by-hop field, then the response, `ok` once
+/// `hinted` says the client has the `103`, `--` if it did not within a second (an HTTP/1.0
+/// client never gets to tell).
+async fn hint_then_answer<S>(mut stream: S, hinted: std::sync::Arc<tokio::sync::Notify>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Ok(Some(_)) = read_head(&mut stream).await {
+        let hints = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\
+                     connection: x-hop\r\nx-hop: 1\r\n\r\n";
+        stream.write_all(hints.as_bytes()).await.unwrap();
+        let seen = timeout(std::time::Duration::from_secs(1), hinted.notified()).await;
+        let body = if seen.is_ok() { "ok" } else { "--" };
+        let last = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{body}");
+        stream.write_all(last.as_bytes()).await.unwrap();
+    }
+}
+
 /// An upstream's `103 Early Hints` reaches an HTTP/1.1 client as it comes, before the final
 /// response (which the origin sends only once the client has the `103`), without its
-/// hop-by-hop fields; an HTTP/1.0 client gets the final response alone (RFC 9110 15.2).
+/// hop-by-hop fields; an HTTP/1.0 client gets the final response alone (RFC 9110 15.2). On
+/// the client's own path (`http://`) and on hyper's (`https://`, HTTP/1.1 by ALPN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_reach_an_http11_client_before_the_final_response() {
     let hinted = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -569,54 +589,69 @@ async fn early_hints_reach_an_http11_client_before_the_final_response() {
         let hinted = hinted.clone();
         |listener| async move {
             let listener = TcpListener::from_std(listener).unwrap();
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let hinted = hinted.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(_)) = read_head(&mut stream).await {
-                        let hints = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\
-                                     connection: x-hop\r\nx-hop: 1\r\n\r\n";
-                        stream.write_all(hints.as_bytes()).await.unwrap();
-                        // An HTTP/1.0 client never gets to tell.
-                        let _ =
-                            timeout(std::time::Duration::from_millis(500), hinted.notified()).await;
-                        let last = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        stream.write_all(last.as_bytes()).await.unwrap();
-                    }
-                });
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(hint_then_answer(stream, hinted.clone()));
             }
         }
     });
-    let proxy = reverse_proxy(origin, &[]);
-    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
-    for _ in 0..2 {
-        client
-            .write_all(b"GET /page HTTP/1.1\r\nhost: rama.test\r\n\r\n")
-            .await
-            .unwrap();
-        let head = timeout(PATIENCE, read_head(&mut client))
-            .await
-            .expect("the hints in time")
-            .unwrap()
-            .expect("the hints");
-        assert!(head.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{head}");
-        assert!(
-            head.contains("link: </style.css>; rel=preload\r\n"),
-            "{head}"
-        );
-        assert!(
-            !head.contains("x-hop") && !head.contains("connection"),
-            "{head}"
-        );
-        hinted.notify_one();
-        let head = read_head(&mut client).await.unwrap().expect("the response");
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        let mut body = [0; 2];
-        client.read_exact(&mut body).await.unwrap();
-        assert_eq!(&body, b"ok");
+    let dir = origin_certificate("reverse-hints");
+    let acceptor =
+        tls::Acceptor::from_pem_files(dir.join("origin.pem"), dir.join("origin.key")).unwrap();
+    let hinting = tower::service_fn({
+        let hinted = hinted.clone();
+        move |conn: rama::Conn<tls::TlsStream<tcp::Stream>>| {
+            let (stream, _) = conn.into_parts();
+            let serving = hint_then_answer(stream, hinted.clone());
+            async move {
+                serving.await;
+                Ok::<_, Infallible>(())
+            }
+        }
+    });
+    let tls_origin =
+        rama_origin(|server| server.serve(acceptor.layer(hinting)).spawn_connections());
+    let https = format!("https://localhost:{}", tls_origin.port());
+    let ca = dir.join("ca.pem");
+    let proxies = [
+        reverse_proxy(origin, &[]),
+        Running::start_local(
+            "reverse_proxy",
+            &["--upstream", &https, "--upstream-ca", ca.to_str().unwrap()],
+        ),
+    ];
+    for proxy in &proxies {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        for _ in 0..2 {
+            client
+                .write_all(b"GET /page HTTP/1.1\r\nhost: rama.test\r\n\r\n")
+                .await
+                .unwrap();
+            let head = timeout(PATIENCE, read_head(&mut client))
+                .await
+                .expect("the hints in time")
+                .unwrap()
+                .expect("the hints");
+            assert!(head.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{head}");
+            assert!(
+                head.contains("link: </style.css>; rel=preload\r\n"),
+                "{head}"
+            );
+            assert!(
+                !head.contains("x-hop") && !head.contains("connection"),
+                "{head}"
+            );
+            hinted.notify_one();
+            let head = read_head(&mut client).await.unwrap().expect("the response");
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+            let mut body = [0; 2];
+            client.read_exact(&mut body).await.unwrap();
+            assert_eq!(&body, b"ok");
+        }
+        let answer = raw(proxy.addr, b"GET /page HTTP/1.0\r\nhost: rama.test\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n--"), "{answer}");
+        assert!(!answer.contains("103"), "{answer}");
     }
-    let answer = raw(proxy.addr, b"GET /page HTTP/1.0\r\nhost: rama.test\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    assert!(!answer.contains("103"), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -433,9 +433,11 @@ where
         }
         // hyper's HTTP/1.1 writes each line of a name apart: the cookies an HTTP/2 request
         // split over several go on one, as rama's own path writes them (`codec`); an
-        // `https://` upstream that turns out HTTP/2 by ALPN takes the one line as well.
+        // `https://` upstream that turns out HTTP/2 by ALPN takes the one line as well. And
+        // it reads `1xx` heads past, telling only a callback the request carries.
         if !config.http2_only {
             headers::join_cookies(request.headers_mut());
+            super::server::interim::relay_through_hyper(&mut request);
         }
         let retry = if may_be_http2 {
             if config.http2_only {

@@ -272,11 +272,13 @@ where
         if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));
         }
-        if let Some((interim, early)) = interim.as_mut()
-            && (interim.take(early) || !early.is_empty())
-            && write_early(&mut *io, cx, early).is_err()
-        {
-            return Poll::Ready(None);
+        if let Some((interim, early)) = interim.as_mut() {
+            interim.watch(cx);
+            if (interim.take(early) || !early.is_empty())
+                && write_early(&mut *io, cx, early).is_err()
+            {
+                return Poll::Ready(None);
+            }
         }
         while read_side.buf.len() < read_side.room {
             make_room(read_side.buf);
