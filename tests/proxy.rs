@@ -315,6 +315,45 @@ async fn proxy_user_works_for_both_protocols_and_a_wrong_password_is_refused() {
     );
 }
 
+/// The curl lines the proxy prints on start work as pasted into a shell, with a name and a
+/// password holding what means something in a URL (`:`, `@`, `%`, a space) and to a shell
+/// (`&`, `$`, quotes, `!`): each line run by `sh -c`, with example.com's URLs replaced by
+/// local origins' (and the HTTPS origin's CA added).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_curl_lines_printed_on_start_work_as_pasted_into_a_shell() {
+    let origin = http_origin();
+    let (secure, ca) = https_origin("pasted");
+    let proxy = proxy(&["--user", "al ice@home:p@ss:w%rd&$(x)'\"!"]);
+    let lines = proxy.printed_lines("try: ", 3).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in lines {
+        assert!(line.starts_with("curl "), "{line}");
+        let https = format!(
+            "--cacert {} https://localhost:{}/pasted",
+            ca.display(),
+            secure.port()
+        );
+        let command = line
+            .replace("https://example.com/", &https)
+            .replace("http://example.com/", &format!("http://{origin}/pasted"));
+        let run = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} -sS --max-time 20"))
+            .kill_on_drop(true)
+            .output();
+        let output = timeout(PATIENCE, run)
+            .await
+            .expect("curl in time")
+            .expect("run sh");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.starts_with("origin says hi: GET /pasted "),
+            "{line}\n{stdout}{stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_ports_are_refused_in_each_protocol_and_sigterm_stops_it() {
     let origin = http_origin();

@@ -166,12 +166,26 @@ pub fn egress_rules(args: &Args, listen: std::net::SocketAddr) -> Result<Rules, 
     Ok(rules)
 }
 
-/// `NAME:PASSWORD@` of the first `--user`, for the curl lines an example prints.
+/// `NAME:PASSWORD@` of the first `--user`, for the curl lines an example prints: each
+/// percent-encoded but for RFC 3986's unreserved characters, so that a `:`, `@` or `%` in
+/// either reads as itself in the proxy URL, and nothing in the line means anything to a shell.
 pub fn curl_credentials(users: &[String]) -> String {
-    users
-        .first()
-        .map(|user| format!("{user}@"))
-        .unwrap_or_default()
+    let Some((name, password)) = users.first().and_then(|user| user.split_once(':')) else {
+        return String::new();
+    };
+    format!("{}:{}@", percent_encoded(name), percent_encoded(password))
+}
+
+fn percent_encoded(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// Logs to stderr at the level `RUST_LOG` sets (default `info`).

@@ -60,6 +60,8 @@ pub struct Running {
     /// The address it printed in its `listening on ADDR` line.
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// What it printed after its `listening on` line.
+    printed: Arc<Mutex<String>>,
 }
 
 impl Running {
@@ -104,11 +106,17 @@ impl Running {
         });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let printed = Arc::new(Mutex::new(String::new()));
+        let sink = printed.clone();
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut sent = false;
             while let Some(Ok(line)) = lines.next() {
-                if !sent && let Some(addr) = line.strip_prefix("listening on ") {
+                if sent {
+                    let mut printed = sink.lock().unwrap();
+                    printed.push_str(&line);
+                    printed.push('\n');
+                } else if let Some(addr) = line.strip_prefix("listening on ") {
                     sent = tx.send(addr.trim().to_owned()).is_ok();
                 }
             }
@@ -124,6 +132,27 @@ impl Running {
             child,
             addr: addr.parse().expect("listening address"),
             stderr,
+            printed,
+        }
+    }
+
+    /// The lines it printed after `listening on` that start with `prefix`, without it, once
+    /// there are `count` of them (bounded).
+    pub async fn printed_lines(&self, prefix: &str, count: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let lines: Vec<String> = (self.printed.lock().unwrap().lines())
+                .filter_map(|line| line.strip_prefix(prefix))
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never printed {count} lines starting with `{prefix}`: {lines:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
