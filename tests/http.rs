@@ -1383,6 +1383,111 @@ impl Drop for ProxyCert {
     }
 }
 
+/// Waits for the proxy's line saying the client at `peer` went away, and asserts that no line
+/// calls that connection failed: what clients do to kept-alive connections is no failure.
+async fn assert_gone_quietly(proxy: &Running, peer: SocketAddr) {
+    let needle = format!("peer={peer}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let log = plain(&proxy.stderr());
+        let mine: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
+        assert!(
+            !mine.iter().any(|l| l.contains("connection failed")),
+            "{mine:#?}"
+        );
+        if mine.iter().any(|l| l.contains("the client went away")) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no word of {peer} going away: {mine:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads a response, which must be a `200` with a `content-length`, to its last byte.
+async fn assert_answered<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) {
+    let head = timeout(PATIENCE, read_head(stream))
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = (head.lines())
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .expect("a content-length");
+    let mut body = vec![0; length];
+    timeout(PATIENCE, stream.read_exact(&mut body))
+        .await
+        .expect("the body in time")
+        .unwrap();
+}
+
+/// A client that resets its kept-alive connection after its answer (HTTP/1.1 on the server's
+/// own path, HTTP/2 on hyper's), or closes TLS without `close_notify` (as browsers and most
+/// clients do), is logged as gone at `debug`, not as a failed connection at `warn`, as nginx
+/// logs it at `info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_drop_kept_alive_connections_are_no_failure() {
+    let (origin, _) = origin(Behaviour::EchoHead).await;
+    let request = format!("GET http://{origin}/kept HTTP/1.1\r\nhost: {origin}\r\n\r\n");
+    let proxy = proxy(&[]);
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    assert_answered(&mut stream).await;
+    let me = stream.local_addr().unwrap();
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    assert_gone_quietly(&proxy, me).await;
+
+    // h2's own client, whose connection future owns the socket: dropping it resets the
+    // connection there and then (hyper's drives the socket from a task of its own, and ends
+    // it with a GOAWAY).
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    stream.set_zero_linger().unwrap();
+    let (send, connection) = timeout(PATIENCE, h2::client::handshake(stream))
+        .await
+        .expect("the HTTP/2 handshake in time")
+        .unwrap();
+    let driving = tokio::spawn(connection);
+    let h2_request = http::Request::get(format!("http://{origin}/kept-h2"))
+        .body(())
+        .unwrap();
+    let mut send = send.ready().await.unwrap();
+    let (response, _) = send.send_request(h2_request, true).unwrap();
+    let response = timeout(PATIENCE, response)
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    driving.abort();
+    let _ = driving.await;
+    assert_gone_quietly(&proxy, me).await;
+
+    let cert = ProxyCert::issue();
+    let tls_proxy = cert.proxy(&[]);
+    let tcp = TcpStream::connect(tls_proxy.addr).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let host = rama::Host::Ip(tls_proxy.addr.ip());
+    let mut tls = timeout(PATIENCE, cert.connector("http/1.1").connect(&host, tcp))
+        .await
+        .expect("the TLS handshake in time")
+        .expect("the TLS handshake");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    assert_answered(&mut tls).await;
+    // Dropped without `shutdown`: no `close_notify`, the TCP connection just closes.
+    drop(tls);
+    assert_gone_quietly(&tls_proxy, me).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_over_http2_on_tls_chosen_by_alpn() {
     let echo = EchoOrigin::start().await;

@@ -354,6 +354,44 @@ async fn the_curl_lines_printed_on_start_work_as_pasted_into_a_shell() {
     }
 }
 
+/// A SOCKS4 client (not served: its first byte is no SOCKS5 greeting, so it goes to HTTP)
+/// gets HTTP's `400`, and the proxy logs the malformed request: curl reads 8 bytes of the
+/// answer, finds no SOCKS4 reply and resets the connection, which met the server's shutdown
+/// after the `400` and was logged in place of the reason (as a reset, now no failure at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks4_client_is_logged_as_the_malformed_request_it_is() {
+    let proxy = proxy(&[]);
+    let socks4 = format!("socks4://{}", proxy.addr);
+    for _ in 0..3 {
+        let output = rama_e2e::curl(&[
+            "-sS",
+            "--max-time",
+            "10",
+            "-x",
+            &socks4,
+            "http://127.0.0.1:9/",
+        ])
+        .await;
+        assert!(output.stderr.contains("SOCKS4"), "{}", output.stderr);
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let log = plain(&proxy.stderr());
+        let failed: Vec<&str> = (log.lines())
+            .filter(|l| l.contains("connection failed"))
+            .collect();
+        assert!(
+            failed.iter().all(|l| l.contains("invalid HTTP method")),
+            "{failed:#?}"
+        );
+        if failed.len() == 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_ports_are_refused_in_each_protocol_and_sigterm_stops_it() {
     let origin = http_origin();

@@ -144,6 +144,29 @@ impl Error {
     pub fn is_service(&self) -> bool {
         self.kind == Kind::Service
     }
+
+    /// The connection's peer went away under it: reset it, or closed it (or its TLS session,
+    /// without `close_notify`) where more was due. Clients do that to connections kept alive
+    /// all the time, so the server logs it at `debug`, as nginx does at `info`, and not as a
+    /// failure of its own.
+    pub fn is_peer_gone(&self) -> bool {
+        self.kind == Kind::Protocol && self.source.as_deref().is_some_and(|e| peer_gone(e))
+    }
+}
+
+/// Whether `error` says the other end went: an I/O error of a connection taken away, or
+/// hyper's message cut short by a close.
+fn peer_gone(error: &(dyn StdError + 'static)) -> bool {
+    use std::io::ErrorKind::{
+        BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, UnexpectedEof,
+    };
+    if let Some(io) = crate::error::cause_ref::<std::io::Error>(error) {
+        return matches!(
+            io.kind(),
+            ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | UnexpectedEof
+        );
+    }
+    crate::error::cause_ref::<hyper::Error>(error).is_some_and(hyper::Error::is_incomplete_message)
 }
 
 impl fmt::Display for Error {

@@ -333,7 +333,15 @@ impl Shared {
         }
         // The end goes behind the held bytes: they go now, not at the end of the pass.
         std::task::ready!(self.poll_write_out(&mut state, cx))?;
-        Poll::Ready(socket2::SockRef::from(self.write.as_ref()).shutdown(Shutdown::Write))
+        Poll::Ready(
+            match socket2::SockRef::from(self.write.as_ref()).shutdown(Shutdown::Write) {
+                // The peer reset the connection already: its sending side is shut as surely.
+                // As an error it would take the place of the reason the connection ends for
+                // (hyper's parse error behind its `400`, shutting down after it).
+                Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(()),
+                shut => shut,
+            },
+        )
     }
 
     /// Before a read: what a pass left goes first if the socket has room (else the socket

@@ -934,7 +934,13 @@ where
             && this.timeout_answer.is_none()
             && this.running.is_empty()
         {
-            return Poll::Ready(this.failure.take().map_or(Ok(()), Err));
+            return Poll::Ready(match this.failure.take() {
+                Some(error) if error.is_peer_gone() => {
+                    tracing::debug!(peer = %this.peer, error = %crate::error::Chain(&error), "http: the client went away");
+                    Ok(())
+                }
+                failure => failure.map_or(Ok(()), Err),
+            });
         }
         Poll::Pending
     }
