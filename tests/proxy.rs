@@ -392,6 +392,129 @@ async fn a_socks4_client_is_logged_as_the_malformed_request_it_is() {
     }
 }
 
+/// An origin that echoes each line, and resets its connection at the line `reset`.
+fn resetting_echo_origin() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    origins().spawn(async move {
+        let listener = TcpListener::from_std(listener).unwrap();
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stream);
+                let mut line = String::new();
+                while let Ok(1..) =
+                    tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line).await
+                {
+                    if line == "reset\n" {
+                        let _ = lines.get_ref().set_zero_linger();
+                        return;
+                    }
+                    if lines.get_mut().write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A tunnel to `origin` through `proxy`, by SOCKS5 or by `CONNECT`, that echoed a line.
+async fn echoing_tunnel(proxy: SocketAddr, origin: SocketAddr, socks5: bool) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    if socks5 {
+        let std::net::IpAddr::V4(ip) = origin.ip() else {
+            unreachable!("the origin is on 127.0.0.1")
+        };
+        let mut request = vec![0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01];
+        request.extend_from_slice(&ip.octets());
+        request.extend_from_slice(&origin.port().to_be_bytes());
+        stream.write_all(&request).await.unwrap();
+        let mut replies = [0u8; 2 + 10];
+        timeout(PATIENCE, stream.read_exact(&mut replies))
+            .await
+            .expect("the replies in time")
+            .unwrap();
+        assert_eq!(replies[..4], [0x05, 0x00, 0x05, 0x00], "{replies:?}");
+    } else {
+        let connect = format!("CONNECT {origin} HTTP/1.1\r\nhost: {origin}\r\n\r\n");
+        stream.write_all(connect.as_bytes()).await.unwrap();
+        let head = timeout(PATIENCE, read_head(&mut stream))
+            .await
+            .expect("the answer in time")
+            .unwrap()
+            .expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    stream.write_all(b"hello\n").await.unwrap();
+    let mut echo = [0u8; 6];
+    timeout(PATIENCE, stream.read_exact(&mut echo))
+        .await
+        .expect("the echo in time")
+        .unwrap();
+    assert_eq!(&echo, b"hello\n");
+    stream
+}
+
+/// A tunnel whose client or upstream resets its TCP connection ended by a peer's doing, not
+/// by the proxy's failure (browsers reset connections they are done with all the time): it
+/// has its access line, `relay reset`, and no warning; by SOCKS5 and by `CONNECT` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_reset_by_either_peer_has_its_access_line_and_no_warning() {
+    let origin = resetting_echo_origin();
+    let proxy = proxy(&[]);
+    for socks5 in [true, false] {
+        for by_client in [true, false] {
+            let mut stream = echoing_tunnel(proxy.addr, origin, socks5).await;
+            let me = stream.local_addr().unwrap();
+            if by_client {
+                stream.set_zero_linger().unwrap();
+                drop(stream);
+            } else {
+                stream.write_all(b"reset\n").await.unwrap();
+                let mut rest = Vec::new();
+                // Ends with a reset or an end; either way it ends.
+                let _ = timeout(PATIENCE, stream.read_to_end(&mut rest))
+                    .await
+                    .expect("the tunnel ended in time");
+            }
+            let what = format!("socks5: {socks5}, by the client: {by_client}");
+            let peer = format!("peer={me}");
+            let access = |log: &str| {
+                (log.lines())
+                    .find(|l| l.contains(&peer) && l.contains("relay reset"))
+                    .map(str::to_owned)
+            };
+            until(&format!("{what}: an access line"), || {
+                access(&plain(&proxy.stderr())).is_some()
+            })
+            .await;
+            // The connection's own end comes after the relay's.
+            let ended = |log: &str| {
+                (log.lines()).any(|l| {
+                    l.contains(&peer)
+                        && ["connection closed", "connection reset", "connection failed"]
+                            .iter()
+                            .any(|end| l.contains(end))
+                })
+            };
+            until(&format!("{what}: the connection's end"), || {
+                ended(&plain(&proxy.stderr()))
+            })
+            .await;
+            let log = plain(&proxy.stderr());
+            let line = access(&log).unwrap_or_default();
+            assert!(line.contains("INFO"), "{what}: {line}");
+            let warned: Vec<&str> = (log.lines())
+                .filter(|l| l.contains(&peer) && l.contains("WARN"))
+                .collect();
+            assert!(warned.is_empty(), "{what}: {warned:#?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_ports_are_refused_in_each_protocol_and_sigterm_stops_it() {
     let origin = http_origin();

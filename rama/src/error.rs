@@ -29,6 +29,32 @@ pub fn cause_ref<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static))
     None
 }
 
+/// Whether `error` says a peer reset its connection, or the connection went under it: an I/O
+/// error `ConnectionReset`, `ConnectionAborted`, `BrokenPipe` or `NotConnected` in its chain,
+/// or a client's reset a relay's [`ResetSignal`](crate::io::ResetSignal) caught. Browsers and
+/// scanners do it all the time; the servers log it at `debug` (a relay's access line says
+/// so), not as a failure, as nginx logs it at `info`.
+///
+/// ```
+/// use rama::error::is_peer_reset;
+/// use std::io;
+///
+/// let reset: rama::BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
+/// assert!(is_peer_reset(&*reset));
+/// let refused: rama::BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionRefused));
+/// assert!(!is_peer_reset(&*refused));
+/// ```
+pub fn is_peer_reset(error: &(dyn StdError + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected};
+    cause_ref::<std::io::Error>(error).is_some_and(|io| {
+        crate::io::is_reset(io)
+            || matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected
+            )
+    })
+}
+
 /// Displays an error with all its causes, separated by `: `, the way log lines want it.
 ///
 /// ```

@@ -154,19 +154,14 @@ impl Error {
     }
 }
 
-/// Whether `error` says the other end went: an I/O error of a connection taken away, or
-/// hyper's message cut short by a close.
+/// Whether `error` says the other end went: reset (`error::is_peer_reset`), closed where
+/// more was due (TLS without `close_notify`), or hyper's message cut short by a close.
 fn peer_gone(error: &(dyn StdError + 'static)) -> bool {
-    use std::io::ErrorKind::{
-        BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, UnexpectedEof,
-    };
-    if let Some(io) = crate::error::cause_ref::<std::io::Error>(error) {
-        return matches!(
-            io.kind(),
-            ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | UnexpectedEof
-        );
-    }
-    crate::error::cause_ref::<hyper::Error>(error).is_some_and(hyper::Error::is_incomplete_message)
+    use crate::error::cause_ref;
+    crate::error::is_peer_reset(error)
+        || cause_ref::<std::io::Error>(error)
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        || cause_ref::<hyper::Error>(error).is_some_and(hyper::Error::is_incomplete_message)
 }
 
 impl fmt::Display for Error {

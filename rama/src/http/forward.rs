@@ -333,9 +333,9 @@ where
             }
             Err(error) => {
                 let error: BoxError = error.into();
-                if crate::error::cause_ref::<io::Error>(&*error).is_some_and(crate::io::is_reset) {
-                    // The client's own end (it has its access line): nothing failed here.
-                    tracing::debug!(%peer, destination = %log_destination, "http proxy: tunnel reset by the client");
+                if crate::error::is_peer_reset(&*error) {
+                    // A peer's reset (it has its access line): nothing failed here.
+                    tracing::debug!(%peer, destination = %log_destination, error = %Chain(&*error), "http proxy: tunnel reset");
                 } else {
                     tracing::warn!(%peer, destination = %log_destination, error = %Chain(&*error), "http proxy: tunnel failed");
                 }

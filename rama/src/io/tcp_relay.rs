@@ -135,7 +135,8 @@ pub(crate) fn relay_cut(peer: SocketAddr, upstream: &crate::Address) {
     tracing::info!(target: crate::access::TARGET, %peer, %upstream, "relay cut before its end");
 }
 
-/// Logs the end of a relay with the peer and the upstream (a failure is its caller's to log).
+/// Logs the end of a relay with the peer and the upstream, a reset's too (any other failure is
+/// its caller's to log).
 pub(crate) fn relay_finished(
     peer: SocketAddr,
     upstream: &crate::Address,
@@ -156,6 +157,14 @@ pub(crate) fn relay_finished(
             %peer,
             %upstream,
             "relay reset by the client"
+        ),
+        // A TCP reset, by either peer: theirs too.
+        Err(error) if crate::error::is_peer_reset(error) => tracing::info!(
+            target: crate::access::TARGET,
+            %peer,
+            %upstream,
+            %error,
+            "relay reset"
         ),
         Err(_) => {}
     }

@@ -78,7 +78,12 @@ where
             }
             Ok(Poll::Ready(Err(error))) => {
                 let error = error.into();
-                tracing::warn!(peer = %this.peer, error = %Chain(&*error), "connection failed");
+                if crate::error::is_peer_reset(&*error) {
+                    // A peer's doing, not the server's failure (a relay has its access line).
+                    tracing::debug!(peer = %this.peer, error = %Chain(&*error), "connection reset");
+                } else {
+                    tracing::warn!(peer = %this.peer, error = %Chain(&*error), "connection failed");
+                }
                 return Poll::Ready(());
             }
             Ok(Poll::Pending) => {}
