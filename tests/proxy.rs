@@ -286,6 +286,21 @@ async fn proxy_user_works_for_both_protocols_and_a_wrong_password_is_refused() {
     ])
     .await;
     assert_eq!(got.status, 200, "{got:?}");
+    // The access log names the user, as squid's does: the request, the CONNECT, and the
+    // tunnels of the CONNECT and of SOCKS5.
+    let named = |log: &str, needle: &str| {
+        (log.lines())
+            .filter(|l| l.contains("rama::access") && l.contains("user=\"alice\""))
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    until("the access lines of alice's three exchanges", || {
+        let log = plain(&proxy.stderr());
+        named(&log, "method=GET") == 1
+            && named(&log, "method=CONNECT") == 1
+            && named(&log, "relay finished") == 2
+    })
+    .await;
 
     // HTTP: a wrong password and no credentials get 407, absolute-form and CONNECT alike.
     let got = curl(&["-x", &good, "--proxy-user", "alice:wrong", &url]).await;

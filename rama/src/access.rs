@@ -3,7 +3,7 @@
 //! squid's `access.log` or nginx's `access_log` keep. Its own target lets a subscriber's
 //! filter turn it on or off alone (`RUST_LOG=info,rama::access=off`).
 
-use crate::http::ConnFacts;
+use crate::{http::ConnFacts, socks5::auth::User};
 use ::http::{Method, Request, StatusCode, Uri};
 use std::{net::SocketAddr, time::Instant};
 
@@ -19,6 +19,7 @@ pub(crate) struct Exchange {
     method: Method,
     uri: Uri,
     peer: Option<SocketAddr>,
+    user: Option<User>,
     status: Option<StatusCode>,
 }
 
@@ -48,8 +49,15 @@ impl Exchange {
                 .extensions()
                 .get::<ConnFacts>()
                 .map(ConnFacts::peer_addr),
+            user: None,
             status: None,
         }))
+    }
+
+    /// Notes the user the request authenticated as (`Proxy-Authorization`), for the event to
+    /// name, as squid's access log does.
+    pub(crate) fn user(&mut self, user: User) {
+        self.user = Some(user);
     }
 
     /// Notes the status the request was answered with; the event, with how long the answer
@@ -64,15 +72,16 @@ impl Drop for Exchange {
         let ms = self.started.elapsed().as_secs_f64() * 1e3;
         let peer = crate::http::forward::Peer(self.peer);
         let (method, uri) = (&self.method, &self.uri);
+        let user = self.user.as_ref().map(User::name);
         match self.status {
             Some(status) => tracing::info!(
                 target: TARGET,
-                %peer, %method, %uri, status = status.as_u16(), ms = format_args!("{ms:.1}"),
+                %peer, user, %method, %uri, status = status.as_u16(), ms = format_args!("{ms:.1}"),
                 "answered"
             ),
             None => tracing::info!(
                 target: TARGET,
-                %peer, %method, %uri, status = 499, ms = format_args!("{ms:.1}"),
+                %peer, user, %method, %uri, status = 499, ms = format_args!("{ms:.1}"),
                 "abandoned: the client went before the answer"
             ),
         }

@@ -93,6 +93,13 @@ impl ConnInfo {
         &self.shutdown
     }
 
+    /// The user the client authenticated as, when it did: the
+    /// [`User`](crate::socks5::auth::User) a SOCKS5 login or an HTTP proxy's
+    /// `Proxy-Authorization` (for its `CONNECT`s) put in the extensions.
+    pub fn user(&self) -> Option<&crate::socks5::auth::User> {
+        self.extensions().get()
+    }
+
     /// What earlier stages recorded, by type.
     pub fn extensions(&self) -> &http::Extensions {
         &self.extensions

@@ -216,10 +216,11 @@ where
         let auth = self.auth.clone();
         let rules = self.rules.clone();
         Box::pin(async move {
-            let access = crate::access::Exchange::start(&request, false);
+            let mut access = crate::access::Exchange::start(&request, false);
             let failed_connect_closes =
                 request.method() == Method::CONNECT && request.version() < Version::HTTP_2;
-            let mut response = handle(request, inner, client, auth, rules).await;
+            let mut response =
+                handle(request, inner, client, auth, rules, access.as_deref_mut()).await;
             if failed_connect_closes && !opens_or_asks_again(response.status()) {
                 // What the client sent right behind its `CONNECT` was meant for the tunnel (a
                 // TLS `ClientHello`, a request): read as requests of their own, those bytes
@@ -241,6 +242,7 @@ async fn handle<S, A>(
     client: Client,
     auth: A,
     rules: Option<Rules>,
+    access: Option<&mut crate::access::Exchange>,
 ) -> Response<Body>
 where
     S: Service<tunnel::Request<ConnectHandshake>> + 'static,
@@ -261,7 +263,13 @@ where
             return proxy_auth_required();
         };
         match auth.check(Credentials::new(name.as_str(), password)).await {
-            Ok(true) => user = Some(User::new(&name)),
+            Ok(true) => {
+                let authenticated = User::new(&name);
+                if let Some(access) = access {
+                    access.user(authenticated.clone());
+                }
+                user = Some(authenticated);
+            }
             Ok(false) => {
                 tracing::warn!(%peer, user = %name, "http proxy: authentication failed");
                 return proxy_auth_required();

@@ -2,6 +2,7 @@
 //! is a plain TCP socket, else a buffered copy.
 
 use super::{Relay, Relayed, ResetSignal, relay};
+use crate::socks5::auth::User;
 #[cfg(target_os = "linux")]
 use crate::tcp;
 use std::{
@@ -131,21 +132,27 @@ fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
 
 /// Logs a relay dropped before its end (the server's drain deadline, its idle or total
 /// timeout), as [`relay_finished`] logs one that ended: a tunnel's access line either way.
-pub(crate) fn relay_cut(peer: SocketAddr, upstream: &crate::Address) {
-    tracing::info!(target: crate::access::TARGET, %peer, %upstream, "relay cut before its end");
+pub(crate) fn relay_cut(peer: SocketAddr, user: Option<&User>, upstream: &crate::Address) {
+    let user = user.map(User::name);
+    tracing::info!(target: crate::access::TARGET, %peer, user, %upstream, "relay cut before its end");
 }
 
 /// Logs the end of a relay with the peer and the upstream, a reset's too (any other failure is
 /// its caller's to log).
 pub(crate) fn relay_finished(
     peer: SocketAddr,
+    user: Option<&User>,
     upstream: &crate::Address,
     result: io::Result<Relayed>,
 ) -> io::Result<Relayed> {
+    // The user the client authenticated as, when it did (SOCKS5 or `Proxy-Authorization`),
+    // as squid's access log names it.
+    let user = user.map(User::name);
     match &result {
         Ok(moved) => tracing::info!(
             target: crate::access::TARGET,
             %peer,
+            user,
             %upstream,
             sent = moved.sent,
             received = moved.received,
@@ -155,6 +162,7 @@ pub(crate) fn relay_finished(
         Err(error) if super::is_reset(error) => tracing::info!(
             target: crate::access::TARGET,
             %peer,
+            user,
             %upstream,
             "relay reset by the client"
         ),
@@ -162,6 +170,7 @@ pub(crate) fn relay_finished(
         Err(error) if crate::error::is_peer_reset(error) => tracing::info!(
             target: crate::access::TARGET,
             %peer,
+            user,
             %upstream,
             %error,
             "relay reset"

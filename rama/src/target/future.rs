@@ -4,6 +4,7 @@ use super::{Error, Target};
 use crate::{
     Address, Conn,
     io::{Relay, Relayed, TcpRelay, relay, relay_cut, relay_finished},
+    socks5::auth::User,
     tcp::{self, Connect},
     tunnel::{OpenError, Refusal},
 };
@@ -24,6 +25,7 @@ pin_project! {
     /// Dials, then relays; resolves with the bytes moved each way.
     pub struct ResponseFuture<S> {
         peer: SocketAddr,
+        user: Option<User>,
         upstream: Option<Address>,
         buffer_size: usize,
         splice: bool,
@@ -36,7 +38,7 @@ pin_project! {
             let this = this.project();
             let relaying = matches!(*this.state, State::Relaying { .. } | State::RelayingTls { .. });
             if let (true, Some(upstream)) = (relaying, this.upstream) {
-                relay_cut(*this.peer, upstream);
+                relay_cut(*this.peer, this.user.as_ref(), upstream);
             }
         }
     }
@@ -68,6 +70,7 @@ impl<S> ResponseFuture<S> {
         };
         Self {
             peer: info.peer_addr(),
+            user: info.user().cloned(),
             upstream,
             buffer_size: target.buffer_size,
             splice: target.splice,
@@ -131,7 +134,7 @@ where
                     let result = ready!(Pin::new(relay).poll(cx));
                     let upstream = this.upstream.take().expect("relaying has an upstream");
                     return Poll::Ready(
-                        relay_finished(*this.peer, &upstream, result)
+                        relay_finished(*this.peer, this.user.as_ref(), &upstream, result)
                             .map_err(|error| Error::relay(upstream, error)),
                     );
                 }
@@ -139,7 +142,7 @@ where
                     let result = ready!(Pin::new(relay).poll(cx));
                     let upstream = this.upstream.take().expect("relaying has an upstream");
                     return Poll::Ready(
-                        relay_finished(*this.peer, &upstream, result)
+                        relay_finished(*this.peer, this.user.as_ref(), &upstream, result)
                             .map_err(|error| Error::relay(upstream, error)),
                     );
                 }

@@ -291,6 +291,7 @@ where
             splice: self.splice,
         };
         tunnel::Open::new(handshake, info.peer_addr(), destination, dial, relay)
+            .user(info.user().cloned())
     }
 }
 

@@ -4,6 +4,7 @@ use super::{Handshake, Refusal};
 use crate::{
     Address,
     io::{Relayed, ResetSignal, TcpRelay},
+    socks5::auth::User,
 };
 use pin_project_lite::pin_project;
 use std::{
@@ -46,6 +47,7 @@ pin_project! {
         H: Handshake,
     {
         peer: SocketAddr,
+        user: Option<User>,
         upstream: Option<Address>,
         relay: RelayConfig,
         #[pin]
@@ -59,7 +61,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let (State::Relaying { .. }, Some(upstream)) = (&*this.state, this.upstream) {
-                crate::io::relay_cut(*this.peer, upstream);
+                crate::io::relay_cut(*this.peer, this.user.as_ref(), upstream);
             }
         }
     }
@@ -84,6 +86,13 @@ pin_project! {
 }
 
 impl<H: Handshake, D, E> Open<H, D, E> {
+    /// Names `user` (the one the client authenticated as, from its connection's extensions)
+    /// in the tunnel's access line.
+    pub fn user(mut self, user: Option<User>) -> Self {
+        self.user = user;
+        self
+    }
+
     /// Opens a tunnel from the client at `peer` to `upstream`, reached by `dial`.
     pub fn new(
         handshake: H,
@@ -94,6 +103,7 @@ impl<H: Handshake, D, E> Open<H, D, E> {
     ) -> Self {
         Self {
             peer,
+            user: None,
             upstream: Some(upstream),
             relay,
             state: State::Dialing {
@@ -160,8 +170,13 @@ where
                     let result = ready!(Pin::new(relay).poll(cx));
                     let upstream = this.upstream.take().expect("relaying has an upstream");
                     return Poll::Ready(
-                        crate::io::relay_finished(*this.peer, &upstream, result)
-                            .map_err(|error| E::relay(upstream, error)),
+                        crate::io::relay_finished(
+                            *this.peer,
+                            this.user.as_ref(),
+                            &upstream,
+                            result,
+                        )
+                        .map_err(|error| E::relay(upstream, error)),
                     );
                 }
                 StateProj::Rejecting { reject, error } => {

@@ -127,5 +127,6 @@ where
             splice: true,
         };
         tunnel::Open::new(handshake, info.peer_addr(), destination, dial, relay)
+            .user(info.user().cloned())
     }
 }
