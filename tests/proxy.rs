@@ -39,16 +39,7 @@ where
 
 /// A plain HTTP/1.1 origin.
 fn http_origin() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    origins().spawn(async move {
-        let listener = TcpListener::from_std(listener).unwrap();
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(answer_http(stream));
-        }
-    });
-    addr
+    rama_e2e::stream_origin(answer_http)
 }
 
 /// An HTTPS origin for `localhost`/`127.0.0.1` with a fresh CA: its address and the CA's PEM.
@@ -409,31 +400,20 @@ async fn a_socks4_client_is_logged_as_the_malformed_request_it_is() {
 
 /// An origin that echoes each line, and resets its connection at the line `reset`.
 fn resetting_echo_origin() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    origins().spawn(async move {
-        let listener = TcpListener::from_std(listener).unwrap();
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(stream);
-                let mut line = String::new();
-                while let Ok(1..) =
-                    tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line).await
-                {
-                    if line == "reset\n" {
-                        let _ = lines.get_ref().set_zero_linger();
-                        return;
-                    }
-                    if lines.get_mut().write_all(line.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-            });
+    rama_e2e::stream_origin(|stream| async move {
+        let mut lines = tokio::io::BufReader::new(stream);
+        let mut line = String::new();
+        while let Ok(1..) = tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line).await {
+            if line == "reset\n" {
+                let _ = lines.get_ref().set_zero_linger();
+                return;
+            }
+            if lines.get_mut().write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+            line.clear();
         }
-    });
-    addr
+    })
 }
 
 /// A tunnel to `origin` through `proxy`, by SOCKS5 or by `CONNECT`, that echoed a line.

@@ -17,7 +17,7 @@ use rama::{
         },
     },
 };
-use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, origins, rama_origin, read_head};
+use rama_e2e::{EchoOrigin, PATIENCE, Running, echo_line, rama_origin, read_head};
 use std::{
     cell::Cell,
     future::Future,
@@ -32,7 +32,7 @@ use std::{
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::Command,
     time::timeout,
 };
@@ -57,16 +57,7 @@ fn ca_and_server(dir: &Path, stem: &str, names: &[&str]) -> (dev::Ca, PathBuf, P
 
 /// An HTTP/1.1 origin that answers every request with `body` and closes.
 fn http_origin(body: &'static str) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    origins().spawn(async move {
-        let listener = TcpListener::from_std(listener).unwrap();
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(answer_http(stream, body.to_owned()));
-        }
-    });
-    addr
+    rama_e2e::stream_origin(move |stream| answer_http(stream, body.to_owned()))
 }
 
 /// Reads a request head, answers `body`, closes.

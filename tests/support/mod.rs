@@ -363,6 +363,23 @@ pub fn bind_origin() -> (TcpListener, SocketAddr) {
     (TcpListener::from_std(listener).unwrap(), addr)
 }
 
+/// An origin on 127.0.0.1, on the origins' runtime, that hands each connection it accepts to
+/// `serve`, in a task of its own; its address.
+pub fn stream_origin<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send,
+{
+    let (listener, addr) = bind_origin();
+    origins().spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    addr
+}
+
 /// A TCP echo origin on 127.0.0.1 (half-close aware: it shuts its write side after the
 /// client's EOF). Counts the connections it accepted.
 #[derive(Debug, Clone)]
