@@ -58,7 +58,7 @@ impl Interim {
     /// for the client, if the own path serves it; `100 Continue` (which the own path never has
     /// a request for: those with `Expect` are hyper's) and `101` are not passed on.
     pub(crate) fn offer(&self, status: StatusCode, headers: &HeaderMap) {
-        if !self.armed.load(Ordering::Relaxed)
+        if !self.is_armed()
             || status == StatusCode::CONTINUE
             || status == StatusCode::SWITCHING_PROTOCOLS
         {
