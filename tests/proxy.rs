@@ -342,15 +342,14 @@ async fn the_curl_lines_printed_on_start_work_as_pasted_into_a_shell() {
         let command = line
             .replace("https://example.com/", &https)
             .replace("http://example.com/", &format!("http://{origin}/pasted"));
-        let run = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{command} -sS --max-time 20"))
-            .kill_on_drop(true)
-            .output();
-        let output = timeout(PATIENCE, run)
-            .await
-            .expect("curl in time")
-            .expect("run sh");
+        let output = rama_e2e::run_bounded(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("{command} -sS --max-time 20"))
+                .kill_on_drop(true),
+            "sh",
+        )
+        .await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -418,8 +417,8 @@ fn resetting_echo_origin() -> SocketAddr {
 
 /// A tunnel to `origin` through `proxy`, by SOCKS5 or by `CONNECT`, that echoed a line.
 async fn echoing_tunnel(proxy: SocketAddr, origin: SocketAddr, socks5: bool) -> TcpStream {
-    let mut stream = TcpStream::connect(proxy).await.unwrap();
-    if socks5 {
+    let mut stream = if socks5 {
+        let mut stream = TcpStream::connect(proxy).await.unwrap();
         let std::net::IpAddr::V4(ip) = origin.ip() else {
             unreachable!("the origin is on 127.0.0.1")
         };
@@ -433,23 +432,14 @@ async fn echoing_tunnel(proxy: SocketAddr, origin: SocketAddr, socks5: bool) -> 
             .expect("the replies in time")
             .unwrap();
         assert_eq!(replies[..4], [0x05, 0x00, 0x05, 0x00], "{replies:?}");
+        stream
     } else {
-        let connect = format!("CONNECT {origin} HTTP/1.1\r\nhost: {origin}\r\n\r\n");
-        stream.write_all(connect.as_bytes()).await.unwrap();
-        let head = timeout(PATIENCE, read_head(&mut stream))
-            .await
-            .expect("the answer in time")
-            .unwrap()
-            .expect("an answer");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    }
-    stream.write_all(b"hello\n").await.unwrap();
-    let mut echo = [0u8; 6];
-    timeout(PATIENCE, stream.read_exact(&mut echo))
-        .await
-        .expect("the echo in time")
-        .unwrap();
-    assert_eq!(&echo, b"hello\n");
+        rama_e2e::h1_tunnel(proxy, origin).await
+    };
+    assert_eq!(
+        rama_e2e::echo_line(&mut stream, "hello\n").await.unwrap(),
+        "hello\n"
+    );
     stream
 }
 
